@@ -1,0 +1,5 @@
+//! darkroom: one binary that runs an image-generation box.
+//!
+//! (Architecture map: see the module list below; each module's own `//!` says why it exists.)
+
+pub mod store;

@@ -1,0 +1,164 @@
+//! The daemon's one embedded database engine (redb) and its group-commit writer.
+//!
+//! Every durable write in darkroom — object metadata, multipart state, jobs, cache
+//! entries — goes through [`Store::write`]. A single writer thread drains a channel of
+//! operations, applies as many as are waiting in one redb transaction, commits once
+//! with `Durability::Immediate` (one fsync) and only then answers every caller. Under
+//! concurrency that turns N fsyncs into one without giving up per-operation durability:
+//! nothing is acknowledged before it is on disk.
+//!
+//! Operations must check their preconditions before they write: a logical error
+//! (`NoSuchBucket`, a lost race) returns `Err` without touching the transaction, so
+//! the other operations of the batch still commit. A storage error aborts the whole
+//! batch and every caller of that batch gets it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, ReadTransaction, WriteTransaction};
+use tokio::sync::oneshot;
+
+mod error;
+pub use error::StoreError;
+
+/// How many operations one transaction takes at most.
+const MAX_BATCH: usize = 256;
+
+type Op = Box<dyn FnOnce(Option<&WriteTransaction>) -> Box<dyn FnOnce(bool) + Send> + Send>;
+
+/// Cheap `Clone` handle on the database and its writer thread.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    path: PathBuf,
+    tx: mpsc::Sender<Op>,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and starts the writer thread.
+    ///
+    /// Quick repair is on, so reopening after a crash does not rebuild the allocator
+    /// state by scanning the whole file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let db = Database::builder()
+            .set_cache_size(64 * 1024 * 1024)
+            .create(path)
+            .map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Op>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("darkroom-db-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx))
+            .map_err(|e| StoreError::io(path, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_path_buf(),
+                tx,
+            }),
+        })
+    }
+
+    /// The database file this store writes to.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Begins a read transaction (a consistent snapshot; never blocks writers).
+    pub fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.inner.db.begin_read()?)
+    }
+
+    /// Runs `f` inside a batched write transaction and returns its result once the
+    /// transaction is durably committed.
+    ///
+    /// `f` runs on the writer thread: keep it short and free of I/O other than the
+    /// transaction itself. If `f` returns `Err` it must not have written anything.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel::<Result<T, E>>();
+        let op: Op = Box::new(move |txn| {
+            let Some(txn) = txn else {
+                let _ = reply_tx.send(Err(StoreError::Closed.into()));
+                return Box::new(|_| {});
+            };
+            let result = f(txn);
+            Box::new(move |committed: bool| {
+                let reply = if committed {
+                    result
+                } else {
+                    Err(StoreError::CommitFailed.into())
+                };
+                let _ = reply_tx.send(reply);
+            })
+        });
+        self.inner
+            .tx
+            .send(op)
+            .map_err(|_| E::from(StoreError::Closed))?;
+        reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// Like [`Store::write`] for code that is already on a blocking thread.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+    {
+        let handle = self.clone();
+        futures::executor::block_on(handle.write(f))
+    }
+}
+
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(mut txn) => {
+                txn.set_quick_repair(true);
+                Some(txn)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "database: cannot begin a write transaction");
+                None
+            }
+        };
+        let finishers: Vec<_> = batch.into_iter().map(|op| op(txn.as_ref())).collect();
+        let committed = match txn {
+            Some(txn) => match txn.commit() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "database: commit failed; the batch is lost and its callers get an error");
+                    false
+                }
+            },
+            None => false,
+        };
+        for finish in finishers {
+            finish(committed);
+        }
+    }
+}
