@@ -2,4 +2,5 @@
 //!
 //! (Architecture map: see the module list below; each module's own `//!` says why it exists.)
 
+pub mod clock;
 pub mod store;
