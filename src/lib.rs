@@ -1,6 +1,23 @@
 //! darkroom: one binary that runs an image-generation box.
 //!
-//! (Architecture map: see the module list below; each module's own `//!` says why it exists.)
+//! The daemon ([`daemon`]) wires these services together and owns shutdown:
+//!
+//! - [`store`]: the embedded database engine (redb) with a group-commit writer that
+//!   every durable write goes through.
+//! - [`storage`]: the object store — buckets, objects, multipart uploads, lifecycle —
+//!   with metadata in redb and bytes in blob files.
+//! - [`s3`]: the S3-compatible server (the `s3s` crate) over [`storage`], so awscli,
+//!   boto3, rclone and n8n's S3 node can use darkroom instead of MinIO.
+//! - [`config`]: typed configuration, layered defaults < file < env < flags.
+//! - [`clock`]: injectable time for everything that expires or retries.
+//! - [`telemetry`]: logging setup.
+//! - [`cli`]: the command line.
 
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod s3;
+pub mod storage;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,43 @@
-fn main(){}
+//! The `darkroom` executable: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use darkroom::cli::{Cli, Command, ConfigCommand, ServeArgs};
+use darkroom::config::{Config, Overrides};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(&args),
+        None => serve(&cli.serve),
+        Some(Command::Config(ConfigCommand::Check { file })) => check_config(file.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("darkroom: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let loaded = Config::load(args.config.as_deref(), &args.overrides())?;
+    darkroom::telemetry::init(loaded.config.log.format, &loaded.config.log.level);
+    if let Some(file) = &loaded.file {
+        tracing::info!(file = %file.display(), "configuration loaded");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(darkroom::daemon::run(loaded.config))
+}
+
+fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let loaded = Config::load(file, &Overrides::default())?;
+    match &loaded.file {
+        Some(f) => eprintln!("darkroom: {} is valid", f.display()),
+        None => eprintln!("darkroom: no config file; built-in defaults and environment are valid"),
+    }
+    print!("{}", loaded.config.to_toml());
+    Ok(())
+}

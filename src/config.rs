@@ -1,0 +1,352 @@
+//! Typed, validated configuration.
+//!
+//! Layers, later wins: built-in defaults < config file (`--config FILE`, else
+//! `./config.toml` when present) < `DARKROOM_*` environment variables (`__` separates
+//! levels: `DARKROOM_S3__ACCESS_KEY`) < command-line flags. MinIO's
+//! `MINIO_ROOT_USER` / `MINIO_ROOT_PASSWORD` stand in for the S3 credentials.
+//! Unknown keys are errors that name the key and where it came from. The documented
+//! example, `config.toml` at the repository root, is embedded and must parse to the
+//! defaults (a test checks it).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The documented example configuration shipped with darkroom.
+pub const EXAMPLE: &str = include_str!("../config.toml");
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database and object blobs live.
+    pub data_dir: PathBuf,
+    /// Seconds in-flight work gets to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+    pub log: LogConfig,
+    pub s3: S3Config,
+    pub api: ApiConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            shutdown_grace_seconds: 30,
+            log: LogConfig::default(),
+            s3: S3Config::default(),
+            api: ApiConfig::default(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The S3-compatible server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub enabled: bool,
+    pub addr: SocketAddr,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    pub max_object_size: u64,
+    pub fsync: bool,
+    pub lifecycle_day_seconds: u64,
+    pub lifecycle_interval_seconds: u64,
+    pub buckets: Vec<BucketConfig>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        let bucket = |name: &str, expire_days| BucketConfig {
+            name: name.into(),
+            public_read: false,
+            expire_days,
+        };
+        Self {
+            enabled: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            access_key: String::new(),
+            secret_key: String::new(),
+            region: "us-east-1".into(),
+            max_object_size: 5 * 1024 * 1024 * 1024,
+            fsync: true,
+            lifecycle_day_seconds: 86_400,
+            lifecycle_interval_seconds: 60,
+            buckets: vec![
+                bucket("comfyui-outputs", 0),
+                bucket("darkchannel-jobs", 0),
+                bucket("darkchannel-output", 0),
+                bucket("darkchannel-refs", 0),
+                bucket("darkchannel-temp", 1),
+            ],
+        }
+    }
+}
+
+/// A bucket created at startup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    pub name: String,
+    #[serde(default)]
+    pub public_read: bool,
+    /// Lifecycle days after which objects expire; 0 means never.
+    #[serde(default)]
+    pub expire_days: u32,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub addr: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9080)),
+        }
+    }
+}
+
+/// A configuration that could not be loaded, naming where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Command-line values that override everything else (`None` = not given).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub s3_addr: Option<SocketAddr>,
+    pub api_addr: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the effective configuration came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the layered configuration from the real process environment.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+        Self::load_from(file, std::env::vars(), overrides)
+    }
+
+    /// Loads the layered configuration with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Loaded, ConfigError> {
+        let default_file = Path::new("config.toml");
+        let file = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None if default_file.is_file() => Some(default_file.to_path_buf()),
+            None => None,
+        };
+        let mut tree = toml::Table::new();
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            tree = parse_file(path, &text)?;
+        }
+        apply_env(&mut tree, env)?;
+        let mut config: Config = Config::deserialize(tree).map_err(|e| ConfigError::File {
+            path: file.clone().unwrap_or_else(|| PathBuf::from("(environment)")),
+            message: e.to_string(),
+        })?;
+        config.apply(overrides);
+        config.validate()?;
+        Ok(Loaded { config, file })
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(d) = &o.data_dir {
+            self.data_dir.clone_from(d);
+        }
+        if let Some(a) = o.s3_addr {
+            self.s3.addr = a;
+        }
+        if let Some(a) = o.api_addr {
+            self.api.addr = a;
+        }
+        if let Some(f) = o.log_format {
+            self.log.format = f;
+        }
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.s3.access_key.is_empty() != self.s3.secret_key.is_empty() {
+            return invalid(
+                "s3.access_key",
+                "set both s3.access_key and s3.secret_key, or neither (to generate them)",
+            );
+        }
+        if !self.s3.secret_key.is_empty() && self.s3.secret_key.len() < 8 {
+            return invalid("s3.secret_key", "must be at least 8 characters");
+        }
+        if self.s3.lifecycle_day_seconds == 0 {
+            return invalid("s3.lifecycle_day_seconds", "must be at least 1");
+        }
+        if self.s3.lifecycle_interval_seconds == 0 {
+            return invalid("s3.lifecycle_interval_seconds", "must be at least 1");
+        }
+        for b in &self.s3.buckets {
+            if let Err(e) = crate::storage::validate_bucket_name(&b.name) {
+                return Err(ConfigError::Invalid {
+                    key: "s3.buckets.name",
+                    message: format!("{:?}: {e}", b.name),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (what `darkroom config check` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Parses a config file, rejecting unknown keys with the file's name.
+fn parse_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    let file_err = |message: String| ConfigError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    // Deserialize the file alone first so an unknown key is reported against it.
+    toml::from_str::<Config>(text).map_err(|e| file_err(e.to_string()))?;
+    toml::from_str(text).map_err(|e| file_err(e.to_string()))
+}
+
+/// Overlays `DARKROOM_*` (and MinIO's credential variables) onto the tree.
+fn apply_env(
+    tree: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("DARKROOM_") || k.starts_with("MINIO_ROOT_"))
+        .collect();
+    // MinIO aliases first so the DARKROOM_ names win.
+    vars.sort_by_key(|(k, _)| !k.starts_with("MINIO_"));
+    for (var, raw) in vars {
+        let path: Vec<String> = match var.as_str() {
+            "MINIO_ROOT_USER" => vec!["s3".into(), "access_key".into()],
+            "MINIO_ROOT_PASSWORD" => vec!["s3".into(), "secret_key".into()],
+            v if v.starts_with("MINIO_") => continue,
+            v => v["DARKROOM_".len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect(),
+        };
+        // A value is read as TOML (numbers, booleans, arrays) and falls back to a
+        // plain string; each variable is checked alone so an error names it.
+        let mut first_error = None;
+        let mut accepted = None;
+        for value in [parse_env_value(&raw), toml::Value::String(raw.clone())] {
+            let mut single = toml::Table::new();
+            insert_path(&mut single, &path, value.clone());
+            match Config::deserialize(single) {
+                Ok(_) => {
+                    accepted = Some(value);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        let Some(value) = accepted else {
+            return Err(ConfigError::Env {
+                var,
+                message: first_error.unwrap_or_default(),
+            });
+        };
+        insert_path(tree, &path, value);
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+fn insert_path(tree: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = tree;
+    for p in parents {
+        let entry = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(t) = entry else {
+            return;
+        };
+        cur = t;
+    }
+    cur.insert(last.clone(), value);
+}

@@ -1,0 +1,198 @@
+//! Wires the services together and owns their lifetime: opens the stores, creates
+//! the configured buckets, binds the listeners, runs the background tasks, and on
+//! SIGTERM / Ctrl-C stops accepting, lets in-flight work finish within the grace
+//! period and closes the database cleanly.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{self, SharedClock};
+use crate::config::Config;
+use crate::s3::Credentials;
+use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
+
+/// A running daemon.
+pub struct Daemon {
+    s3_addr: Option<SocketAddr>,
+    storage: ObjectStore,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Daemon {
+    /// Opens everything and starts serving. Listens where the config says (port 0
+    /// picks a free port: see [`Daemon::s3_addr`]).
+    pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        let opts = StorageOptions {
+            fsync: config.s3.fsync,
+            max_object_size: config.s3.max_object_size,
+            lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        };
+        let root = config.data_dir.clone();
+        let store_clock = clock.clone();
+        let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))
+            .await?
+            .context("cannot open the object store")?;
+        for b in &config.s3.buckets {
+            let rules = if b.expire_days > 0 {
+                vec![LifecycleRule {
+                    id: Some(format!("darkroom-config-expire-{}d", b.expire_days)),
+                    enabled: true,
+                    expiration_days: Some(b.expire_days),
+                    ..LifecycleRule::default()
+                }]
+            } else {
+                Vec::new()
+            };
+            storage
+                .ensure_bucket(&b.name, b.public_read, rules)
+                .await
+                .with_context(|| format!("config s3.buckets: cannot create bucket {:?}", b.name))?;
+        }
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let grace = Duration::from_secs(config.shutdown_grace_seconds);
+        let mut s3_addr = None;
+        if config.s3.enabled {
+            let credentials = resolve_credentials(config)?;
+            let listener = TcpListener::bind(config.s3.addr)
+                .await
+                .with_context(|| format!("s3.addr: cannot listen on {}", config.s3.addr))?;
+            let addr = listener.local_addr()?;
+            s3_addr = Some(addr);
+            let service = crate::s3::build(storage.clone(), &credentials, &config.s3.region);
+            tasks.spawn(crate::s3::serve(listener, service, shutdown.clone(), grace));
+            tracing::info!(%addr, "S3 API listening");
+        }
+        let interval = Duration::from_secs(config.s3.lifecycle_interval_seconds);
+        tasks.spawn(storage.clone().run_lifecycle(interval, shutdown.clone()));
+        Ok(Self {
+            s3_addr,
+            storage,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Where the S3 API listens, if enabled.
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
+        self.s3_addr
+    }
+
+    /// The object store the daemon serves.
+    pub fn storage(&self) -> &ObjectStore {
+        &self.storage
+    }
+
+    /// A token that stops the daemon when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting work, waits for the services to drain, closes the stores.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        drop(self.storage);
+        tracing::info!("darkroom stopped");
+    }
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let daemon = Daemon::start(&config, clock::system()).await?;
+    if let Some(addr) = daemon.s3_addr() {
+        // A plain line on stdout for people and for scripts waiting on readiness.
+        println!("darkroom: S3 API on http://{addr}");
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The configured credentials, or the ones generated at first start.
+fn resolve_credentials(config: &Config) -> anyhow::Result<Credentials> {
+    if !config.s3.access_key.is_empty() {
+        return Ok(Credentials {
+            access_key: config.s3.access_key.clone(),
+            secret_key: config.s3.secret_key.clone(),
+        });
+    }
+    load_or_generate_credentials(&config.data_dir.join("credentials.toml"))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredCredentials {
+    access_key: String,
+    secret_key: String,
+}
+
+fn load_or_generate_credentials(path: &Path) -> anyhow::Result<Credentials> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let c: StoredCredentials = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        return Ok(Credentials {
+            access_key: c.access_key,
+            secret_key: c.secret_key,
+        });
+    }
+    use rand::distr::{Alphanumeric, SampleString};
+    let mut rng = rand::rng();
+    let c = StoredCredentials {
+        access_key: Alphanumeric.sample_string(&mut rng, 20).to_uppercase(),
+        secret_key: Alphanumeric.sample_string(&mut rng, 40),
+    };
+    let text = toml::to_string(&c)?;
+    write_private(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "darkroom: generated S3 credentials (stored in {}, shown once):\n  access key: {}\n  secret key: {}",
+        path.display(),
+        c.access_key,
+        c.secret_key
+    );
+    Ok(Credentials {
+        access_key: c.access_key,
+        secret_key: c.secret_key,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}

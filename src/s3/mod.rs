@@ -1,0 +1,100 @@
+//! The S3-compatible server: the `s3s` crate speaks the protocol (routing, XML,
+//! SigV4 including presigned URLs and aws-chunked bodies); this module adapts it to
+//! darkroom's [`ObjectStore`](crate::storage::ObjectStore). Handlers stay thin: they
+//! translate types and call the store. Also here: who may do what (signed requests,
+//! plus unsigned reads of public-read buckets) and MinIO's health endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::ObjectStore;
+
+mod access;
+mod bucket_ops;
+mod checksum;
+mod convert;
+mod error;
+mod list_ops;
+mod multipart_ops;
+mod object_ops;
+mod service;
+
+pub use convert::{millis, timestamp};
+
+/// The owner darkroom reports in listings (it has one account).
+fn owner() -> s3s::dto::Owner {
+    s3s::dto::Owner {
+        display_name: Some("darkroom".into()),
+        id: Some("darkroom".into()),
+    }
+}
+
+/// SigV4 credentials accepted by the server.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Builds the S3 service over `store`.
+pub fn build(store: ObjectStore, credentials: &Credentials, region: &str) -> S3Service {
+    let mut builder = S3ServiceBuilder::new(service::DarkroomS3::new(store.clone(), region));
+    builder.set_auth(SimpleAuth::from_single(
+        credentials.access_key.clone(),
+        credentials.secret_key.clone(),
+    ));
+    builder.set_access(access::Access::new(store));
+    builder.set_route(access::Health);
+    builder.build()
+}
+
+/// Serves `service` on `listener` until `shutdown` fires, then lets open requests
+/// finish for up to `grace`.
+pub async fn serve(listener: TcpListener, service: S3Service, shutdown: CancellationToken, grace: Duration) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let service = Arc::new(service);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "s3: accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = (*service).clone();
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(60))
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "s3: connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("s3: all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "s3: connections still open after the grace period; closing"),
+    }
+}

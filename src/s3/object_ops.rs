@@ -1,0 +1,341 @@
+//! Object operations of the S3 API: put, get (ranges and conditions), head, delete,
+//! batch delete, copy and tagging.
+
+use std::io::{Seek, SeekFrom};
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+
+use super::checksum::{Declared, Verifier};
+use super::convert;
+use crate::storage::{Checksums, ObjectAttrs, ObjectMeta, ObjectStore, PutConditions};
+
+type Out<T> = S3Result<S3Response<T>>;
+
+pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<PutObjectOutput> {
+    let trailers = req.trailing_headers;
+    let input = req.input;
+    if let Some(len) = input.content_length
+        && u64::try_from(len).unwrap_or(0) > s.options().max_object_size
+    {
+        return Err(s3_error!(EntityTooLarge, "object is larger than s3.max_object_size"));
+    }
+    let Some(body) = input.body else {
+        return Err(s3_error!(IncompleteBody, "missing request body"));
+    };
+    let attrs = convert::attrs(
+        input.content_type,
+        input.content_encoding,
+        input.content_disposition,
+        input.content_language,
+        input.cache_control,
+        input.metadata,
+        input.tagging.as_deref(),
+    )?;
+    let conditions = PutConditions {
+        if_none_match_any: input.if_none_match.as_ref().is_some_and(ETagCondition::is_any),
+        if_match: input.if_match.map(|c| match c {
+            ETagCondition::Any => "*".to_string(),
+            ETagCondition::ETag(e) => e.into_value(),
+        }),
+    };
+    let mut verifier = Verifier::new(Declared {
+        content_md5: input.content_md5,
+        algorithm: input.checksum_algorithm,
+        sums: Checksums {
+            crc32: input.checksum_crc32,
+            crc32c: input.checksum_crc32c,
+            sha1: input.checksum_sha1,
+            sha256: input.checksum_sha256,
+            crc64nvme: input.checksum_crc64nvme,
+        },
+    })?;
+    let staged = s.stage(&input.bucket, body, |c| verifier.update(c)).await?;
+    if let Some(len) = input.content_length
+        && u64::try_from(len).ok() != Some(staged.size)
+    {
+        return Err(s3_error!(IncompleteBody, "the body was shorter or longer than Content-Length"));
+    }
+    let checksums = verifier.finish(&staged, trailers)?;
+    let meta = s
+        .commit_object(&input.bucket, &input.key, staged, attrs, checksums, conditions)
+        .await?;
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: Some(convert::etag(&meta)),
+        checksum_crc32: meta.checksums.crc32,
+        checksum_crc32c: meta.checksums.crc32c,
+        checksum_sha1: meta.checksums.sha1,
+        checksum_sha256: meta.checksums.sha256,
+        checksum_crc64nvme: meta.checksums.crc64nvme,
+        ..Default::default()
+    }))
+}
+
+/// The request's conditional headers.
+struct Conditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// RFC 9110 evaluation order: If-Match, If-Unmodified-Since, If-None-Match,
+/// If-Modified-Since. HTTP dates have whole seconds, so compare in seconds.
+fn check_conditions(meta: &ObjectMeta, c: &Conditions<'_>) -> S3Result<()> {
+    let modified_s = meta.last_modified_ms.div_euclid(1000);
+    let matches = |cond: &ETagCondition| match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == meta.etag,
+    };
+    if let Some(cond) = c.if_match {
+        if !matches(cond) {
+            return Err(s3_error!(PreconditionFailed, "If-Match: the ETag does not match"));
+        }
+    } else if let Some(t) = c.if_unmodified_since
+        && modified_s > convert::millis(t).div_euclid(1000)
+    {
+        return Err(s3_error!(PreconditionFailed, "If-Unmodified-Since: the object was modified"));
+    }
+    if let Some(cond) = c.if_none_match {
+        if matches(cond) {
+            return Err(s3_error!(NotModified));
+        }
+    } else if let Some(t) = c.if_modified_since
+        && modified_s <= convert::millis(t).div_euclid(1000)
+    {
+        return Err(s3_error!(NotModified));
+    }
+    Ok(())
+}
+
+fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
+    format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1))
+}
+
+pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<GetObjectOutput> {
+    let input = req.input;
+    if input.part_number.is_some() {
+        return Err(s3_error!(NotImplemented, "GetObject by partNumber is not supported; use Range"));
+    }
+    let open = s.open_object(&input.bucket, &input.key).await?;
+    let meta = open.meta;
+    check_conditions(
+        &meta,
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
+    let range = match &input.range {
+        Some(r) => Some(r.check(meta.size)?),
+        None => None,
+    };
+    let span = range.clone().unwrap_or(0..meta.size);
+    let mut file = open.file;
+    if span.start > 0 {
+        file.seek(SeekFrom::Start(span.start))
+            .map_err(|e| s3s::S3Error::internal_error(e))?;
+    }
+    let len = span.end - span.start;
+    let reader = tokio::fs::File::from_std(file).take(len);
+    let body = StreamingBlob::wrap(ReaderStream::with_capacity(reader, 64 * 1024));
+    let whole = range.is_none();
+    let a = &meta.attrs;
+    let output = GetObjectOutput {
+        body: Some(body),
+        content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+        content_range: range.as_ref().map(|r| content_range(r, meta.size)),
+        accept_ranges: Some("bytes".into()),
+        last_modified: Some(convert::timestamp(meta.last_modified_ms)),
+        e_tag: Some(convert::etag(&meta)),
+        content_type: input.response_content_type.or_else(|| a.content_type.clone()),
+        content_encoding: input.response_content_encoding.or_else(|| a.content_encoding.clone()),
+        content_disposition: input.response_content_disposition.or_else(|| a.content_disposition.clone()),
+        content_language: input.response_content_language.or_else(|| a.content_language.clone()),
+        cache_control: input.response_cache_control.or_else(|| a.cache_control.clone()),
+        metadata: metadata_of(a),
+        tag_count: i32::try_from(a.tags.len()).ok().filter(|n| *n > 0),
+        parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
+        checksum_crc32: meta.checksums.crc32.clone().filter(|_| whole),
+        checksum_crc32c: meta.checksums.crc32c.clone().filter(|_| whole),
+        checksum_sha1: meta.checksums.sha1.clone().filter(|_| whole),
+        checksum_sha256: meta.checksums.sha256.clone().filter(|_| whole),
+        checksum_crc64nvme: meta.checksums.crc64nvme.clone().filter(|_| whole),
+        ..Default::default()
+    };
+    Ok(S3Response::new(output))
+}
+
+fn metadata_of(a: &ObjectAttrs) -> Option<Metadata> {
+    (!a.user_metadata.is_empty()).then(|| a.user_metadata.clone().into_iter().collect())
+}
+
+pub async fn head_object(s: &ObjectStore, req: S3Request<HeadObjectInput>) -> Out<HeadObjectOutput> {
+    let input = req.input;
+    let meta = s.head_object(&input.bucket, &input.key).await?;
+    check_conditions(
+        &meta,
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
+    let a = &meta.attrs;
+    Ok(S3Response::new(HeadObjectOutput {
+        content_length: Some(i64::try_from(meta.size).unwrap_or(i64::MAX)),
+        accept_ranges: Some("bytes".into()),
+        last_modified: Some(convert::timestamp(meta.last_modified_ms)),
+        e_tag: Some(convert::etag(&meta)),
+        content_type: a.content_type.clone(),
+        content_encoding: a.content_encoding.clone(),
+        content_disposition: a.content_disposition.clone(),
+        content_language: a.content_language.clone(),
+        cache_control: a.cache_control.clone(),
+        metadata: metadata_of(a),
+        parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
+        checksum_crc32: meta.checksums.crc32.clone(),
+        checksum_crc32c: meta.checksums.crc32c.clone(),
+        checksum_sha1: meta.checksums.sha1.clone(),
+        checksum_sha256: meta.checksums.sha256.clone(),
+        checksum_crc64nvme: meta.checksums.crc64nvme.clone(),
+        ..Default::default()
+    }))
+}
+
+pub async fn delete_object(s: &ObjectStore, req: S3Request<DeleteObjectInput>) -> Out<DeleteObjectOutput> {
+    s.delete_object(&req.input.bucket, &req.input.key).await?;
+    Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+pub async fn delete_objects(s: &ObjectStore, req: S3Request<DeleteObjectsInput>) -> Out<DeleteObjectsOutput> {
+    let input = req.input;
+    if input.delete.objects.len() > 1000 {
+        return Err(s3_error!(MalformedXML, "at most 1000 keys per DeleteObjects request"));
+    }
+    s.head_bucket(&input.bucket).await?;
+    let quiet = input.delete.quiet.unwrap_or(false);
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for obj in input.delete.objects {
+        match s.delete_object(&input.bucket, &obj.key).await {
+            Ok(_) if quiet => {}
+            Ok(_) => deleted.push(DeletedObject {
+                key: Some(obj.key),
+                ..Default::default()
+            }),
+            Err(e) => {
+                let e = s3s::S3Error::from(e);
+                errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(obj.key),
+                    message: e.message().map(str::to_string),
+                    version_id: None,
+                });
+            }
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: Some(deleted),
+        errors: Some(errors),
+        ..Default::default()
+    }))
+}
+
+/// The bucket and key a CopySource header names.
+pub fn copy_source(src: &CopySource) -> S3Result<(&str, &str)> {
+    match src {
+        CopySource::Bucket { bucket, key, version_id } => {
+            if version_id.is_some() {
+                return Err(s3_error!(NotImplemented, "versioned copy sources are not supported"));
+            }
+            Ok((bucket, key))
+        }
+        _ => Err(s3_error!(NotImplemented, "access point copy sources are not supported")),
+    }
+}
+
+pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Out<CopyObjectOutput> {
+    let input = req.input;
+    let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+    let src = s.head_object(src_bucket, src_key).await?;
+    check_conditions(
+        &src,
+        &Conditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
+    )
+    .map_err(|e| {
+        // A copy never answers 304: an unmet source condition is 412.
+        if *e.code() == s3s::S3ErrorCode::NotModified {
+            s3_error!(PreconditionFailed, "copy source condition not met")
+        } else {
+            e
+        }
+    })?;
+    let replace = input
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    if !replace && src_bucket == input.bucket && src_key == input.key {
+        return Err(s3_error!(
+            InvalidRequest,
+            "copying an object to itself without changing its metadata is not allowed; use MetadataDirective REPLACE"
+        ));
+    }
+    let mut new_attrs = None;
+    if replace {
+        let mut a = convert::attrs(
+            input.content_type,
+            input.content_encoding,
+            input.content_disposition,
+            input.content_language,
+            input.cache_control,
+            input.metadata,
+            input.tagging.as_deref(),
+        )?;
+        if input.tagging.is_none() {
+            a.tags = src.attrs.tags.clone();
+        }
+        new_attrs = Some(a);
+    }
+    let meta = s
+        .copy_object((src_bucket, src_key), (&input.bucket, &input.key), new_attrs)
+        .await?;
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(convert::etag(&meta)),
+            last_modified: Some(convert::timestamp(meta.last_modified_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+pub async fn put_tagging(s: &ObjectStore, req: S3Request<PutObjectTaggingInput>) -> Out<PutObjectTaggingOutput> {
+    let input = req.input;
+    let tags = convert::tags_from_dto(input.tagging.tag_set)?;
+    s.set_tags(&input.bucket, &input.key, tags).await?;
+    Ok(S3Response::new(PutObjectTaggingOutput::default()))
+}
+
+pub async fn get_tagging(s: &ObjectStore, req: S3Request<GetObjectTaggingInput>) -> Out<GetObjectTaggingOutput> {
+    let meta = s.head_object(&req.input.bucket, &req.input.key).await?;
+    Ok(S3Response::new(GetObjectTaggingOutput {
+        tag_set: convert::tags_to_dto(&meta.attrs.tags),
+        version_id: None,
+    }))
+}
+
+pub async fn delete_tagging(s: &ObjectStore, req: S3Request<DeleteObjectTaggingInput>) -> Out<DeleteObjectTaggingOutput> {
+    s.set_tags(&req.input.bucket, &req.input.key, Vec::new()).await?;
+    Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+}

@@ -1,0 +1,235 @@
+//! Object bytes on disk: one file per blob, named by a random internal id and never
+//! by the S3 key, so no key can reach outside the data directory.
+//!
+//! A blob is written under its final name (nothing refers to it until metadata
+//! commits), fsynced with its directory, and only then handed to the metadata layer.
+//! A [`StagedBlob`] that is dropped before its metadata commits deletes its file, and
+//! [`Blobs::reconcile`] removes whatever a crash left unreferenced.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use tokio::io::AsyncWriteExt;
+
+use super::error::StorageError;
+
+/// The blob directory and how carefully it writes.
+#[derive(Debug, Clone)]
+pub struct Blobs {
+    root: PathBuf,
+    fsync: bool,
+}
+
+/// A blob file written and synced but not yet referenced by any metadata.
+#[derive(Debug)]
+pub struct StagedBlob {
+    pub id: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+    path: PathBuf,
+    keep: bool,
+}
+
+impl StagedBlob {
+    /// Marks the blob as referenced: dropping it no longer deletes the file.
+    pub fn keep(mut self) -> String {
+        self.keep = true;
+        std::mem::take(&mut self.id)
+    }
+
+    /// Hex MD5 of the content.
+    pub fn md5_hex(&self) -> String {
+        hex::encode(self.md5)
+    }
+}
+
+impl Drop for StagedBlob {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Blobs {
+    /// Opens the blob directory, creating its 256 shard directories.
+    pub fn open(root: &Path, fsync: bool) -> Result<Self, StorageError> {
+        for shard in 0..=255u8 {
+            let dir = root.join(format!("{shard:02x}"));
+            std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            fsync,
+        })
+    }
+
+    /// Where blob `id` lives.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.root.join(id.get(..2).unwrap_or("00")).join(id)
+    }
+
+    fn new_id() -> String {
+        hex::encode(rand::random::<[u8; 16]>())
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, id: &str) -> std::io::Result<File> {
+        File::open(self.path(id))
+    }
+
+    /// Streams `body` into a new blob, computing its MD5 and calling `inspect` on every
+    /// chunk (for the additional checksums), refusing more than `max` bytes.
+    pub async fn write_stream<S, E>(
+        &self,
+        mut body: S,
+        max: u64,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> Result<StagedBlob, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = Self::new_id();
+        let path = self.path(&id);
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| StorageError::io(&path, e))?;
+        // From here on the guard removes the file on any early return.
+        let mut staged = StagedBlob {
+            id,
+            size: 0,
+            md5: [0; 16],
+            path: path.clone(),
+            keep: false,
+        };
+        let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+        let mut md5 = Md5::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+            staged.size += chunk.len() as u64;
+            if staged.size > max {
+                return Err(StorageError::EntityTooLarge { max });
+            }
+            md5.update(&chunk);
+            inspect(&chunk);
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+        writer.flush().await.map_err(|e| StorageError::io(&path, e))?;
+        let file = writer.into_inner().into_std().await;
+        staged.md5 = md5.finalize().into();
+        let fsync = self.fsync;
+        let sync_path = path.clone();
+        tokio::task::spawn_blocking(move || sync_file_and_dir(&file, &sync_path, fsync))
+            .await
+            .map_err(|e| StorageError::io(&path, std::io::Error::other(e)))??;
+        Ok(staged)
+    }
+
+    /// Writes a new blob from `len` bytes of `src` starting at `offset` (blocking).
+    pub fn copy_range(&self, mut src: File, offset: u64, len: u64) -> Result<StagedBlob, StorageError> {
+        src.seek(SeekFrom::Start(offset))
+            .map_err(|e| StorageError::io("(source object)", e))?;
+        let mut src = src.take(len);
+        self.write_blocking(|out, md5| {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            loop {
+                let n = src.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                md5.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+                total += n as u64;
+            }
+        })
+    }
+
+    /// Writes a new blob that is the concatenation of `parts`, in order (blocking).
+    /// The bytes are copied file to file (copy_file_range), never held in memory.
+    pub fn concat(&self, parts: &[String]) -> Result<StagedBlob, StorageError> {
+        self.write_blocking(|out, _md5| {
+            let mut total = 0;
+            for id in parts {
+                let mut part = File::open(self.path(id))?;
+                total += std::io::copy(&mut part, out)?;
+            }
+            Ok(total)
+        })
+    }
+
+    fn write_blocking(
+        &self,
+        fill: impl FnOnce(&mut File, &mut Md5) -> std::io::Result<u64>,
+    ) -> Result<StagedBlob, StorageError> {
+        let id = Self::new_id();
+        let path = self.path(&id);
+        let mut file = File::create(&path).map_err(|e| StorageError::io(&path, e))?;
+        let mut staged = StagedBlob {
+            id,
+            size: 0,
+            md5: [0; 16],
+            path: path.clone(),
+            keep: false,
+        };
+        let mut md5 = Md5::new();
+        staged.size = fill(&mut file, &mut md5).map_err(|e| StorageError::io(&path, e))?;
+        staged.md5 = md5.finalize().into();
+        sync_file_and_dir(&file, &path, self.fsync)?;
+        Ok(staged)
+    }
+
+    /// Deletes blobs that metadata no longer references (blocking; missing is fine).
+    pub fn remove(&self, ids: &[String]) {
+        for id in ids {
+            let path = self.path(id);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete blob");
+            }
+        }
+    }
+
+    /// Deletes every blob file not in `referenced` (run at startup, before serving).
+    /// Returns how many files were removed.
+    pub fn reconcile(&self, referenced: &HashSet<String>) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        for shard in 0..=255u8 {
+            let dir = self.root.join(format!("{shard:02x}"));
+            let entries = std::fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| StorageError::io(&dir, e))?;
+                let name = entry.file_name();
+                if !referenced.contains(name.to_string_lossy().as_ref()) {
+                    let path = entry.path();
+                    std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn sync_file_and_dir(file: &File, path: &Path, fsync: bool) -> Result<(), StorageError> {
+    if !fsync {
+        return Ok(());
+    }
+    file.sync_all().map_err(|e| StorageError::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StorageError::io(dir, e))?;
+    }
+    Ok(())
+}

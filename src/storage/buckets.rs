@@ -1,0 +1,141 @@
+//! Bucket operations: create (validated names), delete (only when empty), list,
+//! and the per-bucket settings (public read, lifecycle rules).
+
+use redb::ReadableTable;
+
+use super::meta::{self, BucketMeta, LifecycleRule, UploadMeta};
+use super::{ObjectStore, StorageError, require_bucket, validate_bucket_name};
+
+impl ObjectStore {
+    /// Creates a bucket; fails if the name is invalid or the bucket exists.
+    pub async fn create_bucket(&self, name: &str) -> Result<(), StorageError> {
+        validate_bucket_name(name).map_err(|reason| StorageError::InvalidBucketName {
+            name: name.to_string(),
+            reason,
+        })?;
+        let name = name.to_string();
+        let now = self.now();
+        self.inner
+            .db
+            .write(move |txn| {
+                let mut buckets = txn.open_table(meta::BUCKETS)?;
+                if buckets.get(name.as_str())?.is_some() {
+                    return Err(StorageError::BucketAlreadyExists(name));
+                }
+                let record = BucketMeta {
+                    created_ms: now,
+                    ..BucketMeta::default()
+                };
+                buckets.insert(name.as_str(), meta::encode(&record)?.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Creates the bucket if missing and sets its public flag and lifecycle rules
+    /// (buckets declared in config).
+    pub async fn ensure_bucket(
+        &self,
+        name: &str,
+        public_read: bool,
+        lifecycle: Vec<LifecycleRule>,
+    ) -> Result<(), StorageError> {
+        validate_bucket_name(name).map_err(|reason| StorageError::InvalidBucketName {
+            name: name.to_string(),
+            reason,
+        })?;
+        let name = name.to_string();
+        let now = self.now();
+        self.inner
+            .db
+            .write(move |txn| {
+                let mut buckets = txn.open_table(meta::BUCKETS)?;
+                let mut record = match buckets.get(name.as_str())? {
+                    Some(v) => meta::decode(v.value())?,
+                    None => BucketMeta {
+                        created_ms: now,
+                        ..BucketMeta::default()
+                    },
+                };
+                record.public_read = public_read;
+                record.lifecycle = lifecycle;
+                buckets.insert(name.as_str(), meta::encode(&record)?.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Deletes an empty bucket (pending multipart uploads in it are aborted).
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), StorageError> {
+        let name = name.to_string();
+        let doomed = self
+            .inner
+            .db
+            .write(move |txn| {
+                let mut buckets = txn.open_table(meta::BUCKETS)?;
+                require_bucket(&buckets, &name)?;
+                let objects = txn.open_table(meta::OBJECTS)?;
+                if let Some(row) = objects.range((name.as_str(), "")..)?.next() {
+                    let (k, _) = row?;
+                    if k.value().0 == name {
+                        return Err(StorageError::BucketNotEmpty(name));
+                    }
+                }
+                let mut uploads = txn.open_table(meta::UPLOADS)?;
+                let mut upload_ids = Vec::new();
+                for row in uploads.iter()? {
+                    let (k, v) = row?;
+                    let u: UploadMeta = meta::decode(v.value())?;
+                    if u.bucket == name {
+                        upload_ids.push(k.value().to_string());
+                    }
+                }
+                let mut parts = txn.open_table(meta::PARTS)?;
+                let mut blobs = Vec::new();
+                for id in &upload_ids {
+                    uploads.remove(id.as_str())?;
+                    blobs.extend(super::multipart::remove_parts(&mut parts, id)?);
+                }
+                buckets.remove(name.as_str())?;
+                Ok(blobs)
+            })
+            .await?;
+        self.remove_blobs(doomed).await;
+        Ok(())
+    }
+
+    /// The bucket's record, or `NoSuchBucket`.
+    pub async fn head_bucket(&self, name: &str) -> Result<BucketMeta, StorageError> {
+        let name = name.to_string();
+        self.read(move |txn| require_bucket(&txn.open_table(meta::BUCKETS)?, &name))
+            .await
+    }
+
+    /// All buckets, in name order.
+    pub async fn list_buckets(&self) -> Result<Vec<(String, BucketMeta)>, StorageError> {
+        self.read(|txn| {
+            let mut out = Vec::new();
+            for row in txn.open_table(meta::BUCKETS)?.iter()? {
+                let (k, v) = row?;
+                out.push((k.value().to_string(), meta::decode(v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Replaces the bucket's lifecycle rules (an empty list deletes them).
+    pub async fn set_lifecycle(&self, name: &str, rules: Vec<LifecycleRule>) -> Result<(), StorageError> {
+        let name = name.to_string();
+        self.inner
+            .db
+            .write(move |txn| {
+                let mut buckets = txn.open_table(meta::BUCKETS)?;
+                let mut record = require_bucket(&buckets, &name)?;
+                record.lifecycle = rules;
+                buckets.insert(name.as_str(), meta::encode(&record)?.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+}

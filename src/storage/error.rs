@@ -1,0 +1,86 @@
+//! What the object store can refuse or fail at. The S3 adapter maps each variant to
+//! one S3 error code in one place (`s3::error`).
+
+use std::path::PathBuf;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    #[error("bucket {0:?} already exists")]
+    BucketAlreadyExists(String),
+    #[error("bucket {0:?} is not empty")]
+    BucketNotEmpty(String),
+    #[error("invalid bucket name {name:?}: {reason}")]
+    InvalidBucketName { name: String, reason: &'static str },
+    #[error("key {key:?} does not exist in bucket {bucket:?}")]
+    NoSuchKey { bucket: String, key: String },
+    #[error("multipart upload {0:?} does not exist")]
+    NoSuchUpload(String),
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("part {part} is {size} bytes; every part but the last must be at least {min} bytes")]
+    EntityTooSmall { part: u32, size: u64, min: u64 },
+    #[error("object is larger than the {max} bytes allowed (s3.max_object_size)")]
+    EntityTooLarge { max: u64 },
+    #[error("the body was {got} bytes but Content-Length said {expected}")]
+    IncompleteBody { expected: u64, got: u64 },
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(&'static str),
+    #[error("{0}")]
+    BadDigest(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("disk full while writing {path}")]
+    StorageFull { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading the request body: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StorageError {
+    /// Wraps an I/O error on `path`, recognising a full disk.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::StorageFull || source.raw_os_error() == Some(libc::ENOSPC) {
+            Self::StorageFull { path }
+        } else {
+            Self::Io { path, source }
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                Self::Store(StoreError::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<serde_json::Error> for StorageError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Io {
+            path: PathBuf::from("(metadata record)"),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The records the object store keeps in redb, and the tables that hold them.
+//!
+//! Objects are keyed by `(bucket, key)`, so listing a bucket is an ordered range scan.
+//! Records are JSON: small, readable with any redb tool, and easy to extend.
+
+use std::collections::BTreeMap;
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+/// bucket name -> [`BucketMeta`]
+pub const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+/// (bucket, key) -> [`ObjectMeta`]
+pub const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+/// upload id -> [`UploadMeta`]
+pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// (upload id, part number) -> [`PartMeta`]
+pub const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
+/// upload id -> [`CompletedUpload`], so a retried CompleteMultipartUpload succeeds.
+pub const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed_uploads");
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketMeta {
+    pub created_ms: Millis,
+    #[serde(default)]
+    pub public_read: bool,
+    #[serde(default)]
+    pub lifecycle: Vec<LifecycleRule>,
+}
+
+/// The attributes a client sets on an object (PutObject, CreateMultipartUpload,
+/// CopyObject with `REPLACE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectAttrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+}
+
+/// Additional checksums (base64, as S3 sends them) the client asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksums {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// The ETag without quotes: hex MD5, or `md5-of-md5s-N` for multipart objects.
+    pub etag: String,
+    pub last_modified_ms: Millis,
+    /// The blob file holding the bytes.
+    pub blob: String,
+    #[serde(default)]
+    pub attrs: ObjectAttrs,
+    #[serde(default)]
+    pub checksums: Checksums,
+    /// Number of parts for a multipart object, 0 otherwise.
+    #[serde(default)]
+    pub parts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadMeta {
+    pub bucket: String,
+    pub key: String,
+    pub initiated_ms: Millis,
+    #[serde(default)]
+    pub attrs: ObjectAttrs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartMeta {
+    pub size: u64,
+    /// Hex MD5 of the part (its ETag).
+    pub etag: String,
+    pub last_modified_ms: Millis,
+    pub blob: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedUpload {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub completed_ms: Millis,
+}
+
+/// One lifecycle rule (the subset of S3's that darkroom applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRule {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub enabled: bool,
+    #[serde(default)]
+    pub prefix: String,
+    /// Every tag must be present on the object for the rule to apply.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    /// Expire objects this many lifecycle days after their last modification.
+    #[serde(default)]
+    pub expiration_days: Option<u32>,
+    /// Expire objects once this moment has passed.
+    #[serde(default)]
+    pub expiration_date_ms: Option<Millis>,
+    /// Abort multipart uploads this many days after they were initiated.
+    #[serde(default)]
+    pub abort_incomplete_days: Option<u32>,
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(v)
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(b)
+}

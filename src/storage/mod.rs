@@ -1,0 +1,185 @@
+//! darkroom's object store: S3 semantics over local disk, independent of the S3
+//! wire protocol (the `s3` module adapts it; the dispatcher writes outputs through it
+//! directly).
+//!
+//! Metadata lives in redb (see [`meta`]); bytes live in blob files (see [`blobs`]).
+//! A write streams into a new blob, fsyncs it, then commits metadata through the
+//! group-commit writer; an overwrite swaps the metadata atomically and deletes the
+//! old blob afterwards. A reader opens the blob file before it streams, so an
+//! overwrite or delete never cuts a download short.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::ReadableTable;
+use tokio::sync::broadcast;
+
+use crate::clock::{Millis, SharedClock};
+use crate::store::Store;
+
+pub mod blobs;
+mod buckets;
+pub mod error;
+pub mod lifecycle;
+mod list;
+pub mod meta;
+mod multipart;
+mod names;
+mod objects;
+
+pub use blobs::StagedBlob;
+pub use error::StorageError;
+pub use list::{ListPage, ListQuery};
+pub use meta::{BucketMeta, Checksums, LifecycleRule, ObjectAttrs, ObjectMeta, PartMeta, UploadMeta};
+pub use multipart::UploadSummary;
+pub use names::validate_bucket_name;
+pub use objects::{OpenObject, PutConditions};
+
+/// Options of the object store.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// fsync blobs and their directories before acknowledging a write.
+    pub fsync: bool,
+    /// Largest object (or part) accepted, in bytes.
+    pub max_object_size: u64,
+    /// How many milliseconds a lifecycle "day" lasts.
+    pub lifecycle_day_ms: i64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            fsync: true,
+            max_object_size: 5 * 1024 * 1024 * 1024,
+            lifecycle_day_ms: 86_400_000,
+        }
+    }
+}
+
+/// Something that happened in the store that others may want to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageEvent {
+    /// A lifecycle rule expired an object.
+    Expired { bucket: String, key: String },
+    /// A lifecycle rule aborted an incomplete multipart upload.
+    UploadAborted { bucket: String, upload_id: String },
+}
+
+/// Cheap `Clone` handle on the object store.
+#[derive(Clone)]
+pub struct ObjectStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Store,
+    blobs: blobs::Blobs,
+    clock: SharedClock,
+    opts: StorageOptions,
+    events: broadcast::Sender<StorageEvent>,
+    root: PathBuf,
+}
+
+impl ObjectStore {
+    /// Opens the store under `root` (`objects.redb` and `blobs/`), then deletes blob
+    /// files a crash left unreferenced.
+    pub fn open(root: &Path, opts: StorageOptions, clock: SharedClock) -> Result<Self, StorageError> {
+        let db = Store::open(&root.join("objects.redb"))?;
+        let blobs = blobs::Blobs::open(&root.join("blobs"), opts.fsync)?;
+        let (events, _) = broadcast::channel(1024);
+        let store = Self {
+            inner: Arc::new(Inner {
+                db,
+                blobs,
+                clock,
+                opts,
+                events,
+                root: root.to_path_buf(),
+            }),
+        };
+        store.init_tables()?;
+        let removed = store.reconcile()?;
+        if removed > 0 {
+            tracing::info!(removed, "removed blob files left unreferenced by an earlier crash");
+        }
+        Ok(store)
+    }
+
+    /// The directory holding the database and blobs.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The options this store was opened with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.inner.opts
+    }
+
+    /// Subscribes to store events (lifecycle expirations).
+    pub fn subscribe(&self) -> broadcast::Receiver<StorageEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn now(&self) -> Millis {
+        self.inner.clock.now_ms()
+    }
+
+    fn init_tables(&self) -> Result<(), StorageError> {
+        self.inner.db.write_blocking(|txn| {
+            txn.open_table(meta::BUCKETS)?;
+            txn.open_table(meta::OBJECTS)?;
+            txn.open_table(meta::UPLOADS)?;
+            txn.open_table(meta::PARTS)?;
+            txn.open_table(meta::COMPLETED)?;
+            Ok::<_, StorageError>(())
+        })
+    }
+
+    fn reconcile(&self) -> Result<usize, StorageError> {
+        let txn = self.inner.db.read()?;
+        let mut referenced = HashSet::new();
+        for row in txn.open_table(meta::OBJECTS)?.iter()? {
+            let (_, v) = row?;
+            referenced.insert(meta::decode::<ObjectMeta>(v.value())?.blob);
+        }
+        for row in txn.open_table(meta::PARTS)?.iter()? {
+            let (_, v) = row?;
+            referenced.insert(meta::decode::<PartMeta>(v.value())?.blob);
+        }
+        self.inner.blobs.reconcile(&referenced)
+    }
+
+    /// Deletes blobs after the metadata that referenced them is gone.
+    async fn remove_blobs(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let blobs = self.inner.blobs.clone();
+        let _ = tokio::task::spawn_blocking(move || blobs.remove(&ids)).await;
+    }
+
+    /// Runs a read-only closure over a snapshot on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, StorageError> + Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || f(&db.read()?))
+            .await
+            .map_err(|e| StorageError::io("(reader task)", std::io::Error::other(e)))?
+    }
+}
+
+/// Fails with `NoSuchBucket` unless `bucket` exists in the transaction's view.
+fn require_bucket(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    bucket: &str,
+) -> Result<BucketMeta, StorageError> {
+    match table.get(bucket)? {
+        Some(v) => Ok(meta::decode(v.value())?),
+        None => Err(StorageError::NoSuchBucket(bucket.to_string())),
+    }
+}
+
