@@ -1,0 +1,134 @@
+//! Shared test support: an in-process daemon on a free port with a temp data dir,
+//! and an aws-sdk-s3 client pointed at it.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use darkroom::clock::{ManualClock, SharedClock};
+use darkroom::config::Config;
+use darkroom::daemon::Daemon;
+use tempfile::TempDir;
+
+pub const ACCESS_KEY: &str = "darkroom-test";
+pub const SECRET_KEY: &str = "darkroom-test-secret";
+
+pub struct TestServer {
+    pub daemon: Daemon,
+    pub client: Client,
+    pub endpoint: String,
+    pub dir: TempDir,
+}
+
+/// A config for tests: temp data dir, port 0, fixed credentials, no buckets.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut c = Config::default();
+    c.data_dir = dir.path().join("data");
+    c.s3.addr = "127.0.0.1:0".parse().unwrap();
+    c.s3.access_key = ACCESS_KEY.into();
+    c.s3.secret_key = SECRET_KEY.into();
+    c.s3.buckets.clear();
+    c
+}
+
+pub async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+pub async fn server_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    start(tweak, None).await
+}
+
+/// A server whose clock only moves when the test says so.
+pub async fn server_with_clock(tweak: impl FnOnce(&mut Config), clock: ManualClock) -> TestServer {
+    start(tweak, Some(clock)).await
+}
+
+async fn start(tweak: impl FnOnce(&mut Config), clock: Option<ManualClock>) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    tweak(&mut config);
+    let shared: SharedClock = match &clock {
+        Some(c) => Arc::new(c.clone()),
+        None => darkroom::clock::system(),
+    };
+    let daemon = Daemon::start(&config, shared).await.unwrap();
+    let endpoint = format!("http://{}", daemon.s3_addr().unwrap());
+    let client = client(&endpoint, ACCESS_KEY, SECRET_KEY);
+    TestServer {
+        daemon,
+        client,
+        endpoint,
+
+        dir,
+    }
+}
+
+pub fn client(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// The S3 error code of a failed SDK call.
+pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().map_or_else(|| format!("{e:?}"), str::to_string),
+    }
+}
+
+/// The HTTP status of a failed SDK call.
+pub fn status<T: std::fmt::Debug, E: std::fmt::Debug, R: std::fmt::Debug>(
+    r: Result<T, aws_sdk_s3::error::SdkError<E, R>>,
+) -> u16
+where
+    R: HttpStatus,
+{
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.raw_response().map(HttpStatus::status_code).unwrap_or(0),
+    }
+}
+
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+pub async fn body_bytes(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Counts blob files under a data dir.
+pub fn blob_files(data_dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    for shard in std::fs::read_dir(data_dir.join("blobs")).unwrap() {
+        n += std::fs::read_dir(shard.unwrap().path()).unwrap().count();
+    }
+    n
+}
