@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{LogFormat, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "darkroom", version, about = "One binary to run an image-generation box", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "darkroom",
+    version,
+    about = "One binary to run an image-generation box",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -34,7 +34,8 @@ impl Daemon {
         let opts = StorageOptions {
             fsync: config.s3.fsync,
             max_object_size: config.s3.max_object_size,
-            lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+            lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
         };
         let root = config.data_dir.clone();
         let store_clock = clock.clone();
@@ -159,8 +160,10 @@ struct StoredCredentials {
 
 fn load_or_generate_credentials(path: &Path) -> anyhow::Result<Credentials> {
     if path.exists() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let c: StoredCredentials = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let c: StoredCredentials =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
         return Ok(Credentials {
             access_key: c.access_key,
             secret_key: c.secret_key,

@@ -82,7 +82,10 @@ pub async fn get_lifecycle(
 ) -> Out<GetBucketLifecycleConfigurationOutput> {
     let bucket = s.head_bucket(&req.input.bucket).await?;
     if bucket.lifecycle.is_empty() {
-        return Err(s3_error!(NoSuchLifecycleConfiguration, "the bucket has no lifecycle configuration"));
+        return Err(s3_error!(
+            NoSuchLifecycleConfiguration,
+            "the bucket has no lifecycle configuration"
+        ));
     }
     Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
         rules: Some(bucket.lifecycle.iter().map(convert::rule_to_dto).collect()),
@@ -90,7 +93,10 @@ pub async fn get_lifecycle(
     }))
 }
 
-pub async fn delete_lifecycle(s: &ObjectStore, req: S3Request<DeleteBucketLifecycleInput>) -> Out<DeleteBucketLifecycleOutput> {
+pub async fn delete_lifecycle(
+    s: &ObjectStore,
+    req: S3Request<DeleteBucketLifecycleInput>,
+) -> Out<DeleteBucketLifecycleOutput> {
     s.set_lifecycle(&req.input.bucket, Vec::new()).await?;
     Ok(S3Response::new(DeleteBucketLifecycleOutput::default()))
 }

@@ -29,28 +29,33 @@ impl Verifier {
         let mut hasher = ChecksumHasher::default();
         let s = &declared.sums;
         if s.crc32.is_some() {
-            hasher.crc32 = Some(Default::default());
+            hasher.crc32 = Some(<_>::default());
         }
         if s.crc32c.is_some() {
-            hasher.crc32c = Some(Default::default());
+            hasher.crc32c = Some(<_>::default());
         }
         if s.sha1.is_some() {
-            hasher.sha1 = Some(Default::default());
+            hasher.sha1 = Some(<_>::default());
         }
         if s.sha256.is_some() {
-            hasher.sha256 = Some(Default::default());
+            hasher.sha256 = Some(<_>::default());
         }
         if s.crc64nvme.is_some() {
-            hasher.crc64nvme = Some(Default::default());
+            hasher.crc64nvme = Some(<_>::default());
         }
         if let Some(alg) = &declared.algorithm {
             match alg.as_str() {
-                ChecksumAlgorithm::CRC32 => hasher.crc32 = Some(Default::default()),
-                ChecksumAlgorithm::CRC32C => hasher.crc32c = Some(Default::default()),
-                ChecksumAlgorithm::SHA1 => hasher.sha1 = Some(Default::default()),
-                ChecksumAlgorithm::SHA256 => hasher.sha256 = Some(Default::default()),
-                ChecksumAlgorithm::CRC64NVME => hasher.crc64nvme = Some(Default::default()),
-                other => return Err(s3_error!(NotImplemented, "checksum algorithm {other} is not supported")),
+                ChecksumAlgorithm::CRC32 => hasher.crc32 = Some(<_>::default()),
+                ChecksumAlgorithm::CRC32C => hasher.crc32c = Some(<_>::default()),
+                ChecksumAlgorithm::SHA1 => hasher.sha1 = Some(<_>::default()),
+                ChecksumAlgorithm::SHA256 => hasher.sha256 = Some(<_>::default()),
+                ChecksumAlgorithm::CRC64NVME => hasher.crc64nvme = Some(<_>::default()),
+                other => {
+                    return Err(s3_error!(
+                        NotImplemented,
+                        "checksum algorithm {other} is not supported"
+                    ));
+                }
             }
         }
         Ok(Self { hasher, declared })
@@ -68,7 +73,10 @@ impl Verifier {
                 .decode(md5)
                 .map_err(|_| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
             if want != staged.md5 {
-                return Err(s3_error!(BadDigest, "the Content-MD5 you specified did not match what we received"));
+                return Err(s3_error!(
+                    BadDigest,
+                    "the Content-MD5 you specified did not match what we received"
+                ));
             }
         }
         if let Some(t) = trailers.and_then(|t| t.take()) {
@@ -99,7 +107,10 @@ impl Verifier {
             if let Some(want) = want
                 && Some(want) != got.as_ref()
             {
-                return Err(s3_error!(BadDigest, "the {name} checksum you specified did not match what we received"));
+                return Err(s3_error!(
+                    BadDigest,
+                    "the {name} checksum you specified did not match what we received"
+                ));
             }
         }
         Ok(computed)

@@ -13,7 +13,8 @@ use crate::storage::{LifecycleRule, ObjectAttrs, ObjectMeta};
 /// Milliseconds since the epoch as an S3 timestamp.
 pub fn timestamp(ms: Millis) -> Timestamp {
     let nanos = i128::from(ms) * 1_000_000;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     Timestamp::from(t)
 }
 
@@ -67,7 +68,10 @@ pub fn check_tags(tags: &[(String, String)]) -> S3Result<()> {
     }
     for (i, (k, v)) in tags.iter().enumerate() {
         if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-            return Err(s3_error!(InvalidTag, "tag {k:?}: keys are 1-128 and values 0-256 characters"));
+            return Err(s3_error!(
+                InvalidTag,
+                "tag {k:?}: keys are 1-128 and values 0-256 characters"
+            ));
         }
         if tags[..i].iter().any(|(other, _)| other == k) {
             return Err(s3_error!(InvalidTag, "tag key {k:?} appears twice"));
@@ -98,7 +102,9 @@ pub fn tags_to_dto(tags: &[(String, String)]) -> Vec<Tag> {
 /// rather than silently ignored.
 pub fn rule_from_dto(r: DtoRule) -> S3Result<LifecycleRule> {
     if r.transitions.as_ref().is_some_and(|t| !t.is_empty())
-        || r.noncurrent_version_transitions.as_ref().is_some_and(|t| !t.is_empty())
+        || r.noncurrent_version_transitions
+            .as_ref()
+            .is_some_and(|t| !t.is_empty())
         || r.noncurrent_version_expiration.is_some()
     {
         return Err(s3_error!(
@@ -114,7 +120,10 @@ pub fn rule_from_dto(r: DtoRule) -> S3Result<LifecycleRule> {
     };
     if let Some(f) = r.filter {
         if f.object_size_greater_than.is_some() || f.object_size_less_than.is_some() {
-            return Err(s3_error!(NotImplemented, "lifecycle filters by object size are not supported"));
+            return Err(s3_error!(
+                NotImplemented,
+                "lifecycle filters by object size are not supported"
+            ));
         }
         if let Some(p) = f.prefix {
             rule.prefix = p;
@@ -124,7 +133,10 @@ pub fn rule_from_dto(r: DtoRule) -> S3Result<LifecycleRule> {
         }
         if let Some(and) = f.and {
             if and.object_size_greater_than.is_some() || and.object_size_less_than.is_some() {
-                return Err(s3_error!(NotImplemented, "lifecycle filters by object size are not supported"));
+                return Err(s3_error!(
+                    NotImplemented,
+                    "lifecycle filters by object size are not supported"
+                ));
             }
             if let Some(p) = and.prefix {
                 rule.prefix = p;
@@ -134,7 +146,10 @@ pub fn rule_from_dto(r: DtoRule) -> S3Result<LifecycleRule> {
     }
     if let Some(e) = r.expiration {
         if e.expired_object_delete_marker == Some(true) {
-            return Err(s3_error!(NotImplemented, "ExpiredObjectDeleteMarker needs versioning, which darkroom does not have"));
+            return Err(s3_error!(
+                NotImplemented,
+                "ExpiredObjectDeleteMarker needs versioning, which darkroom does not have"
+            ));
         }
         rule.expiration_days = e.days.map(|d| positive_days(d, "Expiration.Days")).transpose()?;
         rule.expiration_date_ms = e.date.as_ref().map(millis);
@@ -145,8 +160,14 @@ pub fn rule_from_dto(r: DtoRule) -> S3Result<LifecycleRule> {
             .map(|d| positive_days(d, "DaysAfterInitiation"))
             .transpose()?;
     }
-    if rule.expiration_days.is_none() && rule.expiration_date_ms.is_none() && rule.abort_incomplete_days.is_none() {
-        return Err(s3_error!(MalformedXML, "a lifecycle rule needs at least one action"));
+    if rule.expiration_days.is_none()
+        && rule.expiration_date_ms.is_none()
+        && rule.abort_incomplete_days.is_none()
+    {
+        return Err(s3_error!(
+            MalformedXML,
+            "a lifecycle rule needs at least one action"
+        ));
     }
     Ok(rule)
 }
@@ -180,11 +201,12 @@ pub fn rule_to_dto(r: &LifecycleRule) -> DtoRule {
             ..Default::default()
         }
     };
-    let expiration = (r.expiration_days.is_some() || r.expiration_date_ms.is_some()).then(|| LifecycleExpiration {
-        days: r.expiration_days.and_then(|d| i32::try_from(d).ok()),
-        date: r.expiration_date_ms.map(timestamp),
-        expired_object_delete_marker: None,
-    });
+    let expiration =
+        (r.expiration_days.is_some() || r.expiration_date_ms.is_some()).then(|| LifecycleExpiration {
+            days: r.expiration_days.and_then(|d| i32::try_from(d).ok()),
+            date: r.expiration_date_ms.map(timestamp),
+            expired_object_delete_marker: None,
+        });
     DtoRule {
         id: r.id.clone(),
         status: ExpirationStatus::from_static(if r.enabled {

@@ -19,11 +19,10 @@ impl From<StorageError> for S3Error {
             E::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
             E::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
             E::EntityTooLarge { .. } => S3ErrorCode::EntityTooLarge,
-            E::IncompleteBody { .. } => S3ErrorCode::IncompleteBody,
+            E::IncompleteBody { .. } | E::Body(_) => S3ErrorCode::IncompleteBody,
             E::PreconditionFailed(_) => S3ErrorCode::PreconditionFailed,
             E::BadDigest(_) => S3ErrorCode::BadDigest,
             E::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
-            E::Body(_) => S3ErrorCode::IncompleteBody,
             E::StorageFull { .. } => {
                 tracing::error!(error = %e, "disk full: write refused");
                 let mut err = S3Error::with_message(

@@ -1,6 +1,8 @@
 //! Listing operations of the S3 API: ListObjects (v1) and ListObjectsV2, including
 //! `encoding-type=url` (awscli asks for it) and opaque continuation tokens.
 
+use std::fmt::Write as _;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use s3s::dto::*;
@@ -27,7 +29,7 @@ fn url_encode(s: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -59,12 +61,17 @@ fn contents(page: &mut ListPage, e: &Encoder) -> (Vec<Object>, Vec<CommonPrefix>
         .collect();
     let prefixes = std::mem::take(&mut page.common_prefixes)
         .into_iter()
-        .map(|p| CommonPrefix { prefix: Some(e.enc(p)) })
+        .map(|p| CommonPrefix {
+            prefix: Some(e.enc(p)),
+        })
         .collect();
     (objects, prefixes)
 }
 
-pub async fn list_objects_v2(s: &ObjectStore, req: S3Request<ListObjectsV2Input>) -> Out<ListObjectsV2Output> {
+pub async fn list_objects_v2(
+    s: &ObjectStore,
+    req: S3Request<ListObjectsV2Input>,
+) -> Out<ListObjectsV2Output> {
     let input = req.input;
     let limit = max_keys(input.max_keys)?;
     let after_token = match &input.continuation_token {
@@ -119,7 +126,10 @@ pub async fn list_objects(s: &ObjectStore, req: S3Request<ListObjectsInput>) -> 
     let mut page = s.list(&input.bucket, query).await?;
     let e = Encoder::new(input.encoding_type.as_ref());
     let (objects, prefixes) = contents(&mut page, &e);
-    let next_marker = page.truncated.then(|| page.last.clone().map(|l| e.enc(l))).flatten();
+    let next_marker = page
+        .truncated
+        .then(|| page.last.clone().map(|l| e.enc(l)))
+        .flatten();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         contents: Some(objects),

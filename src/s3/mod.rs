@@ -83,7 +83,7 @@ pub async fn serve(listener: TcpListener, service: S3Service, shutdown: Cancella
         let svc = (*service).clone();
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(60))
+            .header_read_timeout(Duration::from_mins(1))
             .serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -18,7 +18,10 @@ fn part_number(n: i32) -> S3Result<u32> {
         .ok_or_else(|| s3_error!(InvalidArgument, "part number must be between 1 and 10000"))
 }
 
-pub async fn create(s: &ObjectStore, req: S3Request<CreateMultipartUploadInput>) -> Out<CreateMultipartUploadOutput> {
+pub async fn create(
+    s: &ObjectStore,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> Out<CreateMultipartUploadOutput> {
     let input = req.input;
     let attrs = convert::attrs(
         input.content_type,
@@ -61,7 +64,10 @@ pub async fn upload_part(s: &ObjectStore, req: S3Request<UploadPartInput>) -> Ou
     if let Some(len) = input.content_length
         && u64::try_from(len).ok() != Some(staged.size)
     {
-        return Err(s3_error!(IncompleteBody, "the body was shorter or longer than Content-Length"));
+        return Err(s3_error!(
+            IncompleteBody,
+            "the body was shorter or longer than Content-Length"
+        ));
     }
     let sums = verifier.finish(&staged, trailers)?;
     let part = s
@@ -80,18 +86,29 @@ pub async fn upload_part(s: &ObjectStore, req: S3Request<UploadPartInput>) -> Ou
 
 /// Parses `bytes=first-last` of x-amz-copy-source-range against the source size.
 fn copy_range(header: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
-    let bad = || s3_error!(InvalidArgument, "x-amz-copy-source-range must be bytes=first-last within the source");
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range must be bytes=first-last within the source"
+        )
+    };
     let spec = header.strip_prefix("bytes=").ok_or_else(bad)?;
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
     let first: u64 = a.trim().parse().map_err(|_| bad())?;
     let last: u64 = b.trim().parse().map_err(|_| bad())?;
     if first > last || last >= size {
-        return Err(s3_error!(InvalidRange, "the copy source range is not satisfiable"));
+        return Err(s3_error!(
+            InvalidRange,
+            "the copy source range is not satisfiable"
+        ));
     }
     Ok(first..last + 1)
 }
 
-pub async fn upload_part_copy(s: &ObjectStore, req: S3Request<UploadPartCopyInput>) -> Out<UploadPartCopyOutput> {
+pub async fn upload_part_copy(
+    s: &ObjectStore,
+    req: S3Request<UploadPartCopyInput>,
+) -> Out<UploadPartCopyOutput> {
     let input = req.input;
     let number = part_number(input.part_number)?;
     s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
@@ -125,7 +142,10 @@ pub async fn list_parts(s: &ObjectStore, req: S3Request<ListPartsInput>) -> Out<
     let rest: Vec<_> = all.into_iter().filter(|(n, _)| *n > marker).collect();
     let truncated = rest.len() > max;
     let page: Vec<_> = rest.into_iter().take(max).collect();
-    let next = page.last().and_then(|(n, _)| i32::try_from(*n).ok()).filter(|_| truncated);
+    let next = page
+        .last()
+        .and_then(|(n, _)| i32::try_from(*n).ok())
+        .filter(|_| truncated);
     let parts = page
         .into_iter()
         .map(|(n, p)| Part {
@@ -149,10 +169,16 @@ pub async fn list_parts(s: &ObjectStore, req: S3Request<ListPartsInput>) -> Out<
     }))
 }
 
-pub async fn list_uploads(s: &ObjectStore, req: S3Request<ListMultipartUploadsInput>) -> Out<ListMultipartUploadsOutput> {
+pub async fn list_uploads(
+    s: &ObjectStore,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> Out<ListMultipartUploadsOutput> {
     let input = req.input;
     if input.delimiter.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(s3_error!(NotImplemented, "ListMultipartUploads with a delimiter is not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "ListMultipartUploads with a delimiter is not supported"
+        ));
     }
     let max = usize::try_from(input.max_uploads.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
     let key_marker = input.key_marker.clone().unwrap_or_default();
@@ -222,8 +248,12 @@ pub async fn complete(
     }))
 }
 
-pub async fn abort(s: &ObjectStore, req: S3Request<AbortMultipartUploadInput>) -> Out<AbortMultipartUploadOutput> {
+pub async fn abort(
+    s: &ObjectStore,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> Out<AbortMultipartUploadOutput> {
     let input = req.input;
-    s.abort_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    s.abort_upload(&input.bucket, &input.key, &input.upload_id)
+        .await?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }

@@ -20,7 +20,10 @@ pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<
     if let Some(len) = input.content_length
         && u64::try_from(len).unwrap_or(0) > s.options().max_object_size
     {
-        return Err(s3_error!(EntityTooLarge, "object is larger than s3.max_object_size"));
+        return Err(s3_error!(
+            EntityTooLarge,
+            "object is larger than s3.max_object_size"
+        ));
     }
     let Some(body) = input.body else {
         return Err(s3_error!(IncompleteBody, "missing request body"));
@@ -56,7 +59,10 @@ pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<
     if let Some(len) = input.content_length
         && u64::try_from(len).ok() != Some(staged.size)
     {
-        return Err(s3_error!(IncompleteBody, "the body was shorter or longer than Content-Length"));
+        return Err(s3_error!(
+            IncompleteBody,
+            "the body was shorter or longer than Content-Length"
+        ));
     }
     let checksums = verifier.finish(&staged, trailers)?;
     let meta = s
@@ -96,7 +102,10 @@ fn check_conditions(meta: &ObjectMeta, c: &Conditions<'_>) -> S3Result<()> {
     } else if let Some(t) = c.if_unmodified_since
         && modified_s > convert::millis(t).div_euclid(1000)
     {
-        return Err(s3_error!(PreconditionFailed, "If-Unmodified-Since: the object was modified"));
+        return Err(s3_error!(
+            PreconditionFailed,
+            "If-Unmodified-Since: the object was modified"
+        ));
     }
     if let Some(cond) = c.if_none_match {
         if matches(cond) {
@@ -117,7 +126,10 @@ fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
 pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<GetObjectOutput> {
     let input = req.input;
     if input.part_number.is_some() {
-        return Err(s3_error!(NotImplemented, "GetObject by partNumber is not supported; use Range"));
+        return Err(s3_error!(
+            NotImplemented,
+            "GetObject by partNumber is not supported; use Range"
+        ));
     }
     let open = s.open_object(&input.bucket, &input.key).await?;
     let meta = open.meta;
@@ -138,7 +150,7 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
     let mut file = open.file;
     if span.start > 0 {
         file.seek(SeekFrom::Start(span.start))
-            .map_err(|e| s3s::S3Error::internal_error(e))?;
+            .map_err(s3s::S3Error::internal_error)?;
     }
     let len = span.end - span.start;
     let reader = tokio::fs::File::from_std(file).take(len);
@@ -153,9 +165,15 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
         last_modified: Some(convert::timestamp(meta.last_modified_ms)),
         e_tag: Some(convert::etag(&meta)),
         content_type: input.response_content_type.or_else(|| a.content_type.clone()),
-        content_encoding: input.response_content_encoding.or_else(|| a.content_encoding.clone()),
-        content_disposition: input.response_content_disposition.or_else(|| a.content_disposition.clone()),
-        content_language: input.response_content_language.or_else(|| a.content_language.clone()),
+        content_encoding: input
+            .response_content_encoding
+            .or_else(|| a.content_encoding.clone()),
+        content_disposition: input
+            .response_content_disposition
+            .or_else(|| a.content_disposition.clone()),
+        content_language: input
+            .response_content_language
+            .or_else(|| a.content_language.clone()),
         cache_control: input.response_cache_control.or_else(|| a.cache_control.clone()),
         metadata: metadata_of(a),
         tag_count: i32::try_from(a.tags.len()).ok().filter(|n| *n > 0),
@@ -216,7 +234,10 @@ pub async fn delete_object(s: &ObjectStore, req: S3Request<DeleteObjectInput>) -
 pub async fn delete_objects(s: &ObjectStore, req: S3Request<DeleteObjectsInput>) -> Out<DeleteObjectsOutput> {
     let input = req.input;
     if input.delete.objects.len() > 1000 {
-        return Err(s3_error!(MalformedXML, "at most 1000 keys per DeleteObjects request"));
+        return Err(s3_error!(
+            MalformedXML,
+            "at most 1000 keys per DeleteObjects request"
+        ));
     }
     s.head_bucket(&input.bucket).await?;
     let quiet = input.delete.quiet.unwrap_or(false);
@@ -250,13 +271,23 @@ pub async fn delete_objects(s: &ObjectStore, req: S3Request<DeleteObjectsInput>)
 /// The bucket and key a CopySource header names.
 pub fn copy_source(src: &CopySource) -> S3Result<(&str, &str)> {
     match src {
-        CopySource::Bucket { bucket, key, version_id } => {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
             if version_id.is_some() {
-                return Err(s3_error!(NotImplemented, "versioned copy sources are not supported"));
+                return Err(s3_error!(
+                    NotImplemented,
+                    "versioned copy sources are not supported"
+                ));
             }
             Ok((bucket, key))
         }
-        _ => Err(s3_error!(NotImplemented, "access point copy sources are not supported")),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "access point copy sources are not supported"
+        )),
     }
 }
 
@@ -303,7 +334,7 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
             input.tagging.as_deref(),
         )?;
         if input.tagging.is_none() {
-            a.tags = src.attrs.tags.clone();
+            a.tags.clone_from(&src.attrs.tags);
         }
         new_attrs = Some(a);
     }
@@ -320,14 +351,20 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
     }))
 }
 
-pub async fn put_tagging(s: &ObjectStore, req: S3Request<PutObjectTaggingInput>) -> Out<PutObjectTaggingOutput> {
+pub async fn put_tagging(
+    s: &ObjectStore,
+    req: S3Request<PutObjectTaggingInput>,
+) -> Out<PutObjectTaggingOutput> {
     let input = req.input;
     let tags = convert::tags_from_dto(input.tagging.tag_set)?;
     s.set_tags(&input.bucket, &input.key, tags).await?;
     Ok(S3Response::new(PutObjectTaggingOutput::default()))
 }
 
-pub async fn get_tagging(s: &ObjectStore, req: S3Request<GetObjectTaggingInput>) -> Out<GetObjectTaggingOutput> {
+pub async fn get_tagging(
+    s: &ObjectStore,
+    req: S3Request<GetObjectTaggingInput>,
+) -> Out<GetObjectTaggingOutput> {
     let meta = s.head_object(&req.input.bucket, &req.input.key).await?;
     Ok(S3Response::new(GetObjectTaggingOutput {
         tag_set: convert::tags_to_dto(&meta.attrs.tags),
@@ -335,7 +372,10 @@ pub async fn get_tagging(s: &ObjectStore, req: S3Request<GetObjectTaggingInput>)
     }))
 }
 
-pub async fn delete_tagging(s: &ObjectStore, req: S3Request<DeleteObjectTaggingInput>) -> Out<DeleteObjectTaggingOutput> {
+pub async fn delete_tagging(
+    s: &ObjectStore,
+    req: S3Request<DeleteObjectTaggingInput>,
+) -> Out<DeleteObjectTaggingOutput> {
     s.set_tags(&req.input.bucket, &req.input.key, Vec::new()).await?;
     Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
 }

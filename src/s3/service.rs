@@ -38,7 +38,10 @@ impl S3 for DarkroomS3 {
     async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> Out<ListBucketsOutput> {
         bucket_ops::list_buckets(&self.store, req).await
     }
-    async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> Out<GetBucketLocationOutput> {
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> Out<GetBucketLocationOutput> {
         bucket_ops::get_bucket_location(&self.store, &self.region, req).await
     }
     async fn put_bucket_lifecycle_configuration(
@@ -53,7 +56,10 @@ impl S3 for DarkroomS3 {
     ) -> Out<GetBucketLifecycleConfigurationOutput> {
         bucket_ops::get_lifecycle(&self.store, req).await
     }
-    async fn delete_bucket_lifecycle(&self, req: S3Request<DeleteBucketLifecycleInput>) -> Out<DeleteBucketLifecycleOutput> {
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> Out<DeleteBucketLifecycleOutput> {
         bucket_ops::delete_lifecycle(&self.store, req).await
     }
 
@@ -81,7 +87,10 @@ impl S3 for DarkroomS3 {
     async fn get_object_tagging(&self, req: S3Request<GetObjectTaggingInput>) -> Out<GetObjectTaggingOutput> {
         object_ops::get_tagging(&self.store, req).await
     }
-    async fn delete_object_tagging(&self, req: S3Request<DeleteObjectTaggingInput>) -> Out<DeleteObjectTaggingOutput> {
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> Out<DeleteObjectTaggingOutput> {
         object_ops::delete_tagging(&self.store, req).await
     }
 

@@ -38,10 +38,7 @@ pub enum StorageError {
     #[error("disk full while writing {path}")]
     StorageFull { path: PathBuf },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("reading the request body: {0}")]
     Body(String),
     #[error(transparent)]

@@ -99,7 +99,12 @@ impl ObjectStore {
         }
         for (bucket, key, id) in aborted {
             if self.abort_upload(&bucket, &key, &id).await.is_ok() {
-                tracing::info!(bucket, key, upload_id = id, "lifecycle: incomplete multipart upload aborted");
+                tracing::info!(
+                    bucket,
+                    key,
+                    upload_id = id,
+                    "lifecycle: incomplete multipart upload aborted"
+                );
                 let _ = self.inner.events.send(StorageEvent::UploadAborted {
                     bucket: bucket.clone(),
                     upload_id: id,

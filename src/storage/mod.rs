@@ -101,7 +101,10 @@ impl ObjectStore {
         store.init_tables()?;
         let removed = store.reconcile()?;
         if removed > 0 {
-            tracing::info!(removed, "removed blob files left unreferenced by an earlier crash");
+            tracing::info!(
+                removed,
+                "removed blob files left unreferenced by an earlier crash"
+            );
         }
         Ok(store)
     }
@@ -182,4 +185,3 @@ fn require_bucket(
         None => Err(StorageError::NoSuchBucket(bucket.to_string())),
     }
 }
-

@@ -24,7 +24,12 @@ pub struct UploadSummary {
 
 impl ObjectStore {
     /// Starts a multipart upload and returns its id.
-    pub async fn create_upload(&self, bucket: &str, key: &str, attrs: ObjectAttrs) -> Result<String, StorageError> {
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        attrs: ObjectAttrs,
+    ) -> Result<String, StorageError> {
         let upload_id = hex::encode(rand::random::<[u8; 16]>());
         let record = UploadMeta {
             bucket: bucket.to_string(),
@@ -46,7 +51,12 @@ impl ObjectStore {
     }
 
     /// The upload's record, checked against the bucket and key the client named.
-    pub async fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadMeta, StorageError> {
+    pub async fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadMeta, StorageError> {
         let (bucket, key, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.read(move |txn| upload_of(&txn.open_table(meta::UPLOADS)?, &bucket, &key, &id))
             .await
@@ -101,14 +111,20 @@ impl ObjectStore {
         let range = range.unwrap_or(0..src.meta.size);
         let blobs = self.inner.blobs.clone();
         let file = src.file;
-        let staged = tokio::task::spawn_blocking(move || blobs.copy_range(file, range.start, range.end - range.start))
-            .await
-            .map_err(|e| StorageError::io("(copy task)", std::io::Error::other(e)))??;
+        let staged =
+            tokio::task::spawn_blocking(move || blobs.copy_range(file, range.start, range.end - range.start))
+                .await
+                .map_err(|e| StorageError::io("(copy task)", std::io::Error::other(e)))??;
         Ok((staged, src.meta))
     }
 
     /// The parts uploaded so far, by part number.
-    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<(u32, PartMeta)>, StorageError> {
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<(u32, PartMeta)>, StorageError> {
         let (bucket, key, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.read(move |txn| {
             upload_of(&txn.open_table(meta::UPLOADS)?, &bucket, &key, &id)?;
@@ -204,7 +220,9 @@ impl ObjectStore {
                 let current = read_parts(&parts, &id)?;
                 let still: Vec<&String> = current.iter().map(|(_, p)| &p.blob).collect();
                 if expected.iter().any(|e| !still.contains(&e)) {
-                    return Err(StorageError::InvalidPart("a part was replaced while completing".into()));
+                    return Err(StorageError::InvalidPart(
+                        "a part was replaced while completing".into(),
+                    ));
                 }
                 let mut objects = txn.open_table(meta::OBJECTS)?;
                 let old = match objects.get((b.as_str(), k.as_str()))? {
@@ -227,7 +245,12 @@ impl ObjectStore {
 
     /// A retried Complete of an upload that already completed: success if the object
     /// it produced is still the current version.
-    async fn completed_before(&self, bucket: &str, key: &str, upload_id: &str) -> Result<ObjectMeta, StorageError> {
+    async fn completed_before(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<ObjectMeta, StorageError> {
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.read(move |txn| {
             let no_such = || StorageError::NoSuchUpload(id.clone());
@@ -254,12 +277,13 @@ impl ObjectStore {
             .db
             .write(move |txn| {
                 let mut table = txn.open_table(meta::COMPLETED)?;
-                table.retain(|_, v| meta::decode::<CompletedUpload>(v).is_ok_and(|c| c.completed_ms >= before))?;
+                table.retain(|_, v| {
+                    meta::decode::<CompletedUpload>(v).is_ok_and(|c| c.completed_ms >= before)
+                })?;
                 Ok::<_, StorageError>(())
             })
             .await
     }
-
 }
 
 fn upload_of(
@@ -291,7 +315,10 @@ fn read_parts(
 }
 
 /// Removes every part of upload `id` and returns their blob ids.
-pub(super) fn remove_parts(parts: &mut redb::Table<(&'static str, u32), &'static [u8]>, id: &str) -> Result<Vec<String>, StorageError> {
+pub(super) fn remove_parts(
+    parts: &mut redb::Table<(&'static str, u32), &'static [u8]>,
+    id: &str,
+) -> Result<Vec<String>, StorageError> {
     let existing = read_parts(parts, id)?;
     for (n, _) in &existing {
         parts.remove((id, *n))?;
@@ -300,9 +327,14 @@ pub(super) fn remove_parts(parts: &mut redb::Table<(&'static str, u32), &'static
 }
 
 /// Checks the client's part list against what was uploaded.
-fn choose_parts(requested: &[(u32, String)], stored: &[(u32, PartMeta)]) -> Result<Vec<PartMeta>, StorageError> {
+fn choose_parts(
+    requested: &[(u32, String)],
+    stored: &[(u32, PartMeta)],
+) -> Result<Vec<PartMeta>, StorageError> {
     if requested.is_empty() {
-        return Err(StorageError::InvalidArgument("the request must name at least one part".into()));
+        return Err(StorageError::InvalidArgument(
+            "the request must name at least one part".into(),
+        ));
     }
     let mut chosen: Vec<PartMeta> = Vec::with_capacity(requested.len());
     let mut prev = 0u32;
@@ -317,7 +349,9 @@ fn choose_parts(requested: &[(u32, String)], stored: &[(u32, PartMeta)]) -> Resu
             .find(|(m, _)| m == n)
             .map(|(_, p)| p)
             .filter(|p| p.etag == etag)
-            .ok_or_else(|| StorageError::InvalidPart(format!("part {n} with ETag {etag:?} was not uploaded")))?;
+            .ok_or_else(|| {
+                StorageError::InvalidPart(format!("part {n} with ETag {etag:?} was not uploaded"))
+            })?;
         chosen.push(part.clone());
     }
     let last = chosen.len() - 1;
@@ -338,7 +372,8 @@ fn multipart_etag(parts: &[PartMeta]) -> Result<String, StorageError> {
     use md5::{Digest, Md5};
     let mut md5 = Md5::new();
     for p in parts {
-        let raw = hex::decode(&p.etag).map_err(|e| StorageError::InvalidPart(format!("stored ETag {}: {e}", p.etag)))?;
+        let raw = hex::decode(&p.etag)
+            .map_err(|e| StorageError::InvalidPart(format!("stored ETag {}: {e}", p.etag)))?;
         md5.update(raw);
     }
     Ok(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))

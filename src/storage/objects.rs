@@ -30,7 +30,12 @@ pub struct OpenObject {
 impl ObjectStore {
     /// Streams a body into a new blob (not yet visible), refusing more than the
     /// configured maximum. `inspect` sees every chunk (for additional checksums).
-    pub async fn stage<S, E>(&self, bucket: &str, body: S, inspect: impl FnMut(&[u8])) -> Result<StagedBlob, StorageError>
+    pub async fn stage<S, E>(
+        &self,
+        bucket: &str,
+        body: S,
+        inspect: impl FnMut(&[u8]),
+    ) -> Result<StagedBlob, StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -111,8 +116,15 @@ impl ObjectStore {
         E: std::fmt::Display,
     {
         let staged = self.stage(bucket, body, |_| {}).await?;
-        self.commit_object(bucket, key, staged, attrs, Checksums::default(), PutConditions::default())
-            .await
+        self.commit_object(
+            bucket,
+            key,
+            staged,
+            attrs,
+            Checksums::default(),
+            PutConditions::default(),
+        )
+        .await
     }
 
     /// The metadata of `bucket/key`.
@@ -195,7 +207,12 @@ impl ObjectStore {
     }
 
     /// Replaces the tags of `bucket/key`.
-    pub async fn set_tags(&self, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<(), StorageError> {
+    pub async fn set_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), StorageError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         self.inner
             .db
@@ -217,7 +234,11 @@ impl ObjectStore {
 }
 
 /// Reads the metadata of `bucket/key` from a snapshot.
-pub(super) fn get_meta(txn: &redb::ReadTransaction, bucket: &str, key: &str) -> Result<ObjectMeta, StorageError> {
+pub(super) fn get_meta(
+    txn: &redb::ReadTransaction,
+    bucket: &str,
+    key: &str,
+) -> Result<ObjectMeta, StorageError> {
     match txn.open_table(meta::OBJECTS)?.get((bucket, key))? {
         Some(v) => Ok(meta::decode(v.value())?),
         None => {
@@ -232,13 +253,21 @@ pub(super) fn get_meta(txn: &redb::ReadTransaction, bucket: &str, key: &str) -> 
 
 fn check_conditions(old: Option<&ObjectMeta>, c: &PutConditions) -> Result<(), StorageError> {
     if c.if_none_match_any && old.is_some() {
-        return Err(StorageError::PreconditionFailed("the object already exists (If-None-Match: *)"));
+        return Err(StorageError::PreconditionFailed(
+            "the object already exists (If-None-Match: *)",
+        ));
     }
     if let Some(expected) = &c.if_match {
         match old {
-            None => return Err(StorageError::PreconditionFailed("the object does not exist (If-Match)")),
+            None => {
+                return Err(StorageError::PreconditionFailed(
+                    "the object does not exist (If-Match)",
+                ));
+            }
             Some(o) if expected != "*" && o.etag != *expected => {
-                return Err(StorageError::PreconditionFailed("the ETag does not match (If-Match)"));
+                return Err(StorageError::PreconditionFailed(
+                    "the ETag does not match (If-Match)",
+                ));
             }
             Some(_) => {}
         }

@@ -6,7 +6,10 @@ use std::path::Path;
 use darkroom::config::{Config, ConfigError, LogFormat, Overrides};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
 }
 
 #[test]
@@ -46,7 +49,10 @@ fn layers_apply_in_order() {
     assert_eq!(c.s3.region, "eu-west-1");
     assert_eq!(c.s3.addr.port(), 9300, "flags beat env beats file");
     assert!(!c.s3.fsync);
-    assert_eq!(c.s3.access_key, "12345678", "DARKROOM_ beats MINIO_, a number stays a string");
+    assert_eq!(
+        c.s3.access_key, "12345678",
+        "DARKROOM_ beats MINIO_, a number stays a string"
+    );
     assert_eq!(c.s3.secret_key, "filesecret");
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(loaded.file.as_deref(), Some(file.as_path()));
@@ -54,11 +60,16 @@ fn layers_apply_in_order() {
 
 #[test]
 fn minio_variables_set_the_credentials() {
-    let vars = env(&[("MINIO_ROOT_USER", "minioadmin"), ("MINIO_ROOT_PASSWORD", "minioadmin-secret")]);
+    let vars = env(&[
+        ("MINIO_ROOT_USER", "minioadmin"),
+        ("MINIO_ROOT_PASSWORD", "minioadmin-secret"),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("empty.toml");
     std::fs::write(&file, "").unwrap();
-    let c = Config::load_from(Some(&file), vars, &Overrides::default()).unwrap().config;
+    let c = Config::load_from(Some(&file), vars, &Overrides::default())
+        .unwrap()
+        .config;
     assert_eq!(c.s3.access_key, "minioadmin");
     assert_eq!(c.s3.secret_key, "minioadmin-secret");
 }
@@ -77,8 +88,12 @@ fn unknown_keys_name_the_key_and_the_source() {
     let msg = err.to_string();
     assert!(msg.contains("DARKROOM_S3__NOPE") && msg.contains("nope"), "{msg}");
 
-    let err = Config::load_from(None, env(&[("DARKROOM_S3__ADDR", "not an address")]), &Overrides::default())
-        .unwrap_err();
+    let err = Config::load_from(
+        None,
+        env(&[("DARKROOM_S3__ADDR", "not an address")]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("DARKROOM_S3__ADDR"), "{err}");
 }
 

@@ -1,7 +1,16 @@
 //! darkroom's integration tests: the real daemon on port-0 listeners, driven by
 //! real clients (aws-sdk-s3, raw HTTP for presigned URLs, child processes for
 //! crash tests).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::field_reassign_with_default,
+    clippy::duration_suboptimal_units,
+    clippy::too_many_lines
+)]
 
 mod support;
 

@@ -9,7 +9,10 @@ async fn bucket_lifecycle_of_create_list_delete() {
     let s = server().await;
     let c = &s.client;
     c.create_bucket().bucket("photos").send().await.unwrap();
-    assert_eq!(code(c.create_bucket().bucket("photos").send().await), "BucketAlreadyOwnedByYou");
+    assert_eq!(
+        code(c.create_bucket().bucket("photos").send().await),
+        "BucketAlreadyOwnedByYou"
+    );
     c.head_bucket().bucket("photos").send().await.unwrap();
     assert_eq!(status(c.head_bucket().bucket("nope-missing").send().await), 404);
 
@@ -31,11 +34,22 @@ async fn bucket_lifecycle_of_create_list_delete() {
         .send()
         .await
         .unwrap();
-    assert_eq!(code(c.delete_bucket().bucket("photos").send().await), "BucketNotEmpty");
-    c.delete_object().bucket("photos").key("a.png").send().await.unwrap();
+    assert_eq!(
+        code(c.delete_bucket().bucket("photos").send().await),
+        "BucketNotEmpty"
+    );
+    c.delete_object()
+        .bucket("photos")
+        .key("a.png")
+        .send()
+        .await
+        .unwrap();
     c.delete_bucket().bucket("photos").send().await.unwrap();
     assert_eq!(status(c.head_bucket().bucket("photos").send().await), 404);
-    assert_eq!(code(c.delete_bucket().bucket("photos").send().await), "NoSuchBucket");
+    assert_eq!(
+        code(c.delete_bucket().bucket("photos").send().await),
+        "NoSuchBucket"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +80,13 @@ async fn location_and_configured_buckets() {
         .collect();
     assert_eq!(
         names,
-        ["comfyui-outputs", "darkchannel-jobs", "darkchannel-output", "darkchannel-refs", "darkchannel-temp"]
+        [
+            "comfyui-outputs",
+            "darkchannel-jobs",
+            "darkchannel-output",
+            "darkchannel-refs",
+            "darkchannel-temp"
+        ]
     );
     let loc = s
         .client

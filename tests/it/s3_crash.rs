@@ -31,7 +31,9 @@ fn start(data_dir: &Path) -> Serve {
         .unwrap();
     // Readiness: the daemon prints its address once it is listening.
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let endpoint = line
         .trim()
         .strip_prefix("darkroom: S3 API on ")
@@ -127,13 +129,21 @@ async fn verify(c: &aws_sdk_s3::Client, acked: &[Written], attempted: &[Written]
         let got = c.get_object().bucket("crash").key(&w.key).send().await;
         let got = got.unwrap_or_else(|e| panic!("acknowledged {} is missing: {e:?}", w.key));
         let bytes = got.body.collect().await.unwrap().into_bytes();
-        assert!(bytes.as_ref() == data(w.len, w.seed).as_slice(), "{} differs", w.key);
+        assert!(
+            bytes.as_ref() == data(w.len, w.seed).as_slice(),
+            "{} differs",
+            w.key
+        );
     }
     let acked_keys: std::collections::HashSet<&str> = acked.iter().map(|w| w.key.as_str()).collect();
     for w in attempted.iter().filter(|w| !acked_keys.contains(w.key.as_str())) {
         if let Ok(got) = c.get_object().bucket("crash").key(&w.key).send().await {
             let bytes = got.body.collect().await.unwrap().into_bytes();
-            assert!(bytes.as_ref() == data(w.len, w.seed).as_slice(), "{} is half-written", w.key);
+            assert!(
+                bytes.as_ref() == data(w.len, w.seed).as_slice(),
+                "{} is half-written",
+                w.key
+            );
         }
     }
     let mut objects = 0;
@@ -155,5 +165,9 @@ async fn verify(c: &aws_sdk_s3::Client, acked: &[Written], attempted: &[Written]
         }
         token = out.next_continuation_token().map(str::to_string);
     }
-    assert_eq!(blob_files(data_dir), objects, "orphan or missing blob files after reconciliation");
+    assert_eq!(
+        blob_files(data_dir),
+        objects,
+        "orphan or missing blob files after reconciliation"
+    );
 }

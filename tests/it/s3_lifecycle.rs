@@ -40,7 +40,11 @@ fn rules() -> BucketLifecycleConfiguration {
         .id("abort-mpu")
         .status(ExpirationStatus::Enabled)
         .filter(LifecycleRuleFilter::builder().prefix("").build())
-        .abort_incomplete_multipart_upload(AbortIncompleteMultipartUpload::builder().days_after_initiation(2).build())
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(2)
+                .build(),
+        )
         .build()
         .unwrap();
     BucketLifecycleConfiguration::builder()
@@ -67,7 +71,12 @@ async fn lifecycle_rules_expire_by_prefix_tags_and_age() {
         .send()
         .await
         .unwrap();
-    let got = c.get_bucket_lifecycle_configuration().bucket("lcy").send().await.unwrap();
+    let got = c
+        .get_bucket_lifecycle_configuration()
+        .bucket("lcy")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.rules().len(), 3);
     assert_eq!(got.rules()[0].expiration().unwrap().days(), Some(1));
 
@@ -92,7 +101,8 @@ async fn lifecycle_rules_expire_by_prefix_tags_and_age() {
         .unwrap();
 
     let store = s.daemon.storage();
-    let exists = |key: &'static str| async move { c.head_object().bucket("lcy").key(key).send().await.is_ok() };
+    let exists =
+        |key: &'static str| async move { c.head_object().bucket("lcy").key(key).send().await.is_ok() };
 
     // Half a day: nothing expires.
     clock.advance_ms(5_000);
@@ -171,6 +181,12 @@ async fn background_sweeper_expires_config_buckets() {
             key: "ref.png".into()
         }
     );
-    let r = s.client.head_object().bucket("darkchannel-temp").key("ref.png").send().await;
+    let r = s
+        .client
+        .head_object()
+        .bucket("darkchannel-temp")
+        .key("ref.png")
+        .send()
+        .await;
     assert!(r.is_err());
 }

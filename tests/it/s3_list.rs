@@ -81,7 +81,11 @@ async fn list_v2_and_v1_paginate_with_delimiters() {
             .send()
             .await
             .unwrap();
-        prefixes.extend(out.common_prefixes().iter().map(|p| p.prefix().unwrap().to_string()));
+        prefixes.extend(
+            out.common_prefixes()
+                .iter()
+                .map(|p| p.prefix().unwrap().to_string()),
+        );
         top.extend(out.contents().iter().map(|o| o.key().unwrap().to_string()));
         if out.is_truncated() != Some(true) {
             break;
@@ -102,7 +106,11 @@ async fn list_v2_and_v1_paginate_with_delimiters() {
         .send()
         .await
         .unwrap();
-    let sub: Vec<_> = out.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
+    let sub: Vec<_> = out
+        .common_prefixes()
+        .iter()
+        .map(|p| p.prefix().unwrap())
+        .collect();
     assert_eq!(sub, ["dir3/sub/"]);
     let expected_files = all.iter().filter(|k| k.starts_with("dir3/file-")).count();
     assert_eq!(out.contents().len(), expected_files);

@@ -45,7 +45,12 @@ async fn multipart_64_mib_in_8_mib_parts() {
             .await
             .unwrap();
         md5s.extend_from_slice(&Md5::digest(chunk));
-        parts.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap()).build());
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .build(),
+        );
     }
     let lp = c
         .list_parts()
@@ -90,7 +95,15 @@ async fn multipart_64_mib_in_8_mib_parts() {
     assert_eq!(Sha256::digest(&bytes), Sha256::digest(&whole));
     // Parts were merged into one blob and removed.
     assert_eq!(blob_files(&s.dir.path().join("data")), 1);
-    assert!(c.list_multipart_uploads().bucket("mpu").send().await.unwrap().uploads().is_empty());
+    assert!(
+        c.list_multipart_uploads()
+            .bucket("mpu")
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -157,7 +170,9 @@ async fn part_rules_copy_and_abort() {
         .send()
         .await;
     assert_eq!(code(r), "InvalidPartOrder");
-    let bad_etag = CompletedMultipartUpload::builder().parts(part(1, "\"00\"")).build();
+    let bad_etag = CompletedMultipartUpload::builder()
+        .parts(part(1, "\"00\""))
+        .build();
     let r = c
         .complete_multipart_upload()
         .bucket("mp2")
@@ -216,7 +231,11 @@ async fn part_rules_copy_and_abort() {
         .bucket("mp2")
         .key("small")
         .upload_id(&id2)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(small_parts)).build())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(small_parts))
+                .build(),
+        )
         .send()
         .await;
     assert_eq!(code(r), "EntityTooSmall");

@@ -25,13 +25,28 @@ async fn put_get_head_with_metadata_and_ranges() {
     let md5 = format!("\"{}\"", hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes)));
     assert_eq!(put.e_tag(), Some(md5.as_str()));
 
-    let got = c.get_object().bucket("bk1").key("dir/image.png").send().await.unwrap();
+    let got = c
+        .get_object()
+        .bucket("bk1")
+        .key("dir/image.png")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("image/png"));
-    assert_eq!(got.metadata().unwrap().get("prompt-id").map(String::as_str), Some("abc123"));
+    assert_eq!(
+        got.metadata().unwrap().get("prompt-id").map(String::as_str),
+        Some("abc123")
+    );
     assert_eq!(got.e_tag(), Some(md5.as_str()));
     assert_eq!(body_bytes(got).await, bytes);
 
-    let head = c.head_object().bucket("bk1").key("dir/image.png").send().await.unwrap();
+    let head = c
+        .head_object()
+        .bucket("bk1")
+        .key("dir/image.png")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_length(), Some(100_000));
 
     let part = c
@@ -63,8 +78,14 @@ async fn put_get_head_with_metadata_and_ranges() {
         .send()
         .await;
     assert_eq!(code(beyond), "InvalidRange");
-    assert_eq!(code(c.get_object().bucket("bk1").key("missing").send().await), "NoSuchKey");
-    assert_eq!(code(c.get_object().bucket("nobucket").key("k").send().await), "NoSuchBucket");
+    assert_eq!(
+        code(c.get_object().bucket("bk1").key("missing").send().await),
+        "NoSuchKey"
+    );
+    assert_eq!(
+        code(c.get_object().bucket("nobucket").key("k").send().await),
+        "NoSuchBucket"
+    );
 }
 
 #[tokio::test]
@@ -94,14 +115,29 @@ async fn conditional_requests() {
     assert!(get().if_modified_since(past).send().await.is_ok());
     assert_eq!(status(get().if_unmodified_since(past).send().await), 412);
     assert_eq!(
-        status(c.head_object().bucket("cond").key("k").if_none_match(&etag).send().await),
+        status(
+            c.head_object()
+                .bucket("cond")
+                .key("k")
+                .if_none_match(&etag)
+                .send()
+                .await
+        ),
         304
     );
 
     // Conditional writes: create-only and compare-and-swap.
-    let put = || c.put_object().bucket("cond").key("k").body(ByteStream::from_static(b"v2"));
+    let put = || {
+        c.put_object()
+            .bucket("cond")
+            .key("k")
+            .body(ByteStream::from_static(b"v2"))
+    };
     assert_eq!(code(put().if_none_match("*").send().await), "PreconditionFailed");
-    assert_eq!(code(put().if_match("\"0000\"").send().await), "PreconditionFailed");
+    assert_eq!(
+        code(put().if_match("\"0000\"").send().await),
+        "PreconditionFailed"
+    );
     put().if_match(&etag).send().await.unwrap();
     let now = body_bytes(get().send().await.unwrap()).await;
     assert_eq!(now, b"v2");
@@ -131,12 +167,17 @@ async fn overwrite_is_atomic_for_readers() {
         .await
         .unwrap();
     assert_eq!(body_bytes(reading).await, v1);
-    assert_eq!(body_bytes(c.get_object().bucket("ovw").key("k").send().await.unwrap()).await, v2);
+    assert_eq!(
+        body_bytes(c.get_object().bucket("ovw").key("k").send().await.unwrap()).await,
+        v2
+    );
     // The old version's blob is gone once nobody refers to it.
     assert_eq!(blob_files(&s.dir.path().join("data")), 1);
 
     // Concurrent writers and readers: every read is one whole version.
-    let versions: Vec<Vec<u8>> = (0..4).map(|i| data(64 * 1024 + i * 1000, 100 + i as u64)).collect();
+    let versions: Vec<Vec<u8>> = (0..4)
+        .map(|i| data(64 * 1024 + i * 1000, 100 + i as u64))
+        .collect();
     let mut tasks = Vec::new();
     for round in 0..8 {
         let c = c.clone();
@@ -205,22 +246,44 @@ async fn copy_delete_many_and_tagging() {
         .send()
         .await
         .unwrap();
-    let head = c.head_object().bucket("dst").key("replaced").send().await.unwrap();
+    let head = c
+        .head_object()
+        .bucket("dst")
+        .key("replaced")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("text/plain"));
     assert_eq!(head.metadata().unwrap().get("m").map(String::as_str), Some("2"));
     assert_eq!(
-        code(c.copy_object().bucket("dst").key("x").copy_source("src/missing").send().await),
+        code(
+            c.copy_object()
+                .bucket("dst")
+                .key("x")
+                .copy_source("src/missing")
+                .send()
+                .await
+        ),
         "NoSuchKey"
     );
 
-    let tags = c.get_object_tagging().bucket("src").key("a").send().await.unwrap();
+    let tags = c
+        .get_object_tagging()
+        .bucket("src")
+        .key("a")
+        .send()
+        .await
+        .unwrap();
     let mut pairs: Vec<(String, String)> = tags
         .tag_set()
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
     pairs.sort();
-    assert_eq!(pairs, [("job".into(), "7".into()), ("kind".into(), "output".into())]);
+    assert_eq!(
+        pairs,
+        [("job".into(), "7".into()), ("kind".into(), "output".into())]
+    );
     c.put_object_tagging()
         .bucket("src")
         .key("a")
@@ -233,11 +296,28 @@ async fn copy_delete_many_and_tagging() {
         .send()
         .await
         .unwrap();
-    let tags = c.get_object_tagging().bucket("src").key("a").send().await.unwrap();
+    let tags = c
+        .get_object_tagging()
+        .bucket("src")
+        .key("a")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tags.tag_set().len(), 1);
     assert_eq!(tags.tag_set()[0].key(), "keep");
-    c.delete_object_tagging().bucket("src").key("a").send().await.unwrap();
-    let tags = c.get_object_tagging().bucket("src").key("a").send().await.unwrap();
+    c.delete_object_tagging()
+        .bucket("src")
+        .key("a")
+        .send()
+        .await
+        .unwrap();
+    let tags = c
+        .get_object_tagging()
+        .bucket("src")
+        .key("a")
+        .send()
+        .await
+        .unwrap();
     assert!(tags.tag_set().is_empty());
 
     let del = Delete::builder()
@@ -275,7 +355,10 @@ async fn size_limit_and_bad_digest_leave_nothing_behind() {
         .send()
         .await;
     assert_eq!(code(bad_md5), "BadDigest");
-    assert_eq!(code(c.head_object().bucket("lim").key("md5").send().await), "NotFound");
+    assert_eq!(
+        code(c.head_object().bucket("lim").key("md5").send().await),
+        "NotFound"
+    );
     assert_eq!(blob_files(&s.dir.path().join("data")), 0);
     c.put_object()
         .bucket("lim")

@@ -54,7 +54,10 @@ async fn presigned_get_and_put_work_over_plain_http() {
         .unwrap();
     let r = http.get(get.uri()).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.bytes().await.unwrap().as_ref(), b"uploaded with a presigned url");
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        b"uploaded with a presigned url"
+    );
 
     // Tampering with the signed URL breaks it.
     let tampered = get.uri().replace("up.png", "other.png");
@@ -108,12 +111,24 @@ async fn public_read_bucket_allows_unsigned_get_only() {
             .unwrap();
     }
     let http = reqwest::Client::new();
-    let r = http.get(format!("{}/public-out/img.png", s.endpoint)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/public-out/img.png", s.endpoint))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"png");
-    let r = http.head(format!("{}/public-out/img.png", s.endpoint)).send().await.unwrap();
+    let r = http
+        .head(format!("{}/public-out/img.png", s.endpoint))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http.get(format!("{}/private-out/img.png", s.endpoint)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/private-out/img.png", s.endpoint))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = http
         .put(format!("{}/public-out/evil.png", s.endpoint))
@@ -122,7 +137,11 @@ async fn public_read_bucket_allows_unsigned_get_only() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let r = http.get(format!("{}/public-out", s.endpoint)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/public-out", s.endpoint))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "listing a public-read bucket stays private");
 }
 
@@ -141,7 +160,14 @@ async fn path_like_keys_are_plain_keys() {
     let s = server().await;
     let c = &s.client;
     c.create_bucket().bucket("trav").send().await.unwrap();
-    let keys = ["../x", "a/../../b", "../../../../etc/passwd", "./dot", "a//b", "with space/ü.png"];
+    let keys = [
+        "../x",
+        "a/../../b",
+        "../../../../etc/passwd",
+        "./dot",
+        "a//b",
+        "with space/ü.png",
+    ];
     for (i, k) in keys.iter().enumerate() {
         c.put_object()
             .bucket("trav")

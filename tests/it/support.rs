@@ -85,15 +85,15 @@ pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Re
 }
 
 /// The HTTP status of a failed SDK call.
-pub fn status<T: std::fmt::Debug, E: std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<T, aws_sdk_s3::error::SdkError<E, R>>,
-) -> u16
+pub fn status<T, E, R>(r: Result<T, aws_sdk_s3::error::SdkError<E, R>>) -> u16
 where
-    R: HttpStatus,
+    T: std::fmt::Debug,
+    E: std::fmt::Debug,
+    R: std::fmt::Debug + HttpStatus,
 {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.raw_response().map(HttpStatus::status_code).unwrap_or(0),
+        Err(e) => e.raw_response().map_or(0, HttpStatus::status_code),
     }
 }
 
