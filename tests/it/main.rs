@@ -16,6 +16,7 @@ mod support;
 
 mod config;
 mod s3_buckets;
+mod s3_clients;
 mod s3_crash;
 mod s3_lifecycle;
 mod s3_list;
