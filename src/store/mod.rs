@@ -36,7 +36,21 @@ pub struct Store {
 struct Inner {
     db: Arc<Database>,
     path: PathBuf,
-    tx: mpsc::Sender<Op>,
+    tx: Option<mpsc::Sender<Op>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    /// Closing: the writer finishes the batch it holds, then the database closes
+    /// cleanly before the last handle is gone.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "database writer thread panicked");
+        }
+    }
 }
 
 impl Store {
@@ -58,7 +72,7 @@ impl Store {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel::<Op>();
         let writer_db = db.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("darkroom-db-writer".into())
             .spawn(move || writer_loop(&writer_db, &rx))
             .map_err(|e| StoreError::io(path, e))?;
@@ -66,7 +80,8 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 path: path.to_path_buf(),
-                tx,
+                tx: Some(tx),
+                writer: Some(writer),
             }),
         })
     }
@@ -108,7 +123,8 @@ impl Store {
                 let _ = reply_tx.send(reply);
             })
         });
-        self.inner.tx.send(op).map_err(|_| E::from(StoreError::Closed))?;
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(op).map_err(|_| E::from(StoreError::Closed))?;
         reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 

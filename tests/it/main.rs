@@ -18,6 +18,7 @@ mod config;
 mod s3_buckets;
 mod s3_clients;
 mod s3_crash;
+mod s3_disk_full;
 mod s3_lifecycle;
 mod s3_list;
 mod s3_multipart;

@@ -171,3 +171,32 @@ async fn verify(c: &aws_sdk_s3::Client, acked: &[Written], attempted: &[Written]
         "orphan or missing blob files after reconciliation"
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut serve = start(&data_dir);
+    let c = client(&serve.endpoint, ACCESS_KEY, SECRET_KEY);
+    c.create_bucket().bucket("term").send().await.unwrap();
+    c.put_object()
+        .bucket("term")
+        .key("kept")
+        .body(ByteStream::from(data(100_000, 3)))
+        .send()
+        .await
+        .unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exit = serve.child.wait().unwrap();
+    assert!(exit.success(), "darkroom exited with {exit:?} on SIGTERM");
+    let mut serve = start(&data_dir);
+    let c = client(&serve.endpoint, ACCESS_KEY, SECRET_KEY);
+    let got = c.get_object().bucket("term").key("kept").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data(100_000, 3).as_slice());
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+}
