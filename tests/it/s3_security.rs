@@ -198,3 +198,62 @@ async fn path_like_keys_are_plain_keys() {
     assert!(!s.dir.path().join("x").exists());
     assert!(!s.dir.path().join("b").exists());
 }
+
+#[test]
+fn credentials_are_generated_once_and_kept_private() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Child, Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Starts `darkroom serve` with no credentials configured; returns it and its URL.
+    let spawn = || -> (Child, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
+            .args(["serve", "--s3-addr", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .env_remove("DARKROOM_S3__ACCESS_KEY")
+            .env_remove("DARKROOM_S3__SECRET_KEY")
+            .env_remove("MINIO_ROOT_USER")
+            .env_remove("MINIO_ROOT_PASSWORD")
+            .env("DARKROOM_LOG__LEVEL", "error")
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let endpoint = line.trim().strip_prefix("darkroom: S3 API on ").unwrap().to_string();
+        (child, endpoint)
+    };
+    let stop = |mut child: Child| -> String {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        err
+    };
+
+    let (child, _) = spawn();
+    let first = stop(child);
+    let key = |label: &str| {
+        first
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(str::trim))
+            .unwrap_or_else(|| panic!("no {label} in {first:?}"))
+            .to_string()
+    };
+    let (access, secret) = (key("access key:"), key("secret key:"));
+    assert!(access.len() >= 16 && secret.len() >= 32);
+    let file = dir.path().join("data/credentials.toml");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // The second start reuses them silently, and the server accepts them.
+    let (child, endpoint) = spawn();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listed = rt.block_on(client(&endpoint, &access, &secret).list_buckets().send());
+    let second = stop(child);
+    listed.unwrap();
+    assert!(!second.contains("secret key"), "credentials printed twice: {second}");
+}
