@@ -7,7 +7,11 @@
 //! installed into ~/.cache/darkroom/tools on first use (or set S3S_FS to a binary).
 //! Both servers run as release binaries on loopback, driven by the same aws-sdk-s3
 //! client code. darkroom runs with its defaults: every PUT is fsynced.
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -37,7 +41,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn client(port: u16) -> Client {
@@ -72,7 +80,15 @@ fn s3s_fs_binary() -> PathBuf {
     if !bin.exists() {
         eprintln!("installing s3s-fs 0.14.1 into {} ...", root.display());
         let st = Command::new("cargo")
-            .args(["install", "s3s-fs", "--version", "0.14.1", "--features", "binary", "--root"])
+            .args([
+                "install",
+                "s3s-fs",
+                "--version",
+                "0.14.1",
+                "--features",
+                "binary",
+                "--root",
+            ])
             .arg(&root)
             .env("CARGO_TARGET_DIR", home.join(".cache/darkroom/tools-target"))
             .status()
@@ -110,7 +126,16 @@ async fn start_s3s_fs(bin: &Path) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", AK, "--secret-key", SK])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            AK,
+            "--secret-key",
+            SK,
+        ])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -197,14 +222,28 @@ async fn measure(s: &Server, small_n: usize, list_n: usize) -> Vec<(String, &'st
             .await
             .unwrap();
     }
-    out.push(("PUT 64 MiB".into(), "MB/s", (rounds * 64) as f64 * 1.048_576 / t.elapsed().as_secs_f64()));
+    out.push((
+        "PUT 64 MiB".into(),
+        "MB/s",
+        (rounds * 64) as f64 * 1.048_576 / t.elapsed().as_secs_f64(),
+    ));
     let t = Instant::now();
     for i in 0..rounds {
-        let o = c.get_object().bucket("bench").key(format!("big/{i}")).send().await.unwrap();
+        let o = c
+            .get_object()
+            .bucket("bench")
+            .key(format!("big/{i}"))
+            .send()
+            .await
+            .unwrap();
         let b = o.body.collect().await.unwrap().into_bytes();
         assert_eq!(b.len(), big.len());
     }
-    out.push(("GET 64 MiB".into(), "MB/s", (rounds * 64) as f64 * 1.048_576 / t.elapsed().as_secs_f64()));
+    out.push((
+        "GET 64 MiB".into(),
+        "MB/s",
+        (rounds * 64) as f64 * 1.048_576 / t.elapsed().as_secs_f64(),
+    ));
 
     c.create_bucket().bucket("listing").send().await.unwrap();
     let tiny = bytes::Bytes::from_static(b"x");
@@ -240,7 +279,11 @@ async fn measure(s: &Server, small_n: usize, list_n: usize) -> Vec<(String, &'st
         token = page.next_continuation_token().map(str::to_string);
     }
     assert_eq!(seen, list_n, "{} listed {seen} of {list_n} keys", s.name);
-    out.push((format!("ListObjectsV2, all {list_n} keys"), "s (lower is better)", t.elapsed().as_secs_f64()));
+    out.push((
+        format!("ListObjectsV2, all {list_n} keys"),
+        "s (lower is better)",
+        t.elapsed().as_secs_f64(),
+    ));
     out
 }
 
@@ -271,11 +314,24 @@ async fn main() {
             s3s_fs,
         })
         .collect();
-    println!("\ndarkroom vs s3s-fs 0.14.1 ({} cores, loopback, aws-sdk-s3 client)", std::thread::available_parallelism().map_or(0, std::num::NonZero::get));
-    println!("{:<34} {:>12} {:>12} {:>8}  unit", "workload", "darkroom", "s3s-fs", "ratio");
+    println!(
+        "\ndarkroom vs s3s-fs 0.14.1 ({} cores, loopback, aws-sdk-s3 client)",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>8}  unit",
+        "workload", "darkroom", "s3s-fs", "ratio"
+    );
     for r in rows {
-        let ratio = if r.unit.starts_with('s') { r.s3s_fs / r.darkroom } else { r.darkroom / r.s3s_fs };
-        println!("{:<34} {:>12.1} {:>12.1} {:>7.2}x  {}", r.what, r.darkroom, r.s3s_fs, ratio, r.unit);
+        let ratio = if r.unit.starts_with('s') {
+            r.s3s_fs / r.darkroom
+        } else {
+            r.darkroom / r.s3s_fs
+        };
+        println!(
+            "{:<34} {:>12.1} {:>12.1} {:>7.2}x  {}",
+            r.what, r.darkroom, r.s3s_fs, ratio, r.unit
+        );
     }
     println!("ratio > 1 means darkroom is faster. darkroom fsyncs every object; s3s-fs does not.");
 }

@@ -79,6 +79,7 @@ pub struct S3Config {
     pub region: String,
     pub max_object_size: u64,
     pub fsync: bool,
+    pub inline_max_bytes: usize,
     pub lifecycle_day_seconds: u64,
     pub lifecycle_interval_seconds: u64,
     pub buckets: Vec<BucketConfig>,
@@ -99,6 +100,7 @@ impl Default for S3Config {
             region: "us-east-1".into(),
             max_object_size: 5 * 1024 * 1024 * 1024,
             fsync: true,
+            inline_max_bytes: 32 * 1024,
             lifecycle_day_seconds: 86_400,
             lifecycle_interval_seconds: 60,
             buckets: vec![

@@ -36,6 +36,7 @@ impl Daemon {
             max_object_size: config.s3.max_object_size,
             lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
+            inline_max: config.s3.inline_max_bytes,
         };
         let root = config.data_dir.clone();
         let store_clock = clock.clone();

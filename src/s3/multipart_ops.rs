@@ -60,7 +60,7 @@ pub async fn upload_part(s: &ObjectStore, req: S3Request<UploadPartInput>) -> Ou
             crc64nvme: input.checksum_crc64nvme,
         },
     })?;
-    let staged = s.stage(&input.bucket, body, |c| verifier.update(c)).await?;
+    let staged = s.stage_part(&input.bucket, body, |c| verifier.update(c)).await?;
     if let Some(len) = input.content_length
         && u64::try_from(len).ok() != Some(staged.size)
     {
@@ -120,7 +120,7 @@ pub async fn upload_part_copy(
         }
         None => None,
     };
-    let (staged, _src) = s.stage_copy((src_bucket, src_key), range).await?;
+    let (staged, _src) = s.stage_copy((src_bucket, src_key), range, false).await?;
     let part = s
         .commit_part((&input.bucket, &input.key, &input.upload_id), number, staged)
         .await?;

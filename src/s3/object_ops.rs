@@ -10,7 +10,7 @@ use tokio_util::io::ReaderStream;
 
 use super::checksum::{Declared, Verifier};
 use super::convert;
-use crate::storage::{Checksums, ObjectAttrs, ObjectMeta, ObjectStore, PutConditions};
+use crate::storage::{Checksums, ObjectAttrs, ObjectBody, ObjectMeta, ObjectStore, PutConditions};
 
 type Out<T> = S3Result<S3Response<T>>;
 
@@ -147,14 +147,22 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
         None => None,
     };
     let span = range.clone().unwrap_or(0..meta.size);
-    let mut file = open.file;
-    if span.start > 0 {
-        file.seek(SeekFrom::Start(span.start))
-            .map_err(s3s::S3Error::internal_error)?;
-    }
     let len = span.end - span.start;
-    let reader = tokio::fs::File::from_std(file).take(len);
-    let body = StreamingBlob::wrap(ReaderStream::with_capacity(reader, 64 * 1024));
+    let body = match open.body {
+        ObjectBody::File(mut file) => {
+            if span.start > 0 {
+                file.seek(SeekFrom::Start(span.start))
+                    .map_err(s3s::S3Error::internal_error)?;
+            }
+            let reader = tokio::fs::File::from_std(file).take(len);
+            StreamingBlob::wrap(ReaderStream::with_capacity(reader, 64 * 1024))
+        }
+        ObjectBody::Inline(bytes) => {
+            let part =
+                bytes.slice(usize::try_from(span.start).unwrap_or(0)..usize::try_from(span.end).unwrap_or(0));
+            StreamingBlob::from(s3s::Body::from(part))
+        }
+    };
     let whole = range.is_none();
     let a = &meta.attrs;
     let output = GetObjectOutput {

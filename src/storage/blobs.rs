@@ -3,6 +3,9 @@
 //!
 //! A blob is written under its final name (nothing refers to it until metadata
 //! commits), fsynced with its directory, and only then handed to the metadata layer.
+//! Bodies no larger than the inline limit never touch a file: they stay in memory
+//! and are committed into redb with their metadata (one fsync, shared by the whole
+//! group commit, instead of three).
 //! A [`StagedBlob`] that is dropped before its metadata commits deletes its file, and
 //! [`Blobs::reconcile`] removes whatever a crash left unreferenced.
 
@@ -25,12 +28,15 @@ pub struct Blobs {
     fsync: bool,
 }
 
-/// A blob file written and synced but not yet referenced by any metadata.
+/// A blob written and synced (or held in memory, when inline) but not yet
+/// referenced by any metadata.
 #[derive(Debug)]
 pub struct StagedBlob {
     pub id: String,
     pub size: u64,
     pub md5: [u8; 16],
+    /// The bytes, when the blob is small enough to live in the database.
+    pub inline: Option<Bytes>,
     path: PathBuf,
     keep: bool,
 }
@@ -50,7 +56,7 @@ impl StagedBlob {
 
 impl Drop for StagedBlob {
     fn drop(&mut self) {
-        if !self.keep {
+        if !self.keep && self.inline.is_none() {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -84,19 +90,60 @@ impl Blobs {
     }
 
     /// Streams `body` into a new blob, computing its MD5 and calling `inspect` on every
-    /// chunk (for the additional checksums), refusing more than `max` bytes.
+    /// chunk (for the additional checksums), refusing more than `max` bytes. A body of
+    /// at most `inline_max` bytes stays in memory (see [`StagedBlob::inline`]).
     pub async fn write_stream<S, E>(
         &self,
         mut body: S,
         max: u64,
+        inline_max: usize,
         mut inspect: impl FnMut(&[u8]),
     ) -> Result<StagedBlob, StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let mut next = async |md5: &mut Md5, size: &mut u64| -> Result<Option<Bytes>, StorageError> {
+            let Some(chunk) = body.next().await else {
+                return Ok(None);
+            };
+            let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+            *size += chunk.len() as u64;
+            if *size > max {
+                return Err(StorageError::EntityTooLarge { max });
+            }
+            md5.update(&chunk);
+            inspect(&chunk);
+            Ok(Some(chunk))
+        };
+        // Small bodies: collect in memory, no file at all.
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut spill = false;
+        while let Some(chunk) = next(&mut md5, &mut size).await? {
+            head.push(chunk);
+            if size > inline_max as u64 {
+                spill = true;
+                break;
+            }
+        }
         let id = Self::new_id();
         let path = self.path(&id);
+        if !spill {
+            let mut buf = bytes::BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+            for c in head {
+                buf.extend_from_slice(&c);
+            }
+            return Ok(StagedBlob {
+                id,
+                size,
+                md5: md5.finalize().into(),
+                inline: Some(buf.freeze()),
+                path,
+                keep: false,
+            });
+        }
         let file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| StorageError::io(&path, e))?;
@@ -105,19 +152,18 @@ impl Blobs {
             id,
             size: 0,
             md5: [0; 16],
+            inline: None,
             path: path.clone(),
             keep: false,
         };
         let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
-        let mut md5 = Md5::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
-            staged.size += chunk.len() as u64;
-            if staged.size > max {
-                return Err(StorageError::EntityTooLarge { max });
-            }
-            md5.update(&chunk);
-            inspect(&chunk);
+        for chunk in head {
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+        while let Some(chunk) = next(&mut md5, &mut size).await? {
             writer
                 .write_all(&chunk)
                 .await
@@ -125,6 +171,7 @@ impl Blobs {
         }
         writer.flush().await.map_err(|e| StorageError::io(&path, e))?;
         let file = writer.into_inner().into_std().await;
+        staged.size = size;
         staged.md5 = md5.finalize().into();
         let fsync = self.fsync;
         let sync_path = path.clone();
@@ -132,6 +179,27 @@ impl Blobs {
             .await
             .map_err(|e| StorageError::io(&path, std::io::Error::other(e)))??;
         Ok(staged)
+    }
+
+    /// A staged blob that lives only in memory (committed inline with its metadata).
+    pub fn inline(bytes: Bytes) -> StagedBlob {
+        StagedBlob {
+            id: Self::new_id(),
+            size: bytes.len() as u64,
+            md5: Md5::digest(&bytes).into(),
+            inline: Some(bytes),
+            path: PathBuf::new(),
+            keep: false,
+        }
+    }
+
+    /// Writes `bytes` into a new blob file (blocking).
+    pub fn write_bytes(&self, bytes: &[u8]) -> Result<StagedBlob, StorageError> {
+        self.write_blocking(|out, md5| {
+            md5.update(bytes);
+            out.write_all(bytes)?;
+            Ok(bytes.len() as u64)
+        })
     }
 
     /// Writes a new blob from `len` bytes of `src` starting at `offset` (blocking).
@@ -178,6 +246,7 @@ impl Blobs {
             id,
             size: 0,
             md5: [0; 16],
+            inline: None,
             path: path.clone(),
             keep: false,
         };

@@ -3,6 +3,7 @@
 //! [`ObjectStore::sweep_lifecycle`] takes the current time so tests drive it with a
 //! manual clock. How long a "day" lasts is configurable (tests shorten it).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redb::ReadableTable;
@@ -87,6 +88,10 @@ impl ObjectStore {
             match self.delete_if_blob(&bucket, &key, &blob).await {
                 Ok(true) => {
                     tracing::info!(bucket, key, "lifecycle: object expired");
+                    self.inner
+                        .counters
+                        .lifecycle_expired
+                        .fetch_add(1, Ordering::Relaxed);
                     let _ = self.inner.events.send(StorageEvent::Expired {
                         bucket: bucket.clone(),
                         key: key.clone(),
@@ -105,6 +110,10 @@ impl ObjectStore {
                     upload_id = id,
                     "lifecycle: incomplete multipart upload aborted"
                 );
+                self.inner
+                    .counters
+                    .lifecycle_aborted_uploads
+                    .fetch_add(1, Ordering::Relaxed);
                 let _ = self.inner.events.send(StorageEvent::UploadAborted {
                     bucket: bucket.clone(),
                     upload_id: id,
@@ -130,14 +139,14 @@ impl ObjectStore {
                 match current {
                     Some(o) if o.blob == e => {
                         objects.remove((b.as_str(), k.as_str()))?;
-                        Ok::<_, StorageError>(Some(o.blob))
+                        Ok::<_, StorageError>(Some(super::objects::release(txn, &o)?))
                     }
                     _ => Ok(None),
                 }
             })
             .await?;
         let deleted = old.is_some();
-        self.remove_blobs(old.into_iter().collect()).await;
+        self.remove_blobs(old.flatten().into_iter().collect()).await;
         Ok(deleted)
     }
 

@@ -18,6 +18,8 @@ pub const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("
 pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// (upload id, part number) -> [`PartMeta`]
 pub const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
+/// blob id -> the bytes of a small object stored inline (see [`ObjectMeta::inline`]).
+pub const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline_blobs");
 /// upload id -> [`CompletedUpload`], so a retried CompleteMultipartUpload succeeds.
 pub const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed_uploads");
 
@@ -80,6 +82,9 @@ pub struct ObjectMeta {
     /// Number of parts for a multipart object, 0 otherwise.
     #[serde(default)]
     pub parts: u32,
+    /// The bytes live in the `INLINE` table under `blob`, not in a file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

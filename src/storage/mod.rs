@@ -34,7 +34,7 @@ pub use list::{ListPage, ListQuery};
 pub use meta::{BucketMeta, Checksums, LifecycleRule, ObjectAttrs, ObjectMeta, PartMeta, UploadMeta};
 pub use multipart::UploadSummary;
 pub use names::validate_bucket_name;
-pub use objects::{OpenObject, PutConditions};
+pub use objects::{ObjectBody, OpenObject, PutConditions};
 
 /// Options of the object store.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct StorageOptions {
     pub max_object_size: u64,
     /// How many milliseconds a lifecycle "day" lasts.
     pub lifecycle_day_ms: i64,
+    /// Objects up to this many bytes are stored inside the database, not as files.
+    pub inline_max: usize,
 }
 
 impl Default for StorageOptions {
@@ -53,6 +55,7 @@ impl Default for StorageOptions {
             fsync: true,
             max_object_size: 5 * 1024 * 1024 * 1024,
             lifecycle_day_ms: 86_400_000,
+            inline_max: 32 * 1024,
         }
     }
 }
@@ -64,6 +67,15 @@ pub enum StorageEvent {
     Expired { bucket: String, key: String },
     /// A lifecycle rule aborted an incomplete multipart upload.
     UploadAborted { bucket: String, upload_id: String },
+}
+
+/// Running totals the metrics endpoint exports.
+#[derive(Debug, Default)]
+pub struct StorageCounters {
+    /// Objects deleted by lifecycle expiration.
+    pub lifecycle_expired: std::sync::atomic::AtomicU64,
+    /// Multipart uploads aborted by lifecycle rules.
+    pub lifecycle_aborted_uploads: std::sync::atomic::AtomicU64,
 }
 
 /// Cheap `Clone` handle on the object store.
@@ -78,6 +90,7 @@ struct Inner {
     clock: SharedClock,
     opts: StorageOptions,
     events: broadcast::Sender<StorageEvent>,
+    counters: StorageCounters,
     root: PathBuf,
 }
 
@@ -95,6 +108,7 @@ impl ObjectStore {
                 clock,
                 opts,
                 events,
+                counters: StorageCounters::default(),
                 root: root.to_path_buf(),
             }),
         };
@@ -119,6 +133,11 @@ impl ObjectStore {
         &self.inner.opts
     }
 
+    /// Running totals (lifecycle expirations) for metrics.
+    pub fn counters(&self) -> &StorageCounters {
+        &self.inner.counters
+    }
+
     /// Subscribes to store events (lifecycle expirations).
     pub fn subscribe(&self) -> broadcast::Receiver<StorageEvent> {
         self.inner.events.subscribe()
@@ -135,6 +154,7 @@ impl ObjectStore {
             txn.open_table(meta::UPLOADS)?;
             txn.open_table(meta::PARTS)?;
             txn.open_table(meta::COMPLETED)?;
+            txn.open_table(meta::INLINE)?;
             Ok::<_, StorageError>(())
         })
     }
@@ -144,7 +164,10 @@ impl ObjectStore {
         let mut referenced = HashSet::new();
         for row in txn.open_table(meta::OBJECTS)?.iter()? {
             let (_, v) = row?;
-            referenced.insert(meta::decode::<ObjectMeta>(v.value())?.blob);
+            let o: ObjectMeta = meta::decode(v.value())?;
+            if !o.inline {
+                referenced.insert(o.blob);
+            }
         }
         for row in txn.open_table(meta::PARTS)?.iter()? {
             let (_, v) = row?;

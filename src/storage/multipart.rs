@@ -6,7 +6,8 @@
 use redb::ReadableTable;
 
 use super::meta::{self, CompletedUpload, ObjectAttrs, ObjectMeta, PartMeta, UploadMeta};
-use super::{ObjectStore, StorageError, require_bucket};
+use super::objects::ObjectBody;
+use super::{ObjectStore, StorageError, blobs, require_bucket};
 use crate::clock::Millis;
 
 /// Every part but the last must be at least this large (the S3 rule).
@@ -102,19 +103,37 @@ impl ObjectStore {
     }
 
     /// Copies a byte range of an existing object into a new blob for UploadPartCopy.
+    /// With `allow_inline` (CopyObject) a small result may stay inline; parts
+    /// (UploadPartCopy) are always files.
     pub async fn stage_copy(
         &self,
         (src_bucket, src_key): (&str, &str),
         range: Option<std::ops::Range<u64>>,
+        allow_inline: bool,
     ) -> Result<(super::StagedBlob, ObjectMeta), StorageError> {
         let src = self.open_object(src_bucket, src_key).await?;
         let range = range.unwrap_or(0..src.meta.size);
         let blobs = self.inner.blobs.clone();
-        let file = src.file;
-        let staged =
-            tokio::task::spawn_blocking(move || blobs.copy_range(file, range.start, range.end - range.start))
-                .await
-                .map_err(|e| StorageError::io("(copy task)", std::io::Error::other(e)))??;
+        let inline_max = if allow_inline {
+            self.inner.opts.inline_max
+        } else {
+            0
+        };
+        let staged = tokio::task::spawn_blocking(move || match src.body {
+            ObjectBody::File(file) => blobs.copy_range(file, range.start, range.end - range.start),
+            ObjectBody::Inline(bytes) => {
+                let slice = bytes.slice(
+                    usize::try_from(range.start).unwrap_or(0)..usize::try_from(range.end).unwrap_or(0),
+                );
+                if slice.len() <= inline_max {
+                    Ok(blobs::Blobs::inline(slice))
+                } else {
+                    blobs.write_bytes(&slice)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StorageError::io("(copy task)", std::io::Error::other(e)))??;
         Ok((staged, src.meta))
     }
 
@@ -199,6 +218,7 @@ impl ObjectStore {
             attrs: upload.attrs,
             checksums: meta::Checksums::default(),
             parts: u32::try_from(chosen.len()).unwrap_or(u32::MAX),
+            inline: false,
         };
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let expected: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();
@@ -226,7 +246,7 @@ impl ObjectStore {
                 }
                 let mut objects = txn.open_table(meta::OBJECTS)?;
                 let old = match objects.get((b.as_str(), k.as_str()))? {
-                    Some(v) => Some(meta::decode::<ObjectMeta>(v.value())?.blob),
+                    Some(v) => super::objects::release(txn, &meta::decode::<ObjectMeta>(v.value())?)?,
                     None => None,
                 };
                 objects.insert((b.as_str(), k.as_str()), meta::encode(&stored_record)?.as_slice())?;

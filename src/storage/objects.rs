@@ -19,17 +19,27 @@ pub struct PutConditions {
     pub if_match: Option<String>,
 }
 
-/// An object opened for reading: its metadata and an open handle on its bytes that
-/// stays valid even if the object is overwritten or deleted meanwhile.
+/// An object opened for reading: its metadata and its bytes, which stay valid even
+/// if the object is overwritten or deleted meanwhile.
 #[derive(Debug)]
 pub struct OpenObject {
     pub meta: ObjectMeta,
-    pub file: File,
+    pub body: ObjectBody,
+}
+
+/// Where an opened object's bytes are.
+#[derive(Debug)]
+pub enum ObjectBody {
+    /// An open blob file.
+    File(File),
+    /// A small object's bytes, read from the database snapshot.
+    Inline(Bytes),
 }
 
 impl ObjectStore {
     /// Streams a body into a new blob (not yet visible), refusing more than the
     /// configured maximum. `inspect` sees every chunk (for additional checksums).
+    /// Small bodies stay in memory and are stored inline.
     pub async fn stage<S, E>(
         &self,
         bucket: &str,
@@ -40,11 +50,40 @@ impl ObjectStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.stage_with(bucket, body, self.inner.opts.inline_max, inspect)
+            .await
+    }
+
+    /// Like [`ObjectStore::stage`] for a multipart part, which is always a file.
+    pub async fn stage_part<S, E>(
+        &self,
+        bucket: &str,
+        body: S,
+        inspect: impl FnMut(&[u8]),
+    ) -> Result<StagedBlob, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.stage_with(bucket, body, 0, inspect).await
+    }
+
+    async fn stage_with<S, E>(
+        &self,
+        bucket: &str,
+        body: S,
+        inline_max: usize,
+        inspect: impl FnMut(&[u8]),
+    ) -> Result<StagedBlob, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         // Fail fast before writing bytes for a bucket that does not exist.
         self.head_bucket(bucket).await?;
         self.inner
             .blobs
-            .write_stream(body, self.inner.opts.max_object_size, inspect)
+            .write_stream(body, self.inner.opts.max_object_size, inline_max, inspect)
             .await
     }
 
@@ -66,6 +105,7 @@ impl ObjectStore {
             attrs,
             checksums,
             parts: 0,
+            inline: staged.inline.is_some(),
         };
         self.commit_record(bucket, key, staged, record, conditions).await
     }
@@ -82,6 +122,7 @@ impl ObjectStore {
     ) -> Result<ObjectMeta, StorageError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let stored = record.clone();
+        let inline = staged.inline.clone();
         let old = self
             .inner
             .db
@@ -94,7 +135,14 @@ impl ObjectStore {
                 };
                 check_conditions(old.as_ref(), &conditions)?;
                 objects.insert((bucket.as_str(), key.as_str()), meta::encode(&stored)?.as_slice())?;
-                Ok::<_, StorageError>(old.map(|o| o.blob))
+                if let Some(bytes) = &inline {
+                    txn.open_table(meta::INLINE)?
+                        .insert(stored.blob.as_str(), bytes.as_ref())?;
+                }
+                match old {
+                    Some(o) => release(txn, &o),
+                    None => Ok(None),
+                }
             })
             .await?;
         staged.keep();
@@ -147,9 +195,30 @@ impl ObjectStore {
         // opening the file; the next snapshot then names the new blob.
         let mut attempts = 0;
         loop {
-            let meta = get_meta(&self.inner.db.read()?, bucket, key)?;
+            let txn = self.inner.db.read()?;
+            let meta = get_meta(&txn, bucket, key)?;
+            if meta.inline {
+                let bytes = match txn.open_table(meta::INLINE)?.get(meta.blob.as_str())? {
+                    Some(v) => Bytes::copy_from_slice(v.value()),
+                    None => {
+                        return Err(StorageError::io(
+                            "(inline blob)",
+                            std::io::ErrorKind::NotFound.into(),
+                        ));
+                    }
+                };
+                return Ok(OpenObject {
+                    meta,
+                    body: ObjectBody::Inline(bytes),
+                });
+            }
             match self.inner.blobs.open_blob(&meta.blob) {
-                Ok(file) => return Ok(OpenObject { meta, file }),
+                Ok(file) => {
+                    return Ok(OpenObject {
+                        meta,
+                        body: ObjectBody::File(file),
+                    });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
                 Err(e) => return Err(StorageError::io(self.inner.blobs.path(&meta.blob), e)),
             }
@@ -165,15 +234,18 @@ impl ObjectStore {
             .write(move |txn| {
                 require_bucket(&txn.open_table(meta::BUCKETS)?, &bucket)?;
                 let mut objects = txn.open_table(meta::OBJECTS)?;
-                let old = objects.remove((bucket.as_str(), key.as_str()))?;
+                let old = match objects.remove((bucket.as_str(), key.as_str()))? {
+                    Some(v) => Some(meta::decode::<ObjectMeta>(v.value())?),
+                    None => None,
+                };
                 Ok::<_, StorageError>(match old {
-                    Some(v) => Some(meta::decode::<ObjectMeta>(v.value())?.blob),
+                    Some(o) => Some(release(txn, &o)?),
                     None => None,
                 })
             })
             .await?;
         let existed = old.is_some();
-        self.remove_blobs(old.into_iter().collect()).await;
+        self.remove_blobs(old.flatten().into_iter().collect()).await;
         Ok(existed)
     }
 
@@ -186,21 +258,16 @@ impl ObjectStore {
         replace: Option<ObjectAttrs>,
     ) -> Result<ObjectMeta, StorageError> {
         self.head_bucket(dst_bucket).await?;
-        let src = self.open_object(src_bucket, src_key).await?;
-        let blobs = self.inner.blobs.clone();
-        let size = src.meta.size;
-        let file = src.file;
-        let staged = tokio::task::spawn_blocking(move || blobs.copy_range(file, 0, size))
-            .await
-            .map_err(|e| StorageError::io("(copy task)", std::io::Error::other(e)))??;
+        let (staged, src) = self.stage_copy((src_bucket, src_key), None, true).await?;
         let record = ObjectMeta {
             size: staged.size,
-            etag: src.meta.etag.clone(),
+            etag: src.etag.clone(),
             last_modified_ms: self.now(),
             blob: staged.id.clone(),
-            attrs: replace.unwrap_or(src.meta.attrs),
-            checksums: src.meta.checksums,
-            parts: src.meta.parts,
+            attrs: replace.unwrap_or(src.attrs),
+            checksums: src.checksums,
+            parts: src.parts,
+            inline: staged.inline.is_some(),
         };
         self.commit_record(dst_bucket, dst_key, staged, record, PutConditions::default())
             .await
@@ -230,6 +297,21 @@ impl ObjectStore {
                 Ok(())
             })
             .await
+    }
+}
+
+/// Frees the bytes of a version that was replaced or deleted: an inline row is
+/// removed in the same transaction; a blob file's id is returned so the caller can
+/// delete the file once the transaction has committed.
+pub(super) fn release(
+    txn: &redb::WriteTransaction,
+    old: &ObjectMeta,
+) -> Result<Option<String>, StorageError> {
+    if old.inline {
+        txn.open_table(meta::INLINE)?.remove(old.blob.as_str())?;
+        Ok(None)
+    } else {
+        Ok(Some(old.blob.clone()))
     }
 }
 

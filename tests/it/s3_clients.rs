@@ -33,8 +33,14 @@ fn serve(dir: &Path) -> Serve {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let endpoint = line.trim().strip_prefix("darkroom: S3 API on ").unwrap().to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("darkroom: S3 API on ")
+        .unwrap()
+        .to_string();
     Serve { child, endpoint }
 }
 
@@ -71,22 +77,58 @@ fn awscli_end_to_end() {
     std::fs::write(&small, b"tiny png").unwrap();
     let big_bytes = data(64 * 1024 * 1024, 64);
     std::fs::write(&big, &big_bytes).unwrap();
-    ok(aws(&s, &["s3", "cp", small.to_str().unwrap(), "s3://cli-bucket/out/small.png"]));
+    ok(aws(
+        &s,
+        &[
+            "s3",
+            "cp",
+            small.to_str().unwrap(),
+            "s3://cli-bucket/out/small.png",
+        ],
+    ));
     // awscli switches to multipart above 8 MiB: 8 parts of 8 MiB.
-    ok(aws(&s, &["s3", "cp", big.to_str().unwrap(), "s3://cli-bucket/out/big.bin"]));
-    let head = ok(aws(&s, &["s3api", "head-object", "--bucket", "cli-bucket", "--key", "out/big.bin"]));
+    ok(aws(
+        &s,
+        &["s3", "cp", big.to_str().unwrap(), "s3://cli-bucket/out/big.bin"],
+    ));
+    let head = ok(aws(
+        &s,
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "cli-bucket",
+            "--key",
+            "out/big.bin",
+        ],
+    ));
     assert!(head.contains("-8\\\""), "expected a multipart ETag: {head}");
 
     let listing = ok(aws(&s, &["s3", "ls", "s3://cli-bucket/out/"]));
-    assert!(listing.contains("small.png") && listing.contains("big.bin"), "{listing}");
+    assert!(
+        listing.contains("small.png") && listing.contains("big.bin"),
+        "{listing}"
+    );
     let buckets = ok(aws(&s, &["s3", "ls"]));
     assert!(buckets.contains("cli-bucket"), "{buckets}");
 
     let back = dir.path().join("back.bin");
-    ok(aws(&s, &["s3", "cp", "s3://cli-bucket/out/big.bin", back.to_str().unwrap()]));
+    ok(aws(
+        &s,
+        &["s3", "cp", "s3://cli-bucket/out/big.bin", back.to_str().unwrap()],
+    ));
     assert!(std::fs::read(&back).unwrap() == big_bytes, "download differs");
 
-    let url = ok(aws(&s, &["s3", "presign", "s3://cli-bucket/out/small.png", "--expires-in", "600"]));
+    let url = ok(aws(
+        &s,
+        &[
+            "s3",
+            "presign",
+            "s3://cli-bucket/out/small.png",
+            "--expires-in",
+            "600",
+        ],
+    ));
     let body = Command::new("curl").args(["-sf", url.trim()]).output().unwrap();
     assert!(body.status.success(), "curl of the presigned URL failed");
     assert_eq!(body.stdout, b"tiny png");

@@ -17,7 +17,11 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        let mut cmd = if root { Command::new("mount") } else { Command::new("sudo") };
+        let mut cmd = if root {
+            Command::new("mount")
+        } else {
+            Command::new("sudo")
+        };
         if !root {
             cmd.args(["-n", "mount"]);
         }
@@ -34,7 +38,10 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        let _ = Command::new("sudo").args(["-n", "umount", "-l"]).arg(&self.0).status();
+        let _ = Command::new("sudo")
+            .args(["-n", "umount", "-l"])
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -72,17 +79,39 @@ async fn full_disk_is_a_clean_error() {
     assert_eq!(code, 507, "a full disk is 507 Insufficient Storage");
     assert!(!acked.is_empty());
     // The refused object does not exist, half or whole.
-    let r = c.head_object().bucket("full").key(format!("o{failed_at}")).send().await;
+    let r = c
+        .head_object()
+        .bucket("full")
+        .key(format!("o{failed_at}"))
+        .send()
+        .await;
     assert!(r.is_err());
     // Every acknowledged object is intact.
     for i in &acked {
-        let got = body_bytes(c.get_object().bucket("full").key(format!("o{i}")).send().await.unwrap()).await;
+        let got = body_bytes(
+            c.get_object()
+                .bucket("full")
+                .key(format!("o{i}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert!(got == data(1024 * 1024, *i), "o{i} damaged");
     }
-    assert_eq!(blob_files(&data_dir), acked.len(), "a half-written blob was left behind");
+    assert_eq!(
+        blob_files(&data_dir),
+        acked.len(),
+        "a half-written blob was left behind"
+    );
     // Freeing space makes writes work again.
     for i in acked.iter().take(4) {
-        c.delete_object().bucket("full").key(format!("o{i}")).send().await.unwrap();
+        c.delete_object()
+            .bucket("full")
+            .key(format!("o{i}"))
+            .send()
+            .await
+            .unwrap();
     }
     c.put_object()
         .bucket("full")

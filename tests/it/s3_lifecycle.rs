@@ -136,6 +136,20 @@ async fn lifecycle_rules_expire_by_prefix_tags_and_age() {
     assert!(exists("out/final.png").await);
     assert!(exists("keep/b.png").await);
 
+    let counters = store.counters();
+    assert_eq!(
+        counters
+            .lifecycle_expired
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(
+        counters
+            .lifecycle_aborted_uploads
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
     c.delete_bucket_lifecycle().bucket("lcy").send().await.unwrap();
     assert_eq!(
         code(c.get_bucket_lifecycle_configuration().bucket("lcy").send().await),

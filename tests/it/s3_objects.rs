@@ -335,7 +335,12 @@ async fn copy_delete_many_and_tagging() {
 
 #[tokio::test]
 async fn size_limit_and_bad_digest_leave_nothing_behind() {
-    let s = server_with(|c| c.s3.max_object_size = 1024).await;
+    // Inline storage off, so refused bodies exercise the blob-file cleanup.
+    let s = server_with(|c| {
+        c.s3.max_object_size = 1024;
+        c.s3.inline_max_bytes = 0;
+    })
+    .await;
     let c = &s.client;
     c.create_bucket().bucket("lim").send().await.unwrap();
     let too_big = c
@@ -367,4 +372,75 @@ async fn size_limit_and_bad_digest_leave_nothing_behind() {
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn small_objects_live_inline_and_large_ones_in_files() {
+    let s = server().await;
+    let c = &s.client;
+    c.create_bucket().bucket("inl").send().await.unwrap();
+    let small = data(32 * 1024, 1);
+    let large = data(32 * 1024 + 1, 2);
+    for (k, v) in [("small", &small), ("large", &large)] {
+        c.put_object()
+            .bucket("inl")
+            .key(k)
+            .body(ByteStream::from(v.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        blob_files(&s.dir.path().join("data")),
+        1,
+        "only the large object is a file"
+    );
+    let part = c
+        .get_object()
+        .bucket("inl")
+        .key("small")
+        .range("bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_bytes(part).await, &small[100..200]);
+    assert_eq!(
+        body_bytes(c.get_object().bucket("inl").key("small").send().await.unwrap()).await,
+        small
+    );
+    // Overwriting an inline object with a file and back, and copying, keeps one copy each.
+    c.put_object()
+        .bucket("inl")
+        .key("small")
+        .body(ByteStream::from(large.clone()))
+        .send()
+        .await
+        .unwrap();
+    c.copy_object()
+        .bucket("inl")
+        .key("copy")
+        .copy_source("inl/large")
+        .send()
+        .await
+        .unwrap();
+    c.put_object()
+        .bucket("inl")
+        .key("large")
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blob_files(&s.dir.path().join("data")), 2);
+    assert_eq!(
+        body_bytes(c.get_object().bucket("inl").key("large").send().await.unwrap()).await,
+        small
+    );
+    assert_eq!(
+        body_bytes(c.get_object().bucket("inl").key("copy").send().await.unwrap()).await,
+        large
+    );
+    for k in ["small", "large", "copy"] {
+        c.delete_object().bucket("inl").key(k).send().await.unwrap();
+    }
+    assert_eq!(blob_files(&s.dir.path().join("data")), 0);
 }

@@ -222,8 +222,14 @@ fn credentials_are_generated_once_and_kept_private() {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let endpoint = line.trim().strip_prefix("darkroom: S3 API on ").unwrap().to_string();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("darkroom: S3 API on ")
+            .unwrap()
+            .to_string();
         (child, endpoint)
     };
     let stop = |mut child: Child| -> String {
@@ -255,5 +261,8 @@ fn credentials_are_generated_once_and_kept_private() {
     let listed = rt.block_on(client(&endpoint, &access, &secret).list_buckets().send());
     let second = stop(child);
     listed.unwrap();
-    assert!(!second.contains("secret key"), "credentials printed twice: {second}");
+    assert!(
+        !second.contains("secret key"),
+        "credentials printed twice: {second}"
+    );
 }
