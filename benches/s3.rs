@@ -1,7 +1,7 @@
 //! darkroom's S3 server against s3s-fs, side by side on this machine, with ratios.
 //!
 //!     cargo bench --bench s3                # full run (100,000-key listing)
-//!     DARKROOM_BENCH_QUICK=1 cargo bench --bench s3   # smaller counts
+//!     S3_BENCH_QUICK=1 cargo bench --bench s3   # smaller counts
 //!
 //! s3s-fs is the sample server of the s3s crate darkroom builds on (no fsync); it is
 //! installed into ~/.cache/darkroom/tools on first use (or set S3S_FS to a binary).
@@ -60,14 +60,16 @@ fn client(port: u16) -> Client {
     Client::from_conf(conf)
 }
 
-async fn wait_ready(c: &Client) {
+async fn wait_ready(name: &str, c: &Client) {
+    let mut last = None;
     for _ in 0..600 {
-        if c.list_buckets().send().await.is_ok() {
-            return;
+        match c.list_buckets().send().await {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("server did not come up");
+    panic!("{name} did not come up: {last:?}");
 }
 
 fn s3s_fs_binary() -> PathBuf {
@@ -113,7 +115,7 @@ async fn start_darkroom() -> Server {
         .spawn()
         .unwrap();
     let client = client(port);
-    wait_ready(&client).await;
+    wait_ready("darkroom", &client).await;
     Server {
         name: "darkroom",
         child,
@@ -142,7 +144,7 @@ async fn start_s3s_fs(bin: &Path) -> Server {
         .spawn()
         .unwrap();
     let client = client(port);
-    wait_ready(&client).await;
+    wait_ready("s3s-fs", &client).await;
     Server {
         name: "s3s-fs",
         child,
@@ -193,6 +195,10 @@ async fn measure(s: &Server, small_n: usize, list_n: usize) -> Vec<(String, &'st
             }
         })
         .await;
+        eprintln!(
+            "{}: PUT 4 KiB x{small_n}, {conc} client(s): {ops:.0} ops/s",
+            s.name
+        );
         out.push((format!("PUT 4 KiB, {conc} client(s)"), "ops/s", ops));
         let ops = run(small_n, conc, |i| {
             let c = c.clone();
@@ -208,6 +214,10 @@ async fn measure(s: &Server, small_n: usize, list_n: usize) -> Vec<(String, &'st
             }
         })
         .await;
+        eprintln!(
+            "{}: GET 4 KiB x{small_n}, {conc} client(s): {ops:.0} ops/s",
+            s.name
+        );
         out.push((format!("GET 4 KiB, {conc} client(s)"), "ops/s", ops));
     }
     let big = bytes::Bytes::from(vec![9u8; 64 * 1024 * 1024]);
@@ -245,6 +255,7 @@ async fn measure(s: &Server, small_n: usize, list_n: usize) -> Vec<(String, &'st
         (rounds * 64) as f64 * 1.048_576 / t.elapsed().as_secs_f64(),
     ));
 
+    eprintln!("{}: 64 MiB done; writing {list_n} keys for the listing", s.name);
     c.create_bucket().bucket("listing").send().await.unwrap();
     let tiny = bytes::Bytes::from_static(b"x");
     run(list_n, 32, |i| {
@@ -293,7 +304,7 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let quick = std::env::var_os("DARKROOM_BENCH_QUICK").is_some();
+    let quick = std::env::var_os("S3_BENCH_QUICK").is_some();
     let (small_n, list_n) = if quick { (500, 5_000) } else { (2_000, 100_000) };
     let s3s_fs = s3s_fs_binary();
 

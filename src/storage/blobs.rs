@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
-use tokio::io::AsyncWriteExt;
 
 use super::error::StorageError;
 
@@ -144,9 +143,6 @@ impl Blobs {
                 keep: false,
             });
         }
-        let file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| StorageError::io(&path, e))?;
         // From here on the guard removes the file on any early return.
         let mut staged = StagedBlob {
             id,
@@ -156,28 +152,35 @@ impl Blobs {
             path: path.clone(),
             keep: false,
         };
-        let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+        // A blocking writer thread takes the chunks through a bounded channel, so
+        // hashing and receiving overlap with disk writes; it asks for writeback every
+        // few MiB so the final fsync has little left to flush.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+        let writer_path = path.clone();
+        let fsync = self.fsync;
+        let writer = tokio::task::spawn_blocking(move || write_chunks(&writer_path, rx, fsync));
+        let mut send_failed = false;
         for chunk in head {
-            writer
-                .write_all(&chunk)
-                .await
-                .map_err(|e| StorageError::io(&path, e))?;
+            send_failed |= tx.send(chunk).await.is_err();
         }
-        while let Some(chunk) = next(&mut md5, &mut size).await? {
-            writer
-                .write_all(&chunk)
-                .await
-                .map_err(|e| StorageError::io(&path, e))?;
-        }
-        writer.flush().await.map_err(|e| StorageError::io(&path, e))?;
-        let file = writer.into_inner().into_std().await;
+        let received = loop {
+            match next(&mut md5, &mut size).await {
+                Ok(Some(chunk)) => send_failed |= tx.send(chunk).await.is_err(),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+            if send_failed {
+                break Ok(());
+            }
+        };
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| StorageError::io(&path, std::io::Error::other(e)))?;
+        received?;
+        written?;
         staged.size = size;
         staged.md5 = md5.finalize().into();
-        let fsync = self.fsync;
-        let sync_path = path.clone();
-        tokio::task::spawn_blocking(move || sync_file_and_dir(&file, &sync_path, fsync))
-            .await
-            .map_err(|e| StorageError::io(&path, std::io::Error::other(e)))??;
         Ok(staged)
     }
 
@@ -288,6 +291,36 @@ impl Blobs {
         }
         Ok(removed)
     }
+}
+
+/// Writes every chunk from `rx` into a new file at `path`, then syncs it (blocking).
+///
+/// Every few MiB it asks the kernel to start writing back what it has so far
+/// (`posix_fadvise(DONTNEED)` starts asynchronous writeback on Linux), so the disk
+/// works while the body is still arriving and the final fsync has little left.
+fn write_chunks(
+    path: &Path,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    fsync: bool,
+) -> Result<(), StorageError> {
+    const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+    let file = File::create(path).map_err(|e| StorageError::io(path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1024 * 1024, file);
+    let mut written = 0u64;
+    let mut flushed_to = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        out.write_all(&chunk).map_err(|e| StorageError::io(path, e))?;
+        written += chunk.len() as u64;
+        if fsync && written - flushed_to >= WRITEBACK_EVERY {
+            out.flush().map_err(|e| StorageError::io(path, e))?;
+            let len = std::num::NonZeroU64::new(written - flushed_to);
+            // Only a hint: a failure here changes nothing about durability.
+            let _ = rustix::fs::fadvise(out.get_ref(), flushed_to, len, rustix::fs::Advice::DontNeed);
+            flushed_to = written;
+        }
+    }
+    out.flush().map_err(|e| StorageError::io(path, e))?;
+    sync_file_and_dir(out.get_ref(), path, fsync)
 }
 
 fn sync_file_and_dir(file: &File, path: &Path, fsync: bool) -> Result<(), StorageError> {
