@@ -10,7 +10,10 @@
 #![allow(
     clippy::unwrap_used,
     clippy::cast_precision_loss,
-    clippy::cast_possible_truncation
+    clippy::cast_possible_truncation,
+    clippy::cast_lossless,
+    clippy::many_single_char_names,
+    clippy::too_many_lines
 )]
 
 use std::net::TcpListener;
