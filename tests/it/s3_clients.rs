@@ -45,7 +45,7 @@ fn serve(dir: &Path) -> Serve {
 }
 
 fn aws(s: &Serve, args: &[&str]) -> Output {
-    let out = Command::new("aws")
+    Command::new("aws")
         .args(["--endpoint-url", &s.endpoint, "--region", "us-east-1"])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -53,8 +53,7 @@ fn aws(s: &Serve, args: &[&str]) -> Output {
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
-        .expect("awscli is not installed: run the test command from the README, which installs it");
-    out
+        .expect("awscli is not installed: run the test command from the README, which installs it")
 }
 
 fn ok(out: Output) -> String {
