@@ -2,5 +2,7 @@
 //!
 //! (Architecture map: see the module list below; each module's own `//!` says why it exists.)
 
+pub mod cache;
 pub mod clock;
+pub mod queue;
 pub mod store;

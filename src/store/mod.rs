@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, ReadTransaction, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use tokio::sync::oneshot;
 
 mod error;
@@ -108,10 +108,7 @@ impl Store {
                 let _ = reply_tx.send(reply);
             })
         });
-        self.inner
-            .tx
-            .send(op)
-            .map_err(|_| E::from(StoreError::Closed))?;
+        self.inner.tx.send(op).map_err(|_| E::from(StoreError::Closed))?;
         reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
