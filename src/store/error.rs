@@ -11,7 +11,10 @@ pub enum StoreError {
         source: redb::DatabaseError,
     },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database: {0}")]
     Redb(#[from] redb::Error),
     #[error("the database commit failed; the write was not stored")]

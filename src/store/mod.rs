@@ -108,7 +108,10 @@ impl Store {
                 let _ = reply_tx.send(reply);
             })
         });
-        self.inner.tx.send(op).map_err(|_| E::from(StoreError::Closed))?;
+        self.inner
+            .tx
+            .send(op)
+            .map_err(|_| E::from(StoreError::Closed))?;
         reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
