@@ -67,15 +67,15 @@ impl Ctx<'_> {
 pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -> Outcome<Enqueued> {
     if let Some(key) = job.idempotency_key.as_deref() {
         let existing = t.idempotency.get(key)?.map(|v| Ulid(v.value()));
-        if let Some(id) = existing {
-            if let Some(mut found) = t.load(id)? {
-                found.payload = t.payload(id)?;
-                let enqueued = Enqueued {
-                    job: found,
-                    created: false,
-                };
-                return Ok((enqueued, Vec::new()));
-            }
+        if let Some(id) = existing
+            && let Some(mut found) = t.load(id)?
+        {
+            found.payload = t.payload(id)?;
+            let enqueued = Enqueued {
+                job: found,
+                created: false,
+            };
+            return Ok((enqueued, Vec::new()));
         }
     }
     if job.status == JobStatus::Queued {
@@ -258,6 +258,7 @@ fn end_attempt(
     });
     job.lease_owner = None;
     job.lease_until_ms = None;
+    job.progress = None;
     if job.cancel_requested {
         ctx.finish(&mut job, JobStatus::Cancelled);
     } else if !retry || job.attempts >= job.max_attempts {
