@@ -62,22 +62,6 @@ impl JobStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
-
-    /// The one-byte code used in index keys. Stable: it is on disk.
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            Self::Queued => 0,
-            Self::Scheduled => 1,
-            Self::Running => 2,
-            Self::Succeeded => 3,
-            Self::Failed => 4,
-            Self::Cancelled => 5,
-        }
-    }
-
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.code() == code)
-    }
 }
 
 impl fmt::Display for JobStatus {
@@ -187,9 +171,9 @@ pub struct Job {
     /// Once terminal: when the purge removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<Millis>,
-    /// Position in the ready order (a queue-wide sequence), assigned when queued.
+    /// Place in the ready order within its priority: a ULID taken when it became ready.
     #[serde(default)]
-    pub(crate) seq: u64,
+    pub(crate) order: u128,
 }
 
 impl Job {

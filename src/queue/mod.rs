@@ -22,8 +22,8 @@
 //! inside a write transaction), `read` (queries), `config`, `error`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use redb::ReadTransaction;
 use serde_json::Value;
@@ -34,6 +34,7 @@ use ulid::Ulid;
 
 mod config;
 mod error;
+mod ids;
 mod job;
 mod read;
 mod tables;
@@ -49,6 +50,7 @@ pub use read::{Counts, ListQuery, Page};
 
 use crate::clock::{Millis, SharedClock};
 use crate::store::{Store, StoreError};
+use ids::IdSource;
 use job::duration_ms;
 use tables::Tables;
 use txn::{Ctx, Outcome};
@@ -66,7 +68,7 @@ struct Inner {
     events: broadcast::Sender<JobEvent>,
     /// Woken whenever a job becomes ready, for [`Queue::claim_wait`].
     ready: Notify,
-    ids: Mutex<ulid::Generator>,
+    ids: Arc<IdSource>,
 }
 
 /// What one maintenance pass did.
@@ -116,7 +118,7 @@ impl Queue {
                 config: Arc::new(config),
                 events,
                 ready: Notify::new(),
-                ids: Mutex::new(ulid::Generator::new()),
+                ids: Arc::new(IdSource::default()),
             }),
         })
     }
@@ -143,14 +145,28 @@ impl Queue {
         T: Send + 'static,
         F: FnOnce(&mut Tables, &Ctx) -> Outcome<T> + Send + 'static,
     {
+        self.apply_at(self.now_ms(), op).await
+    }
+
+    /// [`Queue::apply`] with `now` given instead of read from the clock.
+    async fn apply_at<T, F>(&self, now: Millis, op: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables, &Ctx) -> Outcome<T> + Send + 'static,
+    {
         let config = self.inner.config.clone();
-        let now = self.now_ms();
+        let ids = self.inner.ids.clone();
         let (value, events) = self
             .inner
             .store
             .write(move |txn| {
                 let mut tables = Tables::open(txn)?;
-                op(&mut tables, &Ctx { now, config: &config })
+                let ctx = Ctx {
+                    now,
+                    config: &config,
+                    ids: &ids,
+                };
+                op(&mut tables, &ctx)
             })
             .await?;
         let mut woke = false;
@@ -207,8 +223,9 @@ impl Queue {
             .flatten()
             .max()
             .filter(|at| *at > now);
+        let id = self.inner.ids.next(now);
         Ok(Job {
-            id: self.next_id(now),
+            id,
             queue: new.queue,
             priority: new.priority,
             status: if not_before.is_some() {
@@ -233,16 +250,8 @@ impl Queue {
             result: None,
             errors: Vec::new(),
             expires_ms: None,
-            seq: 0,
+            order: id.0,
         })
-    }
-
-    /// A ULID stamped with the queue clock, monotonic within this process.
-    fn next_id(&self, now: Millis) -> Ulid {
-        let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap_or(0));
-        let mut ids = self.inner.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        ids.generate_from_datetime(at.max(SystemTime::UNIX_EPOCH))
-            .unwrap_or_else(|_| Ulid::from_parts(u64::try_from(now).unwrap_or(0), rand::random()))
     }
 
     /// Leases the highest-priority ready job of `queue` to `worker`, if any.
@@ -293,7 +302,7 @@ impl Queue {
             use redb::ReadableTable;
             let ready = txn.open_table(tables::READY)?;
             if ready
-                .range((queue.as_str(), i64::MIN, 0u64)..=(queue.as_str(), i64::MAX, u64::MAX))?
+                .range((queue.as_str(), i64::MIN, 0u128)..=(queue.as_str(), i64::MAX, u128::MAX))?
                 .next()
                 .is_some()
             {
@@ -396,17 +405,7 @@ impl Queue {
     ) -> Result<usize, QueueError> {
         let mut total = 0;
         loop {
-            let done = self
-                .apply(move |t, ctx| {
-                    step(
-                        t,
-                        &Ctx {
-                            now,
-                            config: ctx.config,
-                        },
-                    )
-                })
-                .await?;
+            let done = self.apply_at(now, step).await?;
             total += done;
             if done < txn::MAINTENANCE_BATCH {
                 return Ok(total);

@@ -1,21 +1,25 @@
-//! The queue's redb tables and the one place that keeps their secondary indexes in
-//! step with the job records.
+//! The queue's redb tables and the one place that keeps their indexes in step with the
+//! job records.
 //!
 //! A job lives in `queue_jobs` (its record, without the payload) and `queue_payloads`
-//! (the payload, written once). Exactly one *position* index holds it, chosen by its
-//! status, so every scheduling question is an ordered range scan:
+//! (the payload, written once, so transitions never rewrite it). Exactly one
+//! *position* index holds it, chosen by its status, so every scheduling question is an
+//! ordered range scan, every count is a table length (O(1) in redb) and every listing
+//! walks one index:
 //!
-//! | table              | key                               | answers                         |
-//! |--------------------|-----------------------------------|---------------------------------|
-//! | `queue_ready`      | (queue, -priority, seq) -> id     | claim: first key of the queue   |
-//! | `queue_scheduled`  | (not_before_ms, id)               | promotion: keys up to now       |
-//! | `queue_running`    | (min(lease, timeout) deadline, id)| reaper: keys up to now          |
-//! | `queue_finished`   | (expires_ms, id)                  | purge: keys up to now           |
+//! | table                 | key -> value                        | answers                       |
+//! |-----------------------|-------------------------------------|-------------------------------|
+//! | `queue_ready`         | (queue, -priority, order) -> id     | claim: first keys of a queue  |
+//! | `queue_scheduled`     | (not_before_ms, id)                 | promotion: keys up to now     |
+//! | `queue_running`       | (min(lease, timeout) deadline, id)  | reaper: keys up to now        |
+//! | `queue_succeeded`, `queue_failed`, `queue_cancelled` | (expires_ms, id) | purge: keys up to now |
 //!
-//! Beside them `queue_by_status` ((status, id)) pages listings, `queue_counts` keeps a
-//! count per status, `queue_idempotency` maps keys to job ids and `queue_meta` holds the
-//! ready-order sequence. [`Tables::put`] diffs a job's index keys before and after a
-//! change and touches only what moved.
+//! `order` is a ULID from the queue's monotonic generator taken when the job became
+//! ready (its id, at enqueue), so FIFO within a priority needs no shared counter.
+//! `queue_idempotency` maps idempotency keys to job ids. An enqueue touches three
+//! B-trees (record, payload, ready index): fewer dirty pages per group commit is what
+//! makes a durable enqueue cheap. [`Tables::put`] diffs a job's position before and
+//! after a change and touches only what moved.
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde_json::Value;
@@ -25,18 +29,29 @@ use super::error::QueueError;
 use super::job::{Job, JobStatus};
 use crate::clock::Millis;
 
+pub(crate) type TimeIndex = TableDefinition<'static, (i64, u128), ()>;
+
 pub(crate) const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("queue_jobs");
 pub(crate) const PAYLOADS: TableDefinition<u128, &[u8]> = TableDefinition::new("queue_payloads");
-pub(crate) const READY: TableDefinition<(&str, i64, u64), u128> = TableDefinition::new("queue_ready");
-pub(crate) const SCHEDULED: TableDefinition<(i64, u128), ()> = TableDefinition::new("queue_scheduled");
-pub(crate) const RUNNING: TableDefinition<(i64, u128), ()> = TableDefinition::new("queue_running");
-pub(crate) const FINISHED: TableDefinition<(i64, u128), ()> = TableDefinition::new("queue_finished");
-pub(crate) const BY_STATUS: TableDefinition<(u8, u128), ()> = TableDefinition::new("queue_by_status");
-pub(crate) const COUNTS: TableDefinition<u8, u64> = TableDefinition::new("queue_counts");
+pub(crate) const READY: TableDefinition<(&str, i64, u128), u128> = TableDefinition::new("queue_ready");
+pub(crate) const SCHEDULED: TimeIndex = TableDefinition::new("queue_scheduled");
+pub(crate) const RUNNING: TimeIndex = TableDefinition::new("queue_running");
+pub(crate) const SUCCEEDED: TimeIndex = TableDefinition::new("queue_succeeded");
+pub(crate) const FAILED: TimeIndex = TableDefinition::new("queue_failed");
+pub(crate) const CANCELLED: TimeIndex = TableDefinition::new("queue_cancelled");
 pub(crate) const IDEMPOTENCY: TableDefinition<&str, u128> = TableDefinition::new("queue_idempotency");
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("queue_meta");
 
-const SEQ_KEY: &str = "next_seq";
+/// The time-keyed index holding jobs in `status` (all but `queued`).
+pub(crate) fn time_index(status: JobStatus) -> Option<TimeIndex> {
+    match status {
+        JobStatus::Queued => None,
+        JobStatus::Scheduled => Some(SCHEDULED),
+        JobStatus::Running => Some(RUNNING),
+        JobStatus::Succeeded => Some(SUCCEEDED),
+        JobStatus::Failed => Some(FAILED),
+        JobStatus::Cancelled => Some(CANCELLED),
+    }
+}
 
 /// The index entry that places a job, derived from its fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,37 +59,25 @@ pub(crate) enum Position {
     Ready {
         queue: String,
         neg_priority: i64,
-        seq: u64,
+        order: u128,
     },
-    Scheduled(Millis),
-    Running(Millis),
-    Finished(Millis),
+    /// In the time index of the status, at this time.
+    Timed(JobStatus, Millis),
 }
 
-/// Everything a job contributes to the indexes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IndexKeys {
-    status: JobStatus,
-    position: Position,
-}
-
-impl IndexKeys {
+impl Position {
     pub(crate) fn of(job: &Job) -> Self {
-        let position = match job.status {
-            JobStatus::Queued => Position::Ready {
+        match job.status {
+            JobStatus::Queued => Self::Ready {
                 queue: job.queue.clone(),
                 neg_priority: -i64::from(job.priority),
-                seq: job.seq,
+                order: job.order,
             },
-            JobStatus::Scheduled => Position::Scheduled(job.not_before_ms.unwrap_or(0)),
-            JobStatus::Running => Position::Running(running_deadline(job)),
+            JobStatus::Scheduled => Self::Timed(job.status, job.not_before_ms.unwrap_or(0)),
+            JobStatus::Running => Self::Timed(job.status, running_deadline(job)),
             JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled => {
-                Position::Finished(job.expires_ms.unwrap_or(Millis::MAX))
+                Self::Timed(job.status, job.expires_ms.unwrap_or(Millis::MAX))
             }
-        };
-        Self {
-            status: job.status,
-            position,
         }
     }
 }
@@ -91,14 +94,10 @@ pub(crate) fn running_deadline(job: &Job) -> Millis {
 pub(crate) struct Tables<'t> {
     pub jobs: Table<'t, u128, &'static [u8]>,
     pub payloads: Table<'t, u128, &'static [u8]>,
-    pub ready: Table<'t, (&'static str, i64, u64), u128>,
-    pub scheduled: Table<'t, (i64, u128), ()>,
-    pub running: Table<'t, (i64, u128), ()>,
-    pub finished: Table<'t, (i64, u128), ()>,
-    by_status: Table<'t, (u8, u128), ()>,
-    counts: Table<'t, u8, u64>,
+    pub ready: Table<'t, (&'static str, i64, u128), u128>,
+    /// Time indexes in [`JobStatus::ALL`] order, `queued` excluded.
+    timed: [Table<'t, (i64, u128), ()>; 5],
     pub idempotency: Table<'t, &'static str, u128>,
-    meta: Table<'t, &'static str, u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -107,14 +106,28 @@ impl<'t> Tables<'t> {
             jobs: txn.open_table(JOBS)?,
             payloads: txn.open_table(PAYLOADS)?,
             ready: txn.open_table(READY)?,
-            scheduled: txn.open_table(SCHEDULED)?,
-            running: txn.open_table(RUNNING)?,
-            finished: txn.open_table(FINISHED)?,
-            by_status: txn.open_table(BY_STATUS)?,
-            counts: txn.open_table(COUNTS)?,
+            timed: [
+                txn.open_table(SCHEDULED)?,
+                txn.open_table(RUNNING)?,
+                txn.open_table(SUCCEEDED)?,
+                txn.open_table(FAILED)?,
+                txn.open_table(CANCELLED)?,
+            ],
             idempotency: txn.open_table(IDEMPOTENCY)?,
-            meta: txn.open_table(META)?,
         })
+    }
+
+    /// The time index of `status`; `queued` has none and maps to `scheduled`'s, which
+    /// callers never ask for.
+    pub(crate) fn timed(&mut self, status: JobStatus) -> &mut Table<'t, (i64, u128), ()> {
+        let slot = match status {
+            JobStatus::Queued | JobStatus::Scheduled => 0,
+            JobStatus::Running => 1,
+            JobStatus::Succeeded => 2,
+            JobStatus::Failed => 3,
+            JobStatus::Cancelled => 4,
+        };
+        &mut self.timed[slot]
     }
 
     /// The job record without its payload.
@@ -132,18 +145,16 @@ impl<'t> Tables<'t> {
         }
     }
 
-    /// Takes the next value of the ready-order sequence.
-    pub(crate) fn next_seq(&mut self) -> Result<u64, QueueError> {
-        let seq = self.meta.get(SEQ_KEY)?.map_or(0, |v| v.value());
-        self.meta.insert(SEQ_KEY, seq + 1)?;
-        Ok(seq)
-    }
-
-    /// Stores `job` and moves its index entries from `before` (None: a new job) to
-    /// where its fields now place it. The payload is not written here.
-    pub(crate) fn put(&mut self, before: Option<&IndexKeys>, job: &mut Job) -> Result<(), QueueError> {
-        let after = IndexKeys::of(job);
-        self.reindex(job.id, before, Some(&after))?;
+    /// Stores `job` and moves its index entry from `before` (None: a new job) to where
+    /// its fields now place it. The payload is not written here.
+    pub(crate) fn put(&mut self, before: Option<&Position>, job: &mut Job) -> Result<(), QueueError> {
+        let after = Position::of(job);
+        if before != Some(&after) {
+            if let Some(old) = before {
+                self.remove_position(job.id, old)?;
+            }
+            self.insert_position(job.id, &after)?;
+        }
         let payload = std::mem::take(&mut job.payload);
         let encoded = serde_json::to_vec(&*job);
         job.payload = payload;
@@ -153,7 +164,7 @@ impl<'t> Tables<'t> {
 
     /// Removes a job and everything that points at it.
     pub(crate) fn delete(&mut self, job: &Job) -> Result<(), QueueError> {
-        self.reindex(job.id, Some(&IndexKeys::of(job)), None)?;
+        self.remove_position(job.id, &Position::of(job))?;
         self.jobs.remove(job.id.0)?;
         self.payloads.remove(job.id.0)?;
         if let Some(key) = job.idempotency_key.as_deref() {
@@ -165,57 +176,17 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    fn reindex(
-        &mut self,
-        id: Ulid,
-        before: Option<&IndexKeys>,
-        after: Option<&IndexKeys>,
-    ) -> Result<(), QueueError> {
-        if before.map(|k| k.status) != after.map(|k| k.status) {
-            if let Some(old) = before {
-                self.by_status.remove((old.status.code(), id.0))?;
-                self.add_count(old.status, -1)?;
-            }
-            if let Some(new) = after {
-                self.by_status.insert((new.status.code(), id.0), ())?;
-                self.add_count(new.status, 1)?;
-            }
-        }
-        if before.map(|k| &k.position) != after.map(|k| &k.position) {
-            if let Some(old) = before {
-                self.remove_position(id, &old.position)?;
-            }
-            if let Some(new) = after {
-                self.insert_position(id, &new.position)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn add_count(&mut self, status: JobStatus, delta: i64) -> Result<(), QueueError> {
-        let current = self.counts.get(status.code())?.map_or(0, |v| v.value());
-        let next = current.saturating_add_signed(delta);
-        self.counts.insert(status.code(), next)?;
-        Ok(())
-    }
-
     fn insert_position(&mut self, id: Ulid, position: &Position) -> Result<(), QueueError> {
         match position {
             Position::Ready {
                 queue,
                 neg_priority,
-                seq,
+                order,
             } => {
-                self.ready.insert((queue.as_str(), *neg_priority, *seq), id.0)?;
+                self.ready.insert((queue.as_str(), *neg_priority, *order), id.0)?;
             }
-            Position::Scheduled(at) => {
-                self.scheduled.insert((*at, id.0), ())?;
-            }
-            Position::Running(at) => {
-                self.running.insert((*at, id.0), ())?;
-            }
-            Position::Finished(at) => {
-                self.finished.insert((*at, id.0), ())?;
+            Position::Timed(status, at) => {
+                self.timed(*status).insert((*at, id.0), ())?;
             }
         }
         Ok(())
@@ -226,34 +197,41 @@ impl<'t> Tables<'t> {
             Position::Ready {
                 queue,
                 neg_priority,
-                seq,
+                order,
             } => {
-                self.ready.remove((queue.as_str(), *neg_priority, *seq))?;
+                self.ready.remove((queue.as_str(), *neg_priority, *order))?;
             }
-            Position::Scheduled(at) => {
-                self.scheduled.remove((*at, id.0))?;
-            }
-            Position::Running(at) => {
-                self.running.remove((*at, id.0))?;
-            }
-            Position::Finished(at) => {
-                self.finished.remove((*at, id.0))?;
+            Position::Timed(status, at) => {
+                self.timed(*status).remove((*at, id.0))?;
             }
         }
         Ok(())
     }
-}
 
-/// Ids in a `(time, id)` index whose time is at most `now`, oldest first.
-pub(crate) fn due(
-    table: &Table<'_, (i64, u128), ()>,
-    now: Millis,
-    limit: usize,
-) -> Result<Vec<Ulid>, QueueError> {
-    let mut ids = Vec::new();
-    for entry in table.range((Millis::MIN, 0u128)..=(now, u128::MAX))?.take(limit) {
-        let (key, _) = entry?;
-        ids.push(Ulid(key.value().1));
+    /// Entries of the time index of `status` whose time is at most `now`, oldest first.
+    pub(crate) fn due(
+        &mut self,
+        status: JobStatus,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, Ulid)>, QueueError> {
+        let mut keys = Vec::new();
+        for entry in self
+            .timed(status)
+            .range((Millis::MIN, 0u128)..=(now, u128::MAX))?
+            .take(limit)
+        {
+            let (at, id) = entry?.0.value();
+            keys.push((at, Ulid(id)));
+        }
+        Ok(keys)
     }
-    Ok(ids)
+
+    /// Drops an index entry whose job record is missing, so it cannot block the index.
+    /// Never expected: records and indexes change in one transaction.
+    pub(crate) fn drop_stale(&mut self, status: JobStatus, at: Millis, id: Ulid) -> Result<(), QueueError> {
+        tracing::error!(%id, %status, "queue index names a missing job; entry dropped");
+        self.timed(status).remove((at, id.0))?;
+        Ok(())
+    }
 }

@@ -11,11 +11,12 @@ use ulid::Ulid;
 
 use super::config::QueueConfig;
 use super::error::QueueError;
+use super::ids::IdSource;
 use super::job::{
     AttemptError, Claimed, Directive, Enqueued, FailureKind, Job, JobEvent, JobStatus, Lease, Progress,
     StopReason,
 };
-use super::tables::{IndexKeys, Tables, due, running_deadline};
+use super::tables::{Position, Tables, running_deadline};
 use crate::clock::Millis;
 
 /// What one operation did: its answer and the changes to announce.
@@ -28,9 +29,15 @@ pub(crate) const MAINTENANCE_BATCH: usize = 512;
 pub(crate) struct Ctx<'a> {
     pub now: Millis,
     pub config: &'a QueueConfig,
+    pub ids: &'a IdSource,
 }
 
 impl Ctx<'_> {
+    /// A fresh place at the back of the ready order.
+    fn fresh_order(&self) -> u128 {
+        self.ids.next(self.now).0
+    }
+
     fn ms(d: std::time::Duration) -> i64 {
         super::job::duration_ms(d)
     }
@@ -78,9 +85,6 @@ pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -
             return Ok((enqueued, Vec::new()));
         }
     }
-    if job.status == JobStatus::Queued {
-        job.seq = t.next_seq()?;
-    }
     t.put(None, &mut job)?;
     t.payloads.insert(job.id.0, payload)?;
     if let Some(key) = job.idempotency_key.as_deref() {
@@ -100,18 +104,24 @@ pub(crate) fn claim(
     max: usize,
 ) -> Outcome<Vec<Claimed>> {
     let (_, mut events) = promote_due(t, ctx)?;
-    let mut ids = Vec::with_capacity(max.min(64));
+    let mut ready = Vec::with_capacity(max.min(64));
     for entry in t
         .ready
-        .range((queue, i64::MIN, 0u64)..=(queue, i64::MAX, u64::MAX))?
+        .range((queue, i64::MIN, 0u128)..=(queue, i64::MAX, u128::MAX))?
         .take(max)
     {
-        ids.push(Ulid(entry?.1.value()));
+        let (key, id) = entry?;
+        let (_, neg_priority, order) = key.value();
+        ready.push((neg_priority, order, Ulid(id.value())));
     }
-    let mut claimed = Vec::with_capacity(ids.len());
-    for id in ids {
-        let mut job = t.load(id)?.ok_or(QueueError::NotFound(id))?;
-        let before = IndexKeys::of(&job);
+    let mut claimed = Vec::with_capacity(ready.len());
+    for (neg_priority, order, id) in ready {
+        let Some(mut job) = t.load(id)? else {
+            tracing::error!(%id, "queue ready index names a missing job; entry dropped");
+            t.ready.remove((queue, neg_priority, order))?;
+            continue;
+        };
+        let before = Position::of(&job);
         job.status = JobStatus::Running;
         job.attempts += 1;
         job.started_ms = Some(ctx.now);
@@ -172,7 +182,7 @@ pub(crate) fn heartbeat(
         let (_, event) = end_attempt(t, ctx, job, FailureKind::TimedOut, message, true)?;
         return Ok((Directive::Stop(StopReason::TimedOut), vec![event]));
     }
-    let before = IndexKeys::of(&job);
+    let before = Position::of(&job);
     let until = ctx.lease_until(&job);
     job.lease_until_ms = Some(until);
     let mut events = Vec::new();
@@ -222,7 +232,7 @@ fn leased_job(t: &Tables, lease: &Lease, action: &'static str) -> Result<Job, Qu
 /// Records the result of a running job: `succeeded`, for good.
 pub(crate) fn complete(t: &mut Tables, ctx: &Ctx, lease: &Lease, result: Value) -> Outcome<Job> {
     let mut job = leased_job(t, lease, "complete")?;
-    let before = IndexKeys::of(&job);
+    let before = Position::of(&job);
     job.result = Some(result);
     ctx.finish(&mut job, JobStatus::Succeeded);
     t.put(Some(&before), &mut job)?;
@@ -249,7 +259,7 @@ fn end_attempt(
     message: String,
     retry: bool,
 ) -> Result<(Job, JobEvent), QueueError> {
-    let before = IndexKeys::of(&job);
+    let before = Position::of(&job);
     job.errors.push(AttemptError {
         attempt: job.attempts,
         at_ms: ctx.now,
@@ -278,7 +288,7 @@ fn end_attempt(
 /// Cancels a waiting job at once, or flags a running one for its worker to stop.
 pub(crate) fn cancel(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
     let mut job = t.load(id)?.ok_or(QueueError::NotFound(id))?;
-    let before = IndexKeys::of(&job);
+    let before = Position::of(&job);
     let from = job.status;
     match job.status {
         JobStatus::Queued | JobStatus::Scheduled => ctx.finish(&mut job, JobStatus::Cancelled),
@@ -308,11 +318,11 @@ pub(crate) fn retry(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
             action: "retry",
         });
     }
-    let before = IndexKeys::of(&job);
+    let before = Position::of(&job);
     let from = job.status;
     job.status = JobStatus::Queued;
     job.attempts = 0;
-    job.seq = t.next_seq()?;
+    job.order = ctx.fresh_order();
     job.cancel_requested = false;
     job.finished_ms = None;
     job.expires_ms = None;
@@ -325,26 +335,32 @@ pub(crate) fn retry(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
 
 /// Moves scheduled jobs whose time has come to the back of their ready queue.
 pub(crate) fn promote_due(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
-    let ids = due(&t.scheduled, ctx.now, MAINTENANCE_BATCH)?;
-    let mut events = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let mut job = t.load(*id)?.ok_or(QueueError::NotFound(*id))?;
-        let before = IndexKeys::of(&job);
+    let keys = t.due(JobStatus::Scheduled, ctx.now, MAINTENANCE_BATCH)?;
+    let mut events = Vec::with_capacity(keys.len());
+    for &(at, id) in &keys {
+        let Some(mut job) = t.load(id)? else {
+            t.drop_stale(JobStatus::Scheduled, at, id)?;
+            continue;
+        };
+        let before = Position::of(&job);
         job.status = JobStatus::Queued;
         job.not_before_ms = None;
-        job.seq = t.next_seq()?;
+        job.order = ctx.fresh_order();
         t.put(Some(&before), &mut job)?;
         events.push(JobEvent::of(&job, Some(JobStatus::Scheduled), ctx.now));
     }
-    Ok((ids.len(), events))
+    Ok((keys.len(), events))
 }
 
 /// Ends every running attempt whose lease lapsed or whose timeout passed.
 pub(crate) fn reap_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
-    let ids = due(&t.running, ctx.now, MAINTENANCE_BATCH)?;
-    let mut events = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let job = t.load(*id)?.ok_or(QueueError::NotFound(*id))?;
+    let keys = t.due(JobStatus::Running, ctx.now, MAINTENANCE_BATCH)?;
+    let mut events = Vec::with_capacity(keys.len());
+    for &(at, id) in &keys {
+        let Some(job) = t.load(id)? else {
+            t.drop_stale(JobStatus::Running, at, id)?;
+            continue;
+        };
         debug_assert!(running_deadline(&job) <= ctx.now);
         let timed_out = job.attempt_deadline_ms().is_some_and(|d| ctx.now >= d);
         let (kind, message) = if timed_out {
@@ -357,16 +373,21 @@ pub(crate) fn reap_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
         let (_, event) = end_attempt(t, ctx, job, kind, message, true)?;
         events.push(event);
     }
-    Ok((ids.len(), events))
+    Ok((keys.len(), events))
 }
 
 /// Deletes finished jobs whose TTL has passed.
 pub(crate) fn purge_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
-    let ids = due(&t.finished, ctx.now, MAINTENANCE_BATCH)?;
-    for id in &ids {
-        if let Some(job) = t.load(*id)? {
-            t.delete(&job)?;
+    let mut purged = 0;
+    for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
+        let keys = t.due(status, ctx.now, MAINTENANCE_BATCH)?;
+        for &(at, id) in &keys {
+            match t.load(id)? {
+                Some(job) => t.delete(&job)?,
+                None => t.drop_stale(status, at, id)?,
+            }
         }
+        purged += keys.len();
     }
-    Ok((ids.len(), Vec::new()))
+    Ok((purged, Vec::new()))
 }

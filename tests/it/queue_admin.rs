@@ -168,43 +168,75 @@ async fn finished_jobs_are_purged_after_their_ttl() {
     assert_eq!((counts.total(), counts.queued), (1, 1));
 }
 
-#[tokio::test]
-async fn list_pages_through_a_status_with_a_cursor() {
-    let t = TestQueue::new();
-    let mut ids = Vec::new();
-    for i in 0..25 {
-        ids.push(
-            t.put(if i % 5 == 0 { "other" } else { "gen" }, &i.to_string())
-                .await,
-        );
-    }
-    let mut seen = Vec::new();
-    let mut query = ListQuery::new(JobStatus::Queued, 10);
-    let mut pages = 0;
+/// Pages through one listing, `limit` at a time; returns the ids and the page count.
+async fn list_all(t: &TestQueue, mut query: ListQuery) -> (Vec<ulid::Ulid>, usize) {
+    let (mut seen, mut pages) = (Vec::new(), 0);
     loop {
         let page = t.queue.list(query.clone()).await.unwrap();
         pages += 1;
         seen.extend(page.jobs.iter().map(|j| j.id));
         match page.next {
             Some(next) => query.after = Some(next),
-            None => break,
+            None => return (seen, pages),
         }
     }
-    assert_eq!((seen, pages), (ids.clone(), 3));
+}
 
-    let mut only_gen = ListQuery::new(JobStatus::Queued, 100);
-    only_gen.queue = Some("gen".into());
-    let page = t.queue.list(only_gen).await.unwrap();
-    assert_eq!(page.jobs.len(), 20);
-    assert!(page.next.is_none());
-    assert!(
-        t.queue
-            .list(ListQuery::new(JobStatus::Running, 10))
-            .await
-            .unwrap()
-            .jobs
-            .is_empty()
+#[tokio::test]
+async fn list_pages_through_a_status_with_a_cursor() {
+    let t = TestQueue::new();
+    let (mut gen_urgent, mut gen_normal, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..25 {
+        let (queue, priority) = match i % 5 {
+            0 => ("other", 0),
+            1 => ("gen", 1),
+            _ => ("gen", 0),
+        };
+        let job = NewJob::new(queue, json!({ "i": i })).priority(priority);
+        let id = t.queue.enqueue(job).await.unwrap().job.id;
+        match (queue, priority) {
+            ("other", _) => other.push(id),
+            (_, 1) => gen_urgent.push(id),
+            _ => gen_normal.push(id),
+        }
+    }
+    let claim_order: Vec<_> = [gen_urgent.clone(), gen_normal.clone(), other.clone()].concat();
+    assert_eq!(
+        list_all(&t, ListQuery::new(JobStatus::Queued, 10)).await,
+        (claim_order, 3)
     );
+
+    let mut only_gen = ListQuery::new(JobStatus::Queued, 7);
+    only_gen.queue = Some("gen".into());
+    assert_eq!(
+        list_all(&t, only_gen).await,
+        ([gen_urgent, gen_normal].concat(), 3)
+    );
+
+    let batch = t.queue.claim_batch("other", "w", 5).await.unwrap();
+    for (n, claimed) in batch.iter().enumerate() {
+        t.advance(Duration::from_secs(1));
+        if n < 3 {
+            t.queue.complete(&claimed.lease, json!(n)).await.unwrap();
+        }
+    }
+    let (succeeded, pages) = list_all(&t, ListQuery::new(JobStatus::Succeeded, 2)).await;
+    assert_eq!(
+        (succeeded, pages),
+        (other[..3].to_vec(), 2),
+        "finished jobs list in finish order"
+    );
+    let mut running_of_gen = ListQuery::new(JobStatus::Running, 10);
+    running_of_gen.queue = Some("gen".into());
+    assert!(t.queue.list(running_of_gen).await.unwrap().jobs.is_empty());
+    assert_eq!(
+        list_all(&t, ListQuery::new(JobStatus::Running, 10)).await.0,
+        other[3..].to_vec()
+    );
+
+    let mut bad = ListQuery::new(JobStatus::Queued, 10);
+    bad.after = Some("nonsense".into());
+    assert!(matches!(t.queue.list(bad).await, Err(QueueError::Invalid(_))));
 }
 
 #[tokio::test]

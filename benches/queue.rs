@@ -1,0 +1,439 @@
+//! darkroom's durable queue side by side with Redis 7 (AOF, `appendfsync always` and
+//! `everysec`) and Python RQ, as issue 3 asks: durable enqueues/s at 1 and 50
+//! producers, and the full cycle enqueue -> claim -> complete with 4 and 16 workers.
+//!
+//! Run with `cargo bench --bench queue`. Needs `redis-server`, `redis-benchmark`
+//! (apt: redis-server) and Python with `rq` (pip: rq); a missing peer is reported and
+//! its column left empty. Every server this starts listens on 127.0.0.1 only, every
+//! loop is bounded in count and time, and everything lives in a temp dir.
+//! Sizes can be scaled with `DARKROOM_BENCH_SCALE` (default 1.0).
+
+#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use darkroom::clock;
+use darkroom::queue::{NewJob, Queue, QueueConfig};
+use serde_json::{Value, json};
+
+/// No single measurement may run longer than this.
+const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// Jobs per claim in the darkroom workers.
+const CLAIM_BATCH: usize = 16;
+
+fn scale(n: usize) -> usize {
+    let factor: f64 = std::env::var("DARKROOM_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let scaled = (n as f64 * factor) as usize;
+    scaled.max(50)
+}
+
+/// A ~100-byte job body, the size the Redis and RQ runs carry too.
+fn payload(i: usize) -> Value {
+    json!({ "workflow": "sdxl-base", "prompt": "a lighthouse at dusk, volumetric light", "seed": i })
+}
+
+struct Rate {
+    jobs: usize,
+    seconds: f64,
+    p99_ms: Option<f64>,
+}
+
+impl Rate {
+    fn per_second(&self) -> f64 {
+        self.jobs as f64 / self.seconds
+    }
+}
+
+async fn fresh_queue(dir: &Path, name: &str) -> Queue {
+    Queue::open(&dir.join(name), clock::system(), QueueConfig::default()).unwrap()
+}
+
+/// `jobs` durable enqueues from `producers` concurrent tasks.
+async fn darkroom_enqueue(dir: &Path, producers: usize, jobs: usize) -> Rate {
+    let queue = fresh_queue(dir, &format!("enqueue-{producers}.redb")).await;
+    let per = jobs / producers;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per);
+            for i in 0..per {
+                if start.elapsed() > TIME_LIMIT {
+                    break;
+                }
+                let sent = Instant::now();
+                queue
+                    .enqueue(NewJob::new("bench", payload(p * per + i)))
+                    .await
+                    .unwrap();
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let p99 = latencies[latencies.len() * 99 / 100].as_secs_f64() * 1000.0;
+    Rate {
+        jobs: latencies.len(),
+        seconds,
+        p99_ms: Some(p99),
+    }
+}
+
+/// `jobs` jobs enqueued by 16 producers while `workers` workers claim them in batches
+/// and complete each; timed from the first enqueue to the last completion.
+async fn darkroom_cycle(dir: &Path, workers: usize, jobs: usize) -> Rate {
+    const PRODUCERS: usize = 16;
+    let queue = fresh_queue(dir, &format!("cycle-{workers}.redb")).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let per = jobs / PRODUCERS;
+    let total = per * PRODUCERS;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..PRODUCERS {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                if start.elapsed() > TIME_LIMIT {
+                    break;
+                }
+                queue
+                    .enqueue(NewJob::new("bench", payload(p * per + i)))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in 0..workers {
+        let (queue, done) = (queue.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = format!("worker-{w}");
+            while done.load(Ordering::Relaxed) < total && start.elapsed() < TIME_LIMIT {
+                let claimed = queue
+                    .claim_wait("bench", &name, CLAIM_BATCH, Duration::from_millis(50))
+                    .await
+                    .unwrap();
+                let completions = claimed
+                    .iter()
+                    .map(|c| queue.complete(&c.lease, json!({ "images": 1 })));
+                for result in futures::future::join_all(completions).await {
+                    result.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Rate {
+        jobs: done.load(Ordering::Relaxed),
+        seconds: start.elapsed().as_secs_f64(),
+        p99_ms: None,
+    }
+}
+
+/// A redis-server on a free loopback port with AOF on, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start(fsync: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", fsync, "--logfile", ""])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let out = BufReader::new(child.stdout.take()?);
+        for line in out.lines().take(200) {
+            if line.ok()?.contains("Ready to accept connections") {
+                return Some(Self {
+                    child,
+                    port,
+                    _dir: dir,
+                });
+            }
+        }
+        let _ = child.kill();
+        None
+    }
+
+    /// LPUSH of 100-byte values from `clients` connections, via redis-benchmark.
+    fn lpush(&self, clients: usize, requests: usize) -> Option<Rate> {
+        let out = Command::new("redis-benchmark")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                "lpush",
+                "-d",
+                "100",
+            ])
+            .args(["-c", &clients.to_string(), "-n", &requests.to_string(), "--csv"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let row = text.lines().find(|l| l.starts_with("\"LPUSH\""))?;
+        let fields: Vec<f64> = row
+            .split(',')
+            .skip(1)
+            .filter_map(|f| f.trim_matches('"').parse().ok())
+            .collect();
+        let rps = *fields.first()?;
+        Some(Rate {
+            jobs: requests,
+            seconds: requests as f64 / rps,
+            p99_ms: fields.get(5).copied(),
+        })
+    }
+
+    /// Runs `benches/rq_bench.py` against this server.
+    fn rq(&self, args: &[&str]) -> Option<Rate> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/rq_bench.py");
+        let out = Command::new("python3")
+            .arg(script)
+            .args(["--port", &self.port.to_string()])
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .ok()?;
+        let report: Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(Rate {
+            jobs: usize::try_from(report["jobs"].as_u64()?).ok()?,
+            seconds: report["seconds"].as_f64()?,
+            p99_ms: None,
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rq_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import rq"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn fmt_rate(rate: Option<&Rate>) -> String {
+    rate.map_or_else(|| "-".into(), |r| format!("{:.0}", r.per_second()))
+}
+
+fn ratio(ours: &Rate, theirs: Option<&Rate>) -> String {
+    theirs.map_or_else(
+        || "-".into(),
+        |t| format!("{:.1}x", ours.per_second() / t.per_second()),
+    )
+}
+
+struct Row {
+    label: &'static str,
+    ours: Rate,
+    always: Option<Rate>,
+    everysec: Option<Rate>,
+    rq_always: Option<Rate>,
+    rq_everysec: Option<Rate>,
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8}",
+        "per second",
+        "darkroom",
+        "redis-al",
+        "redis-es",
+        "rq-al",
+        "rq-es",
+        "/red-al",
+        "/red-es",
+        "/rq-al",
+        "/rq-es"
+    );
+    for row in rows {
+        println!(
+            "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8}",
+            row.label,
+            fmt_rate(Some(&row.ours)),
+            fmt_rate(row.always.as_ref()),
+            fmt_rate(row.everysec.as_ref()),
+            fmt_rate(row.rq_always.as_ref()),
+            fmt_rate(row.rq_everysec.as_ref()),
+            ratio(&row.ours, row.always.as_ref()),
+            ratio(&row.ours, row.everysec.as_ref()),
+            ratio(&row.ours, row.rq_always.as_ref()),
+            ratio(&row.ours, row.rq_everysec.as_ref()),
+        );
+    }
+    println!(
+        "\nredis-al / redis-es: redis-server 7, appendonly yes, appendfsync always / everysec, \
+         LPUSH of 100 bytes via redis-benchmark.\nrq-al / rq-es: Python RQ on those servers; \
+         full-cycle columns are a burst SimpleWorker draining pre-enqueued no-op jobs \
+         (enqueue not counted).\ndarkroom full cycle: 16 producers enqueue while the workers \
+         claim (batches of {CLAIM_BATCH}) and complete; first enqueue to last completion."
+    );
+}
+
+fn check(label: &str, ours: &Rate, theirs: Option<&Rate>, factor: f64) {
+    match theirs {
+        Some(t) => {
+            let got = ours.per_second() / t.per_second();
+            let verdict = if got >= factor { "met" } else { "NOT met" };
+            println!("target {label} >= {factor}x: {got:.1}x — {verdict}");
+        }
+        None => println!("target {label} >= {factor}x: peer not measured"),
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (n1, n50, n_cycle) = (scale(3_000), scale(40_000), scale(20_000));
+    let (rq_enqueue, rq_drain) = (scale(2_000), scale(1_000));
+
+    println!("darkroom queue bench: {n1} enqueues at 1 producer, {n50} at 50, {n_cycle} per full cycle");
+    let d1 = runtime.block_on(darkroom_enqueue(dir.path(), 1, n1));
+    let d50 = runtime.block_on(darkroom_enqueue(dir.path(), 50, n50));
+    let c4 = runtime.block_on(darkroom_cycle(dir.path(), 4, n_cycle));
+    let c16 = runtime.block_on(darkroom_cycle(dir.path(), 16, n_cycle));
+    for (label, r) in [("enqueue x1", &d1), ("enqueue x50", &d50)] {
+        println!("darkroom {label}: ack p99 {:.2} ms", r.p99_ms.unwrap_or(0.0));
+    }
+
+    let rq = rq_available();
+    if !rq {
+        println!("python rq not importable: RQ columns skipped (pip install rq)");
+    }
+    let mut peers = Vec::new();
+    for fsync in ["always", "everysec"] {
+        let Some(redis) = Redis::start(fsync) else {
+            println!("redis-server not available: Redis columns skipped (apt-get install redis-server)");
+            peers.push((None, None, None, None, None, None));
+            continue;
+        };
+        let l1 = redis.lpush(1, scale(5_000));
+        let l50 = redis.lpush(50, scale(50_000));
+        let rq_runs = rq.then(|| {
+            let (e, d) = (rq_enqueue.to_string(), rq_drain.to_string());
+            (
+                redis.rq(&["enqueue", "--producers", "1", "--jobs", &e]),
+                redis.rq(&["enqueue", "--producers", "50", "--jobs", &e]),
+                redis.rq(&["drain", "--workers", "4", "--jobs", &d]),
+                redis.rq(&["drain", "--workers", "16", "--jobs", &d]),
+            )
+        });
+        let (q1, q50, q4, q16) = rq_runs.unwrap_or((None, None, None, None));
+        peers.push((l1, l50, q1, q50, q4, q16));
+    }
+    let mut it = peers.into_iter();
+    let (al1, al50, rqa1, rqa50, rqa4, rqa16) = it.next().unwrap();
+    let (es1, es50, rqe1, rqe50, rqe4, rqe16) = it.next().unwrap();
+
+    let rows = [
+        Row {
+            label: "durable enqueue, 1 producer",
+            ours: d1,
+            always: al1,
+            everysec: es1,
+            rq_always: rqa1,
+            rq_everysec: rqe1,
+        },
+        Row {
+            label: "durable enqueue, 50 producers",
+            ours: d50,
+            always: al50,
+            everysec: es50,
+            rq_always: rqa50,
+            rq_everysec: rqe50,
+        },
+        Row {
+            label: "full cycle, 4 workers",
+            ours: c4,
+            always: None,
+            everysec: None,
+            rq_always: rqa4,
+            rq_everysec: rqe4,
+        },
+        Row {
+            label: "full cycle, 16 workers",
+            ours: c16,
+            always: None,
+            everysec: None,
+            rq_always: rqa16,
+            rq_everysec: rqe16,
+        },
+    ];
+    print_table(&rows);
+    println!();
+    check(
+        "enqueue x50 vs RQ enqueue x50 (always)",
+        &rows[1].ours,
+        rows[1].rq_always.as_ref(),
+        5.0,
+    );
+    check(
+        "enqueue x50 vs RQ enqueue x50 (everysec)",
+        &rows[1].ours,
+        rows[1].rq_everysec.as_ref(),
+        5.0,
+    );
+    check(
+        "enqueue x50 vs Redis LPUSH always",
+        &rows[1].ours,
+        rows[1].always.as_ref(),
+        1.0,
+    );
+    for row in &rows[2..] {
+        check(
+            &format!("{} vs RQ (always)", row.label),
+            &row.ours,
+            row.rq_always.as_ref(),
+            10.0,
+        );
+        check(
+            &format!("{} vs RQ (everysec)", row.label),
+            &row.ours,
+            row.rq_everysec.as_ref(),
+            10.0,
+        );
+    }
+}
