@@ -23,7 +23,7 @@ use darkroom::queue::{NewJob, Queue, QueueConfig};
 use serde_json::{Value, json};
 
 /// No single measurement may run longer than this.
-const TIME_LIMIT: Duration = Duration::from_secs(60);
+const TIME_LIMIT: Duration = Duration::from_mins(1);
 /// Jobs per claim in the darkroom workers.
 const CLAIM_BATCH: usize = 16;
 
@@ -54,13 +54,13 @@ impl Rate {
     }
 }
 
-async fn fresh_queue(dir: &Path, name: &str) -> Queue {
+fn fresh_queue(dir: &Path, name: &str) -> Queue {
     Queue::open(&dir.join(name), clock::system(), QueueConfig::default()).unwrap()
 }
 
 /// `jobs` durable enqueues from `producers` concurrent tasks.
 async fn darkroom_enqueue(dir: &Path, producers: usize, jobs: usize) -> Rate {
-    let queue = fresh_queue(dir, &format!("enqueue-{producers}.redb")).await;
+    let queue = fresh_queue(dir, &format!("enqueue-{producers}.redb"));
     let per = jobs / producers;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -100,7 +100,7 @@ async fn darkroom_enqueue(dir: &Path, producers: usize, jobs: usize) -> Rate {
 /// and complete each; timed from the first enqueue to the last completion.
 async fn darkroom_cycle(dir: &Path, workers: usize, jobs: usize) -> Rate {
     const PRODUCERS: usize = 16;
-    let queue = fresh_queue(dir, &format!("cycle-{workers}.redb")).await;
+    let queue = fresh_queue(dir, &format!("cycle-{workers}.redb"));
     let done = Arc::new(AtomicUsize::new(0));
     let per = jobs / PRODUCERS;
     let total = per * PRODUCERS;
@@ -263,48 +263,67 @@ fn ratio(ours: &Rate, theirs: Option<&Rate>) -> String {
     )
 }
 
-struct Row {
-    label: &'static str,
-    ours: Rate,
-    always: Option<Rate>,
-    everysec: Option<Rate>,
-    rq_always: Option<Rate>,
-    rq_everysec: Option<Rate>,
+const ROWS: [&str; 4] = [
+    "durable enqueue, 1 producer",
+    "durable enqueue, 50 producers",
+    "full cycle, 4 workers",
+    "full cycle, 16 workers",
+];
+const PEERS: [&str; 4] = ["redis-al", "redis-es", "rq-al", "rq-es"];
+
+/// One peer's figure for each row of [`ROWS`].
+type Column = [Option<Rate>; 4];
+
+/// Redis LPUSH and RQ figures on one redis-server configuration.
+fn measure_peers(fsync: &str, rq: bool, rq_enqueue: usize, rq_drain: usize) -> (Column, Column) {
+    let Some(redis) = Redis::start(fsync) else {
+        println!("redis-server not available: Redis and RQ columns skipped (apt-get install redis-server)");
+        return ([None, None, None, None], [None, None, None, None]);
+    };
+    let lpush = [
+        redis.lpush(1, scale(5_000)),
+        redis.lpush(50, scale(50_000)),
+        None,
+        None,
+    ];
+    if !rq {
+        return (lpush, [None, None, None, None]);
+    }
+    let (e, d) = (rq_enqueue.to_string(), rq_drain.to_string());
+    let rq = [
+        redis.rq(&["enqueue", "--producers", "1", "--jobs", &e]),
+        redis.rq(&["enqueue", "--producers", "50", "--jobs", &e]),
+        redis.rq(&["drain", "--workers", "4", "--jobs", &d]),
+        redis.rq(&["drain", "--workers", "16", "--jobs", &d]),
+    ];
+    (lpush, rq)
 }
 
-fn print_table(rows: &[Row]) {
-    println!(
-        "\n{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8}",
-        "per second",
-        "darkroom",
-        "redis-al",
-        "redis-es",
-        "rq-al",
-        "rq-es",
-        "/red-al",
-        "/red-es",
-        "/rq-al",
-        "/rq-es"
-    );
-    for row in rows {
-        println!(
-            "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8}",
-            row.label,
-            fmt_rate(Some(&row.ours)),
-            fmt_rate(row.always.as_ref()),
-            fmt_rate(row.everysec.as_ref()),
-            fmt_rate(row.rq_always.as_ref()),
-            fmt_rate(row.rq_everysec.as_ref()),
-            ratio(&row.ours, row.always.as_ref()),
-            ratio(&row.ours, row.everysec.as_ref()),
-            ratio(&row.ours, row.rq_always.as_ref()),
-            ratio(&row.ours, row.rq_everysec.as_ref()),
-        );
+fn print_table(ours: &[Rate; 4], peers: &[Column; 4]) {
+    print!("\n{:<31} {:>9}", "per second", "darkroom");
+    for peer in PEERS {
+        print!(" {peer:>9}");
+    }
+    print!(" |");
+    for peer in PEERS {
+        print!(" {:>9}", format!("/{peer}"));
+    }
+    println!();
+    for (row, label) in ROWS.iter().enumerate() {
+        print!("{label:<31} {:>9}", fmt_rate(Some(&ours[row])));
+        for column in peers {
+            print!(" {:>9}", fmt_rate(column[row].as_ref()));
+        }
+        print!(" |");
+        for column in peers {
+            print!(" {:>9}", ratio(&ours[row], column[row].as_ref()));
+        }
+        println!();
     }
     println!(
         "\nredis-al / redis-es: redis-server 7, appendonly yes, appendfsync always / everysec, \
          LPUSH of 100 bytes via redis-benchmark.\nrq-al / rq-es: Python RQ on those servers; \
-         full-cycle columns are a burst SimpleWorker draining pre-enqueued no-op jobs \
+         full-cycle rows are burst SimpleWorkers draining pre-enqueued no-op jobs \
          (enqueue not counted).\ndarkroom full cycle: 16 producers enqueue while the workers \
          claim (batches of {CLAIM_BATCH}) and complete; first enqueue to last completion."
     );
@@ -331,108 +350,59 @@ fn main() {
     let (rq_enqueue, rq_drain) = (scale(2_000), scale(1_000));
 
     println!("darkroom queue bench: {n1} enqueues at 1 producer, {n50} at 50, {n_cycle} per full cycle");
-    let d1 = runtime.block_on(darkroom_enqueue(dir.path(), 1, n1));
-    let d50 = runtime.block_on(darkroom_enqueue(dir.path(), 50, n50));
-    let c4 = runtime.block_on(darkroom_cycle(dir.path(), 4, n_cycle));
-    let c16 = runtime.block_on(darkroom_cycle(dir.path(), 16, n_cycle));
-    for (label, r) in [("enqueue x1", &d1), ("enqueue x50", &d50)] {
-        println!("darkroom {label}: ack p99 {:.2} ms", r.p99_ms.unwrap_or(0.0));
+    let ours = [
+        runtime.block_on(darkroom_enqueue(dir.path(), 1, n1)),
+        runtime.block_on(darkroom_enqueue(dir.path(), 50, n50)),
+        runtime.block_on(darkroom_cycle(dir.path(), 4, n_cycle)),
+        runtime.block_on(darkroom_cycle(dir.path(), 16, n_cycle)),
+    ];
+    for (label, rate) in ROWS.iter().zip(&ours).take(2) {
+        println!("darkroom {label}: ack p99 {:.2} ms", rate.p99_ms.unwrap_or(0.0));
     }
 
     let rq = rq_available();
     if !rq {
         println!("python rq not importable: RQ columns skipped (pip install rq)");
     }
-    let mut peers = Vec::new();
-    for fsync in ["always", "everysec"] {
-        let Some(redis) = Redis::start(fsync) else {
-            println!("redis-server not available: Redis columns skipped (apt-get install redis-server)");
-            peers.push((None, None, None, None, None, None));
-            continue;
-        };
-        let l1 = redis.lpush(1, scale(5_000));
-        let l50 = redis.lpush(50, scale(50_000));
-        let rq_runs = rq.then(|| {
-            let (e, d) = (rq_enqueue.to_string(), rq_drain.to_string());
-            (
-                redis.rq(&["enqueue", "--producers", "1", "--jobs", &e]),
-                redis.rq(&["enqueue", "--producers", "50", "--jobs", &e]),
-                redis.rq(&["drain", "--workers", "4", "--jobs", &d]),
-                redis.rq(&["drain", "--workers", "16", "--jobs", &d]),
-            )
-        });
-        let (q1, q50, q4, q16) = rq_runs.unwrap_or((None, None, None, None));
-        peers.push((l1, l50, q1, q50, q4, q16));
+    let (redis_always, rq_always) = measure_peers("always", rq, rq_enqueue, rq_drain);
+    let (redis_everysec, rq_everysec) = measure_peers("everysec", rq, rq_enqueue, rq_drain);
+    for (name, column) in [("always", &redis_always), ("everysec", &redis_everysec)] {
+        if let Some(p99) = column[1].as_ref().and_then(|r| r.p99_ms) {
+            println!("redis {name} LPUSH x50: p99 {p99:.2} ms");
+        }
     }
-    let mut it = peers.into_iter();
-    let (al1, al50, rqa1, rqa50, rqa4, rqa16) = it.next().unwrap();
-    let (es1, es50, rqe1, rqe50, rqe4, rqe16) = it.next().unwrap();
-
-    let rows = [
-        Row {
-            label: "durable enqueue, 1 producer",
-            ours: d1,
-            always: al1,
-            everysec: es1,
-            rq_always: rqa1,
-            rq_everysec: rqe1,
-        },
-        Row {
-            label: "durable enqueue, 50 producers",
-            ours: d50,
-            always: al50,
-            everysec: es50,
-            rq_always: rqa50,
-            rq_everysec: rqe50,
-        },
-        Row {
-            label: "full cycle, 4 workers",
-            ours: c4,
-            always: None,
-            everysec: None,
-            rq_always: rqa4,
-            rq_everysec: rqe4,
-        },
-        Row {
-            label: "full cycle, 16 workers",
-            ours: c16,
-            always: None,
-            everysec: None,
-            rq_always: rqa16,
-            rq_everysec: rqe16,
-        },
-    ];
-    print_table(&rows);
+    let peers = [redis_always, redis_everysec, rq_always, rq_everysec];
+    print_table(&ours, &peers);
     println!();
     check(
         "enqueue x50 vs RQ enqueue x50 (always)",
-        &rows[1].ours,
-        rows[1].rq_always.as_ref(),
+        &ours[1],
+        peers[2][1].as_ref(),
         5.0,
     );
     check(
         "enqueue x50 vs RQ enqueue x50 (everysec)",
-        &rows[1].ours,
-        rows[1].rq_everysec.as_ref(),
+        &ours[1],
+        peers[3][1].as_ref(),
         5.0,
     );
     check(
-        "enqueue x50 vs Redis LPUSH always",
-        &rows[1].ours,
-        rows[1].always.as_ref(),
+        "enqueue x50 vs Redis LPUSH x50 always",
+        &ours[1],
+        peers[0][1].as_ref(),
         1.0,
     );
-    for row in &rows[2..] {
+    for row in 2..4 {
         check(
-            &format!("{} vs RQ (always)", row.label),
-            &row.ours,
-            row.rq_always.as_ref(),
+            &format!("{} vs RQ (always)", ROWS[row]),
+            &ours[row],
+            peers[2][row].as_ref(),
             10.0,
         );
         check(
-            &format!("{} vs RQ (everysec)", row.label),
-            &row.ours,
-            row.rq_everysec.as_ref(),
+            &format!("{} vs RQ (everysec)", ROWS[row]),
+            &ours[row],
+            peers[3][row].as_ref(),
             10.0,
         );
     }

@@ -47,7 +47,7 @@ pub struct PromptCacheConfig {
 impl Default for PromptCacheConfig {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(7 * 24 * 3600),
+            ttl: Duration::from_hours(7 * 24),
             max_bytes: 2 << 30,
         }
     }

@@ -28,10 +28,10 @@ impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             lease: Duration::from_secs(30),
-            default_timeout: Duration::from_secs(10 * 60),
+            default_timeout: Duration::from_mins(10),
             default_max_attempts: 3,
-            result_ttl: Duration::from_secs(24 * 3600),
-            failed_ttl: Duration::from_secs(7 * 24 * 3600),
+            result_ttl: Duration::from_hours(24),
+            failed_ttl: Duration::from_hours(7 * 24),
             backoff: Backoff::default(),
             event_capacity: 4096,
         }
@@ -55,7 +55,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Self {
             base: Duration::from_secs(2),
-            max: Duration::from_secs(10 * 60),
+            max: Duration::from_mins(10),
             jitter: 0.25,
         }
     }

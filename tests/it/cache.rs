@@ -110,7 +110,7 @@ async fn entries_expire_after_their_ttl() {
     let c = caches(PromptCacheConfig::default());
     c.prompts.put(&key(1), image("week", 10)).await.unwrap();
     c.prompts
-        .put_with_ttl(&key(2), image("minute", 10), Duration::from_secs(60))
+        .put_with_ttl(&key(2), image("minute", 10), Duration::from_mins(1))
         .await
         .unwrap();
     c.clock.advance_ms(59_999);
@@ -197,7 +197,7 @@ async fn kv_get_set_delete_and_expire() {
 #[tokio::test]
 async fn kv_incr_counts_within_a_window() {
     let c = caches(PromptCacheConfig::default());
-    let window = Some(Duration::from_secs(60));
+    let window = Some(Duration::from_mins(1));
     for expected in 1..=3 {
         assert_eq!(c.kv.incr("rate:ip", 1, window).await.unwrap(), expected);
     }

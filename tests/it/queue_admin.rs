@@ -103,7 +103,7 @@ async fn idempotency_key_returns_the_existing_job() {
         !third.created,
         "a finished job still answers for its key until purged"
     );
-    t.advance(Duration::from_secs(24 * 3600));
+    t.advance(Duration::from_hours(24));
     assert_eq!(t.queue.purge_expired(t.now()).await.unwrap(), 1);
     let fourth = t
         .queue
@@ -120,7 +120,7 @@ async fn finished_jobs_are_purged_after_their_ttl() {
     let default_ttl = t.put("gen", "a").await;
     let short_ttl = t
         .queue
-        .enqueue(NewJob::new("gen", json!({ "name": "b" })).result_ttl(Duration::from_secs(60)))
+        .enqueue(NewJob::new("gen", json!({ "name": "b" })).result_ttl(Duration::from_mins(1)))
         .await
         .unwrap()
         .job
@@ -157,7 +157,7 @@ async fn finished_jobs_are_purged_after_their_ttl() {
         "dead letters are kept for failed_ttl"
     );
 
-    t.advance(Duration::from_secs(7 * 24 * 3600));
+    t.advance(Duration::from_hours(7 * 24));
     assert_eq!(t.queue.purge_expired(t.now()).await.unwrap(), 1);
     assert!(t.queue.get(dead).await.unwrap().is_none());
     assert!(
@@ -246,7 +246,7 @@ async fn counts_follow_every_transition() {
         t.put("gen", &i.to_string()).await;
     }
     t.queue
-        .enqueue(NewJob::new("gen", json!({})).delay(Duration::from_secs(60)))
+        .enqueue(NewJob::new("gen", json!({})).delay(Duration::from_mins(1)))
         .await
         .unwrap();
     let batch = t.queue.claim_batch("gen", "w", 3).await.unwrap();

@@ -16,7 +16,7 @@ async fn expired_lease_returns_the_job_with_its_attempt_counted() {
     let first = t.claim("gen").await.unwrap();
     let lease = t.queue.config().lease;
 
-    t.advance(lease - Duration::from_millis(1));
+    t.advance(lease.saturating_sub(Duration::from_millis(1)));
     assert_eq!(t.queue.reap_expired(t.now()).await.unwrap(), 0);
     assert!(t.claim("gen").await.is_none());
     t.advance(Duration::from_millis(1));
@@ -80,7 +80,7 @@ async fn a_job_past_its_timeout_is_stopped_even_while_heartbeating() {
     let t = TestQueue::new();
     let id = t
         .queue
-        .enqueue(NewJob::new("gen", json!({})).timeout(Duration::from_secs(60)))
+        .enqueue(NewJob::new("gen", json!({})).timeout(Duration::from_mins(1)))
         .await
         .unwrap()
         .job
@@ -123,7 +123,7 @@ async fn a_job_past_its_timeout_is_stopped_even_while_heartbeating() {
 #[tokio::test]
 async fn the_reaper_fails_a_timed_out_job_on_its_last_attempt() {
     let config = QueueConfig {
-        lease: Duration::from_secs(600),
+        lease: Duration::from_mins(10),
         ..QueueConfig::default()
     };
     let t = TestQueue::with_config(config);
