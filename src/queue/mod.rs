@@ -109,7 +109,7 @@ impl Queue {
 
     /// A queue on an already open store; creates its tables if they are missing.
     pub fn with_store(store: Store, clock: SharedClock, config: QueueConfig) -> Result<Self, QueueError> {
-        store.write_blocking(|txn| Tables::open(txn).map(drop))?;
+        store.write_blocking(|txn| Tables::create_all(txn))?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         Ok(Self {
             inner: Arc::new(Inner {

@@ -73,7 +73,7 @@ impl Ctx<'_> {
 /// idempotency key already names one, which is returned instead.
 pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -> Outcome<Enqueued> {
     if let Some(key) = job.idempotency_key.as_deref() {
-        let existing = t.idempotency.get(key)?.map(|v| Ulid(v.value()));
+        let existing = t.idempotency()?.get(key)?.map(|v| Ulid(v.value()));
         if let Some(id) = existing
             && let Some(mut found) = t.load(id)?
         {
@@ -86,9 +86,9 @@ pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -
         }
     }
     t.put(None, &mut job)?;
-    t.payloads.insert(job.id.0, payload)?;
+    t.payloads()?.insert(job.id.0, payload)?;
     if let Some(key) = job.idempotency_key.as_deref() {
-        t.idempotency.insert(key, job.id.0)?;
+        t.idempotency()?.insert(key, job.id.0)?;
     }
     let event = JobEvent::of(&job, None, ctx.now);
     Ok((Enqueued { job, created: true }, vec![event]))
@@ -106,7 +106,7 @@ pub(crate) fn claim(
     let (_, mut events) = promote_due(t, ctx)?;
     let mut ready = Vec::with_capacity(max.min(64));
     for entry in t
-        .ready
+        .ready()?
         .range((queue, i64::MIN, 0u128)..=(queue, i64::MAX, u128::MAX))?
         .take(max)
     {
@@ -118,7 +118,7 @@ pub(crate) fn claim(
     for (neg_priority, order, id) in ready {
         let Some(mut job) = t.load(id)? else {
             tracing::error!(%id, "queue ready index names a missing job; entry dropped");
-            t.ready.remove((queue, neg_priority, order))?;
+            t.ready()?.remove((queue, neg_priority, order))?;
             continue;
         };
         let before = Position::of(&job);
