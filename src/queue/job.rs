@@ -173,7 +173,7 @@ pub struct Job {
     pub expires_ms: Option<Millis>,
     /// Place in the ready order within its priority: a ULID taken when it became ready.
     #[serde(default)]
-    pub(crate) order: u128,
+    pub(crate) order: Ulid,
 }
 
 impl Job {

@@ -18,8 +18,8 @@
 //! It reads the injectable clock, so tests move time instead of sleeping. Every
 //! transition is broadcast as a [`JobEvent`] after it is committed.
 //!
-//! Layout: `job` (the data), `tables` (redb tables and indexes), `txn` (transitions
-//! inside a write transaction), `read` (queries), `config`, `error`.
+//! Layout: `job` (the data), `ids` (ULIDs), `tables` (redb tables and indexes), `txn`
+//! (transitions inside a write transaction), `read` (queries), `config`, `error`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -250,7 +250,7 @@ impl Queue {
             result: None,
             errors: Vec::new(),
             expires_ms: None,
-            order: id.0,
+            order: id,
         })
     }
 

@@ -71,7 +71,7 @@ impl Position {
             JobStatus::Queued => Self::Ready {
                 queue: job.queue.clone(),
                 neg_priority: -i64::from(job.priority),
-                order: job.order,
+                order: job.order.0,
             },
             JobStatus::Scheduled => Self::Timed(job.status, job.not_before_ms.unwrap_or(0)),
             JobStatus::Running => Self::Timed(job.status, running_deadline(job)),

@@ -34,8 +34,8 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// A fresh place at the back of the ready order.
-    fn fresh_order(&self) -> u128 {
-        self.ids.next(self.now).0
+    fn fresh_order(&self) -> Ulid {
+        self.ids.next(self.now)
     }
 
     fn ms(d: std::time::Duration) -> i64 {
