@@ -1,12 +1,14 @@
 //! Job queue administration: cancellation, idempotency keys, TTL purge, listing,
-//! counts, events and validation. Time moves on a manual clock; nothing sleeps.
+//! counts, events, validation and compaction. Time moves on a manual clock; nothing sleeps.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use darkroom::queue::{Directive, JobStatus, ListQuery, NewJob, QueueError, StopReason};
+use darkroom::queue::{Directive, JobStatus, ListQuery, NewJob, QueueConfig, QueueError, StopReason};
 use serde_json::json;
 
-use crate::queue_support::TestQueue;
+use crate::queue_support::{TestQueue, disk_copy};
+
 #[tokio::test]
 async fn cancel_waiting_jobs_at_once_and_refuse_finished_ones() {
     let t = TestQueue::new();
@@ -313,4 +315,37 @@ async fn invalid_requests_are_refused() {
         assert!(matches!(t.queue.enqueue(bad).await, Err(QueueError::Invalid(_))));
     }
     assert_eq!(t.queue.counts().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn reopening_compacts_the_file_after_a_purge() {
+    let t = TestQueue::new();
+    let body = "x".repeat(4_000);
+    for i in 0..400 {
+        let job = NewJob::new("gen", json!({ "i": i, "body": body })).result_ttl(Duration::from_secs(1));
+        t.queue.enqueue(job).await.unwrap();
+    }
+    let survivor = t.put("other", "late").await;
+    loop {
+        let batch = t.queue.claim_batch("gen", "w", 100).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for claimed in batch {
+            t.queue.complete(&claimed.lease, json!("ok")).await.unwrap();
+        }
+    }
+    t.advance(Duration::from_secs(1));
+    assert_eq!(t.queue.purge_expired(t.now()).await.unwrap(), 400);
+    let (_dir, copy) = disk_copy(&t.path());
+    let before = std::fs::metadata(&copy).unwrap().len();
+    let reopened =
+        darkroom::queue::Queue::open(&copy, Arc::new(t.clock.clone()), QueueConfig::default()).unwrap();
+    let after = std::fs::metadata(&copy).unwrap().len();
+    assert!(
+        after * 4 < before,
+        "compaction at open: {before} -> {after} bytes"
+    );
+    assert_eq!(reopened.counts().await.unwrap().total(), 1);
+    assert!(reopened.get(survivor).await.unwrap().is_some());
 }
