@@ -17,7 +17,7 @@ struct Caches {
     prompts: PromptCache,
     kv: KvCache,
     clock: ManualClock,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn caches(config: PromptCacheConfig) -> Caches {
@@ -30,7 +30,7 @@ fn caches(config: PromptCacheConfig) -> Caches {
         prompts,
         kv,
         clock,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -209,4 +209,20 @@ async fn kv_incr_counts_within_a_window() {
     );
     c.kv.set("text", b"abc", None).await.unwrap();
     assert!(c.kv.incr("text", 1, None).await.is_err());
+}
+
+#[tokio::test]
+async fn entries_survive_a_restart() {
+    let c = caches(PromptCacheConfig::default());
+    c.prompts.put(&key(1), image("kept", 123)).await.unwrap();
+    c.kv.set("session:1", b"alice", None).await.unwrap();
+    let path = c.dir.path().join("cache.redb");
+    let (_copy_dir, copy) = crate::queue_support::disk_copy(&path);
+    let store = open_store(&copy).unwrap();
+    let clock = Arc::new(c.clock.clone());
+    let prompts = PromptCache::new(store.clone(), clock.clone(), PromptCacheConfig::default()).unwrap();
+    let kv = KvCache::new(store, clock).unwrap();
+    assert_eq!(prompts.get(&key(1)).await.unwrap(), Some(image("kept", 123)));
+    assert_eq!(prompts.usage().await.unwrap(), c.prompts.usage().await.unwrap());
+    assert_eq!(kv.get("session:1").await.unwrap().as_deref(), Some(&b"alice"[..]));
 }
