@@ -1,6 +1,7 @@
 //! darkroom's durable queue side by side with Redis 7 (AOF, `appendfsync always` and
 //! `everysec`) and Python RQ, as issue 3 asks: durable enqueues/s at 1 and 50
-//! producers, and the full cycle enqueue -> claim -> complete with 4 and 16 workers.
+//! producers; the drain of pre-enqueued jobs by 4 and 16 workers (what RQ's burst
+//! worker does); and the full cycle enqueue -> claim -> complete with 4 and 16 workers.
 //!
 //! Run with `cargo bench --bench queue`. Needs `redis-server`, `redis-benchmark`
 //! (apt: redis-server) and Python with `rq` (pip: rq); a missing peer is reported and
@@ -26,6 +27,8 @@ use serde_json::{Value, json};
 const TIME_LIMIT: Duration = Duration::from_mins(1);
 /// Jobs per claim in the darkroom workers.
 const CLAIM_BATCH: usize = 16;
+/// Concurrent producers for the drain and full-cycle runs.
+const PRODUCERS: usize = 50;
 
 fn scale(n: usize) -> usize {
     let factor: f64 = std::env::var("DARKROOM_BENCH_SCALE")
@@ -58,34 +61,74 @@ fn fresh_queue(dir: &Path, name: &str) -> Queue {
     Queue::open(&dir.join(name), clock::system(), QueueConfig::default()).unwrap()
 }
 
-/// `jobs` durable enqueues from `producers` concurrent tasks.
-async fn darkroom_enqueue(dir: &Path, producers: usize, jobs: usize) -> Rate {
-    let queue = fresh_queue(dir, &format!("enqueue-{producers}.redb"));
+/// Enqueues `jobs` jobs from `producers` concurrent tasks; returns each ack's latency.
+async fn produce(queue: &Queue, producers: usize, jobs: usize) -> Vec<Duration> {
     let per = jobs / producers;
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for p in 0..producers {
-        let queue = queue.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per);
-            for i in 0..per {
-                if start.elapsed() > TIME_LIMIT {
-                    break;
+    let tasks: Vec<_> = (0..producers)
+        .map(|p| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per);
+                for i in 0..per {
+                    if start.elapsed() > TIME_LIMIT {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    queue
+                        .enqueue(NewJob::new("bench", payload(p * per + i)))
+                        .await
+                        .unwrap();
+                    latencies.push(sent.elapsed());
                 }
-                let sent = Instant::now();
-                queue
-                    .enqueue(NewJob::new("bench", payload(p * per + i)))
-                    .await
-                    .unwrap();
-                latencies.push(sent.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(jobs);
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
+    latencies
+}
+
+/// `workers` workers claim jobs in batches and complete each, until `total` are done;
+/// returns how many were.
+async fn consume(queue: &Queue, workers: usize, total: usize) -> usize {
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (queue, done) = (queue.clone(), done.clone());
+            tokio::spawn(async move {
+                let name = format!("worker-{w}");
+                while done.load(Ordering::Relaxed) < total && start.elapsed() < TIME_LIMIT {
+                    let claimed = queue
+                        .claim_wait("bench", &name, CLAIM_BATCH, Duration::from_millis(50))
+                        .await
+                        .unwrap();
+                    let completions = claimed
+                        .iter()
+                        .map(|c| queue.complete(&c.lease, json!({ "images": 1 })));
+                    for result in futures::future::join_all(completions).await {
+                        result.unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed)
+}
+
+/// Durable enqueues from `producers` concurrent tasks.
+async fn darkroom_enqueue(dir: &Path, producers: usize, jobs: usize) -> Rate {
+    let queue = fresh_queue(dir, &format!("enqueue-{producers}.redb"));
+    let start = Instant::now();
+    let mut latencies = produce(&queue, producers, jobs).await;
     let seconds = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let p99 = latencies[latencies.len() * 99 / 100].as_secs_f64() * 1000.0;
@@ -96,54 +139,28 @@ async fn darkroom_enqueue(dir: &Path, producers: usize, jobs: usize) -> Rate {
     }
 }
 
-/// `jobs` jobs enqueued by 16 producers while `workers` workers claim them in batches
-/// and complete each; timed from the first enqueue to the last completion.
-async fn darkroom_cycle(dir: &Path, workers: usize, jobs: usize) -> Rate {
-    const PRODUCERS: usize = 16;
-    let queue = fresh_queue(dir, &format!("cycle-{workers}.redb"));
-    let done = Arc::new(AtomicUsize::new(0));
-    let per = jobs / PRODUCERS;
-    let total = per * PRODUCERS;
+/// `workers` workers draining `jobs` jobs enqueued beforehand (like RQ's burst worker).
+async fn darkroom_drain(dir: &Path, workers: usize, jobs: usize) -> Rate {
+    let queue = fresh_queue(dir, &format!("drain-{workers}.redb"));
+    let enqueued = produce(&queue, PRODUCERS, jobs).await.len();
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for p in 0..PRODUCERS {
-        let queue = queue.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..per {
-                if start.elapsed() > TIME_LIMIT {
-                    break;
-                }
-                queue
-                    .enqueue(NewJob::new("bench", payload(p * per + i)))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for w in 0..workers {
-        let (queue, done) = (queue.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            let name = format!("worker-{w}");
-            while done.load(Ordering::Relaxed) < total && start.elapsed() < TIME_LIMIT {
-                let claimed = queue
-                    .claim_wait("bench", &name, CLAIM_BATCH, Duration::from_millis(50))
-                    .await
-                    .unwrap();
-                let completions = claimed
-                    .iter()
-                    .map(|c| queue.complete(&c.lease, json!({ "images": 1 })));
-                for result in futures::future::join_all(completions).await {
-                    result.unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let done = consume(&queue, workers, enqueued).await;
     Rate {
-        jobs: done.load(Ordering::Relaxed),
+        jobs: done,
+        seconds: start.elapsed().as_secs_f64(),
+        p99_ms: None,
+    }
+}
+
+/// [`PRODUCERS`] producers enqueue `jobs` jobs while `workers` workers claim and
+/// complete them: first enqueue to last completion.
+async fn darkroom_cycle(dir: &Path, workers: usize, jobs: usize) -> Rate {
+    let queue = fresh_queue(dir, &format!("cycle-{workers}.redb"));
+    let total = jobs / PRODUCERS * PRODUCERS;
+    let start = Instant::now();
+    let (_, done) = tokio::join!(produce(&queue, PRODUCERS, jobs), consume(&queue, workers, total));
+    Rate {
+        jobs: done,
         seconds: start.elapsed().as_secs_f64(),
         p99_ms: None,
     }
@@ -218,8 +235,8 @@ impl Redis {
         })
     }
 
-    /// Runs `benches/rq_bench.py` against this server.
-    fn rq(&self, args: &[&str]) -> Option<Rate> {
+    /// Runs `benches/rq_bench.py` against this server; its JSON report.
+    fn rq(&self, args: &[&str]) -> Option<Value> {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/rq_bench.py");
         let out = Command::new("python3")
             .arg(script)
@@ -228,12 +245,50 @@ impl Redis {
             .stderr(Stdio::inherit())
             .output()
             .ok()?;
-        let report: Value = serde_json::from_slice(&out.stdout).ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// RQ's enqueue rate from `producers` threads.
+    fn rq_enqueue(&self, producers: usize, jobs: usize) -> Option<Rate> {
+        let report = self.rq(&[
+            "enqueue",
+            "--producers",
+            &producers.to_string(),
+            "--jobs",
+            &jobs.to_string(),
+        ])?;
         Some(Rate {
             jobs: usize::try_from(report["jobs"].as_u64()?).ok()?,
             seconds: report["seconds"].as_f64()?,
             p99_ms: None,
         })
+    }
+
+    /// RQ with `workers` burst workers: the drain alone, and enqueue (50 threads)
+    /// followed by the drain.
+    fn rq_drain(&self, workers: usize, jobs: usize) -> (Option<Rate>, Option<Rate>) {
+        let args = [
+            "drain",
+            "--workers",
+            &workers.to_string(),
+            "--jobs",
+            &jobs.to_string(),
+        ];
+        let Some(report) = self.rq(&args) else {
+            return (None, None);
+        };
+        let rates = || -> Option<(Rate, Rate)> {
+            let done = usize::try_from(report["jobs"].as_u64()?).ok()?;
+            let drain = report["seconds"].as_f64()?;
+            let enqueue = report["enqueue_seconds"].as_f64()?;
+            let rate = |seconds| Rate {
+                jobs: done,
+                seconds,
+                p99_ms: None,
+            };
+            Some((rate(drain), rate(drain + enqueue)))
+        };
+        rates().map_or((None, None), |(drain, cycle)| (Some(drain), Some(cycle)))
     }
 }
 
@@ -263,43 +318,39 @@ fn ratio(ours: &Rate, theirs: Option<&Rate>) -> String {
     )
 }
 
-const ROWS: [&str; 4] = [
+const ROWS: [&str; 6] = [
     "durable enqueue, 1 producer",
     "durable enqueue, 50 producers",
+    "drain, 4 workers",
+    "drain, 16 workers",
     "full cycle, 4 workers",
     "full cycle, 16 workers",
 ];
 const PEERS: [&str; 4] = ["redis-al", "redis-es", "rq-al", "rq-es"];
 
 /// One peer's figure for each row of [`ROWS`].
-type Column = [Option<Rate>; 4];
+type Column = [Option<Rate>; 6];
 
 /// Redis LPUSH and RQ figures on one redis-server configuration.
-fn measure_peers(fsync: &str, rq: bool, rq_enqueue: usize, rq_drain: usize) -> (Column, Column) {
+fn measure_peers(fsync: &str, rq: bool, rq_jobs: usize) -> (Column, Column) {
     let Some(redis) = Redis::start(fsync) else {
         println!("redis-server not available: Redis and RQ columns skipped (apt-get install redis-server)");
-        return ([None, None, None, None], [None, None, None, None]);
+        return (Column::default(), Column::default());
     };
-    let lpush = [
-        redis.lpush(1, scale(5_000)),
-        redis.lpush(50, scale(50_000)),
-        None,
-        None,
-    ];
-    if !rq {
-        return (lpush, [None, None, None, None]);
+    let mut lpush = Column::default();
+    lpush[0] = redis.lpush(1, scale(5_000));
+    lpush[1] = redis.lpush(50, scale(50_000));
+    let mut column = Column::default();
+    if rq {
+        column[0] = redis.rq_enqueue(1, rq_jobs);
+        column[1] = redis.rq_enqueue(50, rq_jobs);
+        (column[2], column[4]) = redis.rq_drain(4, rq_jobs);
+        (column[3], column[5]) = redis.rq_drain(16, rq_jobs);
     }
-    let (e, d) = (rq_enqueue.to_string(), rq_drain.to_string());
-    let rq = [
-        redis.rq(&["enqueue", "--producers", "1", "--jobs", &e]),
-        redis.rq(&["enqueue", "--producers", "50", "--jobs", &e]),
-        redis.rq(&["drain", "--workers", "4", "--jobs", &d]),
-        redis.rq(&["drain", "--workers", "16", "--jobs", &d]),
-    ];
-    (lpush, rq)
+    (lpush, column)
 }
 
-fn print_table(ours: &[Rate; 4], peers: &[Column; 4]) {
+fn print_table(ours: &[Rate; 6], peers: &[Column; 4]) {
     print!("\n{:<31} {:>9}", "per second", "darkroom");
     for peer in PEERS {
         print!(" {peer:>9}");
@@ -323,9 +374,11 @@ fn print_table(ours: &[Rate; 4], peers: &[Column; 4]) {
     println!(
         "\nredis-al / redis-es: redis-server 7, appendonly yes, appendfsync always / everysec, \
          LPUSH of 100 bytes via redis-benchmark.\nrq-al / rq-es: Python RQ on those servers; \
-         full-cycle rows are burst SimpleWorkers draining pre-enqueued no-op jobs \
-         (enqueue not counted).\ndarkroom full cycle: 16 producers enqueue while the workers \
-         claim (batches of {CLAIM_BATCH}) and complete; first enqueue to last completion."
+         no-op jobs, drained by burst SimpleWorker processes.\ndrain: jobs enqueued beforehand, \
+         timed from the workers' start to the last completion (darkroom workers claim batches \
+         of {CLAIM_BATCH}).\nfull cycle: darkroom's {PRODUCERS} producers enqueue while the workers \
+         claim and complete; RQ enqueues from {PRODUCERS} threads, then drains (burst workers \
+         stop on an empty queue)."
     );
 }
 
@@ -334,7 +387,7 @@ fn check(label: &str, ours: &Rate, theirs: Option<&Rate>, factor: f64) {
         Some(t) => {
             let got = ours.per_second() / t.per_second();
             let verdict = if got >= factor { "met" } else { "NOT met" };
-            println!("target {label} >= {factor}x: {got:.1}x — {verdict}");
+            println!("target {label} >= {factor}x: {got:.2}x — {verdict}");
         }
         None => println!("target {label} >= {factor}x: peer not measured"),
     }
@@ -346,16 +399,19 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (n1, n50, n_cycle) = (scale(3_000), scale(40_000), scale(20_000));
-    let (rq_enqueue, rq_drain) = (scale(2_000), scale(1_000));
+    let (n1, n50, n_cycle, rq_jobs) = (scale(3_000), scale(40_000), scale(20_000), scale(1_000));
 
-    println!("darkroom queue bench: {n1} enqueues at 1 producer, {n50} at 50, {n_cycle} per full cycle");
-    let ours = [
-        runtime.block_on(darkroom_enqueue(dir.path(), 1, n1)),
-        runtime.block_on(darkroom_enqueue(dir.path(), 50, n50)),
-        runtime.block_on(darkroom_cycle(dir.path(), 4, n_cycle)),
-        runtime.block_on(darkroom_cycle(dir.path(), 16, n_cycle)),
-    ];
+    println!("darkroom queue bench: {n1} enqueues at 1 producer, {n50} at 50, {n_cycle} per drain and cycle");
+    let ours = runtime.block_on(async {
+        [
+            darkroom_enqueue(dir.path(), 1, n1).await,
+            darkroom_enqueue(dir.path(), 50, n50).await,
+            darkroom_drain(dir.path(), 4, n_cycle).await,
+            darkroom_drain(dir.path(), 16, n_cycle).await,
+            darkroom_cycle(dir.path(), 4, n_cycle).await,
+            darkroom_cycle(dir.path(), 16, n_cycle).await,
+        ]
+    });
     for (label, rate) in ROWS.iter().zip(&ours).take(2) {
         println!("darkroom {label}: ack p99 {:.2} ms", rate.p99_ms.unwrap_or(0.0));
     }
@@ -364,8 +420,8 @@ fn main() {
     if !rq {
         println!("python rq not importable: RQ columns skipped (pip install rq)");
     }
-    let (redis_always, rq_always) = measure_peers("always", rq, rq_enqueue, rq_drain);
-    let (redis_everysec, rq_everysec) = measure_peers("everysec", rq, rq_enqueue, rq_drain);
+    let (redis_always, rq_always) = measure_peers("always", rq, rq_jobs);
+    let (redis_everysec, rq_everysec) = measure_peers("everysec", rq, rq_jobs);
     for (name, column) in [("always", &redis_always), ("everysec", &redis_everysec)] {
         if let Some(p99) = column[1].as_ref().and_then(|r| r.p99_ms) {
             println!("redis {name} LPUSH x50: p99 {p99:.2} ms");
@@ -392,7 +448,7 @@ fn main() {
         peers[0][1].as_ref(),
         1.0,
     );
-    for row in 2..4 {
+    for row in 2..6 {
         check(
             &format!("{} vs RQ (always)", ROWS[row]),
             &ours[row],

@@ -5,9 +5,9 @@ one JSON object on stdout.
 
   rq_bench.py --port P enqueue --producers 50 --jobs 2000
       times N enqueues of a no-op job from P threads (own connection each)
-  rq_bench.py --port P drain --workers 4 --jobs 1000
-      enqueues N no-op jobs (untimed), then times W burst SimpleWorker processes
-      draining them
+  rq_bench.py --port P drain --workers 4 --jobs 1000 [--producers 50]
+      enqueues N no-op jobs from P threads, then times W burst SimpleWorker
+      processes draining them; reports both times
 """
 
 import argparse
@@ -71,14 +71,9 @@ def work(port):
     worker.work(burst=True, logging_level="WARNING", max_jobs=1_000_000)
 
 
-def drain(port, workers, jobs):
-    import rq_bench
-
+def drain(port, workers, jobs, producers):
+    enqueued = enqueue(port, producers, jobs)
     queue = Queue(QUEUE, connection=connect(port))
-    with queue.connection.pipeline() as pipe:
-        for _ in range(jobs):
-            queue.enqueue(rq_bench.noop, PAYLOAD, pipeline=pipe)
-        pipe.execute()
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=work, args=(port,)) for _ in range(workers)]
     start = time.perf_counter()
@@ -90,7 +85,13 @@ def drain(port, workers, jobs):
             p.kill()
     seconds = time.perf_counter() - start
     finished = queue.finished_job_registry.count
-    return {"jobs": finished, "seconds": seconds, "rate": finished / seconds, "left": queue.count}
+    return {
+        "jobs": finished,
+        "seconds": seconds,
+        "rate": finished / seconds,
+        "left": queue.count,
+        "enqueue_seconds": enqueued["seconds"],
+    }
 
 
 def main():
@@ -103,12 +104,13 @@ def main():
     d = sub.add_parser("drain")
     d.add_argument("--workers", type=int, default=1)
     d.add_argument("--jobs", type=int, default=1000)
+    d.add_argument("--producers", type=int, default=50)
     args = parser.parse_args()
     connect(args.port).flushall()
     if args.cmd == "enqueue":
         out = enqueue(args.port, args.producers, args.jobs)
     else:
-        out = drain(args.port, args.workers, args.jobs)
+        out = drain(args.port, args.workers, args.jobs, args.producers)
     json.dump(out, sys.stdout)
     print()
 
