@@ -27,6 +27,8 @@ pub struct Config {
     pub log: LogConfig,
     pub s3: S3Config,
     pub api: ApiConfig,
+    pub queue: QueueSettings,
+    pub cache: CacheSettings,
 }
 
 impl Default for Config {
@@ -37,6 +39,8 @@ impl Default for Config {
             log: LogConfig::default(),
             s3: S3Config::default(),
             api: ApiConfig::default(),
+            queue: QueueSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -141,6 +145,86 @@ impl Default for ApiConfig {
     }
 }
 
+/// The durable job queue (`{data_dir}/queue.redb`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Seconds a claimed job stays leased without a heartbeat.
+    pub lease_seconds: u64,
+    /// Seconds a job may run before it is stopped (per-job override allowed).
+    pub default_timeout_seconds: u64,
+    /// Attempts before a job is dead-lettered as `failed` (per-job override allowed).
+    pub default_max_attempts: u32,
+    /// Seconds finished jobs are kept (RQ's result_ttl; per-job override allowed).
+    pub result_ttl_seconds: u64,
+    /// Seconds failed jobs are kept for inspection and retry.
+    pub failed_ttl_seconds: u64,
+    /// First retry delay in seconds; doubles per attempt, with jitter.
+    pub backoff_base_seconds: u64,
+    /// Longest retry delay in seconds.
+    pub backoff_max_seconds: u64,
+    /// Milliseconds between reaper passes (expired leases, timeouts, due delayed jobs).
+    pub reaper_interval_ms: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            lease_seconds: 30,
+            default_timeout_seconds: 600,
+            default_max_attempts: 3,
+            result_ttl_seconds: 86_400,
+            failed_ttl_seconds: 7 * 86_400,
+            backoff_base_seconds: 2,
+            backoff_max_seconds: 600,
+            reaper_interval_ms: 1000,
+        }
+    }
+}
+
+impl QueueSettings {
+    /// The queue's own configuration type.
+    pub fn to_queue_config(&self) -> crate::queue::QueueConfig {
+        use std::time::Duration;
+        crate::queue::QueueConfig {
+            lease: Duration::from_secs(self.lease_seconds),
+            default_timeout: Duration::from_secs(self.default_timeout_seconds),
+            default_max_attempts: self.default_max_attempts,
+            result_ttl: Duration::from_secs(self.result_ttl_seconds),
+            failed_ttl: Duration::from_secs(self.failed_ttl_seconds),
+            backoff: crate::queue::Backoff {
+                base: Duration::from_secs(self.backoff_base_seconds),
+                max: Duration::from_secs(self.backoff_max_seconds),
+                ..crate::queue::Backoff::default()
+            },
+            ..crate::queue::QueueConfig::default()
+        }
+    }
+}
+
+/// The prompt cache and the key-value cache (`{data_dir}/cache.redb`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Seconds a cached generation result is reused.
+    pub prompt_ttl_seconds: u64,
+    /// Total size of the outputs the prompt cache refers to before least recently
+    /// used entries are evicted (the seed's Redis ran with maxmemory 2gb allkeys-lru).
+    pub prompt_max_bytes: u64,
+    /// Seconds between expiry sweeps of both caches.
+    pub sweep_interval_seconds: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            prompt_ttl_seconds: 7 * 86_400,
+            prompt_max_bytes: 2 << 30,
+            sweep_interval_seconds: 60,
+        }
+    }
+}
+
 /// A configuration that could not be loaded, naming where the problem is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -241,6 +325,18 @@ impl Config {
         }
         if self.s3.lifecycle_day_seconds == 0 {
             return invalid("s3.lifecycle_day_seconds", "must be at least 1");
+        }
+        if self.queue.lease_seconds == 0 || self.queue.reaper_interval_ms == 0 {
+            return invalid(
+                "queue.lease_seconds",
+                "queue.lease_seconds and queue.reaper_interval_ms must be at least 1",
+            );
+        }
+        if self.queue.default_max_attempts == 0 {
+            return invalid("queue.default_max_attempts", "must be at least 1");
+        }
+        if self.cache.sweep_interval_seconds == 0 {
+            return invalid("cache.sweep_interval_seconds", "must be at least 1");
         }
         if self.s3.lifecycle_interval_seconds == 0 {
             return invalid("s3.lifecycle_interval_seconds", "must be at least 1");

@@ -1,4 +1,5 @@
-//! Wires the services together and owns their lifetime: opens the stores, creates
+//! Wires the services together and owns their lifetime: opens the stores (objects,
+//! job queue, caches, each its own redb file), creates
 //! the configured buckets, binds the listeners, runs the background tasks, and on
 //! SIGTERM / Ctrl-C stops accepting, lets in-flight work finish within the grace
 //! period and closes the database cleanly.
@@ -12,15 +13,21 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{KvCache, PromptCache, PromptCacheConfig};
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
+use crate::queue::Queue;
 use crate::s3::Credentials;
 use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
+use crate::store::Store;
 
 /// A running daemon.
 pub struct Daemon {
     s3_addr: Option<SocketAddr>,
     storage: ObjectStore,
+    queue: Queue,
+    prompts: PromptCache,
+    kv: KvCache,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -59,8 +66,24 @@ impl Daemon {
                 .await
                 .with_context(|| format!("config s3.buckets: cannot create bucket {:?}", b.name))?;
         }
+        let (queue, prompts, kv) = open_queue_and_caches(config, &clock).await?;
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let reaper = queue.spawn_reaper(
+            Duration::from_millis(config.queue.reaper_interval_ms),
+            shutdown.clone(),
+        );
+        let sweeper = crate::cache::spawn_sweeper(
+            prompts.clone(),
+            kv.clone(),
+            clock.clone(),
+            Duration::from_secs(config.cache.sweep_interval_seconds),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            let _ = reaper.await;
+            let _ = sweeper.await;
+        });
         let grace = Duration::from_secs(config.shutdown_grace_seconds);
         let mut s3_addr = None;
         if config.s3.enabled {
@@ -79,6 +102,9 @@ impl Daemon {
         Ok(Self {
             s3_addr,
             storage,
+            queue,
+            prompts,
+            kv,
             shutdown,
             tasks,
         })
@@ -94,6 +120,21 @@ impl Daemon {
         &self.storage
     }
 
+    /// The durable job queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The prompt cache.
+    pub fn prompt_cache(&self) -> &PromptCache {
+        &self.prompts
+    }
+
+    /// The key-value cache.
+    pub fn kv_cache(&self) -> &KvCache {
+        &self.kv
+    }
+
     /// A token that stops the daemon when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -103,9 +144,39 @@ impl Daemon {
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        // Dropping the last handles joins each store's writer and closes its file.
         drop(self.storage);
+        drop(self.queue);
+        drop(self.prompts);
+        drop(self.kv);
         tracing::info!("darkroom stopped");
     }
+}
+
+/// Opens `queue.redb` and `cache.redb` (compacting them) on a blocking thread.
+async fn open_queue_and_caches(
+    config: &Config,
+    clock: &SharedClock,
+) -> anyhow::Result<(Queue, PromptCache, KvCache)> {
+    let dir = config.data_dir.clone();
+    let queue_config = config.queue.to_queue_config();
+    let prompt_config = PromptCacheConfig {
+        ttl: Duration::from_secs(config.cache.prompt_ttl_seconds),
+        max_bytes: config.cache.prompt_max_bytes,
+    };
+    let clock = clock.clone();
+    tokio::task::spawn_blocking(move || {
+        let queue_path = dir.join("queue.redb");
+        let queue = Queue::open(&queue_path, clock.clone(), queue_config)
+            .with_context(|| format!("cannot open the job queue {}", queue_path.display()))?;
+        let cache_path = dir.join("cache.redb");
+        let store = Store::open_compacted(&cache_path)
+            .with_context(|| format!("cannot open the cache {}", cache_path.display()))?;
+        let prompts = PromptCache::new(store.clone(), clock.clone(), prompt_config)?;
+        let kv = KvCache::new(store, clock)?;
+        Ok((queue, prompts, kv))
+    })
+    .await?
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C.

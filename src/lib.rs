@@ -8,15 +8,21 @@
 //!   with metadata in redb and bytes in blob files.
 //! - [`s3`]: the S3-compatible server (the `s3s` crate) over [`storage`], so awscli,
 //!   boto3, rclone and n8n's S3 node can use darkroom instead of MinIO.
+//! - [`queue`]: the durable job queue (priorities, leases, retries with backoff,
+//!   delayed jobs, cancellation, idempotency keys, result TTL, change events).
+//! - [`cache`]: the prompt cache (SHA-256 of canonical JSON, TTL, LRU by bytes) and
+//!   a small key-value cache with TTL.
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the command line.
 
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod queue;
 pub mod s3;
 pub mod storage;
 pub mod store;

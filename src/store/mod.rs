@@ -86,6 +86,23 @@ impl Store {
         })
     }
 
+    /// Like [`Store::open`], compacting an existing file first so space freed by
+    /// purges goes back to the filesystem (the queue and cache files, which churn).
+    pub fn open_compacted(path: &Path) -> Result<Self, StoreError> {
+        if path.exists() {
+            let mut db = Database::builder().create(path).map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+            for _ in 0..8 {
+                if !db.compact().map_err(|e| StoreError::Redb(e.into()))? {
+                    break;
+                }
+            }
+        }
+        Self::open(path)
+    }
+
     /// The database file this store writes to.
     pub fn path(&self) -> &Path {
         &self.inner.path

@@ -1,6 +1,7 @@
 //! darkroom's integration tests: the real daemon on port-0 listeners, driven by
-//! real clients (aws-sdk-s3, raw HTTP for presigned URLs, child processes for
-//! crash tests).
+//! real clients (aws-sdk-s3, awscli, boto3, raw HTTP for presigned URLs), the queue
+//! and caches on real redb files, and child processes killed with SIGKILL for the
+//! crash tests.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,7 +15,14 @@
 
 mod support;
 
+mod cache;
 mod config;
+mod daemon;
+mod queue;
+mod queue_admin;
+mod queue_crash;
+mod queue_lease;
+mod queue_support;
 mod s3_buckets;
 mod s3_clients;
 mod s3_crash;

@@ -1,0 +1,27 @@
+//! Errors of the prompt cache and the key-value cache.
+
+use crate::store::StoreError;
+
+/// What can go wrong with a cache operation.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cache entry is corrupt: {0}")]
+    Codec(#[from] serde_json::Error),
+    #[error("value of key `{0}` is not an integer")]
+    NotAnInteger(String),
+    #[error("a background read failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CacheError {
+            fn from(e: $t) -> Self {
+                Self::Store(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError);

@@ -1,0 +1,62 @@
+//! Caches on the daemon's embedded store: the prompt cache (an identical generation
+//! request returns the stored images instead of using the GPU again) and a small
+//! key-value cache with TTL for other short-lived data.
+//!
+//! Both take a [`Store`](crate::store::Store) — normally their own file opened with
+//! [`crate::store::Store::open_compacted`] (`{data_dir}/cache.redb`), so cache churn never
+//! fragments the job queue's file — and the injectable clock, so TTL tests move time
+//! instead of sleeping. [`spawn_sweeper`] removes expired entries in the background.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+mod error;
+mod key;
+mod kv;
+mod prompt;
+
+pub use error::CacheError;
+pub use key::{CacheKey, ParseKeyError, canonical_json};
+pub use kv::KvCache;
+pub use prompt::{
+    CacheStats, CachedObject, CachedResult, Evicted, PromptCache, PromptCacheConfig, PutOutcome, Usage,
+};
+
+use crate::clock::SharedClock;
+
+/// Sweeps expired entries of both caches every `every` until `shutdown`.
+///
+/// Prompt entries swept here are only logged; objects they named are left to the S3
+/// lifecycle rules. Call [`PromptCache::sweep_expired`] directly to get them back.
+pub fn spawn_sweeper(
+    prompts: PromptCache,
+    kv: KvCache,
+    clock: SharedClock,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {
+                    let now = clock.now_ms();
+                    match prompts.sweep_expired(now).await {
+                        Ok(gone) if !gone.is_empty() => {
+                            tracing::debug!(entries = gone.len(), "prompt cache: expired entries swept");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "prompt cache sweep failed"),
+                    }
+                    if let Err(e) = kv.sweep_expired(now).await {
+                        tracing::warn!(error = %e, "key-value cache sweep failed");
+                    }
+                }
+            }
+        }
+    })
+}

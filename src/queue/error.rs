@@ -1,0 +1,42 @@
+//! Errors of the job queue: storage failures, and the logical refusals (unknown job,
+//! a transition the job's status does not allow, a stale lease) that the API maps to
+//! 404 / 409.
+
+use ulid::Ulid;
+
+use super::job::JobStatus;
+use crate::store::StoreError;
+
+/// What can go wrong with a queue operation.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("job record is corrupt: {0}")]
+    Codec(#[from] serde_json::Error),
+    #[error("no job {0}")]
+    NotFound(Ulid),
+    #[error("job {id} is {status}; cannot {action} it")]
+    InvalidTransition {
+        id: Ulid,
+        status: JobStatus,
+        action: &'static str,
+    },
+    #[error("job {id}: the lease of worker `{worker}` on attempt {attempt} is no longer held")]
+    LeaseLost { id: Ulid, worker: String, attempt: u32 },
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    #[error("a background read failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for QueueError {
+            fn from(e: $t) -> Self {
+                Self::Store(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError);

@@ -1,0 +1,424 @@
+//! The durable job queue: what the daemon has been asked to generate, who is working
+//! on it, and what came of it — replacing Redis + RQ on one box.
+//!
+//! Jobs live in their own redb file, written through the store's group-commit writer:
+//! [`Queue::enqueue`] returns only once the job is on disk, yet concurrent callers
+//! share one fsync. A worker [`claim`](Queue::claim_batch)s jobs (highest priority
+//! first, FIFO within a priority), which leases them for [`QueueConfig::lease`];
+//! [`heartbeat`](Queue::heartbeat) extends the lease (never past the job's timeout)
+//! and answers whether to go on. [`complete`](Queue::complete) and
+//! [`fail`](Queue::fail) need the live [`Lease`], so a worker that timed out or lost
+//! its lease can never overwrite the outcome, and a completed job is never run again.
+//! Failures retry with exponential backoff and jitter until `max_attempts`, then stay
+//! `failed` (the dead-letter set) with every attempt's error.
+//!
+//! The reaper ([`Queue::tick`], or [`Queue::spawn_reaper`] in the background) returns
+//! jobs whose lease lapsed (worker died, daemon killed) to the queue, ends attempts
+//! past their timeout, promotes delayed jobs and purges finished ones after their TTL.
+//! It reads the injectable clock, so tests move time instead of sleeping. Every
+//! transition is broadcast as a [`JobEvent`] after it is committed.
+//!
+//! Layout: `job` (the data), `ids` (ULIDs), `tables` (redb tables and indexes), `txn`
+//! (transitions inside a write transaction), `read` (queries), `config`, `error`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::ReadTransaction;
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use ulid::Ulid;
+
+mod config;
+mod error;
+mod ids;
+mod job;
+mod read;
+mod tables;
+mod txn;
+
+pub use config::{Backoff, QueueConfig};
+pub use error::QueueError;
+pub use job::{
+    AttemptError, Claimed, Directive, Enqueued, FailureKind, Job, JobEvent, JobStatus, Lease, NewJob,
+    ParseStatusError, Progress, StopReason,
+};
+pub use read::{Counts, ListQuery, Page};
+
+use crate::clock::{Millis, SharedClock};
+use crate::store::Store;
+use ids::IdSource;
+use job::duration_ms;
+use tables::Tables;
+use txn::{Ctx, Outcome};
+
+/// Cheap `Clone` handle on the queue.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: SharedClock,
+    config: Arc<QueueConfig>,
+    events: broadcast::Sender<JobEvent>,
+    /// Woken whenever a job becomes ready, for [`Queue::claim_wait`].
+    ready: Notify,
+    ids: Arc<IdSource>,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Running attempts ended (lease lapsed or timed out).
+    pub reaped: usize,
+    /// Scheduled jobs that became ready.
+    pub promoted: usize,
+    /// Finished jobs deleted after their TTL.
+    pub purged: usize,
+}
+
+impl Queue {
+    /// Opens (compacting first) or creates the queue file at `path`.
+    pub fn open(path: &Path, clock: SharedClock, config: QueueConfig) -> Result<Self, QueueError> {
+        Self::with_store(Store::open_compacted(path)?, clock, config)
+    }
+
+    /// A queue on an already open store; creates its tables if they are missing.
+    pub fn with_store(store: Store, clock: SharedClock, config: QueueConfig) -> Result<Self, QueueError> {
+        store.write_blocking(|txn| Tables::create_all(txn))?;
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config: Arc::new(config),
+                events,
+                ready: Notify::new(),
+                ids: Arc::new(IdSource::default()),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    /// The current time on the queue's clock.
+    pub fn now_ms(&self) -> Millis {
+        self.inner.clock.now_ms()
+    }
+
+    /// Every committed change from now on. A receiver that falls more than
+    /// `event_capacity` behind gets `Lagged` and should re-read what it shows.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Runs a transition in the group-commit writer and, once it is durable,
+    /// announces its events.
+    async fn apply<T, F>(&self, op: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables, &Ctx) -> Outcome<T> + Send + 'static,
+    {
+        self.apply_at(self.now_ms(), op).await
+    }
+
+    /// [`Queue::apply`] with `now` given instead of read from the clock.
+    async fn apply_at<T, F>(&self, now: Millis, op: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables, &Ctx) -> Outcome<T> + Send + 'static,
+    {
+        let config = self.inner.config.clone();
+        let ids = self.inner.ids.clone();
+        let (value, events) = self
+            .inner
+            .store
+            .write(move |txn| {
+                let mut tables = Tables::open(txn)?;
+                let ctx = Ctx {
+                    now,
+                    config: &config,
+                    ids: &ids,
+                };
+                op(&mut tables, &ctx)
+            })
+            .await?;
+        let mut woke = false;
+        for event in events {
+            if event.to == JobStatus::Queued && !woke {
+                self.inner.ready.notify_waiters();
+                woke = true;
+            }
+            let _ = self.inner.events.send(event);
+        }
+        Ok(value)
+    }
+
+    async fn read<T, F>(&self, query: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, QueueError> + Send + 'static,
+    {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || query(&store.read()?)).await?
+    }
+
+    /// Stores a new job and returns once it is durable. If its idempotency key names a
+    /// job the queue still holds, that job is returned instead (`created: false`).
+    pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, QueueError> {
+        let job = self.prepare(new)?;
+        let payload = serde_json::to_vec(&job.payload)?;
+        self.apply(move |t, ctx| txn::enqueue(t, ctx, job, &payload))
+            .await
+    }
+
+    /// Validates a request and turns it into a job record (not yet stored).
+    fn prepare(&self, new: NewJob) -> Result<Job, QueueError> {
+        let config = &self.inner.config;
+        if new.queue.is_empty() || new.queue.len() > 200 {
+            return Err(QueueError::Invalid("queue name must be 1..=200 bytes".into()));
+        }
+        let max_attempts = new.max_attempts.unwrap_or(config.default_max_attempts);
+        if max_attempts == 0 {
+            return Err(QueueError::Invalid("max_attempts must be at least 1".into()));
+        }
+        let timeout_ms = new
+            .timeout_ms
+            .unwrap_or_else(|| duration_ms(config.default_timeout));
+        if timeout_ms <= 0 {
+            return Err(QueueError::Invalid("timeout must be positive".into()));
+        }
+        if new.idempotency_key.as_deref().is_some_and(str::is_empty) {
+            return Err(QueueError::Invalid("idempotency key must not be empty".into()));
+        }
+        let now = self.now_ms();
+        let not_before = [new.not_before_ms, new.delay_ms.map(|d| now.saturating_add(d))]
+            .into_iter()
+            .flatten()
+            .max()
+            .filter(|at| *at > now);
+        let id = self.inner.ids.next(now);
+        Ok(Job {
+            id,
+            queue: new.queue,
+            priority: new.priority,
+            status: if not_before.is_some() {
+                JobStatus::Scheduled
+            } else {
+                JobStatus::Queued
+            },
+            payload: new.payload,
+            attempts: 0,
+            max_attempts,
+            timeout_ms,
+            not_before_ms: not_before,
+            idempotency_key: new.idempotency_key,
+            result_ttl_ms: new.result_ttl_ms,
+            created_ms: now,
+            started_ms: None,
+            finished_ms: None,
+            lease_owner: None,
+            lease_until_ms: None,
+            cancel_requested: false,
+            progress: None,
+            result: None,
+            errors: Vec::new(),
+            expires_ms: None,
+            order: id,
+        })
+    }
+
+    /// Leases the highest-priority ready job of `queue` to `worker`, if any.
+    pub async fn claim(&self, queue: &str, worker: &str) -> Result<Option<Claimed>, QueueError> {
+        Ok(self.claim_batch(queue, worker, 1).await?.pop())
+    }
+
+    /// Leases up to `max` ready jobs of `queue` to `worker`, best first, in one step.
+    pub async fn claim_batch(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        if max == 0 || !self.may_have_work(queue).await? {
+            return Ok(Vec::new());
+        }
+        let (queue, worker) = (queue.to_owned(), worker.to_owned());
+        self.apply(move |t, ctx| txn::claim(t, ctx, &queue, &worker, max))
+            .await
+    }
+
+    /// Like [`Queue::claim_batch`], but waits up to `wait` for a job to become ready.
+    pub async fn claim_wait(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.inner.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let claimed = self.claim_batch(queue, worker, max).await?;
+            if !claimed.is_empty() || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(claimed);
+            }
+        }
+    }
+
+    /// A cheap read that spares the writer (and an fsync) when nothing can be claimed.
+    async fn may_have_work(&self, queue: &str) -> Result<bool, QueueError> {
+        let queue = queue.to_owned();
+        let now = self.now_ms();
+        self.read(move |txn| {
+            use redb::ReadableTable;
+            let ready = txn.open_table(tables::READY)?;
+            if ready
+                .range((queue.as_str(), i64::MIN, 0u128)..=(queue.as_str(), i64::MAX, u128::MAX))?
+                .next()
+                .is_some()
+            {
+                return Ok(true);
+            }
+            let scheduled = txn.open_table(tables::SCHEDULED)?;
+            Ok(scheduled.first()?.is_some_and(|(key, _)| key.value().0 <= now))
+        })
+        .await
+    }
+
+    /// Extends the lease and answers whether the worker should go on.
+    pub async fn heartbeat(&self, lease: &Lease) -> Result<Directive, QueueError> {
+        let lease = lease.clone();
+        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, None))
+            .await
+    }
+
+    /// A heartbeat that also records progress (`fraction` in 0..=1) for subscribers.
+    pub async fn progress(
+        &self,
+        lease: &Lease,
+        fraction: f32,
+        message: Option<String>,
+    ) -> Result<Directive, QueueError> {
+        let lease = lease.clone();
+        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, Some((fraction, message))))
+            .await
+    }
+
+    /// Records the result; the job is `succeeded` and will never run again.
+    pub async fn complete(&self, lease: &Lease, result: Value) -> Result<Job, QueueError> {
+        let lease = lease.clone();
+        self.apply(move |t, ctx| txn::complete(t, ctx, &lease, result))
+            .await
+    }
+
+    /// Records a failed attempt: retried after a backoff while attempts remain, then
+    /// `failed`. A job whose cancel was requested becomes `cancelled` instead.
+    pub async fn fail(&self, lease: &Lease, error: impl Into<String>) -> Result<Job, QueueError> {
+        self.fail_with(lease, error.into(), true).await
+    }
+
+    /// Records a failure that retrying cannot fix: the job is `failed` at once.
+    pub async fn fail_permanently(&self, lease: &Lease, error: impl Into<String>) -> Result<Job, QueueError> {
+        self.fail_with(lease, error.into(), false).await
+    }
+
+    async fn fail_with(&self, lease: &Lease, error: String, retry: bool) -> Result<Job, QueueError> {
+        let lease = lease.clone();
+        self.apply(move |t, ctx| txn::fail(t, ctx, &lease, error, retry))
+            .await
+    }
+
+    /// Cancels a queued or scheduled job at once; flags a running one so its
+    /// worker's next heartbeat says stop.
+    pub async fn cancel(&self, id: Ulid) -> Result<Job, QueueError> {
+        self.apply(move |t, ctx| txn::cancel(t, ctx, id)).await
+    }
+
+    /// Puts a failed or cancelled job back in its queue with fresh attempts.
+    pub async fn retry(&self, id: Ulid) -> Result<Job, QueueError> {
+        self.apply(move |t, ctx| txn::retry(t, ctx, id)).await
+    }
+
+    /// One job with its payload.
+    pub async fn get(&self, id: Ulid) -> Result<Option<Job>, QueueError> {
+        self.read(move |txn| read::get(txn, id)).await
+    }
+
+    /// A page of jobs in a status, oldest first.
+    pub async fn list(&self, query: ListQuery) -> Result<Page, QueueError> {
+        self.read(move |txn| read::list(txn, &query)).await
+    }
+
+    pub async fn counts(&self) -> Result<Counts, QueueError> {
+        self.read(read::counts).await
+    }
+
+    /// Ends running attempts whose lease lapsed or whose timeout passed by `now`.
+    pub async fn reap_expired(&self, now: Millis) -> Result<usize, QueueError> {
+        self.maintain(now, txn::reap_expired).await
+    }
+
+    /// Makes scheduled jobs due by `now` ready.
+    pub async fn promote_due(&self, now: Millis) -> Result<usize, QueueError> {
+        self.maintain(now, txn::promote_due).await
+    }
+
+    /// Deletes finished jobs whose TTL ran out by `now`.
+    pub async fn purge_expired(&self, now: Millis) -> Result<usize, QueueError> {
+        self.maintain(now, txn::purge_expired).await
+    }
+
+    /// Runs one maintenance step at `now` (instead of the clock) until it runs dry.
+    async fn maintain(
+        &self,
+        now: Millis,
+        step: fn(&mut Tables, &Ctx) -> Outcome<usize>,
+    ) -> Result<usize, QueueError> {
+        let mut total = 0;
+        loop {
+            let done = self.apply_at(now, step).await?;
+            total += done;
+            if done < txn::MAINTENANCE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One full maintenance pass at `now`: reap, promote, purge.
+    pub async fn tick(&self, now: Millis) -> Result<TickReport, QueueError> {
+        Ok(TickReport {
+            reaped: self.reap_expired(now).await?,
+            promoted: self.promote_due(now).await?,
+            purged: self.purge_expired(now).await?,
+        })
+    }
+
+    /// Runs [`Queue::tick`] on the queue's clock every `every` until `shutdown`.
+    pub fn spawn_reaper(&self, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = interval.tick() => {
+                        if let Err(e) = queue.tick(queue.now_ms()).await {
+                            tracing::warn!(error = %e, "queue reaper pass failed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

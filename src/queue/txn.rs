@@ -1,0 +1,393 @@
+//! Every job transition, as a function over the tables of one write transaction.
+//!
+//! These run on the store's writer thread, batched with other operations; each checks
+//! its preconditions before it writes, so a refused operation leaves nothing behind.
+//! Each returns the events it caused; the caller broadcasts them once the batch is
+//! durably committed.
+
+use redb::ReadableTable;
+use serde_json::Value;
+use ulid::Ulid;
+
+use super::config::QueueConfig;
+use super::error::QueueError;
+use super::ids::IdSource;
+use super::job::{
+    AttemptError, Claimed, Directive, Enqueued, FailureKind, Job, JobEvent, JobStatus, Lease, Progress,
+    StopReason,
+};
+use super::tables::{Position, Tables, running_deadline};
+use crate::clock::Millis;
+
+/// What one operation did: its answer and the changes to announce.
+pub(crate) type Outcome<T> = Result<(T, Vec<JobEvent>), QueueError>;
+
+/// How many jobs one maintenance call moves at most (keeps a transaction short).
+pub(crate) const MAINTENANCE_BATCH: usize = 512;
+
+/// Inputs every transition needs.
+pub(crate) struct Ctx<'a> {
+    pub now: Millis,
+    pub config: &'a QueueConfig,
+    pub ids: &'a IdSource,
+}
+
+impl Ctx<'_> {
+    /// A fresh place at the back of the ready order.
+    fn fresh_order(&self) -> Ulid {
+        self.ids.next(self.now)
+    }
+
+    fn ms(d: std::time::Duration) -> i64 {
+        super::job::duration_ms(d)
+    }
+
+    fn lease_until(&self, job: &Job) -> Millis {
+        let lease = self.now.saturating_add(Self::ms(self.config.lease));
+        job.attempt_deadline_ms()
+            .map_or(lease, |deadline| lease.min(deadline))
+    }
+
+    fn expiry(&self, job: &Job) -> Millis {
+        let ttl = match job.status {
+            JobStatus::Failed => Self::ms(self.config.failed_ttl),
+            _ => job
+                .result_ttl_ms
+                .unwrap_or_else(|| Self::ms(self.config.result_ttl)),
+        };
+        self.now.saturating_add(ttl)
+    }
+
+    /// Puts `job` into a terminal status with its finish time and purge time.
+    fn finish(&self, job: &mut Job, status: JobStatus) {
+        job.status = status;
+        job.finished_ms = Some(self.now);
+        job.lease_owner = None;
+        job.lease_until_ms = None;
+        job.not_before_ms = None;
+        job.expires_ms = Some(self.expiry(job));
+    }
+}
+
+/// Stores a new job (prepared by the caller, payload already encoded) unless its
+/// idempotency key already names one, which is returned instead.
+pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -> Outcome<Enqueued> {
+    if let Some(key) = job.idempotency_key.as_deref() {
+        let existing = t.idempotency()?.get(key)?.map(|v| Ulid(v.value()));
+        if let Some(id) = existing
+            && let Some(mut found) = t.load(id)?
+        {
+            found.payload = t.payload(id)?;
+            let enqueued = Enqueued {
+                job: found,
+                created: false,
+            };
+            return Ok((enqueued, Vec::new()));
+        }
+    }
+    t.put(None, &mut job)?;
+    t.payloads()?.insert(job.id.0, payload)?;
+    if let Some(key) = job.idempotency_key.as_deref() {
+        t.idempotency()?.insert(key, job.id.0)?;
+    }
+    let event = JobEvent::of(&job, None, ctx.now);
+    Ok((Enqueued { job, created: true }, vec![event]))
+}
+
+/// Leases up to `max` of the highest-priority ready jobs of `queue` to `worker`,
+/// after promoting scheduled jobs that are due.
+pub(crate) fn claim(
+    t: &mut Tables,
+    ctx: &Ctx,
+    queue: &str,
+    worker: &str,
+    max: usize,
+) -> Outcome<Vec<Claimed>> {
+    let (_, mut events) = promote_due(t, ctx)?;
+    let mut ready = Vec::with_capacity(max.min(64));
+    for entry in t
+        .ready()?
+        .range((queue, i64::MIN, 0u128)..=(queue, i64::MAX, u128::MAX))?
+        .take(max)
+    {
+        let (key, id) = entry?;
+        let (_, neg_priority, order) = key.value();
+        ready.push((neg_priority, order, Ulid(id.value())));
+    }
+    let mut claimed = Vec::with_capacity(ready.len());
+    for (neg_priority, order, id) in ready {
+        let Some(mut job) = t.load(id)? else {
+            tracing::error!(%id, "queue ready index names a missing job; entry dropped");
+            t.ready()?.remove((queue, neg_priority, order))?;
+            continue;
+        };
+        let before = Position::of(&job);
+        job.status = JobStatus::Running;
+        job.attempts += 1;
+        job.started_ms = Some(ctx.now);
+        job.lease_owner = Some(worker.to_owned());
+        job.lease_until_ms = Some(ctx.lease_until(&job));
+        job.cancel_requested = false;
+        job.progress = None;
+        job.not_before_ms = None;
+        t.put(Some(&before), &mut job)?;
+        events.push(JobEvent::of(&job, Some(JobStatus::Queued), ctx.now));
+        job.payload = t.payload(id)?;
+        let lease = Lease {
+            id,
+            worker: worker.to_owned(),
+            attempt: job.attempts,
+        };
+        claimed.push(Claimed { job, lease });
+    }
+    Ok((claimed, events))
+}
+
+/// True when `lease` is the live lease of `job`.
+fn holds(job: &Job, lease: &Lease) -> bool {
+    job.status == JobStatus::Running
+        && job.attempts == lease.attempt
+        && job.lease_owner.as_deref() == Some(lease.worker.as_str())
+}
+
+/// Why the holder of a stale `lease` lost it, judged from what happened to the job.
+fn stop_reason(job: &Job, lease: &Lease) -> StopReason {
+    let ended = job.errors.iter().rev().find(|e| e.attempt == lease.attempt);
+    match ended.map(|e| e.kind) {
+        Some(FailureKind::TimedOut) => StopReason::TimedOut,
+        _ if job.status == JobStatus::Cancelled && job.attempts == lease.attempt => StopReason::Cancelled,
+        _ => StopReason::LeaseLost,
+    }
+}
+
+/// Extends the lease (never past the attempt's timeout), records progress, and tells
+/// the worker whether to go on. An attempt found past its timeout is ended here.
+pub(crate) fn heartbeat(
+    t: &mut Tables,
+    ctx: &Ctx,
+    lease: &Lease,
+    progress: Option<(f32, Option<String>)>,
+) -> Outcome<Directive> {
+    let Some(mut job) = t.load(lease.id)? else {
+        return Ok((Directive::Stop(StopReason::LeaseLost), Vec::new()));
+    };
+    if !holds(&job, lease) {
+        return Ok((Directive::Stop(stop_reason(&job, lease)), Vec::new()));
+    }
+    if job
+        .attempt_deadline_ms()
+        .is_some_and(|deadline| ctx.now >= deadline)
+    {
+        let message = timeout_message(job.attempts);
+        let (_, event) = end_attempt(t, ctx, job, FailureKind::TimedOut, message, true)?;
+        return Ok((Directive::Stop(StopReason::TimedOut), vec![event]));
+    }
+    let before = Position::of(&job);
+    let until = ctx.lease_until(&job);
+    job.lease_until_ms = Some(until);
+    let mut events = Vec::new();
+    if let Some((fraction, message)) = progress {
+        job.progress = Some(Progress {
+            fraction: fraction.clamp(0.0, 1.0),
+            message,
+            at_ms: ctx.now,
+        });
+        events.push(JobEvent::of(&job, Some(JobStatus::Running), ctx.now));
+    }
+    t.put(Some(&before), &mut job)?;
+    let directive = if job.cancel_requested {
+        Directive::Stop(StopReason::Cancelled)
+    } else {
+        Directive::Continue {
+            lease_until_ms: until,
+        }
+    };
+    Ok((directive, events))
+}
+
+fn timeout_message(attempt: u32) -> String {
+    format!("attempt {attempt} timed out")
+}
+
+/// Loads the job a worker reports on, refusing finished jobs and stale leases.
+fn leased_job(t: &Tables, lease: &Lease, action: &'static str) -> Result<Job, QueueError> {
+    let job = t.load(lease.id)?.ok_or(QueueError::NotFound(lease.id))?;
+    if job.status.is_terminal() {
+        return Err(QueueError::InvalidTransition {
+            id: job.id,
+            status: job.status,
+            action,
+        });
+    }
+    if !holds(&job, lease) {
+        return Err(QueueError::LeaseLost {
+            id: lease.id,
+            worker: lease.worker.clone(),
+            attempt: lease.attempt,
+        });
+    }
+    Ok(job)
+}
+
+/// Records the result of a running job: `succeeded`, for good.
+pub(crate) fn complete(t: &mut Tables, ctx: &Ctx, lease: &Lease, result: Value) -> Outcome<Job> {
+    let mut job = leased_job(t, lease, "complete")?;
+    let before = Position::of(&job);
+    job.result = Some(result);
+    ctx.finish(&mut job, JobStatus::Succeeded);
+    t.put(Some(&before), &mut job)?;
+    let event = JobEvent::of(&job, Some(JobStatus::Running), ctx.now);
+    Ok((job, vec![event]))
+}
+
+/// Records a failed attempt reported by its worker; `retry: false` dead-letters at once.
+pub(crate) fn fail(t: &mut Tables, ctx: &Ctx, lease: &Lease, message: String, retry: bool) -> Outcome<Job> {
+    let job = leased_job(t, lease, "fail")?;
+    let (job, event) = end_attempt(t, ctx, job, FailureKind::Error, message, retry)?;
+    Ok((job, vec![event]))
+}
+
+/// Ends the running attempt of `job` without a result: cancelled if a cancel was
+/// requested, dead-lettered if it was the last attempt, otherwise back to the queue —
+/// at once after a lost lease (the work was not at fault), after a backoff otherwise.
+/// `retry: false` dead-letters even with attempts left.
+fn end_attempt(
+    t: &mut Tables,
+    ctx: &Ctx,
+    mut job: Job,
+    kind: FailureKind,
+    message: String,
+    retry: bool,
+) -> Result<(Job, JobEvent), QueueError> {
+    let before = Position::of(&job);
+    job.errors.push(AttemptError {
+        attempt: job.attempts,
+        at_ms: ctx.now,
+        kind,
+        message,
+    });
+    job.lease_owner = None;
+    job.lease_until_ms = None;
+    job.progress = None;
+    if job.cancel_requested {
+        ctx.finish(&mut job, JobStatus::Cancelled);
+    } else if !retry || job.attempts >= job.max_attempts {
+        ctx.finish(&mut job, JobStatus::Failed);
+    } else if kind == FailureKind::LeaseExpired {
+        job.status = JobStatus::Queued;
+    } else {
+        job.status = JobStatus::Scheduled;
+        let delay = ctx.config.backoff.delay_ms(job.attempts, rand::random::<f64>());
+        job.not_before_ms = Some(ctx.now.saturating_add(delay));
+    }
+    t.put(Some(&before), &mut job)?;
+    let event = JobEvent::of(&job, Some(JobStatus::Running), ctx.now);
+    Ok((job, event))
+}
+
+/// Cancels a waiting job at once, or flags a running one for its worker to stop.
+pub(crate) fn cancel(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
+    let mut job = t.load(id)?.ok_or(QueueError::NotFound(id))?;
+    let before = Position::of(&job);
+    let from = job.status;
+    match job.status {
+        JobStatus::Queued | JobStatus::Scheduled => ctx.finish(&mut job, JobStatus::Cancelled),
+        JobStatus::Running if job.cancel_requested => return Ok((job, Vec::new())),
+        JobStatus::Running => job.cancel_requested = true,
+        status => {
+            return Err(QueueError::InvalidTransition {
+                id,
+                status,
+                action: "cancel",
+            });
+        }
+    }
+    t.put(Some(&before), &mut job)?;
+    let event = JobEvent::of(&job, Some(from), ctx.now);
+    Ok((job, vec![event]))
+}
+
+/// Puts a dead-lettered or cancelled job back in its queue with fresh attempts; its
+/// error history stays.
+pub(crate) fn retry(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
+    let mut job = t.load(id)?.ok_or(QueueError::NotFound(id))?;
+    if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
+        return Err(QueueError::InvalidTransition {
+            id,
+            status: job.status,
+            action: "retry",
+        });
+    }
+    let before = Position::of(&job);
+    let from = job.status;
+    job.status = JobStatus::Queued;
+    job.attempts = 0;
+    job.order = ctx.fresh_order();
+    job.cancel_requested = false;
+    job.finished_ms = None;
+    job.expires_ms = None;
+    job.result = None;
+    job.progress = None;
+    t.put(Some(&before), &mut job)?;
+    let event = JobEvent::of(&job, Some(from), ctx.now);
+    Ok((job, vec![event]))
+}
+
+/// Moves scheduled jobs whose time has come to the back of their ready queue.
+pub(crate) fn promote_due(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
+    let keys = t.due(JobStatus::Scheduled, ctx.now, MAINTENANCE_BATCH)?;
+    let mut events = Vec::with_capacity(keys.len());
+    for &(at, id) in &keys {
+        let Some(mut job) = t.load(id)? else {
+            t.drop_stale(JobStatus::Scheduled, at, id)?;
+            continue;
+        };
+        let before = Position::of(&job);
+        job.status = JobStatus::Queued;
+        job.not_before_ms = None;
+        job.order = ctx.fresh_order();
+        t.put(Some(&before), &mut job)?;
+        events.push(JobEvent::of(&job, Some(JobStatus::Scheduled), ctx.now));
+    }
+    Ok((keys.len(), events))
+}
+
+/// Ends every running attempt whose lease lapsed or whose timeout passed.
+pub(crate) fn reap_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
+    let keys = t.due(JobStatus::Running, ctx.now, MAINTENANCE_BATCH)?;
+    let mut events = Vec::with_capacity(keys.len());
+    for &(at, id) in &keys {
+        let Some(job) = t.load(id)? else {
+            t.drop_stale(JobStatus::Running, at, id)?;
+            continue;
+        };
+        debug_assert!(running_deadline(&job) <= ctx.now);
+        let timed_out = job.attempt_deadline_ms().is_some_and(|d| ctx.now >= d);
+        let (kind, message) = if timed_out {
+            (FailureKind::TimedOut, timeout_message(job.attempts))
+        } else {
+            let owner = job.lease_owner.clone().unwrap_or_default();
+            let message = format!("lease of worker `{owner}` expired on attempt {}", job.attempts);
+            (FailureKind::LeaseExpired, message)
+        };
+        let (_, event) = end_attempt(t, ctx, job, kind, message, true)?;
+        events.push(event);
+    }
+    Ok((keys.len(), events))
+}
+
+/// Deletes finished jobs whose TTL has passed.
+pub(crate) fn purge_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
+    let mut purged = 0;
+    for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
+        let keys = t.due(status, ctx.now, MAINTENANCE_BATCH)?;
+        for &(at, id) in &keys {
+            match t.load(id)? {
+                Some(job) => t.delete(&job)?,
+                None => t.drop_stale(status, at, id)?,
+            }
+        }
+        purged += keys.len();
+    }
+    Ok((purged, Vec::new()))
+}
