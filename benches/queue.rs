@@ -7,7 +7,7 @@
 //! (apt: redis-server) and Python with `rq` (pip: rq); a missing peer is reported and
 //! its column left empty. Every server this starts listens on 127.0.0.1 only, every
 //! loop is bounded in count and time, and everything lives in a temp dir.
-//! Sizes can be scaled with `DARKROOM_BENCH_SCALE` (default 1.0).
+//! Sizes can be scaled with `QUEUE_BENCH_SCALE` (default 1.0).
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -31,7 +31,7 @@ const CLAIM_BATCH: usize = 16;
 const PRODUCERS: usize = 50;
 
 fn scale(n: usize) -> usize {
-    let factor: f64 = std::env::var("DARKROOM_BENCH_SCALE")
+    let factor: f64 = std::env::var("QUEUE_BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);

@@ -24,6 +24,8 @@ pub use error::StoreError;
 
 /// How many operations one transaction takes at most.
 const MAX_BATCH: usize = 256;
+/// How long the writer waits for the rest of a shrinking batch.
+const STRAGGLER_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
 
 type Op = Box<dyn FnOnce(Option<&WriteTransaction>) -> Box<dyn FnOnce(bool) + Send> + Send>;
 
@@ -157,15 +159,39 @@ impl Store {
     }
 }
 
+/// Takes whatever operations are already waiting, up to [`MAX_BATCH`].
+fn drain(rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
 fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>) {
+    let mut previous = 0usize;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+        drain(rx, &mut batch);
+        // Under steady concurrency, callers answered by the last commit are about to
+        // come back: when this batch is smaller than the last one, wait a moment for
+        // them instead of paying a whole fsync for half a batch. A lone caller
+        // (previous batch of one) never waits.
+        if batch.len() < previous {
+            let deadline = std::time::Instant::now() + STRAGGLER_WAIT;
+            while batch.len() < previous.min(MAX_BATCH) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(op) => {
+                        batch.push(op);
+                        drain(rx, &mut batch);
+                    }
+                    Err(_) => break,
+                }
             }
         }
+        previous = batch.len();
         let txn = match db.begin_write() {
             Ok(mut txn) => {
                 txn.set_quick_repair(true);
