@@ -3,7 +3,7 @@
 //! Every durable write in darkroom — object metadata, multipart state, jobs, cache
 //! entries — goes through [`Store::write`]. A single writer thread drains a channel of
 //! operations, applies as many as are waiting in one redb transaction, commits once
-//! with `Durability::Immediate` (one fsync) and only then answers every caller. Under
+//! with `Durability::Immediate` and only then answers every caller. Under
 //! concurrency that turns N fsyncs into one without giving up per-operation durability:
 //! nothing is acknowledged before it is on disk.
 //!
@@ -58,9 +58,14 @@ impl Drop for Inner {
 impl Store {
     /// Opens (or creates) the database file and starts the writer thread.
     ///
-    /// Quick repair is on, so reopening after a crash does not rebuild the allocator
-    /// state by scanning the whole file.
+    /// Quick repair is on, so reopening a large file (the object index) after a crash
+    /// does not rebuild the allocator state by scanning the whole file. It costs a
+    /// second fsync per commit (redb then uses two-phase commit).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_inner(path, true)
+    }
+
+    fn open_inner(path: &Path, quick_repair: bool) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -76,7 +81,7 @@ impl Store {
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("darkroom-db-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx))
+            .spawn(move || writer_loop(&writer_db, &rx, quick_repair))
             .map_err(|e| StoreError::io(path, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -88,8 +93,11 @@ impl Store {
         })
     }
 
-    /// Like [`Store::open`], compacting an existing file first so space freed by
-    /// purges goes back to the filesystem (the queue and cache files, which churn).
+    /// For the files that churn and are kept small (job queue, caches): compacts an
+    /// existing file first so space freed by purges goes back to the filesystem, and
+    /// commits with redb's one-fsync checksummed commit instead of quick repair. A
+    /// small file repairs quickly after a crash, and enqueue throughput at 50
+    /// producers rises by about a quarter (bench: 36k -> 45k durable enqueues/s).
     pub fn open_compacted(path: &Path) -> Result<Self, StoreError> {
         if path.exists() {
             let mut db = Database::builder().create(path).map_err(|e| StoreError::Open {
@@ -102,7 +110,7 @@ impl Store {
                 }
             }
         }
-        Self::open(path)
+        Self::open_inner(path, false)
     }
 
     /// The database file this store writes to.
@@ -169,7 +177,7 @@ fn drain(rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
     }
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>) {
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>, quick_repair: bool) {
     let mut previous = 0usize;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -194,7 +202,7 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>) {
         previous = batch.len();
         let txn = match db.begin_write() {
             Ok(mut txn) => {
-                txn.set_quick_repair(true);
+                txn.set_quick_repair(quick_repair);
                 Some(txn)
             }
             Err(e) => {

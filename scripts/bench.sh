@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs darkroom's side-by-side benchmarks and prints their ratio tables:
+#   S3 server vs s3s-fs (installed into ~/.cache/darkroom/tools on first use),
+#   job queue vs Redis 7 (AOF always / everysec) and Python RQ.
+# Installs the peers first, idempotently. Benchmarks are timings: run them on a quiet
+# machine; the README quotes a run of this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkroom/target}"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+python3 -c 'import rq' >/dev/null 2>&1 || python3 -m pip install -q rq
+python3 -c 'import boto3' >/dev/null 2>&1 || python3 -m pip install -q boto3
+
+case "${1:-all}" in
+    s3) cargo bench --locked --bench s3 ;;
+    queue) cargo bench --locked --bench queue ;;
+    all)
+        cargo bench --locked --bench s3
+        cargo bench --locked --bench queue
+        ;;
+    *) echo "usage: scripts/bench.sh [s3|queue|all]" >&2; exit 2 ;;
+esac
