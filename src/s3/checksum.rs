@@ -8,7 +8,7 @@ use s3s::checksum::ChecksumHasher;
 use s3s::dto::ChecksumAlgorithm;
 use s3s::{S3Result, s3_error};
 
-use crate::storage::{Checksums, StagedBlob};
+use crate::storage::{Checksums, ObjectStore, StagedBlob};
 
 /// The checksums a client declared for one body.
 #[derive(Debug, Default)]
@@ -116,3 +116,73 @@ impl Verifier {
         Ok(computed)
     }
 }
+
+/// A write request's body and what the client declared about it.
+pub struct Incoming {
+    pub body: Option<s3s::dto::StreamingBlob>,
+    pub content_length: Option<i64>,
+    pub declared: Declared,
+    pub trailers: Option<s3s::TrailingHeaders>,
+}
+
+/// What is being written: an object (may be stored inline) or a multipart part
+/// (always a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Object,
+    Part,
+}
+
+/// Streams a request body into a staged blob, enforcing the size limit,
+/// Content-Length and every declared checksum. PutObject and UploadPart share it.
+pub async fn receive(
+    s: &ObjectStore,
+    bucket: &str,
+    incoming: Incoming,
+    target: Target,
+) -> S3Result<(StagedBlob, Checksums)> {
+    if let Some(len) = incoming.content_length
+        && u64::try_from(len).unwrap_or(0) > s.options().max_object_size
+    {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "the body is larger than s3.max_object_size"
+        ));
+    }
+    let Some(body) = incoming.body else {
+        return Err(s3_error!(IncompleteBody, "missing request body"));
+    };
+    let mut verifier = Verifier::new(incoming.declared)?;
+    let staged = match target {
+        Target::Object => s.stage(bucket, body, |c| verifier.update(c)).await?,
+        Target::Part => s.stage_part(bucket, body, |c| verifier.update(c)).await?,
+    };
+    if let Some(len) = incoming.content_length
+        && u64::try_from(len).ok() != Some(staged.size)
+    {
+        return Err(s3_error!(
+            IncompleteBody,
+            "the body was shorter or longer than Content-Length"
+        ));
+    }
+    let sums = verifier.finish(&staged, incoming.trailers)?;
+    Ok((staged, sums))
+}
+
+/// The [`Declared`] checksums of an input with the usual S3 field names.
+macro_rules! declared {
+    ($input:expr) => {
+        $crate::s3::checksum::Declared {
+            content_md5: $input.content_md5,
+            algorithm: $input.checksum_algorithm,
+            sums: $crate::storage::Checksums {
+                crc32: $input.checksum_crc32,
+                crc32c: $input.checksum_crc32c,
+                sha1: $input.checksum_sha1,
+                sha256: $input.checksum_sha256,
+                crc64nvme: $input.checksum_crc64nvme,
+            },
+        }
+    };
+}
+pub(crate) use declared;

@@ -4,10 +4,10 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::checksum::{Declared, Verifier};
+use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
 use super::object_ops::copy_source;
-use crate::storage::{Checksums, ObjectStore};
+use crate::storage::ObjectStore;
 
 type Out<T> = S3Result<S3Response<T>>;
 
@@ -46,30 +46,13 @@ pub async fn upload_part(s: &ObjectStore, req: S3Request<UploadPartInput>) -> Ou
     let input = req.input;
     let number = part_number(input.part_number)?;
     s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
-    let Some(body) = input.body else {
-        return Err(s3_error!(IncompleteBody, "missing request body"));
+    let incoming = Incoming {
+        body: input.body,
+        content_length: input.content_length,
+        declared: declared!(input),
+        trailers,
     };
-    let mut verifier = Verifier::new(Declared {
-        content_md5: input.content_md5,
-        algorithm: input.checksum_algorithm,
-        sums: Checksums {
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-            crc64nvme: input.checksum_crc64nvme,
-        },
-    })?;
-    let staged = s.stage_part(&input.bucket, body, |c| verifier.update(c)).await?;
-    if let Some(len) = input.content_length
-        && u64::try_from(len).ok() != Some(staged.size)
-    {
-        return Err(s3_error!(
-            IncompleteBody,
-            "the body was shorter or longer than Content-Length"
-        ));
-    }
-    let sums = verifier.finish(&staged, trailers)?;
+    let (staged, sums) = checksum::receive(s, &input.bucket, incoming, Target::Part).await?;
     let part = s
         .commit_part((&input.bucket, &input.key, &input.upload_id), number, staged)
         .await?;

@@ -8,26 +8,15 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
-use super::checksum::{Declared, Verifier};
+use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
-use crate::storage::{Checksums, ObjectAttrs, ObjectBody, ObjectMeta, ObjectStore, PutConditions};
+use crate::storage::{ObjectAttrs, ObjectBody, ObjectMeta, ObjectStore, PutConditions};
 
 type Out<T> = S3Result<S3Response<T>>;
 
 pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<PutObjectOutput> {
     let trailers = req.trailing_headers;
     let input = req.input;
-    if let Some(len) = input.content_length
-        && u64::try_from(len).unwrap_or(0) > s.options().max_object_size
-    {
-        return Err(s3_error!(
-            EntityTooLarge,
-            "object is larger than s3.max_object_size"
-        ));
-    }
-    let Some(body) = input.body else {
-        return Err(s3_error!(IncompleteBody, "missing request body"));
-    };
     let attrs = convert::attrs(
         input.content_type,
         input.content_encoding,
@@ -44,27 +33,13 @@ pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<
             ETagCondition::ETag(e) => e.into_value(),
         }),
     };
-    let mut verifier = Verifier::new(Declared {
-        content_md5: input.content_md5,
-        algorithm: input.checksum_algorithm,
-        sums: Checksums {
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-            crc64nvme: input.checksum_crc64nvme,
-        },
-    })?;
-    let staged = s.stage(&input.bucket, body, |c| verifier.update(c)).await?;
-    if let Some(len) = input.content_length
-        && u64::try_from(len).ok() != Some(staged.size)
-    {
-        return Err(s3_error!(
-            IncompleteBody,
-            "the body was shorter or longer than Content-Length"
-        ));
-    }
-    let checksums = verifier.finish(&staged, trailers)?;
+    let incoming = Incoming {
+        body: input.body,
+        content_length: input.content_length,
+        declared: declared!(input),
+        trailers,
+    };
+    let (staged, checksums) = checksum::receive(s, &input.bucket, incoming, Target::Object).await?;
     let meta = s
         .commit_object(&input.bucket, &input.key, staged, attrs, checksums, conditions)
         .await?;

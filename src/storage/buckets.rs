@@ -9,10 +9,7 @@ use super::{ObjectStore, StorageError, require_bucket, validate_bucket_name};
 impl ObjectStore {
     /// Creates a bucket; fails if the name is invalid or the bucket exists.
     pub async fn create_bucket(&self, name: &str) -> Result<(), StorageError> {
-        validate_bucket_name(name).map_err(|reason| StorageError::InvalidBucketName {
-            name: name.to_string(),
-            reason,
-        })?;
+        checked_name(name)?;
         let name = name.to_string();
         let now = self.now();
         self.inner
@@ -40,10 +37,7 @@ impl ObjectStore {
         public_read: bool,
         lifecycle: Vec<LifecycleRule>,
     ) -> Result<(), StorageError> {
-        validate_bucket_name(name).map_err(|reason| StorageError::InvalidBucketName {
-            name: name.to_string(),
-            reason,
-        })?;
+        checked_name(name)?;
         let name = name.to_string();
         let now = self.now();
         self.inner
@@ -138,4 +132,11 @@ impl ObjectStore {
             })
             .await
     }
+}
+
+fn checked_name(name: &str) -> Result<(), StorageError> {
+    validate_bucket_name(name).map_err(|reason| StorageError::InvalidBucketName {
+        name: name.to_string(),
+        reason,
+    })
 }

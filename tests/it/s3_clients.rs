@@ -3,48 +3,16 @@
 //! (lifecycle put/get, upload/download), against a real `darkroom serve` process.
 //! The test command installs both; a missing client fails the test.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use crate::support::{ACCESS_KEY, SECRET_KEY, data};
+use crate::support::{ACCESS_KEY, SECRET_KEY, ServeProcess, data, spawn_serve};
 
-struct Serve {
-    child: Child,
-    endpoint: String,
+fn serve(dir: &Path) -> ServeProcess {
+    spawn_serve(&dir.join("data"), |_| {})
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
-        .args(["serve", "--s3-addr", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
-        .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
-        .env("DARKROOM_LOG__LEVEL", "warn")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .trim()
-        .strip_prefix("darkroom: S3 API on ")
-        .unwrap()
-        .to_string();
-    Serve { child, endpoint }
-}
-
-fn aws(s: &Serve, args: &[&str]) -> Output {
+fn aws(s: &ServeProcess, args: &[&str]) -> Output {
     Command::new("aws")
         .args(["--endpoint-url", &s.endpoint, "--region", "us-east-1"])
         .args(args)

@@ -3,43 +3,17 @@
 //! restart every PUT that was answered 200 reads back byte-identical, no object is
 //! half-written, and no orphan blob file survives the startup reconciliation.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
 use rand::Rng;
 
-use crate::support::{ACCESS_KEY, SECRET_KEY, blob_files, client, data};
+use crate::support::{ACCESS_KEY, SECRET_KEY, ServeProcess, blob_files, client, data, spawn_serve};
 
-struct Serve {
-    child: Child,
-    endpoint: String,
-}
-
-fn start(data_dir: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
-        .args(["serve", "--s3-addr", "127.0.0.1:0", "--data"])
-        .arg(data_dir)
-        .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
-        .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
-        .env("DARKROOM_LOG__LEVEL", "warn")
-        .current_dir(data_dir.parent().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Readiness: the daemon prints its address once it is listening.
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .trim()
-        .strip_prefix("darkroom: S3 API on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Serve { child, endpoint }
+fn start(data_dir: &Path) -> ServeProcess {
+    spawn_serve(data_dir, |_| {})
 }
 
 #[derive(Clone)]

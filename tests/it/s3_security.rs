@@ -8,7 +8,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use darkroom::config::BucketConfig;
 
-use crate::support::{ACCESS_KEY, body_bytes, client, code, server, server_with};
+use crate::support::{ACCESS_KEY, ServeProcess, body_bytes, client, code, server, server_with, spawn_serve};
 
 #[tokio::test]
 async fn wrong_secret_and_unknown_key_are_refused() {
@@ -201,42 +201,29 @@ async fn path_like_keys_are_plain_keys() {
 
 #[test]
 fn credentials_are_generated_once_and_kept_private() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
-    use std::process::{Child, Command, Stdio};
+    use std::process::Stdio;
 
     let dir = tempfile::tempdir().unwrap();
-    // Starts `darkroom serve` with no credentials configured; returns it and its URL.
-    let spawn = || -> (Child, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
-            .args(["serve", "--s3-addr", "127.0.0.1:0", "--data"])
-            .arg(dir.path().join("data"))
-            .env_remove("DARKROOM_S3__ACCESS_KEY")
-            .env_remove("DARKROOM_S3__SECRET_KEY")
-            .env_remove("MINIO_ROOT_USER")
-            .env_remove("MINIO_ROOT_PASSWORD")
-            .env("DARKROOM_LOG__LEVEL", "error")
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("darkroom: S3 API on ")
-            .unwrap()
-            .to_string();
-        (child, endpoint)
+    // Starts `darkroom serve` with no credentials configured.
+    let spawn = || {
+        let p = spawn_serve(&dir.path().join("data"), |cmd| {
+            cmd.env_remove("DARKROOM_S3__ACCESS_KEY")
+                .env_remove("DARKROOM_S3__SECRET_KEY")
+                .env_remove("MINIO_ROOT_USER")
+                .env_remove("MINIO_ROOT_PASSWORD")
+                .env("DARKROOM_LOG__LEVEL", "error")
+                .stderr(Stdio::piped());
+        });
+        let endpoint = p.endpoint.clone();
+        (p, endpoint)
     };
-    let stop = |mut child: Child| -> String {
-        child.kill().unwrap();
-        child.wait().unwrap();
+    let stop = |mut p: ServeProcess| -> String {
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        p.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         err
     };
 

@@ -132,3 +132,46 @@ pub fn blob_files(data_dir: &std::path::Path) -> usize {
     }
     n
 }
+
+/// A `darkroom serve` child process (killed when dropped).
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `darkroom serve` on a free port with `data_dir`, the test credentials
+/// (unless `configure` removes them) and quiet logs; returns once it listens (it
+/// prints its address on stdout: readiness without sleeping).
+pub fn spawn_serve(
+    data_dir: &std::path::Path,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> ServeProcess {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_darkroom"));
+    cmd.args(["serve", "--s3-addr", "127.0.0.1:0", "--data"])
+        .arg(data_dir)
+        .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
+        .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
+        .env("DARKROOM_LOG__LEVEL", "warn")
+        .current_dir(data_dir.parent().unwrap())
+        .stdout(std::process::Stdio::piped());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("darkroom: S3 API on ")
+        .unwrap_or_else(|| panic!("darkroom serve did not start; first line {line:?}"))
+        .to_string();
+    ServeProcess { child, endpoint }
+}
