@@ -136,3 +136,28 @@ fn config_check_prints_the_effective_config() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bogus") && err.contains("c.toml"), "{err}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = crate::support::spawn_serve(&dir.path().join("data"), |cmd| {
+        cmd.args(["--log-format", "json"])
+            .env("DARKROOM_LOG__LEVEL", "info")
+            .stderr(std::process::Stdio::piped());
+    });
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(p.child.wait().unwrap().success());
+    let mut err = String::new();
+    p.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"] == "S3 API listening"), "{err}");
+    assert!(lines.iter().any(|l| l["message"] == "darkroom stopped"), "{err}");
+}
