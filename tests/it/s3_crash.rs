@@ -179,3 +179,77 @@ async fn sigterm_stops_cleanly_and_keeps_data() {
     serve.child.kill().unwrap();
     serve.child.wait().unwrap();
 }
+
+/// SIGTERM's path in-process: a PUT that is in flight when shutdown starts still
+/// completes with 200 and is stored; new connections are refused meanwhile.
+/// `Expect: 100-continue` tells the test, without any timing, that the server has
+/// taken the request and is reading its body.
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_put_finish() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let s = crate::support::server().await;
+    s.client.create_bucket().bucket("drain").send().await.unwrap();
+    let url = s
+        .client
+        .put_object()
+        .bucket("drain")
+        .key("in-flight.bin")
+        .presigned(PresigningConfig::expires_in(std::time::Duration::from_secs(600)).unwrap())
+        .await
+        .unwrap();
+    let uri: http::Uri = url.uri().parse().unwrap();
+    let addr = s.daemon.s3_addr().unwrap();
+    let body = data(200_000, 42);
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        uri.path_and_query().unwrap(),
+        uri.authority().unwrap(),
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "no 100 Continue"
+    );
+
+    let data_dir = s.dir.path().join("data");
+    let config = crate::support::test_config(&s.dir);
+    let stopping = tokio::spawn(s.daemon.shutdown());
+    conn.write_all(&body).await.unwrap();
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    stopping.await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+
+    // The acknowledged object is there after a restart on the same data.
+    let mut config = config;
+    config.data_dir = data_dir;
+    let daemon = darkroom::daemon::Daemon::start(&config, darkroom::clock::system())
+        .await
+        .unwrap();
+    let c = client(
+        &format!("http://{}", daemon.s3_addr().unwrap()),
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
+    let got = c
+        .get_object()
+        .bucket("drain")
+        .key("in-flight.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == body.as_slice());
+    daemon.shutdown().await;
+}
