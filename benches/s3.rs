@@ -107,7 +107,14 @@ async fn start_darkroom() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
-        .args(["serve", "--s3-addr", &format!("127.0.0.1:{port}"), "--data"])
+        .args([
+            "serve",
+            "--s3-addr",
+            &format!("127.0.0.1:{port}"),
+            "--api-addr",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(dir.path().join("data"))
         .env("DARKROOM_S3__ACCESS_KEY", AK)
         .env("DARKROOM_S3__SECRET_KEY", SK)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs darkroom's whole test suite: style, lints and every test.
 #
-# Installs what the tests need first, idempotently (Debian packages via apt-get,
-# awscli and boto3 via pip), so no test is ever skipped for a missing tool.
+# Installs what the tests need first, idempotently (curl and prometheus's promtool
+# via apt-get, awscli and boto3 via pip), so no test is ever skipped for a missing tool.
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/darkroom/target) so repeated
 # runs and fresh clones reuse them.
 set -euo pipefail
@@ -16,6 +16,7 @@ as_root() {
 
 apt_needed=()
 command -v curl >/dev/null 2>&1 || apt_needed+=(curl)
+command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "test.sh: installing ${apt_needed[*]}" >&2
     as_root apt-get update -qq

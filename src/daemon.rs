@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{KvCache, PromptCache, PromptCacheConfig};
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::s3::Credentials;
 use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
@@ -24,6 +25,7 @@ use crate::store::Store;
 /// A running daemon.
 pub struct Daemon {
     s3_addr: Option<SocketAddr>,
+    api_addr: SocketAddr,
     storage: ObjectStore,
     queue: Queue,
     prompts: PromptCache,
@@ -67,6 +69,7 @@ impl Daemon {
                 .with_context(|| format!("config s3.buckets: cannot create bucket {:?}", b.name))?;
         }
         let (queue, prompts, kv) = open_queue_and_caches(config, &clock).await?;
+        let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let reaper = queue.spawn_reaper(
@@ -93,14 +96,27 @@ impl Daemon {
                 .with_context(|| format!("s3.addr: cannot listen on {}", config.s3.addr))?;
             let addr = listener.local_addr()?;
             s3_addr = Some(addr);
-            let service = crate::s3::build(storage.clone(), &credentials, &config.s3.region);
+            let service = crate::s3::build(storage.clone(), &credentials, &config.s3.region, metrics.clone());
             tasks.spawn(crate::s3::serve(listener, service, shutdown.clone(), grace));
             tracing::info!(%addr, "S3 API listening");
         }
+        let api_listener = TcpListener::bind(config.api.addr)
+            .await
+            .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
+        let api_addr = api_listener.local_addr()?;
+        let api_state = crate::api::ApiState {
+            storage: storage.clone(),
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            s3_addr,
+        };
+        tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
+        tracing::info!(addr = %api_addr, "HTTP API listening");
         let interval = Duration::from_secs(config.s3.lifecycle_interval_seconds);
         tasks.spawn(storage.clone().run_lifecycle(interval, shutdown.clone()));
         Ok(Self {
             s3_addr,
+            api_addr,
             storage,
             queue,
             prompts,
@@ -113,6 +129,11 @@ impl Daemon {
     /// Where the S3 API listens, if enabled.
     pub fn s3_addr(&self) -> Option<SocketAddr> {
         self.s3_addr
+    }
+
+    /// Where the HTTP API (health, readiness, metrics) listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
     }
 
     /// The object store the daemon serves.
@@ -182,9 +203,19 @@ async fn open_queue_and_caches(
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let daemon = Daemon::start(&config, clock::system()).await?;
+    // Plain lines on stdout for people and for scripts waiting on readiness; a reader
+    // that went away must not take the daemon down.
+    let mut ready = Vec::new();
     if let Some(addr) = daemon.s3_addr() {
-        // A plain line on stdout for people and for scripts waiting on readiness.
-        println!("darkroom: S3 API on http://{addr}");
+        ready.push(format!("darkroom: S3 API on http://{addr}\n"));
+    }
+    ready.push(format!("darkroom: HTTP API on http://{}\n", daemon.api_addr()));
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out
+            .write_all(ready.concat().as_bytes())
+            .and_then(|()| out.flush());
     }
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -12,16 +12,20 @@
 //!   delayed jobs, cancellation, idempotency keys, result TTL, change events).
 //! - [`cache`]: the prompt cache (SHA-256 of canonical JSON, TTL, LRU by bytes) and
 //!   a small key-value cache with TTL.
+//! - [`api`]: the HTTP API on its own port (health, readiness, Prometheus metrics).
+//! - [`metrics`]: the Prometheus registry and what darkroom records in it.
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the command line.
 
+pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod queue;
 pub mod s3;
 pub mod storage;

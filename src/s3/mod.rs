@@ -13,6 +13,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::storage::ObjectStore;
 
 mod access;
@@ -52,8 +53,8 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// Builds the S3 service over `store`.
-pub fn build(store: ObjectStore, credentials: &Credentials, region: &str) -> S3Service {
-    let mut builder = S3ServiceBuilder::new(service::DarkroomS3::new(store.clone(), region));
+pub fn build(store: ObjectStore, credentials: &Credentials, region: &str, metrics: Metrics) -> S3Service {
+    let mut builder = S3ServiceBuilder::new(service::DarkroomS3::new(store.clone(), region, metrics));
     builder.set_auth(SimpleAuth::from_single(
         credentials.access_key.clone(),
         credentials.secret_key.clone(),

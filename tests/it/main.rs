@@ -18,6 +18,7 @@ mod support;
 mod cache;
 mod config;
 mod daemon;
+mod metrics;
 mod queue;
 mod queue_admin;
 mod queue_crash;

@@ -26,6 +26,7 @@ pub fn test_config(dir: &TempDir) -> Config {
     let mut c = Config::default();
     c.data_dir = dir.path().join("data");
     c.s3.addr = "127.0.0.1:0".parse().unwrap();
+    c.api.addr = "127.0.0.1:0".parse().unwrap();
     c.s3.access_key = ACCESS_KEY.into();
     c.s3.secret_key = SECRET_KEY.into();
     c.s3.buckets.clear();
@@ -155,13 +156,20 @@ pub fn spawn_serve(
 ) -> ServeProcess {
     use std::io::BufRead;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_darkroom"));
-    cmd.args(["serve", "--s3-addr", "127.0.0.1:0", "--data"])
-        .arg(data_dir)
-        .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
-        .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
-        .env("DARKROOM_LOG__LEVEL", "warn")
-        .current_dir(data_dir.parent().unwrap())
-        .stdout(std::process::Stdio::piped());
+    cmd.args([
+        "serve",
+        "--s3-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--data",
+    ])
+    .arg(data_dir)
+    .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
+    .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
+    .env("DARKROOM_LOG__LEVEL", "warn")
+    .current_dir(data_dir.parent().unwrap())
+    .stdout(std::process::Stdio::piped());
     configure(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
