@@ -9,7 +9,7 @@ use darkroom::queue::NewJob;
 
 use crate::support::server;
 
-fn value(text: &str, series: &str) -> f64 {
+fn value(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
@@ -76,26 +76,26 @@ async fn health_readiness_and_metrics() {
             &text,
             r#"darkroom_s3_requests_total{operation="PutObject",outcome="ok"}"#
         ),
-        1.0
+        1
     );
     assert_eq!(
         value(
             &text,
             r#"darkroom_s3_requests_total{operation="GetObject",outcome="ok"}"#
         ),
-        1.0
+        1
     );
     assert_eq!(
         value(
             &text,
             r#"darkroom_s3_requests_total{operation="GetObject",outcome="NoSuchKey"}"#
         ),
-        1.0
+        1
     );
-    assert_eq!(value(&text, "darkroom_s3_received_bytes_total"), 5000.0);
-    assert_eq!(value(&text, "darkroom_s3_sent_bytes_total"), 5000.0);
-    assert_eq!(value(&text, r#"darkroom_queue_jobs{status="queued"}"#), 3.0);
-    assert_eq!(value(&text, r#"darkroom_queue_jobs{status="running"}"#), 0.0);
+    assert_eq!(value(&text, "darkroom_s3_received_bytes_total"), 5000);
+    assert_eq!(value(&text, "darkroom_s3_sent_bytes_total"), 5000);
+    assert_eq!(value(&text, r#"darkroom_queue_jobs{status="queued"}"#), 3);
+    assert_eq!(value(&text, r#"darkroom_queue_jobs{status="running"}"#), 0);
     assert!(
         text.contains("darkroom_s3_request_duration_seconds_bucket{"),
         "{text}"
