@@ -18,5 +18,5 @@ ENV DARKROOM_DATA_DIR=/data \
     DARKROOM_API__ADDR=0.0.0.0:9080
 EXPOSE 9000 9080
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
-    CMD curl -fsS http://127.0.0.1:9000/minio/health/live || exit 1
+    CMD curl -fsS http://127.0.0.1:9080/healthz || exit 1
 ENTRYPOINT ["darkroom", "serve", "--log-format", "json"]
