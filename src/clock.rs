@@ -65,3 +65,24 @@ pub type SharedClock = Arc<dyn Clock>;
 pub fn system() -> SharedClock {
     Arc::new(SystemClock)
 }
+
+/// Runs `pass` every `every` (the first right away) until `shutdown` is cancelled.
+/// A pass that overruns delays the next one instead of bunching them up. The
+/// background sweepers (queue reaper, cache expiry, lifecycle rules) run on this.
+pub async fn run_every<F, Fut>(
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => pass().await,
+        }
+    }
+}

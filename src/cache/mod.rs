@@ -37,26 +37,19 @@ pub fn spawn_sweeper(
     every: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = interval.tick() => {
-                    let now = clock.now_ms();
-                    match prompts.sweep_expired(now).await {
-                        Ok(gone) if !gone.is_empty() => {
-                            tracing::debug!(entries = gone.len(), "prompt cache: expired entries swept");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "prompt cache sweep failed"),
-                    }
-                    if let Err(e) = kv.sweep_expired(now).await {
-                        tracing::warn!(error = %e, "key-value cache sweep failed");
-                    }
+    tokio::spawn(crate::clock::run_every(every, shutdown, move || {
+        let (prompts, kv, now) = (prompts.clone(), kv.clone(), clock.now_ms());
+        async move {
+            match prompts.sweep_expired(now).await {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::debug!(entries = gone.len(), "prompt cache: expired entries swept");
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "prompt cache sweep failed"),
+            }
+            if let Err(e) = kv.sweep_expired(now).await {
+                tracing::warn!(error = %e, "key-value cache sweep failed");
             }
         }
-    })
+    }))
 }

@@ -406,19 +406,13 @@ impl Queue {
     /// Runs [`Queue::tick`] on the queue's clock every `every` until `shutdown`.
     pub fn spawn_reaper(&self, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
         let queue = self.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = interval.tick() => {
-                        if let Err(e) = queue.tick(queue.now_ms()).await {
-                            tracing::warn!(error = %e, "queue reaper pass failed");
-                        }
-                    }
+        tokio::spawn(crate::clock::run_every(every, shutdown, move || {
+            let queue = queue.clone();
+            async move {
+                if let Err(e) = queue.tick(queue.now_ms()).await {
+                    tracing::warn!(error = %e, "queue reaper pass failed");
                 }
             }
-        })
+        }))
     }
 }

@@ -53,6 +53,23 @@ pub fn attrs(
     })
 }
 
+/// The [`ObjectAttrs`] of a write input with the usual S3 field names
+/// (PutObject, CreateMultipartUpload, CopyObject with `REPLACE`).
+macro_rules! attrs_of {
+    ($input:expr) => {
+        $crate::s3::convert::attrs(
+            $input.content_type,
+            $input.content_encoding,
+            $input.content_disposition,
+            $input.content_language,
+            $input.cache_control,
+            $input.metadata,
+            $input.tagging.as_deref(),
+        )
+    };
+}
+pub(crate) use attrs_of;
+
 /// Parses the `x-amz-tagging` header (`k1=v1&k2=v2`, URL-encoded).
 pub fn parse_tagging_header(header: &str) -> S3Result<Vec<(String, String)>> {
     let tags: Vec<(String, String)> = form_urlencoded::parse(header.as_bytes()).into_owned().collect();

@@ -23,15 +23,7 @@ pub async fn create(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> Out<CreateMultipartUploadOutput> {
     let input = req.input;
-    let attrs = convert::attrs(
-        input.content_type,
-        input.content_encoding,
-        input.content_disposition,
-        input.content_language,
-        input.cache_control,
-        input.metadata,
-        input.tagging.as_deref(),
-    )?;
+    let attrs = convert::attrs_of!(input)?;
     let upload_id = s.create_upload(&input.bucket, &input.key, attrs).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),

@@ -17,15 +17,7 @@ type Out<T> = S3Result<S3Response<T>>;
 pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<PutObjectOutput> {
     let trailers = req.trailing_headers;
     let input = req.input;
-    let attrs = convert::attrs(
-        input.content_type,
-        input.content_encoding,
-        input.content_disposition,
-        input.content_language,
-        input.cache_control,
-        input.metadata,
-        input.tagging.as_deref(),
-    )?;
+    let attrs = convert::attrs_of!(input)?;
     let conditions = PutConditions {
         if_none_match_any: input.if_none_match.as_ref().is_some_and(ETagCondition::is_any),
         if_match: input.if_match.map(|c| match c {
@@ -307,15 +299,7 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
     }
     let mut new_attrs = None;
     if replace {
-        let mut a = convert::attrs(
-            input.content_type,
-            input.content_encoding,
-            input.content_disposition,
-            input.content_language,
-            input.cache_control,
-            input.metadata,
-            input.tagging.as_deref(),
-        )?;
+        let mut a = convert::attrs_of!(input)?;
         if input.tagging.is_none() {
             a.tags.clone_from(&src.attrs.tags);
         }

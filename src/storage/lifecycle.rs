@@ -152,17 +152,11 @@ impl ObjectStore {
 
     /// Runs the sweeper every `interval` until `shutdown` is cancelled.
     pub async fn run_lifecycle(self, interval: Duration, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => {
-                    if let Err(e) = self.sweep_lifecycle(self.now()).await {
-                        tracing::warn!(error = %e, "lifecycle sweep failed");
-                    }
-                }
+        crate::clock::run_every(interval, shutdown, || async {
+            if let Err(e) = self.sweep_lifecycle(self.now()).await {
+                tracing::warn!(error = %e, "lifecycle sweep failed");
             }
-        }
+        })
+        .await;
     }
 }
