@@ -12,6 +12,8 @@
 //!   delayed jobs, cancellation, idempotency keys, result TTL, change events).
 //! - [`cache`]: the prompt cache (SHA-256 of canonical JSON, TTL, LRU by bytes) and
 //!   a small key-value cache with TTL.
+//! - [`comfy`]: the ComfyUI client (HTTP + WebSocket, typed events, polling
+//!   fallback) and the workflow templates jobs are rendered from.
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
@@ -20,6 +22,7 @@
 pub mod cache;
 pub mod cli;
 pub mod clock;
+pub mod comfy;
 pub mod config;
 pub mod daemon;
 pub mod queue;
