@@ -29,7 +29,7 @@ struct Inner {
 impl ComfyClient {
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8188`).
     pub fn new(base_url: &str) -> Result<Self, ComfyError> {
-        Self::with_timeout(base_url, Duration::from_secs(120))
+        Self::with_timeout(base_url, Duration::from_mins(2))
     }
 
     /// Like [`Self::new`] with a per-request timeout (connects time out after 5 s).
@@ -130,10 +130,10 @@ impl ComfyClient {
         let url = self.url("prompt")?;
         let body = json!({ "prompt": workflow, "client_id": client_id });
         let (status, resp) = self.send(Method::POST, url.clone(), Some(&body)).await?;
-        if status == StatusCode::BAD_REQUEST {
-            if let Some(e) = validation_error(&String::from_utf8_lossy(&resp)) {
-                return Err(e);
-            }
+        if status == StatusCode::BAD_REQUEST
+            && let Some(e) = validation_error(&String::from_utf8_lossy(&resp))
+        {
+            return Err(e);
         }
         Self::ok_or_status(&url, status, &resp)?;
         decode(&url, &resp)

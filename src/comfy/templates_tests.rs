@@ -5,7 +5,10 @@ use serde_json::{Map, Value, json};
 use super::*;
 
 fn params(v: Value) -> Map<String, Value> {
-    v.as_object().unwrap().clone()
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
 }
 
 #[test]
