@@ -17,7 +17,8 @@ use super::types::ImageRef;
 
 /// One message from ComfyUI's `/ws`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// Serialized as `{"type", "data"}` like ComfyUI's frames (fields flattened).
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum ComfyEvent {
     /// Queue length, sent to every socket (and first, with `sid`, on connect).
     Status {

@@ -344,8 +344,15 @@ fn every_recorded_ws_session_parses() {
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             let rec: Value = serde_json::from_str(line).unwrap();
             let event = if rec["binary"] == json!(true) {
-                let head = hex::decode(rec["head_hex"].as_str().unwrap()).unwrap();
-                ComfyEvent::from_binary(&Bytes::from(head)).unwrap()
+                // The recording keeps the first 16 bytes; pad to the frame's length.
+                let mut frame = hex::decode(rec["head_hex"].as_str().unwrap()).unwrap();
+                frame.resize(rec["len"].as_u64().unwrap() as usize, 0);
+                let event = ComfyEvent::from_binary(&Bytes::from(frame)).unwrap();
+                let ComfyEvent::Binary(b) = &event else {
+                    unreachable!()
+                };
+                assert_eq!(Some(b.event), rec["event"].as_u64().map(|e| e as u32));
+                event
             } else if let Some(kind) = rec["type"].as_str() {
                 ComfyEvent::from_frame(kind, rec["data"].clone())
                     .unwrap_or_else(|e| panic!("{}: {line}: {e}", path.display()))
