@@ -14,6 +14,8 @@
 //!   a small key-value cache with TTL.
 //! - [`api`]: the HTTP API on its own port (health, readiness, Prometheus metrics).
 //! - [`metrics`]: the Prometheus registry and what darkroom records in it.
+//! - [`comfy`]: the ComfyUI client (HTTP + WebSocket, typed events, polling
+//!   fallback) and the workflow templates jobs are rendered from.
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
@@ -23,6 +25,7 @@ pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod clock;
+pub mod comfy;
 pub mod config;
 pub mod daemon;
 pub mod metrics;

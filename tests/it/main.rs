@@ -13,9 +13,11 @@
     clippy::too_many_lines
 )]
 
+mod fake_comfy;
 mod support;
 
 mod cache;
+mod comfy_client;
 mod config;
 mod daemon;
 mod metrics;
