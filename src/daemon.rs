@@ -19,12 +19,14 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::s3::Credentials;
+use crate::s3::presign::Presigner;
 use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
 use crate::store::Store;
 
 /// A running daemon.
 pub struct Daemon {
     s3_addr: Option<SocketAddr>,
+    presigner: Option<Presigner>,
     api_addr: SocketAddr,
     storage: ObjectStore,
     queue: Queue,
@@ -89,6 +91,7 @@ impl Daemon {
         });
         let grace = Duration::from_secs(config.shutdown_grace_seconds);
         let mut s3_addr = None;
+        let mut presigner = None;
         if config.s3.enabled {
             let credentials = resolve_credentials(config)?;
             let listener = TcpListener::bind(config.s3.addr)
@@ -96,6 +99,16 @@ impl Daemon {
                 .with_context(|| format!("s3.addr: cannot listen on {}", config.s3.addr))?;
             let addr = listener.local_addr()?;
             s3_addr = Some(addr);
+            let public_url = if config.s3.public_url.is_empty() {
+                format!("http://{addr}")
+            } else {
+                config.s3.public_url.clone()
+            };
+            presigner = Some(Presigner::new(
+                credentials.clone(),
+                &config.s3.region,
+                &public_url,
+            )?);
             let service = crate::s3::build(storage.clone(), &credentials, &config.s3.region, metrics.clone());
             tasks.spawn(crate::s3::serve(listener, service, shutdown.clone(), grace));
             tracing::info!(%addr, "S3 API listening");
@@ -116,6 +129,7 @@ impl Daemon {
         tasks.spawn(storage.clone().run_lifecycle(interval, shutdown.clone()));
         Ok(Self {
             s3_addr,
+            presigner,
             api_addr,
             storage,
             queue,
@@ -129,6 +143,11 @@ impl Daemon {
     /// Where the S3 API listens, if enabled.
     pub fn s3_addr(&self) -> Option<SocketAddr> {
         self.s3_addr
+    }
+
+    /// Makes presigned download URLs against `s3.public_url` (when S3 is enabled).
+    pub fn presigner(&self) -> Option<&Presigner> {
+        self.presigner.as_ref()
     }
 
     /// Where the HTTP API (health, readiness, metrics) listens.

@@ -24,6 +24,7 @@ mod error;
 mod list_ops;
 mod multipart_ops;
 mod object_ops;
+pub mod presign;
 mod service;
 
 pub use convert::{millis, timestamp};

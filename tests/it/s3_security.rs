@@ -253,3 +253,35 @@ fn credentials_are_generated_once_and_kept_private() {
         "credentials printed twice: {second}"
     );
 }
+
+#[tokio::test]
+async fn darkrooms_own_presigned_urls_work_and_expire() {
+    let s = server().await;
+    s.client.create_bucket().bucket("outs").send().await.unwrap();
+    s.client
+        .put_object()
+        .bucket("outs")
+        .key("jobs/01/0-image 1.png")
+        .body(ByteStream::from_static(b"png bytes"))
+        .send()
+        .await
+        .unwrap();
+    let p = s.daemon.presigner().unwrap();
+    let http = reqwest::Client::new();
+    let url = p
+        .get_url(
+            "outs",
+            "jobs/01/0-image 1.png",
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        )
+        .unwrap();
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"png bytes");
+    let old = SystemTime::now() - Duration::from_secs(7200);
+    let expired = p
+        .get_url("outs", "jobs/01/0-image 1.png", Duration::from_secs(3600), old)
+        .unwrap();
+    assert_eq!(http.get(&expired).send().await.unwrap().status(), 403);
+}
