@@ -41,6 +41,19 @@ pub struct StagedBlob {
 }
 
 impl StagedBlob {
+    /// A guard for a blob file being written at `path`: until [`StagedBlob::keep`],
+    /// dropping it deletes the file.
+    fn file(id: String, path: PathBuf) -> Self {
+        Self {
+            id,
+            size: 0,
+            md5: [0; 16],
+            inline: None,
+            path,
+            keep: false,
+        }
+    }
+
     /// Marks the blob as referenced: dropping it no longer deletes the file.
     pub fn keep(mut self) -> String {
         self.keep = true;
@@ -144,14 +157,7 @@ impl Blobs {
             });
         }
         // From here on the guard removes the file on any early return.
-        let mut staged = StagedBlob {
-            id,
-            size: 0,
-            md5: [0; 16],
-            inline: None,
-            path: path.clone(),
-            keep: false,
-        };
+        let mut staged = StagedBlob::file(id, path.clone());
         // A blocking writer thread takes the chunks through a bounded channel, so
         // hashing and receiving overlap with disk writes; it asks for writeback every
         // few MiB so the final fsync has little left to flush.
@@ -245,14 +251,7 @@ impl Blobs {
         let id = Self::new_id();
         let path = self.path(&id);
         let mut file = File::create(&path).map_err(|e| StorageError::io(&path, e))?;
-        let mut staged = StagedBlob {
-            id,
-            size: 0,
-            md5: [0; 16],
-            inline: None,
-            path: path.clone(),
-            keep: false,
-        };
+        let mut staged = StagedBlob::file(id, path.clone());
         let mut md5 = Md5::new();
         staged.size = fill(&mut file, &mut md5).map_err(|e| StorageError::io(&path, e))?;
         staged.md5 = md5.finalize().into();
