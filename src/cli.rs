@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// A ComfyUI server to run jobs on (repeatable; replaces `comfyui.backends`).
+    #[arg(long = "comfyui", value_name = "URL")]
+    pub comfyui: Vec<String>,
 }
 
 impl ServeArgs {
@@ -70,6 +73,7 @@ impl ServeArgs {
             s3_addr: self.s3_addr,
             api_addr: self.api_addr,
             log_format: self.log_format,
+            comfyui: self.comfyui.clone(),
         }
     }
 }

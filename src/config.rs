@@ -29,6 +29,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub queue: QueueSettings,
     pub cache: CacheSettings,
+    pub comfyui: ComfyConfig,
 }
 
 impl Default for Config {
@@ -41,6 +42,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             queue: QueueSettings::default(),
             cache: CacheSettings::default(),
+            comfyui: ComfyConfig::default(),
         }
     }
 }
@@ -227,6 +229,63 @@ impl Default for CacheSettings {
     }
 }
 
+/// The ComfyUI servers jobs run on, and what happens to their outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComfyConfig {
+    /// The servers; none means jobs wait in the queue until one is configured.
+    pub backends: Vec<BackendConfig>,
+    /// The bucket outputs are stored in (created at start if missing).
+    pub output_bucket: String,
+    /// Seconds the presigned download URLs in a job's result stay valid.
+    pub url_expiry_seconds: u64,
+    /// Milliseconds between health checks (GET /system_stats) of each backend.
+    pub health_interval_ms: u64,
+    /// Milliseconds between /history polls while a job's WebSocket is down.
+    pub poll_interval_ms: u64,
+    /// Seconds one HTTP request to ComfyUI (submit, history, image download) may take.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for ComfyConfig {
+    fn default() -> Self {
+        Self {
+            backends: Vec::new(),
+            output_bucket: "comfyui-outputs".into(),
+            url_expiry_seconds: 3600,
+            health_interval_ms: 2000,
+            poll_interval_ms: 1000,
+            request_timeout_seconds: 120,
+        }
+    }
+}
+
+/// One ComfyUI server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8188`.
+    pub url: String,
+    /// Prompts sent to it at once. ComfyUI runs one at a time; more only wait in
+    /// its own queue, where darkroom cannot reorder or move them.
+    #[serde(default = "one")]
+    pub max_in_flight: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl BackendConfig {
+    /// A backend at `url` with the default limit.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_in_flight: 1,
+        }
+    }
+}
+
 /// A configuration that could not be loaded, naming where the problem is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -247,6 +306,8 @@ pub struct Overrides {
     pub s3_addr: Option<SocketAddr>,
     pub api_addr: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
+    /// `--comfyui URL` (repeatable): replaces the configured backends.
+    pub comfyui: Vec<String>,
 }
 
 /// Where the effective configuration came from.
@@ -306,6 +367,9 @@ impl Config {
         if let Some(f) = o.log_format {
             self.log.format = f;
         }
+        if !o.comfyui.is_empty() {
+            self.comfyui.backends = o.comfyui.iter().map(BackendConfig::new).collect();
+        }
     }
 
     /// Checks values that parse but make no sense.
@@ -343,6 +407,7 @@ impl Config {
         if self.s3.lifecycle_interval_seconds == 0 {
             return invalid("s3.lifecycle_interval_seconds", "must be at least 1");
         }
+        self.validate_comfyui()?;
         for b in &self.s3.buckets {
             if let Err(e) = crate::storage::validate_bucket_name(&b.name) {
                 return Err(ConfigError::Invalid {
@@ -350,6 +415,39 @@ impl Config {
                     message: format!("{:?}: {e}", b.name),
                 });
             }
+        }
+        Ok(())
+    }
+
+    fn validate_comfyui(&self) -> Result<(), ConfigError> {
+        let c = &self.comfyui;
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        for (i, b) in c.backends.iter().enumerate() {
+            if let Err(e) = crate::comfy::ComfyClient::new(&b.url) {
+                return invalid("comfyui.backends.url", format!("backend {}: {e}", i + 1));
+            }
+            if b.max_in_flight == 0 {
+                return invalid(
+                    "comfyui.backends.max_in_flight",
+                    format!("backend {} ({}): must be at least 1", i + 1, b.url),
+                );
+            }
+        }
+        if let Err(e) = crate::storage::validate_bucket_name(&c.output_bucket) {
+            return invalid("comfyui.output_bucket", format!("{:?}: {e}", c.output_bucket));
+        }
+        if c.url_expiry_seconds == 0 || c.url_expiry_seconds > 7 * 86_400 {
+            return invalid(
+                "comfyui.url_expiry_seconds",
+                "must be 1..=604800 (S3 presigned URLs last at most 7 days)".into(),
+            );
+        }
+        if c.health_interval_ms == 0 || c.poll_interval_ms == 0 || c.request_timeout_seconds == 0 {
+            return invalid(
+                "comfyui.health_interval_ms",
+                "comfyui.health_interval_ms, poll_interval_ms and request_timeout_seconds must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{KvCache, PromptCache, PromptCacheConfig};
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
+use crate::dispatch::{DispatchSettings, Dispatcher, StoreSink};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::s3::Credentials;
@@ -32,6 +33,7 @@ pub struct Daemon {
     queue: Queue,
     prompts: PromptCache,
     kv: KvCache,
+    dispatcher: Dispatcher,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -42,34 +44,7 @@ impl Daemon {
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-        let opts = StorageOptions {
-            fsync: config.s3.fsync,
-            max_object_size: config.s3.max_object_size,
-            lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-            inline_max: config.s3.inline_max_bytes,
-        };
-        let root = config.data_dir.clone();
-        let store_clock = clock.clone();
-        let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))
-            .await?
-            .context("cannot open the object store")?;
-        for b in &config.s3.buckets {
-            let rules = if b.expire_days > 0 {
-                vec![LifecycleRule {
-                    id: Some(format!("darkroom-config-expire-{}d", b.expire_days)),
-                    enabled: true,
-                    expiration_days: Some(b.expire_days),
-                    ..LifecycleRule::default()
-                }]
-            } else {
-                Vec::new()
-            };
-            storage
-                .ensure_bucket(&b.name, b.public_read, rules)
-                .await
-                .with_context(|| format!("config s3.buckets: cannot create bucket {:?}", b.name))?;
-        }
+        let storage = open_storage(config, &clock).await?;
         let (queue, prompts, kv) = open_queue_and_caches(config, &clock).await?;
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
@@ -113,6 +88,16 @@ impl Daemon {
             tasks.spawn(crate::s3::serve(listener, service, shutdown.clone(), grace));
             tracing::info!(%addr, "S3 API listening");
         }
+        let dispatcher = start_dispatcher(
+            config,
+            &storage,
+            presigner.as_ref(),
+            &queue,
+            &prompts,
+            &shutdown,
+            &mut tasks,
+        )
+        .await?;
         let api_listener = TcpListener::bind(config.api.addr)
             .await
             .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
@@ -135,6 +120,7 @@ impl Daemon {
             queue,
             prompts,
             kv,
+            dispatcher,
             shutdown,
             tasks,
         })
@@ -175,6 +161,11 @@ impl Daemon {
         &self.kv
     }
 
+    /// The dispatcher running jobs on the ComfyUI backends.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
     /// A token that stops the daemon when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -191,6 +182,74 @@ impl Daemon {
         drop(self.kv);
         tracing::info!("darkroom stopped");
     }
+}
+
+/// Opens the object store and creates the buckets the config declares.
+async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow::Result<ObjectStore> {
+    let opts = StorageOptions {
+        fsync: config.s3.fsync,
+        max_object_size: config.s3.max_object_size,
+        lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+        inline_max: config.s3.inline_max_bytes,
+    };
+    let root = config.data_dir.clone();
+    let store_clock = clock.clone();
+    let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))
+        .await?
+        .context("cannot open the object store")?;
+    for b in &config.s3.buckets {
+        let rules = if b.expire_days > 0 {
+            vec![LifecycleRule {
+                id: Some(format!("darkroom-config-expire-{}d", b.expire_days)),
+                enabled: true,
+                expiration_days: Some(b.expire_days),
+                ..LifecycleRule::default()
+            }]
+        } else {
+            Vec::new()
+        };
+        storage
+            .ensure_bucket(&b.name, b.public_read, rules)
+            .await
+            .with_context(|| format!("config s3.buckets: cannot create bucket {:?}", b.name))?;
+    }
+    Ok(storage)
+}
+
+/// Creates the output bucket if missing and starts the dispatcher.
+async fn start_dispatcher(
+    config: &Config,
+    storage: &ObjectStore,
+    presigner: Option<&Presigner>,
+    queue: &Queue,
+    prompts: &PromptCache,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Dispatcher> {
+    let bucket = &config.comfyui.output_bucket;
+    match storage.create_bucket(bucket).await {
+        Ok(()) | Err(crate::storage::StorageError::BucketAlreadyExists(_)) => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("comfyui.output_bucket: cannot create bucket {bucket:?}"));
+        }
+    }
+    let sink = std::sync::Arc::new(StoreSink {
+        storage: storage.clone(),
+        presigner: presigner.cloned(),
+    });
+    let (dispatcher, task) = Dispatcher::start(
+        DispatchSettings::from_config(config),
+        queue.clone(),
+        Some(prompts.clone()),
+        sink,
+        None,
+        shutdown.clone(),
+    )?;
+    tasks.spawn(async move {
+        let _ = task.await;
+    });
+    Ok(dispatcher)
 }
 
 /// Opens `queue.redb` and `cache.redb` (compacting them) on a blocking thread.

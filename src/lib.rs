@@ -16,6 +16,8 @@
 //! - [`metrics`]: the Prometheus registry and what darkroom records in it.
 //! - [`comfy`]: the ComfyUI client (HTTP + WebSocket, typed events, polling
 //!   fallback) and the workflow templates jobs are rendered from.
+//! - [`dispatch`]: the workers — claim a job, run it on the healthiest free ComfyUI
+//!   backend, store its images and metadata, complete it with presigned URLs.
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod comfy;
 pub mod config;
 pub mod daemon;
+pub mod dispatch;
 pub mod metrics;
 pub mod queue;
 pub mod s3;

@@ -263,14 +263,37 @@ impl Queue {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Claimed>, QueueError> {
+        self.claim_wait_or_stop(queue, worker, max, wait, &CancellationToken::new())
+            .await
+    }
+
+    /// [`Queue::claim_wait`] that also gives up (with nothing) when `stop` is
+    /// cancelled. A claim already under way is never cut short, so no job is left
+    /// leased to a worker that stopped listening.
+    pub async fn claim_wait_or_stop(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Claimed>, QueueError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.inner.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let claimed = self.claim_batch(queue, worker, max).await?;
-            if !claimed.is_empty() || tokio::time::timeout_at(deadline, notified).await.is_err() {
+            if !claimed.is_empty() || stop.is_cancelled() {
                 return Ok(claimed);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Ok(claimed),
+                woke = tokio::time::timeout_at(deadline, notified) => {
+                    if woke.is_err() {
+                        return Ok(claimed);
+                    }
+                }
             }
         }
     }
@@ -336,6 +359,14 @@ impl Queue {
         let lease = lease.clone();
         self.apply(move |t, ctx| txn::fail(t, ctx, &lease, error, retry))
             .await
+    }
+
+    /// Gives a running job back without counting the attempt, for a worker that
+    /// stops before finishing (graceful shutdown): it runs again, first in line.
+    /// A job whose cancel was requested becomes `cancelled` instead.
+    pub async fn release(&self, lease: &Lease) -> Result<Job, QueueError> {
+        let lease = lease.clone();
+        self.apply(move |t, ctx| txn::release(t, ctx, &lease)).await
     }
 
     /// Cancels a queued or scheduled job at once; flags a running one so its

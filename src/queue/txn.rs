@@ -247,6 +247,26 @@ pub(crate) fn fail(t: &mut Tables, ctx: &Ctx, lease: &Lease, message: String, re
     Ok((job, vec![event]))
 }
 
+/// Hands a running job back without counting the attempt (a worker shutting down
+/// before it could finish): it is `queued` again at its old place in line.
+pub(crate) fn release(t: &mut Tables, ctx: &Ctx, lease: &Lease) -> Outcome<Job> {
+    let mut job = leased_job(t, lease, "release")?;
+    let before = Position::of(&job);
+    job.attempts = job.attempts.saturating_sub(1);
+    job.lease_owner = None;
+    job.lease_until_ms = None;
+    job.progress = None;
+    job.started_ms = None;
+    if job.cancel_requested {
+        ctx.finish(&mut job, JobStatus::Cancelled);
+    } else {
+        job.status = JobStatus::Queued;
+    }
+    t.put(Some(&before), &mut job)?;
+    let event = JobEvent::of(&job, Some(JobStatus::Running), ctx.now);
+    Ok((job, vec![event]))
+}
+
 /// Ends the running attempt of `job` without a result: cancelled if a cancel was
 /// requested, dead-lettered if it was the last attempt, otherwise back to the queue —
 /// at once after a lost lease (the work was not at fault), after a backoff otherwise.

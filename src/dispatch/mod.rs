@@ -1,0 +1,316 @@
+//! The dispatcher: takes jobs from the durable queue, runs them on ComfyUI servers
+//! and finishes them with stored images and download URLs — the seeds' "webhook →
+//! cache check → queue → worker → ComfyUI → MinIO → cache → return URL", in process.
+//!
+//! One claim loop leases as many jobs as healthy backends have free slots and
+//! starts a task per job ([`run`]) on the backend the [`Pool`] picks (the healthy
+//! one with the fewest in flight). A task checks the prompt cache first; otherwise
+//! it submits, follows the prompt over the WebSocket (polling when it drops),
+//! writes progress into the job, and on success stores every output under
+//! `jobs/{job_id}/` in the output bucket through an [`OutputSink`]. A listener on
+//! the queue's events wakes a task the moment its job is cancelled or timed out,
+//! so the prompt is deleted from ComfyUI's queue or interrupted right away.
+//!
+//! On shutdown the loop stops claiming; running jobs get the grace period to
+//! finish, then are interrupted on ComfyUI and released back to the queue (not
+//! counted as an attempt) so they run again after the restart.
+//!
+//! Layout: `request` (what clients submit, checked and rendered), `backend` (the
+//! servers, health, slot choice), `run` (one attempt), `outputs` (where images go).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use ulid::Ulid;
+
+mod backend;
+mod outputs;
+mod progress;
+mod request;
+mod run;
+
+pub use backend::{Backend, BackendStatus, Pool, Slot};
+pub use outputs::{
+    JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, metadata_key,
+    output_key,
+};
+pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
+
+use crate::cache::PromptCache;
+use crate::comfy::ComfyError;
+use crate::config::Config;
+use crate::queue::{Job, JobStatus, Queue};
+
+/// How the dispatcher behaves (from `[comfyui]` and `shutdown_grace_seconds`).
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    pub backends: Vec<crate::config::BackendConfig>,
+    pub output_bucket: String,
+    pub url_expiry: Duration,
+    pub health_interval: Duration,
+    pub poll_interval: Duration,
+    pub request_timeout: Duration,
+    /// How long running jobs may go on after shutdown begins.
+    pub grace: Duration,
+    /// Names this node's leases (`host:pid`).
+    pub worker: String,
+}
+
+impl DispatchSettings {
+    pub fn from_config(config: &Config) -> Self {
+        let c = &config.comfyui;
+        Self {
+            backends: c.backends.clone(),
+            output_bucket: c.output_bucket.clone(),
+            url_expiry: Duration::from_secs(c.url_expiry_seconds),
+            health_interval: Duration::from_millis(c.health_interval_ms),
+            poll_interval: Duration::from_millis(c.poll_interval_ms),
+            request_timeout: Duration::from_secs(c.request_timeout_seconds),
+            grace: Duration::from_secs(config.shutdown_grace_seconds),
+            worker: worker_name(),
+        }
+    }
+}
+
+/// `hostname:pid`, so a lease says which node holds it.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "darkroom".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// One finished attempt, for metrics and alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The checkpoint the workflow loads, or `none`.
+    pub model: String,
+    pub success: bool,
+    pub cache_hit: bool,
+    /// From claim to the recorded outcome.
+    pub seconds: f64,
+}
+
+/// Called for every finished attempt.
+pub type GenerationObserver = Arc<dyn Fn(&Generation) + Send + Sync>;
+
+/// What the claim loop and the job tasks share.
+pub(crate) struct Shared {
+    queue: Queue,
+    cache: Option<PromptCache>,
+    sink: SharedSink,
+    pool: Arc<Pool>,
+    settings: DispatchSettings,
+    /// Wakes the task running a job when its job changes under it.
+    signals: Mutex<HashMap<Ulid, Arc<Notify>>>,
+    /// Cancelled when the grace period after shutdown is over.
+    abandon: CancellationToken,
+    observer: Option<GenerationObserver>,
+}
+
+impl Shared {
+    fn watch(&self, id: Ulid) -> Arc<Notify> {
+        let signal = Arc::new(Notify::new());
+        if let Ok(mut s) = self.signals.lock() {
+            s.insert(id, signal.clone());
+        }
+        signal
+    }
+
+    fn forget(&self, id: Ulid) {
+        if let Ok(mut s) = self.signals.lock() {
+            s.remove(&id);
+        }
+    }
+
+    fn signal(&self, id: Option<Ulid>) {
+        let Ok(s) = self.signals.lock() else { return };
+        match id {
+            Some(id) => {
+                if let Some(n) = s.get(&id) {
+                    n.notify_one();
+                }
+            }
+            None => s.values().for_each(|n| n.notify_one()),
+        }
+    }
+
+    fn observe(&self, job: &Job, success: bool, cache_hit: bool, seconds: f64) {
+        if let Some(observer) = &self.observer {
+            observer(&Generation {
+                model: model_of(&job.payload),
+                success,
+                cache_hit,
+                seconds,
+            });
+        }
+    }
+}
+
+/// The checkpoint a job's workflow loads: the `checkpoint` parameter, else the
+/// first `ckpt_name` input, else `none`.
+fn model_of(payload: &serde_json::Value) -> String {
+    if let Some(c) = payload["params"]["checkpoint"].as_str() {
+        return c.to_owned();
+    }
+    payload["workflow"]
+        .as_object()
+        .and_then(|nodes| nodes.values().find_map(|n| n["inputs"]["ckpt_name"].as_str()))
+        .unwrap_or("none")
+        .to_owned()
+}
+
+/// A handle on the running dispatcher; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl Dispatcher {
+    /// Starts health checks, the event listener and the claim loop. The returned
+    /// task ends after `shutdown` once every running job finished or was released.
+    pub fn start(
+        settings: DispatchSettings,
+        queue: Queue,
+        cache: Option<PromptCache>,
+        sink: SharedSink,
+        observer: Option<GenerationObserver>,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, JoinHandle<()>), ComfyError> {
+        let pool = Pool::new(&settings.backends, settings.request_timeout)?;
+        let checks = CancellationToken::new();
+        pool.spawn_health_checks(settings.health_interval, &checks);
+        let shared = Arc::new(Shared {
+            queue,
+            cache,
+            sink,
+            pool,
+            settings,
+            signals: Mutex::new(HashMap::new()),
+            abandon: CancellationToken::new(),
+            observer,
+        });
+        let listener = tokio::spawn(listen(shared.clone(), checks.clone()));
+        let main = tokio::spawn(claim_loop(shared.clone(), shutdown, checks, listener));
+        Ok((Self { shared }, main))
+    }
+
+    /// Every backend's state.
+    pub fn backends(&self) -> Vec<BackendStatus> {
+        self.shared.pool.backends().iter().map(|b| b.status()).collect()
+    }
+
+    /// The output bucket.
+    pub fn output_bucket(&self) -> &str {
+        &self.shared.settings.output_bucket
+    }
+}
+
+/// Wakes job tasks when the queue changes their job: a cancel request, or the
+/// attempt ended by the reaper (timeout, lost lease).
+async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut events = shared.queue.subscribe();
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            e = events.recv() => e,
+        };
+        match event {
+            Ok(e)
+                if e.cancel_requested
+                    || (e.from == Some(JobStatus::Running) && e.to != JobStatus::Running) =>
+            {
+                shared.signal(Some(e.id));
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => shared.signal(None),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn claim_loop(
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    checks: CancellationToken,
+    listener: JoinHandle<()>,
+) {
+    let tasks = TaskTracker::new();
+    let worker = shared.settings.worker.clone();
+    while !shutdown.is_cancelled() {
+        let free = shared.pool.free_slots();
+        if free == 0 {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = shared.pool.changed() => continue,
+            }
+        }
+        let claimed = match shared
+            .queue
+            .claim_wait_or_stop(QUEUE, &worker, free, Duration::from_secs(5), &shutdown)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim jobs");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        for job in claimed {
+            let Some(slot) = shared.pool.reserve() else {
+                // A backend went down between counting slots and claiming.
+                if let Err(e) = shared.queue.release(&job.lease).await {
+                    tracing::warn!(job = %job.job.id, error = %e, "cannot release a job");
+                }
+                continue;
+            };
+            let signal = shared.watch(job.job.id);
+            tasks.spawn(run::run(shared.clone(), job, slot, signal));
+        }
+    }
+    tasks.close();
+    if !tasks.is_empty() {
+        tracing::info!(running = tasks.len(), grace = ?shared.settings.grace, "waiting for running jobs");
+        if tokio::time::timeout(shared.settings.grace, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = tasks.len(),
+                "grace period over: interrupting and releasing running jobs"
+            );
+            shared.abandon.cancel();
+            tasks.wait().await;
+        }
+    }
+    checks.cancel();
+    let _ = listener.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn model_comes_from_the_checkpoint() {
+        assert_eq!(
+            model_of(&json!({"params": {"checkpoint": "sdxl.safetensors"}})),
+            "sdxl.safetensors"
+        );
+        let wf = json!({"workflow": {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.ckpt"}}}});
+        assert_eq!(model_of(&wf), "a.ckpt");
+        assert_eq!(model_of(&json!({"workflow": {}})), "none");
+    }
+}

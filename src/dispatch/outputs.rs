@@ -1,0 +1,190 @@
+//! Where a job's images go: the [`OutputSink`] interface (put, exists, presigned
+//! URL), implemented over darkroom's own object store without an HTTP round trip
+//! ([`StoreSink`]); an external S3 endpoint can implement the same trait. Also the
+//! shape of what a finished job returns ([`JobResult`]) and the key layout
+//! `jobs/{job_id}/{n}-{filename}` + `jobs/{job_id}/metadata.json`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cache::{CachedObject, CachedResult};
+use crate::s3::presign::Presigner;
+use crate::storage::{ObjectAttrs, ObjectStore, StorageError};
+
+/// Storing an output failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Somewhere outputs can be written and later downloaded from.
+#[async_trait]
+pub trait OutputSink: Send + Sync + 'static {
+    /// Stores `bytes` at `bucket/key`; returns the stored size.
+    async fn put(&self, bucket: &str, key: &str, bytes: Bytes, content_type: &str) -> Result<u64, SinkError>;
+    /// Whether `bucket/key` is still there (a cached result may have expired).
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError>;
+    /// A download URL valid for `expires`, when the store can make one.
+    fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String>;
+}
+
+/// Outputs into darkroom's own object store, with URLs from its presigner.
+pub struct StoreSink {
+    pub storage: ObjectStore,
+    pub presigner: Option<Presigner>,
+}
+
+#[async_trait]
+impl OutputSink for StoreSink {
+    async fn put(&self, bucket: &str, key: &str, bytes: Bytes, content_type: &str) -> Result<u64, SinkError> {
+        let attrs = ObjectAttrs {
+            content_type: Some(content_type.to_owned()),
+            ..ObjectAttrs::default()
+        };
+        let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+        let meta = self.storage.put(bucket, key, body, attrs).await?;
+        Ok(meta.size)
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError> {
+        match self.storage.head_object(bucket, key).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NoSuchKey { .. } | StorageError::NoSuchBucket(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String> {
+        let presigner = self.presigner.as_ref()?;
+        match presigner.get_url(bucket, key, expires, SystemTime::now()) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                tracing::warn!(bucket, key, error = %e, "cannot presign an output URL");
+                None
+            }
+        }
+    }
+}
+
+/// A shared sink.
+pub type SharedSink = Arc<dyn OutputSink>;
+
+/// One stored output of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputObject {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub content_type: String,
+    /// A presigned GET URL (absent when darkroom's S3 server is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// What a succeeded job's `result` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub outputs: Vec<OutputObject>,
+    /// True when the outputs came from the prompt cache and no GPU ran.
+    pub cache_hit: bool,
+    /// The backend that ran it (absent for a cache hit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    /// `jobs/{id}/metadata.json` in the output bucket (absent for a cache hit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_key: Option<String>,
+    /// Time from submit to ComfyUI until the outputs were stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation_ms: Option<i64>,
+    /// When the URLs stop working (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls_expire_ms: Option<i64>,
+}
+
+impl JobResult {
+    /// The cache entry for this result.
+    pub fn to_cached(&self) -> CachedResult {
+        CachedResult {
+            objects: self
+                .outputs
+                .iter()
+                .map(|o| CachedObject {
+                    bucket: o.bucket.clone(),
+                    key: o.key.clone(),
+                    size: o.size,
+                    content_type: o.content_type.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Fresh presigned URLs for every output.
+    pub fn presign(&mut self, sink: &dyn OutputSink, expires: Duration, now_ms: i64) {
+        for o in &mut self.outputs {
+            o.url = sink.url(&o.bucket, &o.key, expires);
+        }
+        self.urls_expire_ms = self
+            .outputs
+            .iter()
+            .any(|o| o.url.is_some())
+            .then(|| now_ms.saturating_add(i64::try_from(expires.as_millis()).unwrap_or(i64::MAX)));
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The key of output `n` (1-based) of a job.
+pub fn output_key(job_id: &str, n: usize, filename: &str) -> String {
+    let name = filename.rsplit('/').next().unwrap_or(filename);
+    format!("jobs/{job_id}/{n}-{name}")
+}
+
+/// The key of a job's metadata document.
+pub fn metadata_key(job_id: &str) -> String {
+    format!("jobs/{job_id}/metadata.json")
+}
+
+/// The content type of a file ComfyUI wrote, from its extension.
+pub fn content_type_of(filename: &str) -> &'static str {
+    let ext = filename.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("webp") => "image/webp",
+        Some("gif") => "image/gif",
+        Some("mp4") => "video/mp4",
+        Some("webm") => "video/webm",
+        Some("json") => "application/json",
+        Some("txt") => "text/plain",
+        Some("flac") => "audio/flac",
+        Some("wav") => "audio/wav",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_types() {
+        assert_eq!(
+            output_key("01J", 1, "darkroom/noop_00001_.png"),
+            "jobs/01J/1-noop_00001_.png"
+        );
+        assert_eq!(metadata_key("01J"), "jobs/01J/metadata.json");
+        assert_eq!(content_type_of("a.PNG"), "image/png");
+        assert_eq!(content_type_of("a.jpeg"), "image/jpeg");
+        assert_eq!(content_type_of("noext"), "application/octet-stream");
+    }
+}

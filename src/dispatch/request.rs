@@ -1,0 +1,316 @@
+//! What a client asks for and what the queue stores: a [`JobRequest`] (a template
+//! name with parameters, or a whole API-format workflow, plus queue options) is
+//! checked and rendered at submit time — a bad parameter is refused then, naming it,
+//! and a random seed is fixed and recorded — into the [`JobSpec`] payload the
+//! dispatcher later runs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::comfy::{TemplateError, Templates};
+use crate::queue::NewJob;
+
+/// The queue every ComfyUI job goes through.
+pub const QUEUE: &str = "comfyui";
+
+/// A generation request, as sent to the API or `darkroom submit`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// A template name (`noop`, `txt2img`, ...); exclusive with `workflow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The template's parameters; unknown ones are refused.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub params: Map<String, Value>,
+    /// A full ComfyUI API-format workflow (`{"node id": {"class_type", "inputs"}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Value>,
+    /// Higher runs first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Seconds one attempt may run before it is interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// A repeated request with the same key returns the first job instead of a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// A URL the finished job's result is POSTed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Reuse a stored result of an identical workflow (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+}
+
+/// The job payload the dispatcher runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The template it was rendered from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Every parameter's effective value (the seed included).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub params: Map<String, Value>,
+    /// The API-format workflow sent to ComfyUI.
+    pub workflow: Value,
+    #[serde(default = "yes")]
+    pub cache: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A request that cannot become a job; `field` names the part at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RequestError {
+    pub field: String,
+    pub message: String,
+}
+
+impl RequestError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<TemplateError> for RequestError {
+    fn from(e: TemplateError) -> Self {
+        let field = match &e {
+            TemplateError::UnknownTemplate { .. } | TemplateError::Invalid { .. } => "template".into(),
+            TemplateError::UnknownParameter { name, .. }
+            | TemplateError::WrongType { name, .. }
+            | TemplateError::OutOfRange { name, .. }
+            | TemplateError::Missing { name, .. } => format!("params.{name}"),
+        };
+        Self::new(field, e.to_string())
+    }
+}
+
+impl JobRequest {
+    /// A request for template `name` with `params`.
+    pub fn template(name: impl Into<String>, params: Map<String, Value>) -> Self {
+        Self {
+            template: Some(name.into()),
+            params,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the request and renders it into the job to enqueue.
+    pub fn into_new_job(self, templates: &Templates) -> Result<NewJob, RequestError> {
+        let spec = match (self.template, self.workflow) {
+            (Some(_), Some(_)) => {
+                return Err(RequestError::new(
+                    "workflow",
+                    "give either `template` (with `params`) or `workflow`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(RequestError::new(
+                    "template",
+                    format!(
+                        "a job needs a `template` (one of: {}) or a `workflow`",
+                        templates.names().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            (Some(name), None) => {
+                let rendered = templates.render(&name, &self.params)?;
+                JobSpec {
+                    template: Some(name),
+                    params: rendered.params_used,
+                    workflow: rendered.workflow,
+                    cache: true,
+                    webhook: None,
+                }
+            }
+            (None, Some(workflow)) => {
+                if !self.params.is_empty() {
+                    return Err(RequestError::new(
+                        "params",
+                        "`params` only apply to a `template`; edit the `workflow` instead",
+                    ));
+                }
+                check_workflow(&workflow)?;
+                JobSpec {
+                    template: None,
+                    params: Map::new(),
+                    workflow,
+                    cache: true,
+                    webhook: None,
+                }
+            }
+        };
+        if let Some(url) = &self.webhook {
+            check_webhook(url)?;
+        }
+        let spec = JobSpec {
+            cache: self.cache.unwrap_or(true),
+            webhook: self.webhook,
+            ..spec
+        };
+        let payload = serde_json::to_value(&spec)
+            .map_err(|e| RequestError::new("workflow", format!("cannot be stored: {e}")))?;
+        let mut job = NewJob::new(QUEUE, payload).priority(self.priority.unwrap_or(0));
+        if let Some(t) = self.timeout_seconds {
+            if t == 0 {
+                return Err(RequestError::new("timeout_seconds", "must be at least 1"));
+            }
+            job = job.timeout(Duration::from_secs(t));
+        }
+        if let Some(n) = self.max_attempts {
+            if n == 0 {
+                return Err(RequestError::new("max_attempts", "must be at least 1"));
+            }
+            job = job.max_attempts(n);
+        }
+        if let Some(key) = self.idempotency_key {
+            if key.is_empty() || key.len() > 256 {
+                return Err(RequestError::new("idempotency_key", "must be 1..=256 bytes"));
+            }
+            job = job.idempotency_key(key);
+        }
+        Ok(job)
+    }
+}
+
+/// A workflow must be ComfyUI's API format: node ids mapping to
+/// `{"class_type": "...", "inputs": {...}}`.
+fn check_workflow(workflow: &Value) -> Result<(), RequestError> {
+    let Some(nodes) = workflow.as_object() else {
+        return Err(RequestError::new(
+            "workflow",
+            "must be an API-format workflow object (ComfyUI: Save (API Format)), not the UI format",
+        ));
+    };
+    if nodes.is_empty() {
+        return Err(RequestError::new("workflow", "has no nodes"));
+    }
+    for (id, node) in nodes {
+        if node.get("class_type").and_then(Value::as_str).is_none() {
+            return Err(RequestError::new(
+                format!("workflow.{id}.class_type"),
+                "every node needs a string `class_type` (is this the UI format? export with Save (API Format))",
+            ));
+        }
+        if !node.get("inputs").is_some_and(Value::is_object) {
+            return Err(RequestError::new(
+                format!("workflow.{id}.inputs"),
+                "every node needs an `inputs` object",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_webhook(url: &str) -> Result<(), RequestError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        Ok(_) => Err(RequestError::new("webhook", "must be an http:// or https:// URL")),
+        Err(e) => Err(RequestError::new("webhook", format!("`{url}` is not a URL: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn templates() -> Templates {
+        Templates::embedded().unwrap()
+    }
+
+    fn spec(job: &NewJob) -> JobSpec {
+        serde_json::from_value(job.payload.clone()).unwrap()
+    }
+
+    #[test]
+    fn template_request_renders_and_fixes_the_seed() {
+        let mut params = Map::new();
+        params.insert("prompt".into(), json!("a lighthouse at dusk"));
+        let req = JobRequest::template("txt2img", params);
+        let job = req.into_new_job(&templates()).unwrap();
+        let spec = spec(&job);
+        assert_eq!(job.queue, QUEUE);
+        let seed = spec.params["seed"].as_u64().unwrap();
+        assert_eq!(spec.workflow["3"]["inputs"]["seed"], json!(seed));
+        assert!(spec.cache);
+    }
+
+    #[test]
+    fn bad_parameter_names_the_field() {
+        let mut params = Map::new();
+        params.insert("width".into(), json!(0));
+        let err = JobRequest::template("noop", params)
+            .into_new_job(&templates())
+            .unwrap_err();
+        assert_eq!(err.field, "params.width");
+        let err = JobRequest::template("nope", Map::new())
+            .into_new_job(&templates())
+            .unwrap_err();
+        assert_eq!(err.field, "template");
+        assert!(err.message.contains("noop"), "{err}");
+    }
+
+    #[test]
+    fn workflow_requests_are_checked() {
+        let t = templates();
+        let ui_format = JobRequest {
+            workflow: Some(json!({"1": {"inputs": {}}})),
+            ..JobRequest::default()
+        };
+        assert_eq!(
+            ui_format.into_new_job(&t).unwrap_err().field,
+            "workflow.1.class_type"
+        );
+        let both = JobRequest {
+            template: Some("noop".into()),
+            workflow: Some(json!({})),
+            ..JobRequest::default()
+        };
+        assert_eq!(both.into_new_job(&t).unwrap_err().field, "workflow");
+        assert_eq!(
+            JobRequest::default().into_new_job(&t).unwrap_err().field,
+            "template"
+        );
+        let ok = JobRequest {
+            workflow: Some(json!({"1": {"class_type": "EmptyImage", "inputs": {}}})),
+            cache: Some(false),
+            timeout_seconds: Some(5),
+            ..JobRequest::default()
+        };
+        let job = ok.into_new_job(&t).unwrap();
+        assert_eq!(job.timeout_ms, Some(5000));
+        assert!(!spec(&job).cache);
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let t = templates();
+        let req = |f: fn(&mut JobRequest)| {
+            let mut r = JobRequest::template("noop", Map::new());
+            f(&mut r);
+            r.into_new_job(&t).unwrap_err().field
+        };
+        assert_eq!(req(|r| r.timeout_seconds = Some(0)), "timeout_seconds");
+        assert_eq!(req(|r| r.max_attempts = Some(0)), "max_attempts");
+        assert_eq!(
+            req(|r| r.idempotency_key = Some(String::new())),
+            "idempotency_key"
+        );
+        assert_eq!(req(|r| r.webhook = Some("ftp://x".into())), "webhook");
+    }
+}

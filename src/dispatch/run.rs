@@ -1,0 +1,389 @@
+//! One attempt of one job, from the claim to the queue's record of how it ended:
+//! prompt-cache lookup, submit to the reserved backend, follow it (progress into
+//! the job, heartbeats, cancel and timeout), store the outputs and metadata, fill
+//! the cache. Every way it can end is an [`Outcome`], reported to the queue in one
+//! place ([`report`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use super::Shared;
+use super::backend::{Backend, Slot};
+use super::outputs::{JobResult, OutputObject, content_type_of, metadata_key, output_key};
+use super::progress::ProgressTracker;
+use super::request::JobSpec;
+use crate::cache::{CacheKey, PromptCache};
+use crate::comfy::{
+    BinaryImage, ComfyError, Completion, ImageFormat, ImageType, OutputImage, PromptFailure, PromptState,
+    wait_for_completion,
+};
+use crate::queue::{Claimed, Directive, Job, StopReason};
+
+/// How often progress is written to the job at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// How an attempt ended.
+#[derive(Debug)]
+enum Outcome {
+    Done(JobResult),
+    /// Failed; retried while attempts remain.
+    Retry(String),
+    /// Failed in a way retrying cannot fix (ComfyUI refused the workflow).
+    Fatal(String),
+    /// The queue said stop (cancel, timeout, lost lease).
+    Stopped(StopReason),
+    /// The daemon is shutting down and the grace period is over.
+    Abandoned,
+}
+
+/// Runs one claimed job on the backend of `slot` and records the outcome.
+pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed, slot: Slot, signal: Arc<Notify>) {
+    let id = claimed.job.id;
+    let backend = slot.backend.clone();
+    let started = tokio::time::Instant::now();
+    let outcome = attempt(&shared, &claimed, &slot, &signal).await;
+    drop(slot);
+    shared.forget(id);
+    let seconds = started.elapsed().as_secs_f64();
+    report(&shared, &claimed, &backend, outcome, seconds).await;
+}
+
+async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notify) -> Outcome {
+    let job = &claimed.job;
+    let spec: JobSpec = match serde_json::from_value(job.payload.clone()) {
+        Ok(s) => s,
+        Err(e) => return Outcome::Fatal(format!("the job's payload is not a darkroom ComfyUI job: {e}")),
+    };
+    let cache_key = spec.cache.then(|| CacheKey::of(&spec.workflow, &[]));
+    if let (Some(cache), Some(key)) = (&shared.cache, &cache_key)
+        && let Some(result) = from_cache(shared, cache, key).await
+    {
+        return Outcome::Done(result);
+    }
+    let backend = &slot.backend;
+    let client_id = format!("darkroom-{}-{}", job.id, claimed.lease.attempt);
+    let submitted_ms = shared.queue.now_ms();
+    let prompt_id = match backend.client.submit(&spec.workflow, &client_id).await {
+        Ok(s) => s.prompt_id,
+        Err(e @ ComfyError::Validation { .. }) => return Outcome::Fatal(e.to_string()),
+        Err(e) => return backend_failure(slot, &e),
+    };
+    tracing::debug!(job = %job.id, backend = %backend.url, %prompt_id, "submitted to ComfyUI");
+    let completion = match follow(shared, claimed, backend, &spec, &client_id, &prompt_id, signal).await {
+        Ok(c) => c,
+        Err(FollowEnd::Outcome(o)) => return o,
+        Err(FollowEnd::Comfy(e)) => return backend_failure(slot, &e),
+    };
+    match completion.state {
+        PromptState::Done(images) => {
+            let run = Finished {
+                job,
+                spec: &spec,
+                backend,
+                prompt_id: &prompt_id,
+                client_id: &client_id,
+                submitted_ms,
+            };
+            match store_outputs(shared, &run, &images, &completion.ws_images).await {
+                Ok(result) => {
+                    if let (Some(cache), Some(key)) = (&shared.cache, &cache_key)
+                        && let Err(e) = cache.put(key, result.to_cached()).await
+                    {
+                        tracing::warn!(job = %job.id, error = %e, "cannot fill the prompt cache");
+                    }
+                    Outcome::Done(result)
+                }
+                Err(message) => Outcome::Retry(message),
+            }
+        }
+        PromptState::Failed(PromptFailure::Error(e)) => Outcome::Retry(format!(
+            "ComfyUI execution error at node {} ({}): {}: {}",
+            e.node_id,
+            e.node_type,
+            e.exception_type,
+            e.exception_message.trim_end()
+        )),
+        PromptState::Failed(failure) => Outcome::Retry(format!("ComfyUI prompt {prompt_id} {failure}")),
+        PromptState::Unknown => Outcome::Retry(format!(
+            "ComfyUI at {} forgot prompt {prompt_id} (it restarted or its queue was cleared)",
+            backend.url
+        )),
+        PromptState::Queued | PromptState::Running => {
+            Outcome::Retry(format!("ComfyUI prompt {prompt_id} did not finish"))
+        }
+    }
+}
+
+/// Why following a prompt ended without a completion.
+enum FollowEnd {
+    Outcome(Outcome),
+    Comfy(ComfyError),
+}
+
+/// Follows a submitted prompt to its end, writing progress and heartbeats into the
+/// job; stops it on ComfyUI when the queue says stop or shutdown abandons it.
+async fn follow(
+    shared: &Shared,
+    claimed: &Claimed,
+    backend: &Backend,
+    spec: &JobSpec,
+    client_id: &str,
+    prompt_id: &str,
+    signal: &Notify,
+) -> Result<Completion, FollowEnd> {
+    let (progress_tx, mut progress_rx) = watch::channel((0.0f32, None::<String>));
+    let mut tracker = ProgressTracker::new(&spec.workflow, prompt_id);
+    let follow = wait_for_completion(
+        &backend.client,
+        client_id,
+        prompt_id,
+        shared.settings.poll_interval,
+        move |event| {
+            if let Some(p) = tracker.on_event(event) {
+                progress_tx.send_replace(p);
+            }
+        },
+    );
+    tokio::pin!(follow);
+    let heartbeat_every = (shared.queue.config().lease / 3).max(Duration::from_millis(100));
+    let mut beat = tokio::time::interval(heartbeat_every);
+    beat.reset();
+    let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
+    loop {
+        let directive = tokio::select! {
+            done = &mut follow => return done.map_err(FollowEnd::Comfy),
+            () = shared.abandon.cancelled() => {
+                stop_on_comfy(backend, prompt_id).await;
+                return Err(FollowEnd::Outcome(Outcome::Abandoned));
+            }
+            () = signal.notified() => shared.queue.heartbeat(&claimed.lease).await,
+            _ = beat.tick() => shared.queue.heartbeat(&claimed.lease).await,
+            _ = progress_tick.tick() => {
+                if !progress_rx.has_changed().unwrap_or(false) {
+                    continue;
+                }
+                let (fraction, message) = progress_rx.borrow_and_update().clone();
+                shared.queue.progress(&claimed.lease, fraction, message).await
+            }
+        };
+        match directive {
+            Ok(Directive::Continue { .. }) => beat.reset(),
+            Ok(Directive::Stop(reason)) => {
+                stop_on_comfy(backend, prompt_id).await;
+                return Err(FollowEnd::Outcome(Outcome::Stopped(reason)));
+            }
+            Err(e) => tracing::warn!(job = %claimed.job.id, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// A transport failure: an unreachable backend leaves the rotation, and the job is
+/// retried (on any healthy backend).
+fn backend_failure(slot: &Slot, e: &ComfyError) -> Outcome {
+    if e.is_unreachable() {
+        slot.pool().mark_down(&slot.backend, e);
+    }
+    Outcome::Retry(e.to_string())
+}
+
+/// A cached result whose objects still exist, with fresh URLs.
+async fn from_cache(shared: &Shared, cache: &PromptCache, key: &CacheKey) -> Option<JobResult> {
+    let hit = match cache.get(key).await {
+        Ok(hit) => hit?,
+        Err(e) => {
+            tracing::warn!(error = %e, "prompt cache lookup failed; running the job");
+            return None;
+        }
+    };
+    for o in &hit.objects {
+        if !shared.sink.exists(&o.bucket, &o.key).await.unwrap_or(false) {
+            // The outputs were deleted (lifecycle, by hand): the entry is stale.
+            let _ = cache.remove(key).await;
+            return None;
+        }
+    }
+    let mut result = JobResult {
+        outputs: hit
+            .objects
+            .into_iter()
+            .map(|o| OutputObject {
+                bucket: o.bucket,
+                key: o.key,
+                size: o.size,
+                content_type: o.content_type,
+                url: None,
+            })
+            .collect(),
+        cache_hit: true,
+        backend: None,
+        prompt_id: None,
+        metadata_key: None,
+        generation_ms: None,
+        urls_expire_ms: None,
+    };
+    result.presign(
+        shared.sink.as_ref(),
+        shared.settings.url_expiry,
+        shared.queue.now_ms(),
+    );
+    Some(result)
+}
+
+/// Cancels a prompt on ComfyUI: removed from its queue while pending, interrupted
+/// once running.
+async fn stop_on_comfy(backend: &Backend, prompt_id: &str) {
+    let pending = backend
+        .client
+        .queue()
+        .await
+        .is_ok_and(|q| q.is_pending(prompt_id));
+    let done = if pending {
+        backend.client.delete_from_queue(&[prompt_id.to_owned()]).await
+    } else {
+        backend.client.interrupt(prompt_id).await
+    };
+    if let Err(e) = done {
+        tracing::warn!(backend = %backend.url, prompt_id, error = %e, "cannot stop the prompt on ComfyUI");
+    }
+}
+
+/// What is known about a prompt that ended well.
+struct Finished<'a> {
+    job: &'a Job,
+    spec: &'a JobSpec,
+    backend: &'a Backend,
+    prompt_id: &'a str,
+    client_id: &'a str,
+    submitted_ms: i64,
+}
+
+/// Downloads the prompt's output images, stores them and the job's metadata, and
+/// builds the result with presigned URLs.
+async fn store_outputs(
+    shared: &Shared,
+    run: &Finished<'_>,
+    images: &[OutputImage],
+    ws_images: &[BinaryImage],
+) -> Result<JobResult, String> {
+    let bucket = shared.settings.output_bucket.as_str();
+    let id = run.job.id.to_string();
+    let mut outputs = Vec::new();
+    let mut store = async |filename: &str, bytes: bytes::Bytes, content_type: &str| {
+        let key = output_key(&id, outputs.len() + 1, filename);
+        let size = shared
+            .sink
+            .put(bucket, &key, bytes, content_type)
+            .await
+            .map_err(|e| format!("cannot store output {bucket}/{key}: {e}"))?;
+        outputs.push(OutputObject {
+            bucket: bucket.to_owned(),
+            key,
+            size,
+            content_type: content_type.to_owned(),
+            url: None,
+        });
+        Ok::<_, String>(())
+    };
+    for image in images
+        .iter()
+        .map(|i| &i.image)
+        .filter(|i| i.kind == ImageType::Output)
+    {
+        let bytes = run
+            .backend
+            .client
+            .view(&image.filename, &image.subfolder, image.kind)
+            .await
+            .map_err(|e| format!("cannot download output {}: {e}", image.filename))?;
+        store(&image.filename, bytes, content_type_of(&image.filename)).await?;
+    }
+    for (n, image) in ws_images.iter().enumerate() {
+        let (ext, content_type) = match image.format {
+            Some(ImageFormat::Jpeg) => ("jpg", "image/jpeg"),
+            _ => ("png", "image/png"),
+        };
+        store(
+            &format!("websocket_{}.{ext}", n + 1),
+            image.bytes.clone(),
+            content_type,
+        )
+        .await?;
+    }
+    let finished_ms = shared.queue.now_ms();
+    let meta_key = metadata_key(&id);
+    let metadata = json!({
+        "job_id": id,
+        "template": run.spec.template,
+        "params": run.spec.params,
+        "workflow": run.spec.workflow,
+        "backend": run.backend.url,
+        "prompt_id": run.prompt_id,
+        "client_id": run.client_id,
+        "attempt": run.job.attempts,
+        "timings": {
+            "created_ms": run.job.created_ms,
+            "started_ms": run.job.started_ms,
+            "submitted_ms": run.submitted_ms,
+            "finished_ms": finished_ms,
+        },
+        "outputs": outputs,
+    });
+    let body = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
+    shared
+        .sink
+        .put(bucket, &meta_key, body.into(), "application/json")
+        .await
+        .map_err(|e| format!("cannot store {bucket}/{meta_key}: {e}"))?;
+    let mut result = JobResult {
+        outputs,
+        cache_hit: false,
+        backend: Some(run.backend.url.clone()),
+        prompt_id: Some(run.prompt_id.to_owned()),
+        metadata_key: Some(meta_key),
+        generation_ms: Some(finished_ms.saturating_sub(run.submitted_ms)),
+        urls_expire_ms: None,
+    };
+    result.presign(shared.sink.as_ref(), shared.settings.url_expiry, finished_ms);
+    Ok(result)
+}
+
+/// Tells the queue how the attempt ended.
+async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: Outcome, seconds: f64) {
+    let lease = &claimed.lease;
+    let id = claimed.job.id;
+    let queue = &shared.queue;
+    let recorded = match outcome {
+        Outcome::Done(result) => {
+            if !result.cache_hit {
+                backend.record(true);
+            }
+            shared.observe(&claimed.job, true, result.cache_hit, seconds);
+            queue.complete(lease, result.to_value()).await.map(drop)
+        }
+        Outcome::Retry(message) => {
+            tracing::warn!(job = %id, backend = %backend.url, error = %message, "job attempt failed");
+            backend.record(false);
+            shared.observe(&claimed.job, false, false, seconds);
+            queue.fail(lease, message).await.map(drop)
+        }
+        Outcome::Fatal(message) => {
+            tracing::warn!(job = %id, error = %message, "job failed");
+            shared.observe(&claimed.job, false, false, seconds);
+            queue.fail_permanently(lease, message).await.map(drop)
+        }
+        Outcome::Stopped(StopReason::Cancelled) => {
+            queue.fail(lease, "cancelled while running").await.map(drop)
+        }
+        Outcome::Stopped(reason) => {
+            tracing::info!(job = %id, ?reason, "job stopped");
+            Ok(())
+        }
+        Outcome::Abandoned => queue.release(lease).await.map(drop),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(job = %id, error = %e, "cannot record the job's outcome");
+    }
+}
