@@ -30,6 +30,7 @@ pub struct Config {
     pub queue: QueueSettings,
     pub cache: CacheSettings,
     pub comfyui: ComfyConfig,
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 impl Default for Config {
@@ -43,6 +44,7 @@ impl Default for Config {
             queue: QueueSettings::default(),
             cache: CacheSettings::default(),
             comfyui: ComfyConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
         }
     }
 }
@@ -139,12 +141,39 @@ pub struct BucketConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub addr: SocketAddr,
+    /// Bearer token `/api/v1` requires; empty = none (allowed only on loopback).
+    pub token: String,
+    /// Require the token on /healthz, /readyz and /metrics too.
+    pub protect_ops: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest `?wait=` a submit may ask for, in seconds.
+    pub max_wait_seconds: u64,
+    /// Submits are refused with 429 while this many jobs are queued.
+    pub max_queued: u64,
+    /// Events kept for `Last-Event-ID` resume.
+    pub events_backlog: usize,
+    /// Signs job webhooks (`X-Darkroom-Signature: sha256=<hex HMAC>`) when set.
+    pub webhook_secret: String,
+    /// Tries per job webhook delivery.
+    pub webhook_max_attempts: u32,
+    /// First retry delay of a job webhook, in milliseconds (doubles, capped at 60 s).
+    pub webhook_backoff_ms: u64,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 9080)),
+            token: String::new(),
+            protect_ops: false,
+            max_body_bytes: 8 << 20,
+            max_wait_seconds: 300,
+            max_queued: 10_000,
+            events_backlog: 4096,
+            webhook_secret: String::new(),
+            webhook_max_attempts: 5,
+            webhook_backoff_ms: 1000,
         }
     }
 }
@@ -297,6 +326,9 @@ pub enum ConfigError {
     Env { var: String, message: String },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// A message that starts with the key at fault (`alerts.rules[2].threshold: ...`).
+    #[error("{0}")]
+    Keyed(String),
 }
 
 /// Command-line values that override everything else (`None` = not given).
@@ -408,6 +440,8 @@ impl Config {
             return invalid("s3.lifecycle_interval_seconds", "must be at least 1");
         }
         self.validate_comfyui()?;
+        self.validate_api()?;
+        self.alerts.validate().map_err(ConfigError::Keyed)?;
         for b in &self.s3.buckets {
             if let Err(e) = crate::storage::validate_bucket_name(&b.name) {
                 return Err(ConfigError::Invalid {
@@ -447,6 +481,32 @@ impl Config {
                 "comfyui.health_interval_ms",
                 "comfyui.health_interval_ms, poll_interval_ms and request_timeout_seconds must be at least 1"
                     .into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        let a = &self.api;
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if a.token.is_empty() && !a.addr.ip().is_loopback() {
+            return invalid(
+                "api.token",
+                format!(
+                    "the API would listen on {} (not loopback) without a token; set one with \
+                     `token = \"...\"` under [api] in the config file or DARKROOM_API__TOKEN=..., \
+                     or listen on 127.0.0.1",
+                    a.addr
+                ),
+            );
+        }
+        if a.max_body_bytes < 1024 {
+            return invalid("api.max_body_bytes", "must be at least 1024".into());
+        }
+        if a.events_backlog == 0 || a.webhook_max_attempts == 0 || a.max_queued == 0 {
+            return invalid(
+                "api.events_backlog",
+                "api.events_backlog, api.webhook_max_attempts and api.max_queued must be at least 1".into(),
             );
         }
         Ok(())

@@ -12,8 +12,15 @@
 //!   delayed jobs, cancellation, idempotency keys, result TTL, change events).
 //! - [`cache`]: the prompt cache (SHA-256 of canonical JSON, TTL, LRU by bytes) and
 //!   a small key-value cache with TTL.
-//! - [`api`]: the HTTP API on its own port (health, readiness, Prometheus metrics).
+//! - [`api`]: the HTTP API on its own port — jobs (submit, wait, list, cancel,
+//!   retry), Server-Sent Events, status, templates, OpenAPI, health and metrics.
+//! - [`events`]: one numbered stream of job and alert changes with a backlog, for
+//!   SSE resume and the dashboard.
+//! - [`status`]: the snapshot types every view shares (API, CLI, dashboard).
 //! - [`metrics`]: the Prometheus registry and what darkroom records in it.
+//! - [`alerts`]: built-in alert rules, their pending/firing/resolved states and the
+//!   notifiers (webhook, Slack, Alertmanager).
+//! - [`webhook`]: job webhooks, signed and retried.
 //! - [`comfy`]: the ComfyUI client (HTTP + WebSocket, typed events, polling
 //!   fallback) and the workflow templates jobs are rendered from.
 //! - [`dispatch`]: the workers — claim a job, run it on the healthiest free ComfyUI
@@ -23,6 +30,7 @@
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the command line.
 
+pub mod alerts;
 pub mod api;
 pub mod cache;
 pub mod cli;
@@ -31,9 +39,12 @@ pub mod comfy;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;
+pub mod events;
 pub mod metrics;
 pub mod queue;
 pub mod s3;
+pub mod status;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

@@ -1,21 +1,51 @@
 //! The HTTP API on its own port (default 127.0.0.1:9080; S3 stays on 9000): what
-//! n8n, scripts, Prometheus and load balancers talk to. For now it serves the
-//! operational endpoints — `GET /healthz` (process up), `GET /readyz` (databases
-//! open, S3 serving) and `GET /metrics` (Prometheus text format); the job endpoints
-//! arrive with the dispatcher.
+//! n8n, scripts, the dashboard's remote mode, Prometheus and load balancers talk
+//! to.
+//!
+//! - `/api/v1/jobs` ([`jobs`]): submit (with `?wait=`), get, list, cancel, retry;
+//! - `/api/v1/events` ([`events`]): Server-Sent Events with `Last-Event-ID` resume;
+//! - `/api/v1/status`, `/api/v1/templates`, `/api/v1/openapi.json` (here, [`openapi`]);
+//! - `/healthz`, `/readyz`, `/metrics` ([`ops`]).
+//!
+//! `/api/v1` takes a bearer token when `api.token` is set (the ops endpoints too
+//! with `api.protect_ops`); errors are JSON from one place ([`error`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod error;
+pub mod events;
+pub mod jobs;
+pub mod openapi;
+pub mod ops;
+mod query;
+pub mod status;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use jobs::JobPage;
+
+use crate::cache::PromptCache;
+use crate::comfy::{ParamSpec, Templates};
+use crate::config::ApiConfig;
+use crate::dispatch::Dispatcher;
+use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::status::RecentGenerations;
 use crate::storage::ObjectStore;
 
 /// What the handlers need; cheap to clone.
@@ -26,18 +56,45 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Where the S3 API listens, if it is enabled.
     pub s3_addr: Option<SocketAddr>,
+    pub dispatcher: Dispatcher,
+    pub templates: Arc<Templates>,
+    pub hub: EventHub,
+    pub prompts: PromptCache,
+    pub recent: RecentGenerations,
+    pub alerts: Option<crate::alerts::Alerts>,
+    pub webhooks: Option<crate::webhook::Webhooks>,
+    pub config: Arc<ApiConfig>,
 }
 
 /// The router, separate from the listener so tests can drive it directly.
 pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/events", get(events::events))
+        .route("/status", get(status::status))
+        .route("/templates", get(templates))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let mut ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics));
+    if state.config.protect_ops {
+        ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    }
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .merge(ops)
+        .fallback(not_found)
         .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` fires, letting requests finish.
+/// Open event streams end with the shutdown too.
 pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
     let app = router(state);
     if let Err(e) = axum::serve(listener, app)
@@ -48,37 +105,83 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: Cancellatio
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
 }
 
-async fn readyz(State(s): State<ApiState>) -> Response {
-    let mut problems = Vec::new();
-    if let Err(e) = s.storage.list_buckets().await {
-        problems.push(format!("object store: {e}"));
+/// Refuses requests without the configured bearer token.
+async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if s.config.token.is_empty() {
+        return next.run(req).await;
     }
-    if let Err(e) = s.queue.counts().await {
-        problems.push(format!("job queue: {e}"));
-    }
-    if s.s3_addr.is_none() {
-        problems.push("S3 API is disabled (s3.enabled = false)".to_string());
-    }
-    if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), s.config.token.as_bytes()) {
+        next.run(req).await
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", problems.join("; ")),
-        )
-            .into_response()
+        ApiError::Unauthorized.into_response()
     }
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
-    let body = s.metrics.render(&s.storage, &s.queue).await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        body,
-    )
-        .into_response()
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a request body up to `limit` bytes (413 beyond).
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge { limit }),
+        Err(e) => Err(ApiError::invalid(
+            "body",
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// Checks that `url` is an http(s) URL.
+pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{url:?} is not an http:// or https:// URL"),
+        )),
+    }
+}
+
+/// A template and its parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TemplateInfo {
+    pub name: String,
+    pub description: String,
+    pub params: BTreeMap<String, ParamSpec>,
+}
+
+/// The workflow templates jobs can name, with their parameters.
+#[utoipa::path(
+    get, path = "/api/v1/templates", tag = "jobs",
+    responses((status = 200, body = Vec<TemplateInfo>), (status = 401, body = ErrorBody))
+)]
+pub async fn templates(State(s): State<ApiState>) -> Json<Vec<TemplateInfo>> {
+    let list = s
+        .templates
+        .names()
+        .filter_map(|n| s.templates.get(n).ok())
+        .map(|t| TemplateInfo {
+            name: t.name.clone(),
+            description: t.manifest.description.clone(),
+            params: t.manifest.params.clone(),
+        })
+        .collect();
+    Json(list)
 }

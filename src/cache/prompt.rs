@@ -289,6 +289,11 @@ impl PromptCache {
         Ok(all)
     }
 
+    /// The size bound (`cache.prompt_max_bytes`).
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.config.max_bytes
+    }
+
     /// Hits, misses, evictions and expirations since open.
     pub fn stats(&self) -> CacheStats {
         CacheStats {

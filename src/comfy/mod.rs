@@ -15,7 +15,7 @@ mod ws;
 pub use client::ComfyClient;
 pub use error::{ComfyError, NodeError};
 pub use events::{BinaryImage, ComfyEvent, ExecutionError, ExecutionInterrupted, ImageFormat, NodeProgress};
-pub use templates::{RenderedWorkflow, TemplateError, Templates};
+pub use templates::{Manifest, ParamSpec, ParamType, RenderedWorkflow, TemplateError, Templates};
 pub use types::{
     Device, HistoryEntry, HistoryStatus, ImageRef, ImageType, NodeOutput, OutputImage, PromptFailure,
     PromptState, QueueItem, QueueSnapshot, Submitted, SystemInfo, SystemStats, UploadedImage,

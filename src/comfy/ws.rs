@@ -92,11 +92,16 @@ pub struct Completion {
 /// passed to `on_event` as they come (progress for the job record). When the
 /// socket drops, it polls every `poll_interval` and reconnects with the same
 /// clientId; the final state always comes from `/history`, so outputs are complete.
+///
+/// ComfyUI drops messages for a clientId with no socket open, so pass the socket
+/// opened *before* the prompt was submitted as `connected`: otherwise the first
+/// progress messages and binary images of a fast prompt are lost.
 pub async fn wait_for_completion(
     client: &ComfyClient,
     client_id: &str,
     prompt_id: &str,
     poll_interval: Duration,
+    mut connected: Option<EventStream>,
     mut on_event: impl FnMut(&ComfyEvent),
 ) -> Result<Completion, ComfyError> {
     let mut ws_images = Vec::new();
@@ -105,7 +110,11 @@ pub async fn wait_for_completion(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ours = false;
     loop {
-        let mut events = match client.connect_events(client_id).await {
+        let opened = match connected.take() {
+            Some(s) => Ok(s),
+            None => client.connect_events(client_id).await,
+        };
+        let mut events = match opened {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::debug!(error = %e, "ComfyUI WebSocket unavailable; polling");

@@ -32,10 +32,12 @@ pub struct Backend {
     last_error: Mutex<Option<String>>,
     completed: AtomicU64,
     failed: AtomicU64,
+    /// VRAM (total, free) summed over its GPUs, from the last health check.
+    vram: Mutex<Option<(u64, u64)>>,
 }
 
 /// A backend as shown by the API and the dashboard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BackendStatus {
     pub url: String,
     pub healthy: bool,
@@ -45,8 +47,13 @@ pub struct BackendStatus {
     pub completed: u64,
     /// Attempts that failed on it since start.
     pub failed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// VRAM of its GPUs (ComfyUI's `/system_stats`; CPU devices left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram_total_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram_free_bytes: Option<u64>,
 }
 
 impl Backend {
@@ -64,6 +71,7 @@ impl Backend {
             last_error: Mutex::new(None),
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            vram: Mutex::new(None),
         })
     }
 
@@ -72,7 +80,10 @@ impl Backend {
     }
 
     pub fn status(&self) -> BackendStatus {
+        let vram = self.vram.lock().ok().and_then(|v| *v);
         BackendStatus {
+            vram_total_bytes: vram.map(|v| v.0),
+            vram_free_bytes: vram.map(|v| v.1),
             url: self.url.clone(),
             healthy: self.is_healthy(),
             in_flight: self.in_flight.load(Ordering::SeqCst),
@@ -132,8 +143,9 @@ impl Pool {
         self.changed.notified().await;
     }
 
-    /// Takes a place on the healthy backend with the fewest jobs in flight.
-    pub fn reserve(self: &Arc<Self>) -> Option<Slot> {
+    /// Takes a place on the healthy backend with the fewest jobs in flight,
+    /// preferring any other to `avoid` (where the job's last attempt failed).
+    pub fn reserve(self: &Arc<Self>, avoid: Option<&str>) -> Option<Slot> {
         loop {
             let best = self
                 .backends
@@ -141,7 +153,7 @@ impl Pool {
                 .filter(|b| b.is_healthy())
                 .map(|b| (b, b.in_flight.load(Ordering::SeqCst)))
                 .filter(|(b, n)| *n < b.max_in_flight)
-                .min_by_key(|(_, n)| *n)?;
+                .min_by_key(|(b, n)| (avoid == Some(b.url.as_str()), *n))?;
             let (backend, seen) = best;
             if backend
                 .in_flight
@@ -181,7 +193,17 @@ impl Pool {
                 let (pool, backend) = (pool.clone(), backend.clone());
                 async move {
                     match backend.health_client.system_stats().await {
-                        Ok(_) => pool.mark_up(&backend),
+                        Ok(stats) => {
+                            let gpus = stats.devices.iter().filter(|d| d.kind != "cpu");
+                            let vram = gpus.fold(None, |acc: Option<(u64, u64)>, d| {
+                                let (t, f) = acc.unwrap_or_default();
+                                Some((t + d.vram_total, f + d.vram_free))
+                            });
+                            if let Ok(mut v) = backend.vram.lock() {
+                                *v = vram;
+                            }
+                            pool.mark_up(&backend);
+                        }
                         Err(e) => pool.mark_down(&backend, &e),
                     }
                 }

@@ -94,8 +94,14 @@ pub struct Generation {
     pub model: String,
     pub success: bool,
     pub cache_hit: bool,
+    /// A failure that put the job back in the queue for another attempt.
+    pub retried: bool,
     /// From claim to the recorded outcome.
     pub seconds: f64,
+    /// How long the job waited before its first attempt (first attempts only).
+    pub queue_wait_seconds: Option<f64>,
+    /// When the attempt ended.
+    pub at_ms: crate::clock::Millis,
 }
 
 /// Called for every finished attempt.
@@ -110,6 +116,8 @@ pub(crate) struct Shared {
     settings: DispatchSettings,
     /// Wakes the task running a job when its job changes under it.
     signals: Mutex<HashMap<Ulid, Arc<Notify>>>,
+    /// Where each job's last attempt failed, so its retry goes elsewhere if it can.
+    failed_on: Mutex<HashMap<Ulid, String>>,
     /// Cancelled when the grace period after shutdown is over.
     abandon: CancellationToken,
     observer: Option<GenerationObserver>,
@@ -142,13 +150,35 @@ impl Shared {
         }
     }
 
-    fn observe(&self, job: &Job, success: bool, cache_hit: bool, seconds: f64) {
+    /// Remembers (`Some`) or forgets (`None`) the backend a job last failed on.
+    fn set_failed_on(&self, id: Ulid, backend: Option<&str>) {
+        if let Ok(mut m) = self.failed_on.lock() {
+            match backend {
+                Some(b) => m.insert(id, b.to_owned()),
+                None => m.remove(&id),
+            };
+        }
+    }
+
+    fn failed_on(&self, id: Ulid) -> Option<String> {
+        self.failed_on.lock().ok()?.get(&id).cloned()
+    }
+
+    fn observe(&self, job: &Job, success: bool, cache_hit: bool, retried: bool, seconds: f64) {
         if let Some(observer) = &self.observer {
+            #[allow(clippy::cast_precision_loss)]
+            let queue_wait_seconds = (job.attempts == 1)
+                .then_some(job.started_ms)
+                .flatten()
+                .map(|started| (started - job.created_ms).max(0) as f64 / 1000.0);
             observer(&Generation {
                 model: model_of(&job.payload),
                 success,
                 cache_hit,
+                retried,
                 seconds,
+                queue_wait_seconds,
+                at_ms: self.queue.now_ms(),
             });
         }
     }
@@ -194,6 +224,7 @@ impl Dispatcher {
             pool,
             settings,
             signals: Mutex::new(HashMap::new()),
+            failed_on: Mutex::new(HashMap::new()),
             abandon: CancellationToken::new(),
             observer,
         });
@@ -267,7 +298,8 @@ async fn claim_loop(
             }
         };
         for job in claimed {
-            let Some(slot) = shared.pool.reserve() else {
+            let avoid = shared.failed_on(job.job.id);
+            let Some(slot) = shared.pool.reserve(avoid.as_deref()) else {
                 // A backend went down between counting slots and claiming.
                 if let Err(e) = shared.queue.release(&job.lease).await {
                     tracing::warn!(job = %job.job.id, error = %e, "cannot release a job");

@@ -47,8 +47,18 @@ impl OutputSink for StoreSink {
             content_type: Some(content_type.to_owned()),
             ..ObjectAttrs::default()
         };
-        let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
-        let meta = self.storage.put(bucket, key, body, attrs).await?;
+        let body = |b: &Bytes| futures::stream::iter([Ok::<_, std::convert::Infallible>(b.clone())]);
+        let meta = match self.storage.put(bucket, key, body(&bytes), attrs.clone()).await {
+            // Someone deleted the output bucket: make it again rather than lose the images.
+            Err(StorageError::NoSuchBucket(_)) => {
+                match self.storage.create_bucket(bucket).await {
+                    Ok(()) | Err(StorageError::BucketAlreadyExists(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.storage.put(bucket, key, body(&bytes), attrs).await?
+            }
+            r => r?,
+        };
         Ok(meta.size)
     }
 

@@ -16,7 +16,7 @@ use crate::queue::NewJob;
 pub const QUEUE: &str = "comfyui";
 
 /// A generation request, as sent to the API or `darkroom submit`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// A template name (`noop`, `txt2img`, ...); exclusive with `workflow`.
@@ -24,9 +24,11 @@ pub struct JobRequest {
     pub template: Option<String>,
     /// The template's parameters; unknown ones are refused.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
     pub params: Map<String, Value>,
     /// A full ComfyUI API-format workflow (`{"node id": {"class_type", "inputs"}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub workflow: Option<Value>,
     /// Higher runs first.
     #[serde(default, skip_serializing_if = "Option::is_none")]

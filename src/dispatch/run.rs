@@ -65,6 +65,14 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
     }
     let backend = &slot.backend;
     let client_id = format!("darkroom-{}-{}", job.id, claimed.lease.attempt);
+    // Listen first: ComfyUI does not keep messages for a client with no socket.
+    let events = match backend.client.connect_events(&client_id).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(backend = %backend.url, error = %e, "no WebSocket before submit; polling");
+            None
+        }
+    };
     let submitted_ms = shared.queue.now_ms();
     let prompt_id = match backend.client.submit(&spec.workflow, &client_id).await {
         Ok(s) => s.prompt_id,
@@ -72,7 +80,12 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
         Err(e) => return backend_failure(slot, &e),
     };
     tracing::debug!(job = %job.id, backend = %backend.url, %prompt_id, "submitted to ComfyUI");
-    let completion = match follow(shared, claimed, backend, &spec, &client_id, &prompt_id, signal).await {
+    let prompt = Prompt {
+        client_id: &client_id,
+        prompt_id: &prompt_id,
+        events,
+    };
+    let completion = match follow(shared, claimed, backend, &spec, prompt, signal).await {
         Ok(c) => c,
         Err(FollowEnd::Outcome(o)) => return o,
         Err(FollowEnd::Comfy(e)) => return backend_failure(slot, &e),
@@ -117,6 +130,13 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
     }
 }
 
+/// A prompt submitted to ComfyUI, with the socket opened for it.
+struct Prompt<'a> {
+    client_id: &'a str,
+    prompt_id: &'a str,
+    events: Option<crate::comfy::EventStream>,
+}
+
 /// Why following a prompt ended without a completion.
 enum FollowEnd {
     Outcome(Outcome),
@@ -130,10 +150,14 @@ async fn follow(
     claimed: &Claimed,
     backend: &Backend,
     spec: &JobSpec,
-    client_id: &str,
-    prompt_id: &str,
+    prompt: Prompt<'_>,
     signal: &Notify,
 ) -> Result<Completion, FollowEnd> {
+    let Prompt {
+        client_id,
+        prompt_id,
+        events,
+    } = prompt;
     let (progress_tx, mut progress_rx) = watch::channel((0.0f32, None::<String>));
     let mut tracker = ProgressTracker::new(&spec.workflow, prompt_id);
     let follow = wait_for_completion(
@@ -141,6 +165,7 @@ async fn follow(
         client_id,
         prompt_id,
         shared.settings.poll_interval,
+        events,
         move |event| {
             if let Some(p) = tracker.on_event(event) {
                 progress_tx.send_replace(p);
@@ -355,23 +380,27 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
     let lease = &claimed.lease;
     let id = claimed.job.id;
     let queue = &shared.queue;
+    let retried = matches!(outcome, Outcome::Retry(_));
     let recorded = match outcome {
         Outcome::Done(result) => {
             if !result.cache_hit {
                 backend.record(true);
             }
-            shared.observe(&claimed.job, true, result.cache_hit, seconds);
+            shared.observe(&claimed.job, true, result.cache_hit, false, seconds);
             queue.complete(lease, result.to_value()).await.map(drop)
         }
         Outcome::Retry(message) => {
             tracing::warn!(job = %id, backend = %backend.url, error = %message, "job attempt failed");
             backend.record(false);
-            shared.observe(&claimed.job, false, false, seconds);
-            queue.fail(lease, message).await.map(drop)
+            let job = queue.fail(lease, message).await;
+            let again = job.as_ref().is_ok_and(|j| !j.status.is_terminal());
+            shared.observe(&claimed.job, false, false, again, seconds);
+            shared.set_failed_on(id, again.then_some(backend.url.as_str()));
+            job.map(drop)
         }
         Outcome::Fatal(message) => {
             tracing::warn!(job = %id, error = %message, "job failed");
-            shared.observe(&claimed.job, false, false, seconds);
+            shared.observe(&claimed.job, false, false, false, seconds);
             queue.fail_permanently(lease, message).await.map(drop)
         }
         Outcome::Stopped(StopReason::Cancelled) => {
@@ -383,6 +412,9 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
         }
         Outcome::Abandoned => queue.release(lease).await.map(drop),
     };
+    if !retried {
+        shared.set_failed_on(id, None);
+    }
     if let Err(e) = recorded {
         tracing::warn!(job = %id, error = %e, "cannot record the job's outcome");
     }

@@ -1,13 +1,18 @@
 //! Prometheus metrics: one explicit registry (no globals) owned by the daemon and
 //! rendered in the text format at `GET /metrics`.
 //!
-//! Request-path metrics (S3 operations, their latency and bytes) are counted where
-//! they happen; state that already lives elsewhere (queue depth by status, lifecycle
-//! expirations) is read from its owner when Prometheus scrapes, so there is one
-//! source of truth for each number.
+//! The seed exporter's names are kept so its alert rules and Grafana panels work
+//! unchanged (`comfyui_vram_usage_bytes`, `comfyui_generation_duration_seconds`,
+//! `comfyui_generations_total{status,model}`, `comfyui_queue_size`,
+//! `comfyui_active_generations`); everything else is `darkroom_*`.
+//!
+//! Events are counted where they happen (S3 requests, finished generations); state
+//! that already lives elsewhere (queue depth, bucket usage, cache size, backend
+//! health, alerts, running totals kept by other modules) is handed over at scrape
+//! time as a [`Scrape`], so there is one source of truth for each number.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,29 +22,60 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::queue::{JobStatus, Queue};
-use crate::storage::ObjectStore;
+use crate::dispatch::{BackendStatus, Generation};
+use crate::queue::{Counts, JobStatus};
+use crate::storage::BucketUsage;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Operation {
-    operation: String,
+mod text;
+
+pub use text::to_prometheus_text;
+
+/// A label set of one label; the name is given by the type alias.
+macro_rules! labels {
+    ($name:ident { $($field:ident),+ }) => {
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        struct $name {
+            $($field: String),+
+        }
+    };
 }
+labels!(Operation { operation });
+labels!(OperationOutcome { operation, outcome });
+labels!(Status { status });
+labels!(StatusModel { status, model });
+labels!(Build { version });
+labels!(BucketLabel { bucket });
+labels!(BackendLabel { backend });
+labels!(ResultLabel { result });
+labels!(OutcomeLabel { outcome });
+labels!(AlertLabel { alertname, severity });
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationOutcome {
-    operation: String,
-    /// `ok`, or the S3 error code.
-    outcome: String,
-}
+type FloatGauge = Gauge<f64, AtomicU64>;
+/// The label set of a series without labels.
+type NoLabels = Vec<(String, String)>;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Status {
-    status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Build {
-    version: String,
+/// Running totals kept by other modules, and what else the scrape reads.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    pub counts: Option<Counts>,
+    pub oldest_queued_seconds: Option<f64>,
+    pub buckets: Vec<BucketUsage>,
+    pub backends: Vec<BackendStatus>,
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    pub lifecycle_expired: u64,
+    pub lifecycle_aborted: u64,
+    /// (delivered, failed, retried) of job webhooks.
+    pub webhooks: (u64, u64, u64),
+    /// (delivered, failed, retried) of alert notifications.
+    pub alert_notifications: (u64, u64, u64),
+    /// (alert name, severity, instances firing) for every rule.
+    pub alerts_firing: Vec<(String, String, u64)>,
+    /// (free, total) bytes of the data directory's file system.
+    pub disk: Option<(u64, u64)>,
 }
 
 /// Cheap `Clone` handle on the registry and the metrics darkroom records.
@@ -54,11 +90,31 @@ struct Inner {
     s3_duration: Family<Operation, Histogram>,
     s3_received: Counter,
     s3_sent: Counter,
-    lifecycle_expired: Counter,
-    lifecycle_aborted: Counter,
-    seen_expired: AtomicU64,
-    seen_aborted: AtomicU64,
+    generation_seconds: Histogram,
+    generations: Family<StatusModel, Counter>,
+    queue_wait: Histogram,
+    retries: Counter,
+    queue_size: Gauge,
+    active: Gauge,
     queue_jobs: Family<Status, Gauge>,
+    oldest_queued: FloatGauge,
+    vram_used: Family<BackendLabel, Gauge>,
+    vram_total: Family<BackendLabel, Gauge>,
+    backend_up: Family<BackendLabel, Gauge>,
+    backend_in_flight: Family<BackendLabel, Gauge>,
+    bucket_objects: Family<BucketLabel, Gauge>,
+    bucket_bytes: Family<BucketLabel, Gauge>,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
+    cache_requests: Mirrored<ResultLabel>,
+    cache_evictions: Mirrored<NoLabels>,
+    lifecycle_expired: Mirrored<NoLabels>,
+    lifecycle_aborted: Mirrored<NoLabels>,
+    webhooks: Mirrored<OutcomeLabel>,
+    alert_notifications: Mirrored<OutcomeLabel>,
+    alerts_firing: Family<AlertLabel, Gauge>,
+    disk_free: Gauge,
+    disk_total: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,54 +123,157 @@ impl Default for Metrics {
     }
 }
 
+fn gauge_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 impl Metrics {
+    #[allow(clippy::too_many_lines)]
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let s3_requests = Family::<OperationOutcome, Counter>::default();
-        registry.register(
+        let mut r = Registry::default();
+        macro_rules! reg {
+            ($name:literal, $help:literal, $metric:expr) => {{
+                let m = $metric;
+                r.register($name, $help, m.clone());
+                m
+            }};
+        }
+        let s3_requests = reg!(
             "darkroom_s3_requests",
             "S3 API requests by operation and outcome (ok or the S3 error code)",
-            s3_requests.clone(),
+            Family::<OperationOutcome, Counter>::default()
         );
-        let s3_duration = Family::<Operation, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ])
-        });
-        registry.register(
+        let s3_duration = reg!(
             "darkroom_s3_request_duration_seconds",
             "Time to answer an S3 request (to the response head; bodies stream after)",
-            s3_duration.clone(),
+            Family::<Operation, Histogram>::new_with_constructor(|| {
+                Histogram::new([
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+            })
         );
-        let s3_received = Counter::default();
-        registry.register(
+        let s3_received = reg!(
             "darkroom_s3_received_bytes",
             "Object bytes received by PutObject and UploadPart",
-            s3_received.clone(),
+            Counter::default()
         );
-        let s3_sent = Counter::default();
-        registry.register(
+        let s3_sent = reg!(
             "darkroom_s3_sent_bytes",
             "Object bytes sent by GetObject",
-            s3_sent.clone(),
+            Counter::default()
         );
-        let lifecycle_expired = Counter::default();
-        registry.register(
-            "darkroom_lifecycle_expired_objects",
-            "Objects deleted by lifecycle expiration rules",
-            lifecycle_expired.clone(),
+        let generation_seconds = reg!(
+            "comfyui_generation_duration_seconds",
+            "Time from claim to stored outputs of each generation that ran on ComfyUI",
+            Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0])
         );
-        let lifecycle_aborted = Counter::default();
-        registry.register(
-            "darkroom_lifecycle_aborted_uploads",
-            "Incomplete multipart uploads aborted by lifecycle rules",
-            lifecycle_aborted.clone(),
+        let generations = reg!(
+            "comfyui_generations",
+            "Generations that ran on ComfyUI, by status (success, failure) and model",
+            Family::<StatusModel, Counter>::default()
         );
-        let queue_jobs = Family::<Status, Gauge>::default();
-        registry.register(
+        let queue_wait = reg!(
+            "darkroom_queue_wait_seconds",
+            "Time jobs waited in the queue before their first attempt started",
+            Histogram::new([0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0])
+        );
+        let retries = reg!(
+            "darkroom_job_retries",
+            "Failed attempts that put their job back in the queue",
+            Counter::default()
+        );
+        let queue_size = reg!("comfyui_queue_size", "Jobs waiting to run", Gauge::default());
+        let active = reg!("comfyui_active_generations", "Jobs running now", Gauge::default());
+        let queue_jobs = reg!(
             "darkroom_queue_jobs",
             "Jobs in the queue by status",
-            queue_jobs.clone(),
+            Family::<Status, Gauge>::default()
+        );
+        let oldest_queued = reg!(
+            "darkroom_queue_oldest_queued_age_seconds",
+            "Age of the oldest job waiting to run (0 when none waits)",
+            FloatGauge::default()
+        );
+        let vram_used = reg!(
+            "comfyui_vram_usage_bytes",
+            "VRAM in use on each ComfyUI backend's GPUs (its /system_stats)",
+            Family::<BackendLabel, Gauge>::default()
+        );
+        let vram_total = reg!(
+            "comfyui_vram_total_bytes",
+            "VRAM of each ComfyUI backend's GPUs (its /system_stats)",
+            Family::<BackendLabel, Gauge>::default()
+        );
+        let backend_up = reg!(
+            "darkroom_backend_up",
+            "1 when the ComfyUI backend answers its health check",
+            Family::<BackendLabel, Gauge>::default()
+        );
+        let backend_in_flight = reg!(
+            "darkroom_backend_in_flight",
+            "Jobs in flight on each ComfyUI backend",
+            Family::<BackendLabel, Gauge>::default()
+        );
+        let bucket_objects = reg!(
+            "darkroom_bucket_objects",
+            "Objects in each bucket",
+            Family::<BucketLabel, Gauge>::default()
+        );
+        let bucket_bytes = reg!(
+            "darkroom_bucket_bytes",
+            "Bytes of the objects in each bucket",
+            Family::<BucketLabel, Gauge>::default()
+        );
+        let cache_entries = reg!("darkroom_cache_entries", "Prompt cache entries", Gauge::default());
+        let cache_bytes = reg!(
+            "darkroom_cache_bytes",
+            "Bytes of output the prompt cache refers to",
+            Gauge::default()
+        );
+        let cache_requests = Mirrored::register(
+            &mut r,
+            "darkroom_cache_requests",
+            "Prompt cache lookups by result (hit, miss)",
+        );
+        let cache_evictions = Mirrored::register(
+            &mut r,
+            "darkroom_cache_evictions",
+            "Prompt cache entries pushed out by the size bound",
+        );
+        let lifecycle_expired = Mirrored::register(
+            &mut r,
+            "darkroom_lifecycle_expired_objects",
+            "Objects deleted by lifecycle expiration rules",
+        );
+        let lifecycle_aborted = Mirrored::register(
+            &mut r,
+            "darkroom_lifecycle_aborted_uploads",
+            "Incomplete multipart uploads aborted by lifecycle rules",
+        );
+        let webhooks = Mirrored::register(
+            &mut r,
+            "darkroom_webhook_deliveries",
+            "Job webhook deliveries by outcome (delivered, failed after the last try, retried)",
+        );
+        let alert_notifications = Mirrored::register(
+            &mut r,
+            "darkroom_alert_notifications",
+            "Alert notifications by outcome (delivered, failed after the last try, retried)",
+        );
+        let alerts_firing = reg!(
+            "darkroom_alerts_firing",
+            "Instances of each built-in alert rule firing now",
+            Family::<AlertLabel, Gauge>::default()
+        );
+        let disk_free = reg!(
+            "darkroom_data_free_bytes",
+            "Free bytes on the data directory's file system",
+            Gauge::default()
+        );
+        let disk_total = reg!(
+            "darkroom_data_total_bytes",
+            "Size of the data directory's file system",
+            Gauge::default()
         );
         let build = Family::<Build, Gauge>::default();
         build
@@ -122,19 +281,39 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             })
             .set(1);
-        registry.register("darkroom_build_info", "darkroom's version (always 1)", build);
+        r.register("darkroom_build_info", "darkroom's version (always 1)", build);
         Self {
             inner: Arc::new(Inner {
-                registry,
+                registry: r,
                 s3_requests,
                 s3_duration,
                 s3_received,
                 s3_sent,
+                generation_seconds,
+                generations,
+                queue_wait,
+                retries,
+                queue_size,
+                active,
+                queue_jobs,
+                oldest_queued,
+                vram_used,
+                vram_total,
+                backend_up,
+                backend_in_flight,
+                bucket_objects,
+                bucket_bytes,
+                cache_entries,
+                cache_bytes,
+                cache_requests,
+                cache_evictions,
                 lifecycle_expired,
                 lifecycle_aborted,
-                seen_expired: AtomicU64::new(0),
-                seen_aborted: AtomicU64::new(0),
-                queue_jobs,
+                webhooks,
+                alert_notifications,
+                alerts_firing,
+                disk_free,
+                disk_total,
             }),
         }
     }
@@ -161,32 +340,97 @@ impl Metrics {
         self.inner.s3_sent.inc_by(sent);
     }
 
-    /// Reads the state owned elsewhere, then renders everything in the Prometheus
-    /// text format.
-    pub async fn render(&self, storage: &ObjectStore, queue: &Queue) -> String {
+    /// Records one finished attempt of the dispatcher.
+    pub fn generation(&self, g: &Generation) {
         let i = &self.inner;
-        let c = storage.counters();
-        catch_up(
-            &i.lifecycle_expired,
-            &i.seen_expired,
-            c.lifecycle_expired.load(Ordering::Relaxed),
-        );
-        catch_up(
-            &i.lifecycle_aborted,
-            &i.seen_aborted,
-            c.lifecycle_aborted_uploads.load(Ordering::Relaxed),
-        );
-        match queue.counts().await {
-            Ok(counts) => {
-                for status in JobStatus::ALL {
-                    i.queue_jobs
-                        .get_or_create(&Status {
-                            status: status.to_string(),
-                        })
-                        .set(i64::try_from(counts.get(status)).unwrap_or(i64::MAX));
-                }
+        if let Some(wait) = g.queue_wait_seconds {
+            i.queue_wait.observe(wait);
+        }
+        if g.retried {
+            i.retries.inc();
+        }
+        if g.cache_hit {
+            return;
+        }
+        i.generation_seconds.observe(g.seconds);
+        i.generations
+            .get_or_create(&StatusModel {
+                status: if g.success { "success" } else { "failure" }.into(),
+                model: g.model.clone(),
+            })
+            .inc();
+    }
+
+    /// Takes in the scrape-time state, then renders everything in the Prometheus
+    /// text format.
+    pub fn render(&self, s: &Scrape) -> String {
+        let i = &self.inner;
+        if let Some(counts) = &s.counts {
+            for status in JobStatus::ALL {
+                i.queue_jobs
+                    .get_or_create(&Status {
+                        status: status.to_string(),
+                    })
+                    .set(gauge_i64(counts.get(status)));
             }
-            Err(e) => tracing::warn!(error = %e, "metrics: cannot read queue counts"),
+            i.queue_size.set(gauge_i64(counts.queued));
+            i.active.set(gauge_i64(counts.running));
+        }
+        i.oldest_queued.set(s.oldest_queued_seconds.unwrap_or(0.0));
+        for f in [&i.vram_used, &i.vram_total, &i.backend_up, &i.backend_in_flight] {
+            f.clear();
+        }
+        for b in &s.backends {
+            let l = BackendLabel {
+                backend: b.url.clone(),
+            };
+            i.backend_up.get_or_create(&l).set(i64::from(b.healthy));
+            i.backend_in_flight
+                .get_or_create(&l)
+                .set(gauge_i64(b.in_flight as u64));
+            if let (Some(total), Some(free)) = (b.vram_total_bytes, b.vram_free_bytes) {
+                i.vram_total.get_or_create(&l).set(gauge_i64(total));
+                i.vram_used
+                    .get_or_create(&l)
+                    .set(gauge_i64(total.saturating_sub(free)));
+            }
+        }
+        i.bucket_objects.clear();
+        i.bucket_bytes.clear();
+        for b in &s.buckets {
+            let l = BucketLabel {
+                bucket: b.name.clone(),
+            };
+            i.bucket_objects.get_or_create(&l).set(gauge_i64(b.objects));
+            i.bucket_bytes.get_or_create(&l).set(gauge_i64(b.bytes));
+        }
+        i.cache_entries.set(gauge_i64(s.cache_entries));
+        i.cache_bytes.set(gauge_i64(s.cache_bytes));
+        i.cache_requests.sync(&result("hit"), s.cache_hits);
+        i.cache_requests.sync(&result("miss"), s.cache_misses);
+        i.cache_evictions.sync(&NoLabels::new(), s.cache_evictions);
+        i.lifecycle_expired.sync(&NoLabels::new(), s.lifecycle_expired);
+        i.lifecycle_aborted.sync(&NoLabels::new(), s.lifecycle_aborted);
+        for (mirror, (delivered, failed, retried)) in [
+            (&i.webhooks, s.webhooks),
+            (&i.alert_notifications, s.alert_notifications),
+        ] {
+            mirror.sync(&outcome("delivered"), delivered);
+            mirror.sync(&outcome("failed"), failed);
+            mirror.sync(&outcome("retried"), retried);
+        }
+        i.alerts_firing.clear();
+        for (name, severity, n) in &s.alerts_firing {
+            i.alerts_firing
+                .get_or_create(&AlertLabel {
+                    alertname: name.clone(),
+                    severity: severity.clone(),
+                })
+                .set(gauge_i64(*n));
+        }
+        if let Some((free, total)) = s.disk {
+            i.disk_free.set(gauge_i64(free));
+            i.disk_total.set(gauge_i64(total));
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &i.registry) {
@@ -196,50 +440,37 @@ impl Metrics {
     }
 }
 
-/// Converts prometheus-client's OpenMetrics output to the classic Prometheus text
-/// format (0.0.4), which every Prometheus and `promtool check metrics` read: a
-/// counter's HELP and TYPE lines name its `_total` series, and there is no `# EOF`.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
+fn result(r: &str) -> ResultLabel {
+    ResultLabel { result: r.into() }
+}
+
+fn outcome(o: &str) -> OutcomeLabel {
+    OutcomeLabel { outcome: o.into() }
+}
+
+/// A counter family that follows a running total kept by another module.
+struct Mirrored<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static> {
+    family: Family<L, Counter>,
+    seen: std::sync::Mutex<std::collections::HashMap<L, u64>>,
+}
+
+impl<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static> Mirrored<L> {
+    fn register(r: &mut Registry, name: &str, help: &str) -> Self {
+        let family = Family::<L, Counter>::default();
+        r.register(name, help, family.clone());
+        Self {
+            family,
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
-            let rest = line.strip_prefix(tag)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(name)
-                .then(|| format!("{tag}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
     }
-    out
-}
 
-/// Moves `counter` up to `total`, a running total kept by another module.
-fn catch_up(counter: &Counter, seen: &AtomicU64, total: u64) {
-    let before = seen.swap(total, Ordering::Relaxed);
-    if total > before {
-        counter.inc_by(total - before);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::to_prometheus_text;
-
-    #[test]
-    fn counters_are_named_by_their_total_series() {
-        let om = "# HELP jobs Jobs done.\n# TYPE jobs counter\njobs_total{a=\"b\"} 3\n# HELP up Up.\n# TYPE up gauge\nup 1\n# EOF\n";
-        assert_eq!(
-            to_prometheus_text(om),
-            "# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\njobs_total{a=\"b\"} 3\n# HELP up Up.\n# TYPE up gauge\nup 1\n"
-        );
+    /// Moves the counter for `labels` up to `total`.
+    fn sync(&self, labels: &L, total: u64) {
+        let counter = self.family.get_or_create(labels);
+        let Ok(mut seen) = self.seen.lock() else { return };
+        let before = seen.insert(labels.clone(), total).unwrap_or(0);
+        if total > before {
+            counter.inc_by(total - before);
+        }
     }
 }

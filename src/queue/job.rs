@@ -18,7 +18,9 @@ use crate::clock::Millis;
 ///
 /// `queued` and `scheduled` wait, `running` holds a lease, and the last three are
 /// terminal (`failed` is the dead-letter set; [`crate::queue::Queue::retry`] revives it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Ready to be claimed.
@@ -90,7 +92,7 @@ impl FromStr for JobStatus {
 }
 
 /// Why an attempt ended without a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The worker reported an error.
@@ -102,7 +104,7 @@ pub enum FailureKind {
 }
 
 /// One failed attempt; a job keeps all of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptError {
     /// Which attempt (1-based) failed.
     pub attempt: u32,
@@ -112,7 +114,7 @@ pub struct AttemptError {
 }
 
 /// How far a running job has got, as its worker last reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// 0.0 ..= 1.0.
     pub fraction: f32,
@@ -122,9 +124,10 @@ pub struct Progress {
 }
 
 /// A job as the queue stores it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     /// Sortable id: creation order.
+    #[schema(value_type = String)]
     pub id: Ulid,
     pub queue: String,
     /// Higher runs first; FIFO within a priority.
@@ -132,6 +135,7 @@ pub struct Job {
     pub status: JobStatus,
     /// The work itself (a ComfyUI request); opaque to the queue.
     #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[schema(value_type = Object)]
     pub payload: Value,
     /// Attempts started so far (the running one included).
     pub attempts: u32,
@@ -164,6 +168,7 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// Every failed attempt, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -173,6 +178,7 @@ pub struct Job {
     pub expires_ms: Option<Millis>,
     /// Place in the ready order within its priority: a ULID taken when it became ready.
     #[serde(default)]
+    #[schema(value_type = String)]
     pub(crate) order: Ulid,
 }
 

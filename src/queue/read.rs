@@ -50,7 +50,7 @@ pub struct Page {
 }
 
 /// How many jobs are in each status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     pub queued: u64,
     pub scheduled: u64,

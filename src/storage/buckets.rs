@@ -3,6 +3,8 @@
 
 use redb::ReadableTable;
 
+use serde::{Deserialize, Serialize};
+
 use super::meta::{self, BucketMeta, LifecycleRule, UploadMeta};
 use super::{ObjectStore, StorageError, require_bucket, validate_bucket_name};
 
@@ -118,6 +120,35 @@ impl ObjectStore {
         .await
     }
 
+    /// Object count and bytes of every bucket, in name order (a scan of the object
+    /// index on a read snapshot: for status pages and metrics, not hot paths).
+    pub async fn usage(&self) -> Result<Vec<BucketUsage>, StorageError> {
+        self.read(|txn| {
+            let mut out: Vec<BucketUsage> = Vec::new();
+            for row in txn.open_table(meta::BUCKETS)?.iter()? {
+                let (k, _) = row?;
+                out.push(BucketUsage {
+                    name: k.value().to_string(),
+                    ..BucketUsage::default()
+                });
+            }
+            let objects = txn.open_table(meta::OBJECTS)?;
+            for b in &mut out {
+                for row in objects.range((b.name.as_str(), "")..)? {
+                    let (k, v) = row?;
+                    if k.value().0 != b.name {
+                        break;
+                    }
+                    let o: meta::ObjectMeta = meta::decode(v.value())?;
+                    b.objects += 1;
+                    b.bytes += o.size;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Replaces the bucket's lifecycle rules (an empty list deletes them).
     pub async fn set_lifecycle(&self, name: &str, rules: Vec<LifecycleRule>) -> Result<(), StorageError> {
         let name = name.to_string();
@@ -139,4 +170,12 @@ fn checked_name(name: &str) -> Result<(), StorageError> {
         name: name.to_string(),
         reason,
     })
+}
+
+/// How much one bucket holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BucketUsage {
+    pub name: String,
+    pub objects: u64,
+    pub bytes: u64,
 }

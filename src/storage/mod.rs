@@ -29,6 +29,7 @@ mod names;
 mod objects;
 
 pub use blobs::StagedBlob;
+pub use buckets::BucketUsage;
 pub use error::StorageError;
 pub use list::{ListPage, ListQuery};
 pub use meta::{BucketMeta, Checksums, LifecycleRule, ObjectAttrs, ObjectMeta, PartMeta, UploadMeta};
@@ -207,4 +208,14 @@ fn require_bucket(
         Some(v) => Ok(meta::decode(v.value())?),
         None => Err(StorageError::NoSuchBucket(bucket.to_string())),
     }
+}
+
+/// Free and total bytes of the file system holding `path` (`None` if it cannot
+/// be read), for the disk-space alert and metrics.
+pub fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }

@@ -194,7 +194,7 @@ async fn websocket_drop_is_recovered_by_reconnect_and_polling() {
     let waiter = {
         let client = client.clone();
         let id = sub.prompt_id.clone();
-        tokio::spawn(async move { wait_for_completion(&client, "drop", &id, POLL, |_| {}).await })
+        tokio::spawn(async move { wait_for_completion(&client, "drop", &id, POLL, None, |_| {}).await })
     };
     fake.ctl.release();
     let done = waiter.await.unwrap().unwrap();
@@ -214,7 +214,7 @@ async fn restart_forgets_the_prompt() {
     let waiter = {
         let client = client.clone();
         let id = sub.prompt_id.clone();
-        tokio::spawn(async move { wait_for_completion(&client, "r", &id, POLL, |_| {}).await })
+        tokio::spawn(async move { wait_for_completion(&client, "r", &id, POLL, None, |_| {}).await })
     };
     fake.ctl.restart();
     let done = waiter.await.unwrap().unwrap();
@@ -279,7 +279,7 @@ async fn ws_images_arrive_as_binary_frames() {
         "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}}
     });
     let sub = client.submit(&wf, "bin").await.unwrap();
-    let done = wait_for_completion(&client, "bin", &sub.prompt_id, POLL, |_| {})
+    let done = wait_for_completion(&client, "bin", &sub.prompt_id, POLL, None, |_| {})
         .await
         .unwrap();
     // The prompt may finish before the socket is up; then history is all we get.

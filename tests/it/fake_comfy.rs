@@ -21,6 +21,8 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use run::run_queue;
 
+// A path relative to this file, so benches/dispatch.rs can include the fake too.
+#[path = "fake_comfy/run.rs"]
 mod run;
 
 pub const PNG: &[u8] = include_bytes!("../fixtures/comfyui/view_output.png");
@@ -66,6 +68,8 @@ pub struct Ctl {
     gate: Notify,
     held: watch::Sender<Option<String>>,
     finished: watch::Sender<u64>,
+    /// Interrupt and queue-delete requests received so far.
+    stops: watch::Sender<usize>,
 }
 
 #[derive(Default)]
@@ -168,6 +172,11 @@ impl Ctl {
     /// Waits until `n` prompts have finished (success, error or interrupt).
     pub async fn wait_finished(&self, n: u64) {
         let mut rx = self.finished.subscribe();
+        rx.wait_for(|c| *c >= n).await.unwrap();
+    }
+    /// Waits until `n` interrupt or queue-delete requests have arrived.
+    pub async fn wait_stops(&self, n: usize) {
+        let mut rx = self.stops.subscribe();
         rx.wait_for(|c| *c >= n).await.unwrap();
     }
     pub fn prompts_received(&self) -> usize {
@@ -358,6 +367,7 @@ async fn get_queue(AxState(ctl): AxState<Arc<Ctl>>) -> Json<Value> {
 
 async fn post_queue(AxState(ctl): AxState<Arc<Ctl>>, Json(body): Json<Value>) -> StatusCode {
     let mut s = ctl.lock();
+    let deleted = s.deletes.len();
     if body["clear"].as_bool() == Some(true) {
         s.pending.clear();
     }
@@ -370,6 +380,9 @@ async fn post_queue(AxState(ctl): AxState<Arc<Ctl>>, Json(body): Json<Value>) ->
         s.pending.retain(|j| j.id != id);
         s.deletes.push(id.to_owned());
     }
+    let added = s.deletes.len() - deleted;
+    drop(s);
+    ctl.stops.send_modify(|n| *n += added);
     StatusCode::OK
 }
 
@@ -388,6 +401,7 @@ async fn post_interrupt(AxState(ctl): AxState<Arc<Ctl>>, body: Bytes) -> StatusC
     if hit.is_some() && ctl.held.borrow().as_ref() == hit.as_ref() {
         ctl.gate.notify_one();
     }
+    ctl.stops.send_modify(|n| *n += 1);
     StatusCode::OK
 }
 

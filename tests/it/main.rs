@@ -20,6 +20,7 @@ mod cache;
 mod comfy_client;
 mod config;
 mod daemon;
+mod dispatch;
 mod metrics;
 mod queue;
 mod queue_admin;

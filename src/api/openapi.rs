@@ -1,0 +1,40 @@
+//! The OpenAPI 3 document of this API, generated from the handlers' annotations
+//! and the response types (utoipa), so it cannot drift from the code; served at
+//! `GET /api/v1/openapi.json`. A test checks every answer of the test suite
+//! against it.
+
+use axum::Json;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "darkroom", description = "Jobs, events and status of a darkroom image-generation box"),
+    paths(
+        super::jobs::submit, super::jobs::get, super::jobs::list, super::jobs::cancel, super::jobs::retry,
+        super::events::events, super::status::status, super::templates, document,
+        super::ops::healthz, super::ops::readyz, super::ops::metrics,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,80 @@
+//! `GET /api/v1/status`: gathers the [`StatusSnapshot`] from the services that own
+//! each number (queue counts, backends, bucket usage, cache, alerts).
+
+use axum::Json;
+use axum::extract::State;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody};
+use crate::queue::{JobStatus, ListQuery};
+use crate::status::{CacheStatus, QueueStatus, StatusSnapshot};
+
+/// Everything the dashboard shows, in one answer.
+#[utoipa::path(
+    get, path = "/api/v1/status", tag = "status",
+    responses((status = 200, body = StatusSnapshot), (status = 401, body = ErrorBody))
+)]
+pub async fn status(State(s): State<ApiState>) -> Result<Json<StatusSnapshot>, ApiError> {
+    Ok(Json(collect(&s).await?))
+}
+
+/// Reads every part of the snapshot.
+pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
+    let now = s.queue.now_ms();
+    let counts = s.queue.counts().await?;
+    let buckets = s
+        .storage
+        .usage()
+        .await
+        .map_err(|e| ApiError::Internal(format!("bucket usage: {e}")))?;
+    let usage = s
+        .prompts
+        .usage()
+        .await
+        .map_err(|e| ApiError::Internal(format!("cache usage: {e}")))?;
+    let stats = s.prompts.stats();
+    let alerts = s
+        .alerts
+        .as_ref()
+        .map(|a| {
+            a.active()
+                .iter()
+                .filter_map(|x| serde_json::to_value(x).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(StatusSnapshot {
+        version: env!("CARGO_PKG_VERSION").into(),
+        at_ms: now,
+        last_event_id: s.hub.next_id().saturating_sub(1),
+        queue: QueueStatus {
+            counts,
+            oldest_queued_seconds: oldest_queued_seconds(s, now).await?,
+            recent: s.recent.stats(now),
+        },
+        backends: s.dispatcher.backends(),
+        buckets,
+        cache: CacheStatus {
+            entries: usage.entries,
+            bytes: usage.bytes,
+            max_bytes: s.prompts.max_bytes(),
+            hits: stats.hits,
+            misses: stats.misses,
+            evictions: stats.evictions,
+        },
+        alerts,
+    })
+}
+
+/// The age of the oldest queued job, looking at up to the first 1,000 in claim
+/// order (priorities can put an older job behind newer ones).
+pub async fn oldest_queued_seconds(s: &ApiState, now: i64) -> Result<Option<f64>, ApiError> {
+    let page = s.queue.list(ListQuery::new(JobStatus::Queued, 1000)).await?;
+    #[allow(clippy::cast_precision_loss)]
+    Ok(page
+        .jobs
+        .iter()
+        .map(|j| j.created_ms)
+        .min()
+        .map(|c| (now - c).max(0) as f64 / 1000.0))
+}

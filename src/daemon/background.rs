@@ -1,0 +1,107 @@
+//! The daemon's own background loops that tie services together: the event hub
+//! fed from the queue and the alerts, the alert evaluation from what the
+//! dispatcher, queue and disk report, and the observer every finished generation
+//! passes through (metrics, recent statistics, alert windows).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{Alerts, BackendHealth, DiskReading, Observation, VramReading};
+use crate::clock::SharedClock;
+use crate::dispatch::{Dispatcher, Generation, GenerationObserver};
+use crate::events::{EventHub, EventKind};
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::status::RecentGenerations;
+
+/// Where each finished generation is recorded.
+pub(super) fn observer(metrics: &Metrics, recent: &RecentGenerations, alerts: &Alerts) -> GenerationObserver {
+    let (metrics, recent, alerts) = (metrics.clone(), recent.clone(), alerts.clone());
+    Arc::new(move |g: &Generation| {
+        metrics.generation(g);
+        recent.record(g.at_ms, g.seconds, g.success, g.cache_hit);
+        if !g.cache_hit {
+            alerts.record_generation(g.at_ms, g.success, g.seconds);
+        }
+    })
+}
+
+/// Event ids start at the start time in microseconds: ids a client kept from an
+/// earlier run are older than anything this run sends.
+pub(super) fn first_event_id(clock: &SharedClock) -> u64 {
+    u64::try_from(clock.now_ms()).unwrap_or(0).saturating_mul(1000)
+}
+
+/// Feeds the event hub from the queue's and the alerts' broadcasts.
+pub(super) async fn forward_events(queue: Queue, alerts: Alerts, hub: EventHub, shutdown: CancellationToken) {
+    use tokio::sync::broadcast::error::RecvError;
+    let (mut jobs, mut changes) = (queue.subscribe(), alerts.subscribe());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            e = jobs.recv() => match e {
+                Ok(e) => hub.publish(e.at_ms, EventKind::Job(e)),
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "events: fell behind the queue"),
+                Err(RecvError::Closed) => return,
+            },
+            c = changes.recv() => match c {
+                Ok(c) => hub.publish(queue.now_ms(), EventKind::Alert(c)),
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "events: fell behind the alerts"),
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// Evaluates the alert rules every `alerts.evaluate_interval_ms`.
+pub(super) async fn evaluate_alerts(
+    alerts: Alerts,
+    dispatcher: Dispatcher,
+    queue: Queue,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+) {
+    if !alerts.config().enabled {
+        return;
+    }
+    let every = alerts.config().evaluate_interval();
+    crate::clock::run_every(every, shutdown, move || {
+        let (alerts, dispatcher, queue, data_dir) = (
+            alerts.clone(),
+            dispatcher.clone(),
+            queue.clone(),
+            data_dir.clone(),
+        );
+        async move {
+            let backends = dispatcher.backends();
+            let obs = Observation {
+                vram: backends
+                    .iter()
+                    .filter_map(|b| {
+                        Some(VramReading {
+                            instance: b.url.clone(),
+                            used_bytes: b.vram_total_bytes?.saturating_sub(b.vram_free_bytes?),
+                            total_bytes: b.vram_total_bytes?,
+                        })
+                    })
+                    .collect(),
+                queue_size: queue.counts().await.map_or(0, |c| c.queued),
+                backends: backends
+                    .iter()
+                    .map(|b| BackendHealth {
+                        instance: b.url.clone(),
+                        healthy: b.healthy,
+                    })
+                    .collect(),
+                disk: crate::storage::disk_space(&data_dir).map(|(free_bytes, total_bytes)| DiskReading {
+                    free_bytes,
+                    total_bytes,
+                }),
+            };
+            alerts.evaluate(&obs);
+        }
+    })
+    .await;
+}

@@ -1,0 +1,170 @@
+//! Opening the stores and starting the servers the daemon is made of: the object
+//! store with its configured buckets, the queue and cache files, the S3 listener
+//! with its presigner, and the dispatcher.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::{KvCache, PromptCache, PromptCacheConfig};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::dispatch::{DispatchSettings, Dispatcher, GenerationObserver, StoreSink};
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::s3::presign::Presigner;
+use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
+use crate::store::Store;
+
+/// The stores every service works on.
+pub(super) struct Stores {
+    pub storage: ObjectStore,
+    pub queue: Queue,
+    pub prompts: PromptCache,
+    pub kv: KvCache,
+}
+
+/// Opens the object store, the queue and the caches.
+pub(super) async fn open_stores(config: &Config, clock: &SharedClock) -> anyhow::Result<Stores> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let storage = open_storage(config, clock).await?;
+    let (queue, prompts, kv) = open_queue_and_caches(config, clock).await?;
+    Ok(Stores {
+        storage,
+        queue,
+        prompts,
+        kv,
+    })
+}
+
+/// Binds the S3 listener and starts serving; returns its address and presigner.
+pub(super) async fn start_s3(
+    config: &Config,
+    storage: &ObjectStore,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Option<(std::net::SocketAddr, Presigner)>> {
+    if !config.s3.enabled {
+        return Ok(None);
+    }
+    let credentials = super::credentials::resolve_credentials(config)?;
+    let listener = TcpListener::bind(config.s3.addr)
+        .await
+        .with_context(|| format!("s3.addr: cannot listen on {}", config.s3.addr))?;
+    let addr = listener.local_addr()?;
+    let public_url = if config.s3.public_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        config.s3.public_url.clone()
+    };
+    let presigner = Presigner::new(credentials.clone(), &config.s3.region, &public_url)?;
+    let service = crate::s3::build(storage.clone(), &credentials, &config.s3.region, metrics.clone());
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    tasks.spawn(crate::s3::serve(listener, service, shutdown.clone(), grace));
+    tracing::info!(%addr, "S3 API listening");
+    Ok(Some((addr, presigner)))
+}
+
+/// Opens the object store and creates the buckets the config declares.
+pub(super) async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow::Result<ObjectStore> {
+    let opts = StorageOptions {
+        fsync: config.s3.fsync,
+        max_object_size: config.s3.max_object_size,
+        lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+        inline_max: config.s3.inline_max_bytes,
+    };
+    let root = config.data_dir.clone();
+    let store_clock = clock.clone();
+    let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))
+        .await?
+        .context("cannot open the object store")?;
+    for b in &config.s3.buckets {
+        let rules = if b.expire_days > 0 {
+            vec![LifecycleRule {
+                id: Some(format!("darkroom-config-expire-{}d", b.expire_days)),
+                enabled: true,
+                expiration_days: Some(b.expire_days),
+                ..LifecycleRule::default()
+            }]
+        } else {
+            Vec::new()
+        };
+        storage
+            .ensure_bucket(&b.name, b.public_read, rules)
+            .await
+            .with_context(|| format!("config s3.buckets: cannot create bucket {:?}", b.name))?;
+    }
+    Ok(storage)
+}
+
+/// Creates the output bucket if backends are configured and starts the dispatcher.
+pub(super) async fn start_dispatcher(
+    config: &Config,
+    stores: &Stores,
+    presigner: Option<&Presigner>,
+    observer: GenerationObserver,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Dispatcher> {
+    // With backends configured, make the bucket now so a bad name or a full disk
+    // stops the start; without, nothing will be stored and no bucket appears.
+    let bucket = &config.comfyui.output_bucket;
+    if !config.comfyui.backends.is_empty() {
+        match stores.storage.create_bucket(bucket).await {
+            Ok(()) | Err(crate::storage::StorageError::BucketAlreadyExists(_)) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("comfyui.output_bucket: cannot create bucket {bucket:?}"));
+            }
+        }
+    }
+    let sink = Arc::new(StoreSink {
+        storage: stores.storage.clone(),
+        presigner: presigner.cloned(),
+    });
+    let (dispatcher, task) = Dispatcher::start(
+        DispatchSettings::from_config(config),
+        stores.queue.clone(),
+        Some(stores.prompts.clone()),
+        sink,
+        Some(observer),
+        shutdown.clone(),
+    )?;
+    tasks.spawn(async move {
+        let _ = task.await;
+    });
+    Ok(dispatcher)
+}
+
+/// Opens `queue.redb` and `cache.redb` (compacting them) on a blocking thread.
+pub(super) async fn open_queue_and_caches(
+    config: &Config,
+    clock: &SharedClock,
+) -> anyhow::Result<(Queue, PromptCache, KvCache)> {
+    let dir = config.data_dir.clone();
+    let queue_config = config.queue.to_queue_config();
+    let prompt_config = PromptCacheConfig {
+        ttl: Duration::from_secs(config.cache.prompt_ttl_seconds),
+        max_bytes: config.cache.prompt_max_bytes,
+    };
+    let clock = clock.clone();
+    tokio::task::spawn_blocking(move || {
+        let queue_path = dir.join("queue.redb");
+        let queue = Queue::open(&queue_path, clock.clone(), queue_config)
+            .with_context(|| format!("cannot open the job queue {}", queue_path.display()))?;
+        let cache_path = dir.join("cache.redb");
+        let store = Store::open_compacted(&cache_path)
+            .with_context(|| format!("cannot open the cache {}", cache_path.display()))?;
+        let prompts = PromptCache::new(store.clone(), clock.clone(), prompt_config)?;
+        let kv = KvCache::new(store, clock)?;
+        Ok((queue, prompts, kv))
+    })
+    .await?
+}
