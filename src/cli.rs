@@ -1,6 +1,7 @@
 //! The command line (clap derive). `darkroom` alone runs the daemon (the dashboard
 //! will join it there); `darkroom serve` runs it headless; `darkroom config check`
-//! validates a configuration and prints the effective one.
+//! validates a configuration and prints the effective one; `submit`, `jobs` and
+//! `status` are thin clients of a running daemon's HTTP API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,95 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Submit a job to a running daemon.
+    Submit(SubmitArgs),
+    /// List, show, cancel or retry jobs of a running daemon.
+    Jobs {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Print a running daemon's status (queue, backends, storage, cache, alerts).
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+        /// Print the raw JSON snapshot.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the daemon's API is.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// The daemon's HTTP API.
+    #[arg(
+        long,
+        env = "DARKROOM_URL",
+        default_value = "http://127.0.0.1:9080",
+        global = true
+    )]
+    pub url: String,
+    /// Bearer token (the daemon's api.token).
+    #[arg(long, env = "DARKROOM_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// The template to run (`noop`, `txt2img`, ...); see `GET /api/v1/templates`.
+    #[arg(required_unless_present = "workflow")]
+    pub template: Option<String>,
+    /// A template parameter, `name=value` (repeatable); values are JSON when they
+    /// parse as JSON (`steps=30`), else strings (`prompt=a red fox`).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Run an API-format workflow file instead of a template.
+    #[arg(long, value_name = "FILE", conflicts_with = "template")]
+    pub workflow: Option<PathBuf>,
+    #[arg(long)]
+    pub priority: Option<i32>,
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// POST the result here when the job ends.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Do not reuse a cached result of an identical workflow.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Wait up to this many seconds for the job to finish and print its outputs.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+    /// Print the job as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest work first.
+    List {
+        /// Only this status: queued, scheduled, running, succeeded, failed, cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job in full (JSON).
+    Show { id: String },
+    /// Cancel a job.
+    Cancel { id: String },
+    /// Run a failed or cancelled job again.
+    Retry { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,14 +28,17 @@
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line; [`commands`] runs its client subcommands (`submit`,
+//!   `jobs`, `status`) through [`client`], the typed API client.
 
 pub mod alerts;
 pub mod api;
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod comfy;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;

@@ -12,6 +12,9 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         None => serve(&cli.serve),
         Some(Command::Config(ConfigCommand::Check { file })) => check_config(file.as_deref()),
+        Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
+        Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
+        Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +33,14 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(darkroom::daemon::run(loaded.config))
+}
+
+/// Runs a client subcommand on a small runtime.
+fn client(run: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run)
 }
 
 fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -78,8 +78,8 @@ pub struct ParamSpec {
     pub input: String,
     #[serde(rename = "type")]
     pub kind: ParamType,
+    /// Any JSON value of the parameter's type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub default: Option<Value>,
     #[serde(default)]
     pub required: bool,

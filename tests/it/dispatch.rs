@@ -16,7 +16,7 @@ use crate::fake_comfy::{FakeComfy, PNG};
 use crate::support::{TestServer, server_with, server_with_clock};
 
 /// A daemon dispatching to `backends` (fast polling and retries for tests).
-async fn daemon(backends: &[&FakeComfy], tweak: impl FnOnce(&mut Config)) -> TestServer {
+pub async fn daemon(backends: &[&FakeComfy], tweak: impl FnOnce(&mut Config)) -> TestServer {
     let urls: Vec<String> = backends.iter().map(|b| b.url.clone()).collect();
     server_with(|c| {
         configure(c, &urls);
@@ -25,7 +25,7 @@ async fn daemon(backends: &[&FakeComfy], tweak: impl FnOnce(&mut Config)) -> Tes
     .await
 }
 
-fn configure(c: &mut Config, urls: &[String]) {
+pub fn configure(c: &mut Config, urls: &[String]) {
     c.comfyui.backends = urls.iter().map(BackendConfig::new).collect();
     c.comfyui.health_interval_ms = 20;
     c.comfyui.poll_interval_ms = 20;
@@ -47,7 +47,7 @@ async fn submit(server: &TestServer, request: JobRequest) -> Ulid {
 }
 
 /// Waits until job `id` satisfies `done`, watching the queue's events.
-async fn wait_job(queue: &Queue, id: Ulid, done: impl Fn(&Job) -> bool) -> Job {
+pub async fn wait_job(queue: &Queue, id: Ulid, done: impl Fn(&Job) -> bool) -> Job {
     let mut events = queue.subscribe();
     loop {
         let job = queue.get(id).await.unwrap().unwrap();
@@ -58,7 +58,7 @@ async fn wait_job(queue: &Queue, id: Ulid, done: impl Fn(&Job) -> bool) -> Job {
     }
 }
 
-async fn finished(queue: &Queue, id: Ulid) -> Job {
+pub async fn finished(queue: &Queue, id: Ulid) -> Job {
     wait_job(queue, id, |j| j.status.is_terminal()).await
 }
 

@@ -88,6 +88,8 @@ struct State {
     interrupt: Option<String>,
     prompts_received: usize,
     interrupts: Vec<Option<String>>,
+    /// (total, free) VRAM of a CUDA device replacing the recorded CPU-only one.
+    gpu: Option<(u64, u64)>,
     deletes: Vec<String>,
     uploads: Vec<String>,
 }
@@ -133,6 +135,11 @@ impl Ctl {
     /// Prompts from now on wait at a gate (after their first node) until released.
     pub fn hold(&self, on: bool) {
         self.lock().hold = on;
+    }
+    /// `/system_stats` reports one CUDA device with this VRAM (the recording is
+    /// from a `--cpu` server).
+    pub fn set_gpu(&self, total: u64, free: u64) {
+        self.lock().gpu = Some((total, free));
     }
     /// Waits until a prompt is held at the gate; returns its id.
     pub async fn wait_held(&self) -> String {
@@ -225,7 +232,7 @@ fn routes() -> Router<Arc<Ctl>> {
         .route("/interrupt", post(post_interrupt))
         .route("/view", get(get_view))
         .route("/upload/image", post(upload_image))
-        .route("/system_stats", get(|| async { json_text(SYSTEM_STATS) }))
+        .route("/system_stats", get(system_stats))
         .route("/object_info", get(|| async { json_text(OBJECT_INFO) }))
         .route("/object_info/{class}", get(|| async { json_text(OBJECT_INFO) }))
         .route("/ws", get(ws_upgrade))
@@ -363,6 +370,20 @@ async fn get_queue(AxState(ctl): AxState<Arc<Ctl>>) -> Json<Value> {
         "queue_running": s.running.iter().map(queue_entry).collect::<Vec<_>>(),
         "queue_pending": s.pending.iter().map(queue_entry).collect::<Vec<_>>(),
     }))
+}
+
+async fn system_stats(AxState(ctl): AxState<Arc<Ctl>>) -> Response {
+    let gpu = ctl.lock().gpu;
+    let Some((total, free)) = gpu else {
+        return json_text(SYSTEM_STATS);
+    };
+    let mut stats: Value = serde_json::from_str(SYSTEM_STATS).unwrap();
+    // The shape a CUDA ComfyUI reports.
+    stats["devices"] = json!([{
+        "name": "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", "type": "cuda", "index": 0,
+        "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free
+    }]);
+    Json(stats).into_response()
 }
 
 async fn post_queue(AxState(ctl): AxState<Arc<Ctl>>, Json(body): Json<Value>) -> StatusCode {

@@ -13,10 +13,14 @@
     clippy::too_many_lines
 )]
 
+mod api_support;
 mod fake_comfy;
 mod support;
 
+mod api;
+mod api_events;
 mod cache;
+mod cli_client;
 mod comfy_client;
 mod config;
 mod daemon;
