@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs darkroom's side-by-side benchmarks and prints their ratio tables:
 #   S3 server vs s3s-fs (installed into ~/.cache/darkroom/tools on first use),
-#   job queue vs Redis 7 (AOF always / everysec) and Python RQ.
+#   job queue vs Redis 7 (AOF always / everysec) and Python RQ,
+#   dispatch end to end (queue -> fake ComfyUI -> store -> complete) vs a bare client.
 # Installs the peers first, idempotently. Benchmarks are timings: run them on a quiet
 # machine; the README quotes a run of this script.
 set -euo pipefail
@@ -21,9 +22,11 @@ python3 -c 'import boto3' >/dev/null 2>&1 || python3 -m pip install -q boto3
 case "${1:-all}" in
     s3) cargo bench --locked --bench s3 ;;
     queue) cargo bench --locked --bench queue ;;
+    dispatch) cargo bench --locked --bench dispatch ;;
     all)
         cargo bench --locked --bench s3
         cargo bench --locked --bench queue
+        cargo bench --locked --bench dispatch
         ;;
-    *) echo "usage: scripts/bench.sh [s3|queue|all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|all]" >&2; exit 2 ;;
 esac

@@ -154,6 +154,24 @@ async fn no_backend_is_503_and_unknown_paths_are_json_404() {
     assert_eq!(r.status, 503, "{}", r.text);
     assert_eq!(r.json()["error"]["code"], "no_backend");
     assert!(r.text.contains("--comfyui"), "{}", r.text);
+    // Ready without backends; not ready when every configured backend is down.
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", api.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let down =
+        server_with(|c| c.comfyui.backends = vec![darkroom::config::BackendConfig::new(&dead_url)]).await;
+    let r = reqwest::get(format!("http://{}/readyz", down.daemon.api_addr()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("no ComfyUI backend is healthy"));
     let raw = reqwest::get(format!("{}/api/v1/nope", api.base)).await.unwrap();
     assert_eq!(raw.status(), 404);
     let body: Value = raw.json().await.unwrap();

@@ -253,6 +253,13 @@ async fn alert_rules_fire_and_resolve_to_a_notifier() {
         metrics.contains("darkroom_alerts_firing{alertname=\"VramFull\",severity=\"critical\"} 1"),
         "{metrics}"
     );
+    // The changes are in the event stream too.
+    let backlog = server.daemon.events().subscribe(Some(0)).backlog;
+    let alert_events = backlog
+        .iter()
+        .filter(|e| matches!(e.kind, darkroom::events::EventKind::Alert(_)))
+        .count();
+    assert!(alert_events >= 2, "{backlog:?}");
 
     // The queue drains and VRAM frees up: both resolve.
     comfy.ctl.set_gpu(100 << 20, 80 << 20);
