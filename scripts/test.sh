@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs darkroom's whole test suite: style, lints and every test.
 #
-# Installs what the tests need first, idempotently (curl and prometheus's promtool
-# via apt-get, awscli and boto3 via pip), so no test is ever skipped for a missing tool.
+# Installs what the tests need first, idempotently (curl, a C compiler for the fake
+# NVML library and prometheus's promtool via apt-get, awscli and boto3 via pip), so no
+# test is ever skipped for a missing tool.
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/darkroom/target) so repeated
 # runs and fresh clones reuse them.
 set -euo pipefail
@@ -16,6 +17,8 @@ as_root() {
 
 apt_needed=()
 command -v curl >/dev/null 2>&1 || apt_needed+=(curl)
+# The GPU tests build a fake libnvidia-ml.so from C.
+command -v cc >/dev/null 2>&1 || apt_needed+=(gcc libc6-dev)
 command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "test.sh: installing ${apt_needed[*]}" >&2

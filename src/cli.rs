@@ -41,6 +41,18 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Read this machine's GPUs through NVML and print them (no daemon needed).
+    Gpu {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print one reading and exit (default: one every second until Ctrl-C).
+        #[arg(long)]
+        once: bool,
+        /// The NVML library (default: gpu.nvml_lib, `libnvidia-ml.so.1`).
+        #[arg(long, value_name = "PATH")]
+        nvml_lib: Option<String>,
+    },
     /// Print a running daemon's status (queue, backends, storage, cache, alerts).
     Status {
         #[command(flatten)]
@@ -153,6 +165,9 @@ pub struct ServeArgs {
     /// A ComfyUI server to run jobs on (repeatable; replaces `comfyui.backends`).
     #[arg(long = "comfyui", value_name = "URL")]
     pub comfyui: Vec<String>,
+    /// The NVML library to read GPUs through (replaces `gpu.nvml_lib`).
+    #[arg(long, value_name = "PATH")]
+    pub nvml_lib: Option<String>,
 }
 
 impl ServeArgs {
@@ -164,6 +179,7 @@ impl ServeArgs {
             api_addr: self.api_addr,
             log_format: self.log_format,
             comfyui: self.comfyui.clone(),
+            nvml_lib: self.nvml_lib.clone(),
         }
     }
 }

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 
 use anyhow::Context;
+
+use crate::clock::Clock as _;
 use serde_json::{Map, Value, json};
 
 use crate::cli::{JobsCommand, Remote, SubmitArgs};
@@ -217,6 +219,92 @@ pub fn status_text(s: &StatusSnapshot) -> String {
             a["state"].as_str().unwrap_or("?"),
             a["summary"].as_str().unwrap_or("")
         );
+    }
+    out
+}
+
+/// `darkroom gpu`: reads this machine's GPUs through NVML, once or every second.
+/// An NVML that cannot load is reported (and is not an error: exit 0).
+pub fn gpu(lib: &str, json: bool, once: bool) -> anyhow::Result<()> {
+    let mut source = crate::gpu::NvmlSource::open(lib);
+    loop {
+        let now = crate::clock::SystemClock.now_ms();
+        let report = match source.as_mut() {
+            Ok(s) => crate::gpu::GpuMonitor::sample_once(s, now),
+            Err(e) => crate::gpu::GpuReport {
+                source: "none".into(),
+                unavailable: Some(e.to_string()),
+                at_ms: now,
+                ..crate::gpu::GpuReport::default()
+            },
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", gpu_text(&report));
+        }
+        if once || source.is_err() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// A GPU report for a person, nvtop-style.
+pub fn gpu_text(r: &crate::gpu::GpuReport) -> String {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    #[allow(clippy::cast_precision_loss)]
+    let gib = |b: Option<u64>| b.map_or("n/a".to_owned(), |b| format!("{:.1}", b as f64 / GIB));
+    let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.0}%", v * 100.0));
+    let mut out = String::new();
+    if let Some(why) = &r.unavailable {
+        let _ = writeln!(out, "GPU telemetry unavailable: {why}");
+    }
+    for d in &r.devices {
+        let _ = writeln!(
+            out,
+            "GPU {}: {}{}{}",
+            d.index,
+            d.name,
+            d.uuid.as_ref().map_or(String::new(), |u| format!(" ({u})")),
+            r.driver_version
+                .as_ref()
+                .map_or(String::new(), |v| format!(", driver {v}"))
+        );
+        if !d.up {
+            let _ = writeln!(out, "  DOWN: {}", d.error.as_deref().unwrap_or("no answer"));
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  util {}  mem-controller {}  VRAM {}/{} GiB (reserved {})  {}  power {}/{}  fan {}  SM {}  mem {}",
+            pct(d.utilization_ratio),
+            pct(d.memory_controller_utilization_ratio),
+            gib(d.memory_used_bytes),
+            gib(d.memory_total_bytes),
+            gib(d.memory_reserved_bytes),
+            d.temperature_celsius.map_or("n/a".into(), |t| format!("{t}°C")),
+            d.power_watts.map_or("n/a".into(), |w| format!("{w:.0}")),
+            d.power_limit_watts
+                .map_or("n/a W".into(), |w| format!("{w:.0} W")),
+            pct(d.fan_ratio),
+            d.sm_clock_hz
+                .map_or("n/a".into(), |h| format!("{} MHz", h / 1_000_000)),
+            d.memory_clock_hz
+                .map_or("n/a".into(), |h| format!("{} MHz", h / 1_000_000)),
+        );
+        for p in &d.processes {
+            let _ = writeln!(
+                out,
+                "  pid {} {} {} GiB",
+                p.pid,
+                p.name.as_deref().unwrap_or("?"),
+                gib(p.used_memory_bytes)
+            );
+        }
+    }
+    if r.devices.is_empty() && r.unavailable.is_none() {
+        out.push_str("no GPUs\n");
     }
     out
 }

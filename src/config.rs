@@ -31,6 +31,7 @@ pub struct Config {
     pub cache: CacheSettings,
     pub comfyui: ComfyConfig,
     pub alerts: crate::alerts::AlertsConfig,
+    pub gpu: crate::gpu::GpuConfig,
 }
 
 impl Default for Config {
@@ -45,6 +46,7 @@ impl Default for Config {
             cache: CacheSettings::default(),
             comfyui: ComfyConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
+            gpu: crate::gpu::GpuConfig::default(),
         }
     }
 }
@@ -340,6 +342,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--comfyui URL` (repeatable): replaces the configured backends.
     pub comfyui: Vec<String>,
+    /// `--nvml-lib PATH`: replaces `gpu.nvml_lib`.
+    pub nvml_lib: Option<String>,
 }
 
 /// Where the effective configuration came from.
@@ -398,6 +402,9 @@ impl Config {
         }
         if let Some(f) = o.log_format {
             self.log.format = f;
+        }
+        if let Some(lib) = &o.nvml_lib {
+            self.gpu.nvml_lib.clone_from(lib);
         }
         if !o.comfyui.is_empty() {
             self.comfyui.backends = o.comfyui.iter().map(BackendConfig::new).collect();

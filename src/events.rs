@@ -1,5 +1,5 @@
 //! One stream of everything that changes — job transitions and progress, alert
-//! changes (GPU samples join with the GPU issue) — numbered in order and kept in a
+//! changes, GPU samples (at most one a second) — numbered in order and kept in a
 //! bounded backlog, so the API's Server-Sent Events and the dashboard's remote mode
 //! can resume after a reconnect with `Last-Event-ID` instead of refetching.
 //!
@@ -27,6 +27,8 @@ pub enum EventKind {
     Job(JobEvent),
     /// An alert became pending, fired, resolved or cleared.
     Alert(AlertChange),
+    /// A GPU sample (at most one a second).
+    Gpu(crate::gpu::GpuReport),
 }
 
 impl EventKind {
@@ -35,6 +37,7 @@ impl EventKind {
         match self {
             Self::Job(_) => "job",
             Self::Alert(_) => "alert",
+            Self::Gpu(_) => "gpu",
         }
     }
 }

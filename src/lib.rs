@@ -25,6 +25,8 @@
 //!   fallback) and the workflow templates jobs are rendered from.
 //! - [`dispatch`]: the workers — claim a job, run it on the healthiest free ComfyUI
 //!   backend, store its images and metadata, complete it with presigned URLs.
+//! - [`gpu`]: GPU telemetry through NVML (ComfyUI's `/system_stats` as the
+//!   fallback), sampled on its own thread with a bounded history.
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
@@ -43,6 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod events;
+pub mod gpu;
 pub mod metrics;
 pub mod queue;
 pub mod s3;

@@ -15,6 +15,15 @@ fn main() -> ExitCode {
         Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
+        Some(Command::Gpu { json, once, nvml_lib }) => {
+            let overrides = Overrides {
+                nvml_lib,
+                ..Overrides::default()
+            };
+            Config::load(None, &overrides)
+                .map_err(anyhow::Error::from)
+                .and_then(|l| darkroom::commands::gpu(&l.config.gpu.nvml_lib, json, once))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

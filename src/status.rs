@@ -23,6 +23,8 @@ pub struct StatusSnapshot {
     pub at_ms: Millis,
     /// The id of the last event published (resume `/api/v1/events` from here).
     pub last_event_id: u64,
+    /// GPU readings (or why there are none).
+    pub gpus: crate::gpu::GpuReport,
     pub queue: QueueStatus,
     pub backends: Vec<BackendStatus>,
     pub buckets: Vec<BucketUsage>,

@@ -19,12 +19,12 @@ use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use crate::events::{Event, Resume};
 
-/// The stream of job, alert (and later GPU) events.
+/// The stream of job, alert and GPU events.
 #[utoipa::path(
     get, path = "/api/v1/events", tag = "events",
     params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id")),
     responses(
-        (status = 200, description = "text/event-stream; each event's `event` is its type (job, alert, resync), `id` its number and `data` the JSON of the hub's event", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream; each event's `event` is its type (job, alert, gpu, resync), `id` its number and `data` the JSON of the hub's event", content_type = "text/event-stream", body = String),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     )
 )]

@@ -63,6 +63,7 @@ pub struct ApiState {
     pub recent: RecentGenerations,
     pub alerts: Option<crate::alerts::Alerts>,
     pub webhooks: Option<crate::webhook::Webhooks>,
+    pub gpu: crate::gpu::GpuMonitor,
     pub config: Arc<ApiConfig>,
 }
 

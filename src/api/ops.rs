@@ -113,5 +113,6 @@ async fn scrape(s: &ApiState) -> Scrape {
         alert_notifications,
         alerts_firing,
         disk: crate::storage::disk_space(s.storage.root()),
+        gpu: s.gpu.report(),
     }
 }

@@ -47,6 +47,7 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         version: env!("CARGO_PKG_VERSION").into(),
         at_ms: now,
         last_event_id: s.hub.next_id().saturating_sub(1),
+        gpus: s.gpu.report(),
         queue: QueueStatus {
             counts,
             oldest_queued_seconds: oldest_queued_seconds(s, now).await?,

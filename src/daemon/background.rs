@@ -55,6 +55,32 @@ pub(super) async fn forward_events(queue: Queue, alerts: Alerts, hub: EventHub, 
     }
 }
 
+/// Publishes the GPU monitor's reports as events: at most one a second, and a
+/// report without devices only when it changes (no GPU stays one event).
+pub(super) async fn forward_gpu(gpu: crate::gpu::GpuMonitor, hub: EventHub, shutdown: CancellationToken) {
+    let mut samples = gpu.subscribe();
+    let mut last: Option<crate::gpu::GpuReport> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = samples.changed() => if changed.is_err() { return },
+        }
+        let report = gpu.report();
+        let send = match &last {
+            None => true,
+            Some(prev) if report.devices.is_empty() => {
+                (prev.source.as_str(), &prev.unavailable, prev.devices.len())
+                    != (report.source.as_str(), &report.unavailable, 0)
+            }
+            Some(prev) => report.at_ms.saturating_sub(prev.at_ms) >= 1000,
+        };
+        if send {
+            hub.publish(report.at_ms, EventKind::Gpu(report.clone()));
+            last = Some(report);
+        }
+    }
+}
+
 /// Evaluates the alert rules every `alerts.evaluate_interval_ms`.
 pub(super) async fn evaluate_alerts(
     alerts: Alerts,

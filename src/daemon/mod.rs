@@ -20,6 +20,7 @@ use crate::comfy::Templates;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::events::EventHub;
+use crate::gpu::{ComfyStatsSource, GpuMonitor, GpuSource, NvmlSource, Sampler};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::s3::presign::Presigner;
@@ -45,6 +46,8 @@ pub struct Daemon {
     dispatcher: Dispatcher,
     hub: EventHub,
     alerts: Alerts,
+    gpu: GpuMonitor,
+    gpu_sampler: Option<Sampler>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -77,6 +80,7 @@ impl Daemon {
             &mut tasks,
         )
         .await?;
+        let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
         let Stores {
             storage,
             queue,
@@ -90,6 +94,11 @@ impl Daemon {
             shutdown.clone(),
         ));
         tasks.spawn(alerts.clone().run_notifier(shutdown.clone()));
+        tasks.spawn(background::forward_gpu(
+            gpu.clone(),
+            hub.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(background::evaluate_alerts(
             alerts.clone(),
             dispatcher.clone(),
@@ -97,18 +106,7 @@ impl Daemon {
             config.data_dir.clone(),
             shutdown.clone(),
         ));
-        let webhooks = Webhooks::new(
-            http,
-            config.api.webhook_secret.clone(),
-            RetryPolicy {
-                max_attempts: config.api.webhook_max_attempts,
-                backoff_ms: config.api.webhook_backoff_ms,
-            },
-        );
-        let webhook_task = webhooks.spawn(queue.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let _ = webhook_task.await;
-        });
+        let webhooks = start_webhooks(config, http, &queue, &shutdown, &mut tasks);
         let api_listener = TcpListener::bind(config.api.addr)
             .await
             .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
@@ -125,6 +123,7 @@ impl Daemon {
             recent,
             alerts: Some(alerts.clone()),
             webhooks: Some(webhooks),
+            gpu: gpu.clone(),
             config: Arc::new(config.api.clone()),
         };
         tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
@@ -140,6 +139,8 @@ impl Daemon {
             dispatcher,
             hub,
             alerts,
+            gpu,
+            gpu_sampler,
             shutdown,
             tasks,
         })
@@ -190,6 +191,11 @@ impl Daemon {
         &self.hub
     }
 
+    /// GPU readings and their recent history.
+    pub fn gpu(&self) -> &GpuMonitor {
+        &self.gpu
+    }
+
     /// The built-in alert rules and their state.
     pub fn alerts(&self) -> &Alerts {
         &self.alerts
@@ -204,6 +210,11 @@ impl Daemon {
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        // The sampling thread holds the dispatcher (the ComfyUI fallback): stop it
+        // before the stores close.
+        if let Some(sampler) = self.gpu_sampler.take() {
+            let _ = tokio::task::spawn_blocking(move || sampler.stop()).await;
+        }
         // Dropping the last handles joins each store's writer and closes its file.
         drop(self.storage);
         drop(self.queue);
@@ -211,6 +222,44 @@ impl Daemon {
         drop(self.kv);
         tracing::info!("darkroom stopped");
     }
+}
+
+/// Starts delivering job webhooks.
+fn start_webhooks(
+    config: &Config,
+    http: reqwest::Client,
+    queue: &Queue,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Webhooks {
+    let webhooks = Webhooks::new(
+        http,
+        config.api.webhook_secret.clone(),
+        RetryPolicy {
+            max_attempts: config.api.webhook_max_attempts,
+            backoff_ms: config.api.webhook_backoff_ms,
+        },
+    );
+    let task = webhooks.spawn(queue.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let _ = task.await;
+    });
+    webhooks
+}
+
+/// Starts GPU sampling: NVML, else VRAM from the ComfyUI backends.
+fn start_gpu(config: &Config, dispatcher: &Dispatcher, clock: &SharedClock) -> (GpuMonitor, Option<Sampler>) {
+    if !config.gpu.enabled {
+        return (
+            GpuMonitor::disabled("GPU telemetry is off (gpu.enabled = false)"),
+            None,
+        );
+    }
+    let primary = NvmlSource::open(&config.gpu.nvml_lib).map(|s| Box::new(s) as Box<dyn GpuSource>);
+    let fallback: Option<Box<dyn GpuSource>> = (!config.comfyui.backends.is_empty())
+        .then(|| Box::new(ComfyStatsSource::new(dispatcher.clone())) as Box<dyn GpuSource>);
+    let (monitor, sampler) = GpuMonitor::start(&config.gpu, primary, fallback, clock.clone());
+    (monitor, Some(sampler))
 }
 
 /// The queue's reaper, the cache sweeper and the lifecycle sweeper.

@@ -26,6 +26,7 @@ use crate::dispatch::{BackendStatus, Generation};
 use crate::queue::{Counts, JobStatus};
 use crate::storage::BucketUsage;
 
+mod gpu;
 mod text;
 
 pub use text::to_prometheus_text;
@@ -76,6 +77,8 @@ pub struct Scrape {
     pub alerts_firing: Vec<(String, String, u64)>,
     /// (free, total) bytes of the data directory's file system.
     pub disk: Option<(u64, u64)>,
+    /// The latest GPU readings.
+    pub gpu: crate::gpu::GpuReport,
 }
 
 /// Cheap `Clone` handle on the registry and the metrics darkroom records.
@@ -115,6 +118,7 @@ struct Inner {
     alerts_firing: Family<AlertLabel, Gauge>,
     disk_free: Gauge,
     disk_total: Gauge,
+    gpu: gpu::GpuMetrics,
 }
 
 impl Default for Metrics {
@@ -275,6 +279,7 @@ impl Metrics {
             "Size of the data directory's file system",
             Gauge::default()
         );
+        let gpu = gpu::GpuMetrics::register(&mut r);
         let build = Family::<Build, Gauge>::default();
         build
             .get_or_create(&Build {
@@ -314,6 +319,7 @@ impl Metrics {
                 alerts_firing,
                 disk_free,
                 disk_total,
+                gpu,
             }),
         }
     }
@@ -428,6 +434,7 @@ impl Metrics {
                 })
                 .set(gauge_i64(*n));
         }
+        i.gpu.set(&s.gpu);
         if let Some((free, total)) = s.disk {
             i.disk_free.set(gauge_i64(free));
             i.disk_total.set(gauge_i64(total));

@@ -88,6 +88,9 @@ impl Sse {
         let mut ids = Vec::new();
         loop {
             let e = self.next().await;
+            if e.event == "gpu" {
+                continue;
+            }
             assert_eq!(e.event, "job", "{e:?}");
             assert_eq!(e.data["type"], "job");
             let seq = e.id.unwrap();

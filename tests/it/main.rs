@@ -25,6 +25,7 @@ mod comfy_client;
 mod config;
 mod daemon;
 mod dispatch;
+mod gpu;
 mod metrics;
 mod queue;
 mod queue_admin;
