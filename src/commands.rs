@@ -296,10 +296,13 @@ pub fn gpu_text(r: &crate::gpu::GpuReport) -> String {
         for p in &d.processes {
             let _ = writeln!(
                 out,
-                "  pid {} {} {} GiB",
+                "  pid {} {} {} GiB{}",
                 p.pid,
                 p.name.as_deref().unwrap_or("?"),
-                gib(p.used_memory_bytes)
+                gib(p.used_memory_bytes),
+                p.backend
+                    .as_ref()
+                    .map_or(String::new(), |b| format!("  ComfyUI {b}"))
             );
         }
     }

@@ -255,7 +255,9 @@ fn start_gpu(config: &Config, dispatcher: &Dispatcher, clock: &SharedClock) -> (
             None,
         );
     }
-    let primary = NvmlSource::open(&config.gpu.nvml_lib).map(|s| Box::new(s) as Box<dyn GpuSource>);
+    let urls: Vec<String> = config.comfyui.backends.iter().map(|b| b.url.clone()).collect();
+    let primary =
+        NvmlSource::open(&config.gpu.nvml_lib).map(|s| Box::new(s.with_backends(urls)) as Box<dyn GpuSource>);
     let fallback: Option<Box<dyn GpuSource>> = (!config.comfyui.backends.is_empty())
         .then(|| Box::new(ComfyStatsSource::new(dispatcher.clone())) as Box<dyn GpuSource>);
     let (monitor, sampler) = GpuMonitor::start(&config.gpu, primary, fallback, clock.clone());

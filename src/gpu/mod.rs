@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Millis, SharedClock};
 
+mod attribution;
 mod fallback;
 mod nvml;
 
@@ -80,6 +81,9 @@ pub struct GpuProcess {
     /// From /proc when visible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The ComfyUI backend this process is (local backends only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// One device at one moment. `None` means the reading is not available (fan on a

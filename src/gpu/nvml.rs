@@ -17,6 +17,8 @@ use super::{GpuError, GpuProcess, GpuReading, GpuSource, process_name, watts};
 pub struct NvmlSource {
     nvml: Nvml,
     driver: Option<String>,
+    /// ComfyUI backend URLs, to tell which GPU process is which.
+    backends: Vec<String>,
 }
 
 impl NvmlSource {
@@ -27,7 +29,18 @@ impl NvmlSource {
             .init()
             .map_err(|e| GpuError::Unavailable(init_reason(lib, &e)))?;
         let driver = nvml.sys_driver_version().ok();
-        Ok(Self { nvml, driver })
+        Ok(Self {
+            nvml,
+            driver,
+            backends: Vec::new(),
+        })
+    }
+
+    /// Attributes GPU processes to these ComfyUI backends (those on this machine).
+    #[must_use]
+    pub fn with_backends(mut self, backends: Vec<String>) -> Self {
+        self.backends = backends;
+        self
     }
 }
 
@@ -68,7 +81,9 @@ impl GpuSource for NvmlSource {
             .nvml
             .device_count()
             .map_err(|e| GpuError::Failed(format!("NVML: cannot count devices: {e}")))?;
-        Ok((0..count).map(|i| read_device(&self.nvml, i)).collect())
+        let mut devices: Vec<GpuReading> = (0..count).map(|i| read_device(&self.nvml, i)).collect();
+        super::attribution::attribute(&mut devices, &self.backends);
+        Ok(devices)
     }
 }
 
@@ -108,6 +123,7 @@ fn read_device(nvml: &Nvml, index: u32) -> GpuReading {
                 UsedGpuMemory::Unavailable => None,
             },
             name: process_name(p.pid),
+            backend: None,
         })
         .collect();
     GpuReading {

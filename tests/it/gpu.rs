@@ -125,6 +125,25 @@ fn nvml_readings_of_two_gpus() {
     assert!(d[1].processes.is_empty());
 }
 
+#[tokio::test]
+async fn a_gpu_process_that_is_a_local_backend_is_attributed_to_it() {
+    // The fake ComfyUI listens inside this test process: make this process the
+    // GPU's compute process, and it must be recognised as that backend.
+    let comfy = FakeComfy::start().await;
+    let me = std::process::id();
+    let fake = FakeNvml::build(&TWO_GPUS.replace(
+        "gpu0.procs=1234:2147483648",
+        &format!("gpu0.procs={me}:1073741824"),
+    ));
+    let nvml = NvmlSource::open(&fake.lib_str()).unwrap();
+    let mut nvml = nvml.with_backends(vec![comfy.url.clone(), "http://gpu2.example:8188".into()]);
+    let d = nvml.sample().unwrap();
+    let p = &d[0].processes[0];
+    assert_eq!(p.pid, me);
+    assert_eq!(p.backend.as_deref(), Some(comfy.url.as_str()));
+    assert!(p.name.is_some(), "the process name comes from /proc");
+}
+
 #[test]
 fn a_gpu_lost_mid_run_is_marked_down_and_the_other_keeps_reporting() {
     let fake = FakeNvml::build(TWO_GPUS);
