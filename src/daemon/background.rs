@@ -86,6 +86,7 @@ pub(super) async fn evaluate_alerts(
     alerts: Alerts,
     dispatcher: Dispatcher,
     queue: Queue,
+    gpu: crate::gpu::GpuMonitor,
     data_dir: PathBuf,
     shutdown: CancellationToken,
 ) {
@@ -94,10 +95,11 @@ pub(super) async fn evaluate_alerts(
     }
     let every = alerts.config().evaluate_interval();
     crate::clock::run_every(every, shutdown, move || {
-        let (alerts, dispatcher, queue, data_dir) = (
+        let (alerts, dispatcher, queue, gpu, data_dir) = (
             alerts.clone(),
             dispatcher.clone(),
             queue.clone(),
+            gpu.clone(),
             data_dir.clone(),
         );
         async move {
@@ -106,10 +108,11 @@ pub(super) async fn evaluate_alerts(
                 vram: backends
                     .iter()
                     .filter_map(|b| {
+                        let (used_bytes, total_bytes) = crate::gpu::backend_vram(&gpu.report(), b)?;
                         Some(VramReading {
                             instance: b.url.clone(),
-                            used_bytes: b.vram_total_bytes?.saturating_sub(b.vram_free_bytes?),
-                            total_bytes: b.vram_total_bytes?,
+                            used_bytes,
+                            total_bytes,
                         })
                     })
                     .collect(),

@@ -103,6 +103,7 @@ impl Daemon {
             alerts.clone(),
             dispatcher.clone(),
             queue.clone(),
+            gpu.clone(),
             config.data_dir.clone(),
             shutdown.clone(),
         ));

@@ -354,6 +354,21 @@ fn sample_loop(
     }
 }
 
+/// VRAM (used, total) of the GPU `backend` runs on: NVML's reading of the device
+/// its process was attributed to, else the backend's own `/system_stats`.
+pub fn backend_vram(report: &GpuReport, backend: &crate::dispatch::BackendStatus) -> Option<(u64, u64)> {
+    let nvml = report.devices.iter().find_map(|d| {
+        d.processes
+            .iter()
+            .any(|p| p.backend.as_deref() == Some(backend.url.as_str()))
+            .then_some((d.memory_used_bytes?, d.memory_total_bytes?))
+    });
+    nvml.or_else(|| {
+        let total = backend.vram_total_bytes?;
+        Some((total.saturating_sub(backend.vram_free_bytes?), total))
+    })
+}
+
 /// A watt figure from milliwatts.
 pub(crate) fn watts(mw: u32) -> f64 {
     f64::from(mw) / 1000.0

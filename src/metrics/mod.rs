@@ -2,7 +2,8 @@
 //! rendered in the text format at `GET /metrics`.
 //!
 //! The seed exporter's names are kept so its alert rules and Grafana panels work
-//! unchanged (`comfyui_vram_usage_bytes`, `comfyui_generation_duration_seconds`,
+//! unchanged (`comfyui_vram_usage_bytes` — from NVML for the GPU a local backend
+//! runs on, else the backend's `/system_stats` —, `comfyui_generation_duration_seconds`,
 //! `comfyui_generations_total{status,model}`, `comfyui_queue_size`,
 //! `comfyui_active_generations`); everything else is `darkroom_*`.
 //!
@@ -394,11 +395,9 @@ impl Metrics {
             i.backend_in_flight
                 .get_or_create(&l)
                 .set(gauge_i64(b.in_flight as u64));
-            if let (Some(total), Some(free)) = (b.vram_total_bytes, b.vram_free_bytes) {
+            if let Some((used, total)) = crate::gpu::backend_vram(&s.gpu, b) {
                 i.vram_total.get_or_create(&l).set(gauge_i64(total));
-                i.vram_used
-                    .get_or_create(&l)
-                    .set(gauge_i64(total.saturating_sub(free)));
+                i.vram_used.get_or_create(&l).set(gauge_i64(used));
             }
         }
         i.bucket_objects.clear();

@@ -180,7 +180,10 @@ fn init_failures_are_one_clear_reason() {
 
 #[tokio::test]
 async fn the_daemon_samples_into_status_metrics_and_history() {
-    let fake = FakeNvml::build(TWO_GPUS);
+    // This process (where the fake ComfyUI listens) runs on GPU 0.
+    let procs = format!("gpu0.procs={}:1073741824", std::process::id());
+    let conf = TWO_GPUS.replace("gpu0.procs=1234:2147483648", &procs);
+    let fake = FakeNvml::build(&conf);
     let comfy = FakeComfy::start().await;
     let lib = fake.lib_str();
     let server = daemon(&[&comfy], |c| {
@@ -192,7 +195,7 @@ async fn the_daemon_samples_into_status_metrics_and_history() {
     wait_for(&gpu, |m| m.report().devices.len() == 2).await;
     assert_eq!(gpu.report().source, "nvml");
 
-    fake.script(&TWO_GPUS.replace("gpu0.util_gpu=87", "gpu0.util_gpu=20"));
+    fake.script(&conf.replace("gpu0.util_gpu=87", "gpu0.util_gpu=20"));
     wait_for(&gpu, |m| m.report().devices[0].utilization_ratio == Some(0.2)).await;
     let history: Vec<Option<f64>> = gpu.history(0).iter().map(|p| p.utilization_ratio).collect();
     assert!(
@@ -215,6 +218,12 @@ async fn the_daemon_samples_into_status_metrics_and_history() {
         "darkroom_gpu_power_limit_watts{gpu=\"0\"} 450",
         "darkroom_gpu_fan_speed_ratio{gpu=\"0\"} 0.55",
         "darkroom_gpu_clock_hz{gpu=\"0\",clock=\"sm\"} 2520000000",
+        // The seed's VRAM series come from the GPU the backend's process is on.
+        &format!("comfyui_vram_usage_bytes{{backend=\"{}\"}} 8589934592", comfy.url),
+        &format!(
+            "comfyui_vram_total_bytes{{backend=\"{}\"}} 25757220864",
+            comfy.url
+        ),
     ] {
         assert!(metrics.contains(series), "{series} missing from:\n{metrics}");
     }
