@@ -583,14 +583,20 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device) {
 
 /* ---- per device -------------------------------------------------------- */
 
+/* The start of every per-device call: the script read, the device checked (and
+ * not lost), the out-pointer checked. Declares `c`, `g` and `rc`. */
+#define ENTER_DEVICE(device, out)                   \
+    struct conf c;                                  \
+    struct gpu *g;                                  \
+    nvmlReturn_t rc = enter_device(&c, device, &g); \
+    (void)c;                                        \
+    if (rc != NVML_SUCCESS)                         \
+        return rc;                                  \
+    if ((out) == NULL)                              \
+        return NVML_ERROR_INVALID_ARGUMENT
+
 nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *index) {
-    struct conf c;
-    struct gpu *g;
-    nvmlReturn_t rc = enter_device(&c, device, &g);
-    if (rc != NVML_SUCCESS)
-        return rc;
-    if (index == NULL)
-        return NVML_ERROR_INVALID_ARGUMENT;
+    ENTER_DEVICE(device, index);
     *index = device->index;
     return NVML_SUCCESS;
 }
@@ -610,13 +616,7 @@ nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int len
 }
 
 nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci) {
-    struct conf c;
-    struct gpu *g;
-    nvmlReturn_t rc = enter_device(&c, device, &g);
-    if (rc != NVML_SUCCESS)
-        return rc;
-    if (pci == NULL)
-        return NVML_ERROR_INVALID_ARGUMENT;
+    ENTER_DEVICE(device, pci);
     memset(pci, 0, sizeof *pci);
     pci->domain = 0;
     pci->bus = device->index + 1;
@@ -644,13 +644,7 @@ static nvmlReturn_t mem_rc(const struct gpu *g) {
 
 /* v1: the reserved part counts as used (as the real v1 reports it). */
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
-    struct conf c;
-    struct gpu *g;
-    nvmlReturn_t rc = enter_device(&c, device, &g);
-    if (rc != NVML_SUCCESS)
-        return rc;
-    if (memory == NULL)
-        return NVML_ERROR_INVALID_ARGUMENT;
+    ENTER_DEVICE(device, memory);
     if ((rc = mem_rc(g)) != NVML_SUCCESS)
         return rc;
     memory->total = g->mem_total.v;
@@ -662,13 +656,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) 
 /* v2: any `version` is accepted (the real library wants
  * NVML_STRUCT_VERSION(Memory, 2) = 40 | 2 << 24 = 0x02000028) and left as is. */
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
-    struct conf c;
-    struct gpu *g;
-    nvmlReturn_t rc = enter_device(&c, device, &g);
-    if (rc != NVML_SUCCESS)
-        return rc;
-    if (memory == NULL)
-        return NVML_ERROR_INVALID_ARGUMENT;
+    ENTER_DEVICE(device, memory);
     if ((rc = mem_rc(g)) != NVML_SUCCESS)
         return rc;
     memory->total = g->mem_total.v;
@@ -679,13 +667,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
 }
 
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization) {
-    struct conf c;
-    struct gpu *g;
-    nvmlReturn_t rc = enter_device(&c, device, &g);
-    if (rc != NVML_SUCCESS)
-        return rc;
-    if (utilization == NULL)
-        return NVML_ERROR_INVALID_ARGUMENT;
+    ENTER_DEVICE(device, utilization);
     if (g->util_gpu.rc != NVML_SUCCESS)
         return g->util_gpu.rc;
     if (g->util_mem.rc != NVML_SUCCESS)
