@@ -4,11 +4,16 @@
 //! `X-Darkroom-Signature: sha256=<hex HMAC-SHA256 of the body>` when
 //! `api.webhook_secret` is set.
 //!
+//! Delivery is at least once: a delivered (or given-up) webhook is marked in the
+//! key-value cache, and at start every finished job with a webhook and no mark is
+//! delivered again — so a restart, even a crash, between a job's end and its
+//! webhook loses nothing. Receivers dedupe on `X-Darkroom-Delivery` (the job id).
+//!
 //! Also the one retrying POST ([`post_with_retries`]) that alert notifications use.
-//! Deliveries live in memory: a restart forgets the ones still being retried.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,8 +24,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::alerts::deliver::backoff_ms;
 use crate::alerts::sign;
+use crate::cache::KvCache;
 use crate::dispatch::JobSpec;
-use crate::queue::{Job, Queue};
+use crate::queue::{Job, JobStatus, ListQuery, Queue};
+use ulid::Ulid;
 
 /// How long one attempt may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,7 +88,15 @@ pub async fn post_with_retries(
         for (name, value) in headers {
             request = request.header(*name, value.as_str());
         }
-        let error = match request.send().await {
+        let sent = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+                return Err((attempt, PostError::Shutdown));
+            }
+            r = request.send() => r,
+        };
+        let error = match sent {
             Ok(r) if r.status().is_success() => {
                 counts.delivered.fetch_add(1, Ordering::Relaxed);
                 return Ok(attempt);
@@ -128,17 +143,95 @@ struct Inner {
     secret: String,
     policy: RetryPolicy,
     counts: Counters,
+    /// Marks of delivered webhooks (`webhook:{job id}`), when kept.
+    marks: Option<KvCache>,
+    /// Jobs whose webhook is being delivered now (the start-up catch-up and the
+    /// live events can both find one).
+    sending: Mutex<HashSet<Ulid>>,
 }
 
+/// How long a delivery mark is kept: longer than any job's result is.
+const MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Webhooks {
-    pub fn new(http: reqwest::Client, secret: String, policy: RetryPolicy) -> Self {
+    /// Webhooks signed with `secret` (none when empty); with `marks`, deliveries
+    /// are remembered so they survive restarts.
+    pub fn new(http: reqwest::Client, secret: String, policy: RetryPolicy, marks: Option<KvCache>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 http,
                 secret,
                 policy,
                 counts: Counters::default(),
+                marks,
+                sending: Mutex::new(HashSet::new()),
             }),
+        }
+    }
+
+    fn mark_key(id: Ulid) -> String {
+        format!("webhook:{id}")
+    }
+
+    async fn is_marked(&self, id: Ulid) -> bool {
+        match &self.inner.marks {
+            Some(kv) => kv.get(&Self::mark_key(id)).await.ok().flatten().is_some(),
+            None => false,
+        }
+    }
+
+    /// Delivers, once at a time per job, unless already delivered.
+    async fn deliver_once(&self, url: String, job: Job, shutdown: CancellationToken) {
+        let id = job.id;
+        let fresh = self.inner.sending.lock().is_ok_and(|mut s| s.insert(id));
+        if !fresh {
+            return;
+        }
+        if !self.is_marked(id).await {
+            let finished = self.deliver(&url, job, &shutdown).await;
+            if finished
+                && let Some(kv) = &self.inner.marks
+                && let Err(e) = kv.set(&Self::mark_key(id), b"1", Some(MARK_TTL)).await
+            {
+                tracing::warn!(job = %id, error = %e, "webhooks: cannot mark a delivery");
+            }
+        }
+        if let Ok(mut s) = self.inner.sending.lock() {
+            s.remove(&id);
+        }
+    }
+
+    /// Finished jobs with a webhook and no delivery mark: left over by a restart.
+    async fn catch_up(&self, queue: &Queue, tasks: &TaskTracker, shutdown: &CancellationToken) {
+        if self.inner.marks.is_none() {
+            return;
+        }
+        for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
+            let mut after = None;
+            loop {
+                let mut q = ListQuery::new(status, 500);
+                q.after = after.take();
+                let page = match queue.list(q).await {
+                    Ok(p) => p,
+                    Err(e) => return tracing::warn!(error = %e, "webhooks: cannot list finished jobs"),
+                };
+                for listed in page.jobs {
+                    if self.is_marked(listed.id).await {
+                        continue;
+                    }
+                    let Ok(Some(job)) = queue.get(listed.id).await else {
+                        continue;
+                    };
+                    if let Some(url) = webhook_of(&job.payload) {
+                        let (this, shutdown) = (self.clone(), shutdown.clone());
+                        tasks.spawn(async move { this.deliver_once(url, job, shutdown).await });
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
         }
     }
 
@@ -152,7 +245,9 @@ impl Webhooks {
         let this = self.clone();
         tokio::spawn(async move {
             let tasks = TaskTracker::new();
+            // Subscribed before the catch-up, so no job falls between the two.
             let mut events = queue.subscribe();
+            this.catch_up(&queue, &tasks, &shutdown).await;
             loop {
                 let event = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -182,14 +277,16 @@ impl Webhooks {
                     continue;
                 };
                 let (this, shutdown) = (this.clone(), shutdown.clone());
-                tasks.spawn(async move { this.deliver(&url, job, &shutdown).await });
+                tasks.spawn(async move { this.deliver_once(url, job, shutdown).await });
             }
             tasks.close();
             tasks.wait().await;
         })
     }
 
-    async fn deliver(&self, url: &str, mut job: Job, shutdown: &CancellationToken) {
+    /// Posts the webhook; true when it is done with (delivered, or out of
+    /// attempts), false when shutdown interrupted it (it is sent again at start).
+    async fn deliver(&self, url: &str, mut job: Job, shutdown: &CancellationToken) -> bool {
         let i = &self.inner;
         strip_workflow(&mut job.payload);
         let event = format!("job.{}", job.status);
@@ -198,7 +295,10 @@ impl Webhooks {
             job: &job,
         }) {
             Ok(b) => b,
-            Err(e) => return tracing::error!(job = %job.id, error = %e, "webhooks: cannot encode"),
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "webhooks: cannot encode");
+                return true;
+            }
         };
         let mut headers = vec![
             ("content-type", "application/json".to_owned()),
@@ -209,9 +309,14 @@ impl Webhooks {
             headers.push(("x-darkroom-signature", sign(&i.secret, &body)));
         }
         match post_with_retries(&i.http, url, &body, &headers, i.policy, &i.counts, shutdown).await {
-            Ok(attempts) => tracing::debug!(job = %job.id, url, attempts, "webhook delivered"),
+            Ok(attempts) => {
+                tracing::debug!(job = %job.id, url, attempts, "webhook delivered");
+                true
+            }
+            Err((_, PostError::Shutdown)) => false,
             Err((attempts, error)) => {
                 tracing::warn!(job = %job.id, url, attempts, %error, "webhook not delivered");
+                true
             }
         }
     }

@@ -107,7 +107,7 @@ impl Daemon {
             config.data_dir.clone(),
             shutdown.clone(),
         ));
-        let webhooks = start_webhooks(config, http, &queue, &shutdown, &mut tasks);
+        let webhooks = start_webhooks(config, http, &queue, &kv, &shutdown, &mut tasks);
         let api_listener = TcpListener::bind(config.api.addr)
             .await
             .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
@@ -230,6 +230,7 @@ fn start_webhooks(
     config: &Config,
     http: reqwest::Client,
     queue: &Queue,
+    kv: &KvCache,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Webhooks {
@@ -240,6 +241,7 @@ fn start_webhooks(
             max_attempts: config.api.webhook_max_attempts,
             backoff_ms: config.api.webhook_backoff_ms,
         },
+        Some(kv.clone()),
     );
     let task = webhooks.spawn(queue.clone(), shutdown.clone());
     tasks.spawn(async move {

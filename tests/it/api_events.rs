@@ -392,3 +392,56 @@ fn shipped_prometheus_config_and_rules_pass_promtool() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_webhook_cut_off_by_a_restart_is_delivered_after_it() {
+    // The first request is never answered (the daemon stops while it waits).
+    let (tx, mut hits) = mpsc::unbounded_channel();
+    let n = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: Bytes| {
+            let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+            let _ = tx.send(body);
+            async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let comfy = FakeComfy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::test_config(&dir);
+    crate::dispatch::configure(&mut config, std::slice::from_ref(&comfy.url));
+    let first = darkroom::daemon::Daemon::start(&config, darkroom::clock::system())
+        .await
+        .unwrap();
+    let api = Api::new(first.api_addr(), None).await;
+    let mut body = noop(7);
+    body["webhook"] = json!(url);
+    let id = api.post("/api/v1/jobs", Some(&body)).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cut_off: Value = serde_json::from_slice(&hits.recv().await.unwrap()).unwrap();
+    assert_eq!(cut_off["job"]["id"], json!(id));
+    first.shutdown().await;
+
+    let second = darkroom::daemon::Daemon::start(&config, darkroom::clock::system())
+        .await
+        .unwrap();
+    // A guard, not a timing: without the catch-up nothing ever arrives.
+    let redelivered = tokio::time::timeout(std::time::Duration::from_secs(60), hits.recv())
+        .await
+        .expect("the webhook was not delivered after the restart");
+    let again: Value = serde_json::from_slice(&redelivered.unwrap()).unwrap();
+    assert_eq!(again["job"]["id"], json!(id));
+    assert_eq!(again["event"], "job.succeeded");
+    second.shutdown().await;
+}
