@@ -48,6 +48,7 @@ typedef unsigned int nvmlReturn_t;
 #define NVML_ERROR_LIB_RM_VERSION_MISMATCH 18u
 #define NVML_ERROR_IN_USE 19u
 #define NVML_ERROR_MEMORY 20u
+#define NVML_ERROR_ARGUMENT_VERSION_MISMATCH 25u
 #define NVML_ERROR_NO_DATA 21u
 #define NVML_ERROR_UNKNOWN 999u
 
@@ -653,10 +654,12 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) 
     return NVML_SUCCESS;
 }
 
-/* v2: any `version` is accepted (the real library wants
- * NVML_STRUCT_VERSION(Memory, 2) = 40 | 2 << 24 = 0x02000028) and left as is. */
+/* v2: like the real driver, only NVML_STRUCT_VERSION(Memory, 2) =
+ * sizeof | 2 << 24 = 0x02000028 is accepted. */
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
     ENTER_DEVICE(device, memory);
+    if (memory->version != ((unsigned int)sizeof(nvmlMemory_v2_t) | (2u << 24)))
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     if ((rc = mem_rc(g)) != NVML_SUCCESS)
         return rc;
     memory->total = g->mem_total.v;
