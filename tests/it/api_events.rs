@@ -213,7 +213,9 @@ async fn alert_rules_fire_and_resolve_to_a_notifier() {
     let server = daemon(&[&comfy], |c| {
         c.alerts.evaluate_interval_ms = 10;
         c.alerts.rules = vec![
-            rule("Backlog", RuleKind::QueueSizeAbove, 0.0, Severity::Warning),
+            // Above 1: the first job, queued for a moment before it is claimed,
+            // must not make the alert flap.
+            rule("Backlog", RuleKind::QueueSizeAbove, 1.0, Severity::Warning),
             rule("VramFull", RuleKind::VramUsageAbove, 0.9, Severity::Critical),
         ];
         c.alerts.notifiers = vec![NotifierConfig {
@@ -229,6 +231,7 @@ async fn alert_rules_fire_and_resolve_to_a_notifier() {
     let first = api.post("/api/v1/jobs", Some(&noop(1))).await.json();
     comfy.ctl.wait_held().await;
     let second = api.post("/api/v1/jobs", Some(&noop(2))).await.json();
+    let third = api.post("/api/v1/jobs", Some(&noop(3))).await.json();
 
     let mut firing = Vec::new();
     while firing.len() < 2 {
@@ -277,7 +280,7 @@ async fn alert_rules_fire_and_resolve_to_a_notifier() {
     }
     resolved.sort();
     assert_eq!(resolved, ["Backlog", "VramFull"]);
-    for job in [first, second] {
+    for job in [first, second, third] {
         finished(
             server.daemon.queue(),
             job["id"].as_str().unwrap().parse().unwrap(),
