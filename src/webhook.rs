@@ -37,6 +37,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub backoff_ms: u64,
+    /// Shutdown also abandons a request in flight (job webhooks: they are sent
+    /// again at start); otherwise it is let finish (alert notifications).
+    pub stop_in_flight: bool,
 }
 
 /// Why a POST did not go through.
@@ -59,6 +62,11 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counts a delivery given up on before any attempt (dropped, not encodable).
+    pub fn add_failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// (delivered, failed, retried).
     pub fn snapshot(&self) -> (u64, u64, u64) {
         (
@@ -90,7 +98,7 @@ pub async fn post_with_retries(
         }
         let sent = tokio::select! {
             biased;
-            () = shutdown.cancelled() => {
+            () = shutdown.cancelled(), if policy.stop_in_flight => {
                 counts.failed.fetch_add(1, Ordering::Relaxed);
                 return Err((attempt, PostError::Shutdown));
             }

@@ -1,29 +1,27 @@
 //! Posting notifications: one worker per configured notifier, delivering in order,
-//! each notification with its own retries (up to `max_attempts`, the delay doubling
-//! from `backoff_ms` and capped at [`MAX_BACKOFF_MS`]). A 2xx answer is delivered;
-//! any other answer or a connection error is retried. Shutdown interrupts a backoff
-//! wait at once and stops the worker after the request in flight.
+//! each notification with its own retries through the same retrying POST as job
+//! webhooks ([`post_with_retries`]: up to `max_attempts`, the delay doubling from
+//! `backoff_ms` and capped at [`MAX_BACKOFF_MS`]; a 2xx answer is delivered, any
+//! other answer or a connection error is retried; shutdown stops it at once).
 //!
 //! Counters of the outcomes are shared with [`super::Alerts::deliveries`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::NotifierConfig;
-use super::notify::{self, Notification, NotifyError, Rendered};
+use super::notify::{self, Notification};
 use crate::clock::SharedClock;
+pub(super) use crate::webhook::Counters;
+use crate::webhook::{RetryPolicy, post_with_retries};
 
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF_MS: u64 = 60_000;
 /// Notifications one notifier may fall behind by before new ones are dropped.
 pub(super) const QUEUE_CAPACITY: usize = 256;
-/// How long one attempt may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Notification outcomes over all notifiers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,35 +32,6 @@ pub struct DeliveryCounts {
     pub failed: u64,
     /// Attempts that failed and were tried again.
     pub retried: u64,
-}
-
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    retried: AtomicU64,
-}
-
-impl Counters {
-    pub(super) fn snapshot(&self) -> DeliveryCounts {
-        DeliveryCounts {
-            delivered: self.delivered.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            retried: self.retried.load(Ordering::Relaxed),
-        }
-    }
-
-    pub(super) fn add_failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn add_delivered(&self) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn add_retried(&self) {
-        self.retried.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// The wait after failed attempt `attempt` (1-based): `base_ms * 2^(attempt-1)`,
@@ -100,59 +69,39 @@ impl Worker {
     async fn deliver(&self, notification: &Notification) {
         let rendered = match notify::render(&self.notifier, notification, self.clock.now_ms()) {
             Ok(rendered) => rendered,
-            Err(error) => return self.give_up(notification, 0, &error),
+            Err(error) => {
+                self.counts.add_failed();
+                return self.gave_up(notification, 0, &error);
+            }
         };
-        let attempts = self.notifier.max_attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            let error = match self.post(&rendered).await {
-                Ok(()) => {
-                    self.counts.add_delivered();
-                    tracing::debug!(
-                        url = %self.notifier.url,
-                        alert = %notification.alert.name,
-                        status = notification.status(),
-                        attempt,
-                        "alert notification delivered"
-                    );
-                    return;
-                }
-                Err(error) => error,
-            };
-            if attempt >= attempts {
-                return self.give_up(notification, attempt, &error);
-            }
-            self.counts.add_retried();
-            let delay = Duration::from_millis(backoff_ms(self.notifier.backoff_ms, attempt));
-            tracing::debug!(url = %self.notifier.url, attempt, %error, ?delay, "alert notification failed; retrying");
-            tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => return self.give_up(notification, attempt, &error),
-                () = tokio::time::sleep(delay) => {}
-            }
-            attempt += 1;
+        let policy = RetryPolicy {
+            max_attempts: self.notifier.max_attempts,
+            backoff_ms: self.notifier.backoff_ms,
+            stop_in_flight: false,
+        };
+        let sent = post_with_retries(
+            &self.http,
+            &self.notifier.url,
+            &rendered.body,
+            &rendered.headers,
+            policy,
+            &self.counts,
+            &self.shutdown,
+        )
+        .await;
+        match sent {
+            Ok(attempt) => tracing::debug!(
+                url = %self.notifier.url,
+                alert = %notification.alert.name,
+                status = notification.status(),
+                attempt,
+                "alert notification delivered"
+            ),
+            Err((attempts, error)) => self.gave_up(notification, attempts, &error),
         }
     }
 
-    async fn post(&self, rendered: &Rendered) -> Result<(), NotifyError> {
-        let mut request = self
-            .http
-            .post(self.notifier.url.as_str())
-            .timeout(REQUEST_TIMEOUT)
-            .body(rendered.body.clone());
-        for (name, value) in &rendered.headers {
-            request = request.header(*name, value.as_str());
-        }
-        let status = request.send().await?.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(NotifyError::Status(status.as_u16()))
-        }
-    }
-
-    fn give_up(&self, notification: &Notification, attempts: u32, error: &NotifyError) {
-        self.counts.add_failed();
+    fn gave_up(&self, notification: &Notification, attempts: u32, error: &dyn std::fmt::Display) {
         tracing::warn!(
             url = %self.notifier.url,
             notifier = %self.notifier.kind,
@@ -168,7 +117,7 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode};

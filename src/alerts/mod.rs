@@ -266,7 +266,12 @@ impl Alerts {
 
     /// Notification outcomes so far, over all notifiers.
     pub fn deliveries(&self) -> DeliveryCounts {
-        self.inner.counts.snapshot()
+        let (delivered, failed, retried) = self.inner.counts.snapshot();
+        DeliveryCounts {
+            delivered,
+            failed,
+            retried,
+        }
     }
 
     /// Delivers queued notifications until `shutdown` is cancelled: one worker per

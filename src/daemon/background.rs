@@ -104,11 +104,12 @@ pub(super) async fn evaluate_alerts(
         );
         async move {
             let backends = dispatcher.backends();
+            let gpus = gpu.report();
             let obs = Observation {
                 vram: backends
                     .iter()
                     .filter_map(|b| {
-                        let (used_bytes, total_bytes) = crate::gpu::backend_vram(&gpu.report(), b)?;
+                        let (used_bytes, total_bytes) = crate::gpu::backend_vram(&gpus, b)?;
                         Some(VramReading {
                             instance: b.url.clone(),
                             used_bytes,

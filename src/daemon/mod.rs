@@ -240,6 +240,7 @@ fn start_webhooks(
         RetryPolicy {
             max_attempts: config.api.webhook_max_attempts,
             backoff_ms: config.api.webhook_backoff_ms,
+            stop_in_flight: true,
         },
         Some(kv.clone()),
     );
