@@ -1,5 +1,6 @@
-//! The command line (clap derive). `darkroom` alone runs the daemon (the dashboard
-//! will join it there); `darkroom serve` runs it headless; `darkroom config check`
+//! The command line (clap derive). `darkroom` alone runs the daemon with the
+//! terminal dashboard; `darkroom serve` runs it headless; `darkroom dash` attaches
+//! the dashboard to a running daemon; `darkroom config check`
 //! validates a configuration and prints the effective one; `submit`, `jobs` and
 //! `status` are thin clients of a running daemon's HTTP API.
 
@@ -20,15 +21,27 @@ use crate::config::{LogFormat, Overrides};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// With no subcommand: run the daemon (same flags as `serve`).
+    /// With no subcommand: run the daemon with the dashboard (same flags as
+    /// `serve`; headless when there is no terminal).
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// With no subcommand: the dashboard cannot cancel, retry or submit.
+    #[arg(long)]
+    pub readonly: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the headless daemon (S3 server, and the services of later releases).
+    /// Run the headless daemon (S3, API, queue, dispatcher, GPU telemetry, alerts).
     Serve(ServeArgs),
+    /// Attach the terminal dashboard to a running daemon through its API.
+    Dash {
+        #[command(flatten)]
+        remote: Remote,
+        /// No cancel, retry or submit.
+        #[arg(long)]
+        readonly: bool,
+    },
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -8,7 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{ErrorBody, JobPage};
+use crate::api::browse::{LogPage, ObjectPage, PresignedUrl};
+use crate::api::{ErrorBody, JobPage, TemplateInfo};
 use crate::queue::Job;
 use crate::status::StatusSnapshot;
 
@@ -129,15 +130,17 @@ impl ApiClient {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<JobPage, ClientError> {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("limit", &limit.to_string());
-        if let Some(s) = status {
-            query.append_pair("status", s);
-        }
-        if let Some(c) = cursor {
-            query.append_pair("cursor", c);
-        }
-        let path = format!("/api/v1/jobs?{}", query.finish());
+        let path = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("limit", &limit.to_string());
+            if let Some(s) = status {
+                query.append_pair("status", s);
+            }
+            if let Some(c) = cursor {
+                query.append_pair("cursor", c);
+            }
+            format!("/api/v1/jobs?{}", query.finish())
+        };
         Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
     }
 
@@ -154,7 +157,167 @@ impl ApiClient {
     pub async fn status(&self) -> Result<StatusSnapshot, ClientError> {
         Ok(self.call(Method::GET, "/api/v1/status", None, SHORT).await?.1)
     }
+
+    pub async fn templates(&self) -> Result<Vec<TemplateInfo>, ClientError> {
+        Ok(self.call(Method::GET, "/api/v1/templates", None, SHORT).await?.1)
+    }
+
+    /// One folder of a bucket (`prefix` ends in `/`, or is empty for the top).
+    pub async fn objects(&self, bucket: &str, prefix: &str) -> Result<ObjectPage, ClientError> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("prefix", prefix)
+            .finish();
+        let path = format!("/api/v1/buckets/{}/objects?{query}", encode_segment(bucket));
+        Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
+    }
+
+    pub async fn presign(&self, bucket: &str, key: &str) -> Result<PresignedUrl, ClientError> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("key", key)
+            .finish();
+        let path = format!("/api/v1/buckets/{}/presign?{query}", encode_segment(bucket));
+        Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
+    }
+
+    /// The daemon's log lines after `after`.
+    pub async fn logs(&self, after: u64) -> Result<LogPage, ClientError> {
+        let path = format!("/api/v1/logs?after={after}");
+        Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
+    }
+
+    /// Opens `/api/v1/events`, resuming after `last_id`. The stream ends when the
+    /// connection does.
+    pub async fn events(
+        &self,
+        last_id: Option<u64>,
+    ) -> Result<impl futures::Stream<Item = Result<SseMessage, ClientError>> + use<>, ClientError> {
+        let url = format!("{}/api/v1/events", self.base);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
+        if !resp.status().is_success() {
+            return Err(ClientError::Api {
+                status: resp.status().as_u16(),
+                message: resp.text().await.unwrap_or_default().trim().to_owned(),
+                field: None,
+            });
+        }
+        let bytes = resp.bytes_stream();
+        Ok(futures::stream::unfold(
+            (bytes, SseParser::default(), url),
+            |(mut bytes, mut parser, url)| async move {
+                loop {
+                    if let Some(m) = parser.next_message() {
+                        return Some((Ok(m), (bytes, parser, url)));
+                    }
+                    match futures::StreamExt::next(&mut bytes).await {
+                        Some(Ok(chunk)) => parser.feed(&chunk),
+                        Some(Err(source)) => {
+                            let e = ClientError::Unreachable {
+                                url: url.clone(),
+                                source,
+                            };
+                            return Some((Err(e), (bytes, SseParser::closed(), url)));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        ))
+    }
+}
+
+/// One Server-Sent Events message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseMessage {
+    pub id: Option<u64>,
+    /// `job`, `alert`, `gpu`, `resync`.
+    pub event: String,
+    pub data: String,
+}
+
+/// Splits an SSE byte stream into messages (comments and unknown fields skipped).
+#[derive(Default)]
+struct SseParser {
+    buffer: Vec<u8>,
+    current: SseMessage,
+    ready: std::collections::VecDeque<SseMessage>,
+}
+
+impl SseParser {
+    fn closed() -> Self {
+        Self::default()
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        self.buffer.extend_from_slice(chunk);
+        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                let m = std::mem::take(&mut self.current);
+                if !m.data.is_empty() || !m.event.is_empty() {
+                    self.ready.push_back(m);
+                }
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => self.current.id = value.parse().ok(),
+                "event" => value.clone_into(&mut self.current.event),
+                "data" => {
+                    if !self.current.data.is_empty() {
+                        self.current.data.push('\n');
+                    }
+                    self.current.data.push_str(value);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn next_message(&mut self) -> Option<SseMessage> {
+        self.ready.pop_front()
+    }
+}
+
+/// Percent-encodes one path segment.
+fn encode_segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// The timeout of calls that answer at once.
 const SHORT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_messages_split_across_chunks() {
+        let mut p = SseParser::default();
+        p.feed(b": keep-alive\n\nid: 7\nevent: job\nda");
+        assert!(p.next_message().is_none());
+        p.feed(b"ta: {\"a\":1}\n\nevent: resync\ndata: x\r\n\r\n");
+        let m = p.next_message().unwrap();
+        assert_eq!(
+            (m.id, m.event.as_str(), m.data.as_str()),
+            (Some(7), "job", "{\"a\":1}")
+        );
+        let r = p.next_message().unwrap();
+        assert_eq!((r.id, r.event.as_str()), (None, "resync"));
+        assert!(p.next_message().is_none());
+    }
+}

@@ -30,6 +30,8 @@
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
+//! - [`dash`]: the terminal dashboard (ratatui), in-process or attached to a
+//!   daemon's API.
 //! - [`cli`]: the command line; [`commands`] runs its client subcommands (`submit`,
 //!   `jobs`, `status`) through [`client`], the typed API client.
 
@@ -43,6 +45,7 @@ pub mod comfy;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod dash;
 pub mod dispatch;
 pub mod events;
 pub mod gpu;

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use darkroom::cli::{Cli, Command, ConfigCommand, ServeArgs};
 use darkroom::config::{Config, Overrides};
@@ -10,7 +11,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(&args),
-        None => serve(&cli.serve),
+        None if darkroom::dash::has_terminal() => dashboard(&cli.serve, cli.readonly),
+        None => {
+            eprintln!("darkroom: no terminal for the dashboard; running headless (as `darkroom serve`)");
+            serve(&cli.serve)
+        }
+        Some(Command::Dash { remote, readonly }) => client(darkroom::dash::run_remote(
+            &remote.url,
+            remote.token,
+            darkroom::dash::Options { readonly },
+        )),
         Some(Command::Config(ConfigCommand::Check { file })) => check_config(file.as_deref()),
         Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
@@ -36,12 +46,36 @@ fn main() -> ExitCode {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let loaded = Config::load(args.config.as_deref(), &args.overrides())?;
-    darkroom::telemetry::init(loaded.config.log.format, &loaded.config.log.level);
+    darkroom::telemetry::init(
+        loaded.config.log.format,
+        &loaded.config.log.level,
+        &darkroom::telemetry::Output::Stderr,
+    )?;
     if let Some(file) = &loaded.file {
         tracing::info!(file = %file.display(), "configuration loaded");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(darkroom::daemon::run(loaded.config))
+}
+
+/// The daemon with the dashboard in this terminal; the log goes to a file and the
+/// log panel, never over the screen.
+fn dashboard(args: &ServeArgs, readonly: bool) -> anyhow::Result<()> {
+    let loaded = Config::load(args.config.as_deref(), &args.overrides())?;
+    let dir = &loaded.config.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("data_dir: cannot create {}", dir.display()))?;
+    let log = dir.join("darkroom.log");
+    darkroom::telemetry::init(
+        loaded.config.log.format,
+        &loaded.config.log.level,
+        &darkroom::telemetry::Output::File(&log),
+    )
+    .with_context(|| format!("cannot open the log file {}", log.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(darkroom::dash::run_local(
+        loaded.config,
+        darkroom::dash::Options { readonly },
+    ))
 }
 
 /// Runs a client subcommand on a small runtime.

@@ -82,25 +82,8 @@ pub async fn submit(
             .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?;
         request.idempotency_key = Some(key.to_owned());
     }
-    if let Some(url) = &request.webhook {
-        super::check_url("webhook", url)?;
-    }
-    let new = request.into_new_job(&s.templates)?;
-    if s.dispatcher.backends().is_empty() {
-        return Err(ApiError::NoBackend(
-            "no ComfyUI backend is configured, so no job could ever run: set comfyui.backends or pass --comfyui URL"
-                .into(),
-        ));
-    }
-    let queued = s.queue.counts().await?.queued;
-    if queued >= s.config.max_queued {
-        return Err(ApiError::QueueFull(format!(
-            "{queued} jobs are already queued (api.max_queued = {}); try again later",
-            s.config.max_queued
-        )));
-    }
     let mut events = s.queue.subscribe();
-    let enqueued = s.queue.enqueue(new).await?;
+    let enqueued = enqueue(&s, request).await?;
     let mut job = enqueued.job;
     if let Some(seconds) = wait {
         let deadline = tokio::time::sleep(Duration::from_secs(seconds));
@@ -132,6 +115,29 @@ pub async fn submit(
         );
     }
     Ok(resp)
+}
+
+/// Checks a request, renders it and queues it (what submit does before waiting;
+/// the dashboard's local mode calls it too).
+pub async fn enqueue(s: &ApiState, request: JobRequest) -> Result<crate::queue::Enqueued, ApiError> {
+    if let Some(url) = &request.webhook {
+        super::check_url("webhook", url)?;
+    }
+    let new = request.into_new_job(&s.templates)?;
+    if s.dispatcher.backends().is_empty() {
+        return Err(ApiError::NoBackend(
+            "no ComfyUI backend is configured, so no job could ever run: set comfyui.backends or pass --comfyui URL"
+                .into(),
+        ));
+    }
+    let queued = s.queue.counts().await?.queued;
+    if queued >= s.config.max_queued {
+        return Err(ApiError::QueueFull(format!(
+            "{queued} jobs are already queued (api.max_queued = {}); try again later",
+            s.config.max_queued
+        )));
+    }
+    Ok(s.queue.enqueue(new).await?)
 }
 
 /// One job, with its payload, progress, result and every attempt's error.

@@ -5,6 +5,8 @@
 //! - `/api/v1/jobs` ([`jobs`]): submit (with `?wait=`), get, list, cancel, retry;
 //! - `/api/v1/events` ([`events`]): Server-Sent Events with `Last-Event-ID` resume;
 //! - `/api/v1/status`, `/api/v1/templates`, `/api/v1/openapi.json` (here, [`openapi`]);
+//! - `/api/v1/buckets/{bucket}/objects|presign`, `/api/v1/logs` ([`browse`]), for
+//!   the dashboard's storage browser and log panel;
 //! - `/healthz`, `/readyz`, `/metrics` ([`ops`]).
 //!
 //! `/api/v1` takes a bearer token when `api.token` is set (the ops endpoints too
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod browse;
 pub mod error;
 pub mod events;
 pub mod jobs;
@@ -65,6 +68,10 @@ pub struct ApiState {
     pub webhooks: Option<crate::webhook::Webhooks>,
     pub gpu: crate::gpu::GpuMonitor,
     pub config: Arc<ApiConfig>,
+    /// Makes presigned URLs (absent when the S3 server is off), valid this long.
+    pub presigner: Option<crate::s3::presign::Presigner>,
+    pub url_expiry: std::time::Duration,
+    pub logs: crate::telemetry::LogBuffer,
 }
 
 /// The router, separate from the listener so tests can drive it directly.
@@ -77,6 +84,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/events", get(events::events))
         .route("/status", get(status::status))
         .route("/templates", get(templates))
+        .route("/buckets/{bucket}/objects", get(browse::objects))
+        .route("/buckets/{bucket}/presign", get(browse::presign))
+        .route("/logs", get(browse::logs))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -14,6 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     paths(
         super::jobs::submit, super::jobs::get, super::jobs::list, super::jobs::cancel, super::jobs::retry,
         super::events::events, super::status::status, super::templates, document,
+        super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
     ),
     modifiers(&BearerAuth),

@@ -48,6 +48,7 @@ pub struct Daemon {
     alerts: Alerts,
     gpu: GpuMonitor,
     gpu_sampler: Option<Sampler>,
+    api_state: crate::api::ApiState,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -126,8 +127,15 @@ impl Daemon {
             webhooks: Some(webhooks),
             gpu: gpu.clone(),
             config: Arc::new(config.api.clone()),
+            presigner: presigner.clone(),
+            url_expiry: Duration::from_secs(config.comfyui.url_expiry_seconds),
+            logs: crate::telemetry::logs().clone(),
         };
-        tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
+        tasks.spawn(crate::api::serve(
+            api_listener,
+            api_state.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(addr = %api_addr, "HTTP API listening");
         Ok(Self {
             s3_addr,
@@ -142,6 +150,7 @@ impl Daemon {
             alerts,
             gpu,
             gpu_sampler,
+            api_state,
             shutdown,
             tasks,
         })
@@ -202,6 +211,11 @@ impl Daemon {
         &self.alerts
     }
 
+    /// What the API's handlers work on (the dashboard's local mode calls them).
+    pub fn api_state(&self) -> crate::api::ApiState {
+        self.api_state.clone()
+    }
+
     /// A token that stops the daemon when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -217,6 +231,7 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || sampler.stop()).await;
         }
         // Dropping the last handles joins each store's writer and closes its file.
+        drop(self.api_state);
         drop(self.storage);
         drop(self.queue);
         drop(self.prompts);

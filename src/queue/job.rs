@@ -339,7 +339,7 @@ pub struct Enqueued {
 }
 
 /// A change to one job, as broadcast to subscribers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEvent {
     pub id: Ulid,
     pub queue: String,

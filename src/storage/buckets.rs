@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{self, BucketMeta, LifecycleRule, UploadMeta};
 use super::{ObjectStore, StorageError, require_bucket, validate_bucket_name};
+use crate::clock::Millis;
 
 impl ObjectStore {
     /// Creates a bucket; fails if the name is invalid or the bucket exists.
@@ -126,9 +127,11 @@ impl ObjectStore {
         self.read(|txn| {
             let mut out: Vec<BucketUsage> = Vec::new();
             for row in txn.open_table(meta::BUCKETS)?.iter()? {
-                let (k, _) = row?;
+                let (k, v) = row?;
+                let record: meta::BucketMeta = meta::decode(v.value())?;
                 out.push(BucketUsage {
                     name: k.value().to_string(),
+                    lifecycle: record.lifecycle.iter().map(describe_rule).collect(),
                     ..BucketUsage::default()
                 });
             }
@@ -147,6 +150,13 @@ impl ObjectStore {
             Ok(out)
         })
         .await
+        .map(|mut out| {
+            let recent = self.recent_expirations();
+            for b in &mut out {
+                b.recent_expirations = recent.iter().filter(|e| e.bucket == b.name).cloned().collect();
+            }
+            out
+        })
     }
 
     /// Replaces the bucket's lifecycle rules (an empty list deletes them).
@@ -178,4 +188,65 @@ pub struct BucketUsage {
     pub name: String,
     pub objects: u64,
     pub bytes: u64,
+    /// Its lifecycle rules, one line each ("expire `tmp/` after 1 day").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<String>,
+    /// The last objects lifecycle rules expired here since start, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_expirations: Vec<Expiration>,
+}
+
+/// One object a lifecycle rule deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Expiration {
+    pub bucket: String,
+    pub key: String,
+    pub at_ms: Millis,
+}
+
+/// The UTC date of a moment, `2026-12-02`.
+fn date_of(ms: Millis) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map_or_else(|_| ms.to_string(), |t| t.date().to_string())
+}
+
+/// A rule as one line of text.
+fn describe_rule(rule: &LifecycleRule) -> String {
+    let scope = if rule.prefix.is_empty() {
+        "every object".to_owned()
+    } else {
+        format!("`{}`", rule.prefix)
+    };
+    let mut parts = Vec::new();
+    if let Some(d) = rule.expiration_days {
+        parts.push(format!(
+            "expire {scope} after {d} day{}",
+            if d == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(at) = rule.expiration_date_ms {
+        parts.push(format!("expire {scope} from {}", date_of(at)));
+    }
+    if let Some(d) = rule.abort_incomplete_days {
+        parts.push(format!(
+            "abort uploads after {d} day{}",
+            if d == 1 { "" } else { "s" }
+        ));
+    }
+    let mut line = if parts.is_empty() {
+        format!("rule for {scope}")
+    } else {
+        parts.join(", ")
+    };
+    if !rule.tags.is_empty() {
+        let tags: Vec<String> = rule.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        line.push_str(&format!(" (tags {})", tags.join(",")));
+    }
+    if let Some(id) = &rule.id {
+        line.push_str(&format!(" [{id}]"));
+    }
+    if !rule.enabled {
+        line.push_str(" (disabled)");
+    }
+    line
 }

@@ -88,6 +88,7 @@ impl ObjectStore {
             match self.delete_if_blob(&bucket, &key, &blob).await {
                 Ok(true) => {
                     tracing::info!(bucket, key, "lifecycle: object expired");
+                    self.record_expiration(&bucket, &key);
                     self.inner
                         .counters
                         .lifecycle_expired

@@ -29,7 +29,10 @@ mod names;
 mod objects;
 
 pub use blobs::StagedBlob;
-pub use buckets::BucketUsage;
+pub use buckets::{BucketUsage, Expiration};
+
+/// How many recent lifecycle expirations the store remembers for the dashboard.
+pub const RECENT_EXPIRATIONS: usize = 50;
 pub use error::StorageError;
 pub use list::{ListPage, ListQuery};
 pub use meta::{BucketMeta, Checksums, LifecycleRule, ObjectAttrs, ObjectMeta, PartMeta, UploadMeta};
@@ -92,6 +95,8 @@ struct Inner {
     opts: StorageOptions,
     events: broadcast::Sender<StorageEvent>,
     counters: StorageCounters,
+    /// The last objects lifecycle rules expired, for the dashboard.
+    expirations: std::sync::Mutex<std::collections::VecDeque<Expiration>>,
     root: PathBuf,
 }
 
@@ -110,6 +115,7 @@ impl ObjectStore {
                 opts,
                 events,
                 counters: StorageCounters::default(),
+                expirations: std::sync::Mutex::default(),
                 root: root.to_path_buf(),
             }),
         };
@@ -122,6 +128,29 @@ impl ObjectStore {
             );
         }
         Ok(store)
+    }
+
+    /// The last objects lifecycle rules expired since start (at most
+    /// [`RECENT_EXPIRATIONS`]), oldest first.
+    pub fn recent_expirations(&self) -> Vec<Expiration> {
+        self.inner
+            .expirations
+            .lock()
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn record_expiration(&self, bucket: &str, key: &str) {
+        if let Ok(mut q) = self.inner.expirations.lock() {
+            if q.len() == RECENT_EXPIRATIONS {
+                q.pop_front();
+            }
+            q.push_back(Expiration {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                at_ms: self.now(),
+            });
+        }
     }
 
     /// The directory holding the database and blobs.

@@ -1,0 +1,136 @@
+//! Keeps the dashboard's data flowing from a [`Link`]: on connect, the status
+//! snapshot, jobs, templates and log; then the event stream from the snapshot's
+//! last event id, with a status refresh every 2 s (counts, rates, buckets), the
+//! log every second, and jobs that changed status re-read in full (coalesced).
+//! When the connection drops it says so and reconnects by itself, resuming with
+//! the last event id it saw; a `resync` (events missed, or another run of the
+//! daemon) refetches everything.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Msg;
+use super::link::{Link, StreamItem};
+use super::state::Data;
+
+/// How many jobs the table starts with.
+const INITIAL_JOBS: usize = 200;
+
+/// Runs until `stop` or until the dashboard goes away.
+pub async fn run(link: Arc<dyn Link>, tx: mpsc::Sender<Msg>, stop: CancellationToken) {
+    let mut last_id: Option<u64> = None;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let session = tokio::select! {
+            () = stop.cancelled() => return,
+            r = session(&*link, &tx, &mut last_id) => r,
+        };
+        let reason = match session {
+            Ok(Ended::Resync) => {
+                last_id = None;
+                continue;
+            }
+            Ok(Ended::Closed) => "the daemon closed the event stream".to_owned(),
+            Ok(Ended::Gone) => return,
+            Err(e) => e,
+        };
+        if tx.send(Msg::Data(Data::Disconnected(reason))).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(3));
+    }
+}
+
+/// How one connected session ended.
+enum Ended {
+    Resync,
+    Closed,
+    /// The dashboard is gone.
+    Gone,
+}
+
+async fn session(
+    link: &dyn Link,
+    tx: &mpsc::Sender<Msg>,
+    last_id: &mut Option<u64>,
+) -> Result<Ended, String> {
+    let snapshot = link.status().await?;
+    let jobs = link.jobs(INITIAL_JOBS).await?;
+    let templates = link.templates().await?;
+    let logs = link.logs(0).await?.lines;
+    let resume = last_id.unwrap_or(snapshot.last_event_id);
+    let mut stream = link.events(Some(resume)).await?;
+    let mut log_after = logs.last().map_or(0, |l| l.seq);
+    let full = Data::Full {
+        snapshot: Box::new(snapshot),
+        jobs,
+        templates,
+    };
+    for data in [
+        full,
+        Data::Logs {
+            lines: logs,
+            reset: true,
+        },
+    ] {
+        if tx.send(Msg::Data(data)).await.is_err() {
+            return Ok(Ended::Gone);
+        }
+    }
+    let mut refresh = tokio::time::interval(Duration::from_secs(2));
+    let mut poll_logs = tokio::time::interval(Duration::from_secs(1));
+    let mut fetch = tokio::time::interval(Duration::from_millis(200));
+    for t in [&mut refresh, &mut poll_logs, &mut fetch] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t.reset();
+    }
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let data = tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(StreamItem::Event(e))) => {
+                    *last_id = Some(e.id);
+                    if e.kind == "job" && e.data.get("from") != e.data.get("to")
+                        && let Some(id) = e.data.get("id").and_then(|v| v.as_str())
+                    {
+                        changed.insert(id.to_owned());
+                    }
+                    vec![Data::Event(e)]
+                }
+                Some(Ok(StreamItem::Resync)) => return Ok(Ended::Resync),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(Ended::Closed),
+            },
+            _ = refresh.tick() => vec![Data::Snapshot(Box::new(link.status().await?))],
+            _ = poll_logs.tick() => {
+                let lines = link.logs(log_after).await?.lines;
+                let Some(last) = lines.last() else { continue };
+                log_after = last.seq;
+                vec![Data::Logs { lines, reset: false }]
+            }
+            _ = fetch.tick(), if !changed.is_empty() => {
+                let mut jobs = Vec::new();
+                for id in std::mem::take(&mut changed) {
+                    if let Ok(job) = link.job(&id).await {
+                        jobs.push(Data::Job(Box::new(job)));
+                    }
+                }
+                jobs
+            }
+        };
+        for d in data {
+            if tx.send(Msg::Data(d)).await.is_err() {
+                return Ok(Ended::Gone);
+            }
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Keys, in the k9s / htop tradition (all listed by `?`): what each does to the
+//! [`State`] and which [`Command`] it asks for. Pure, so every binding is a unit
+//! test.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::form::Form;
+use super::state::{Browse, Command, Modal, Panel, State};
+use crate::queue::JobStatus;
+
+/// The help screen's lines: key, what it does.
+pub const HELP: &[(&str, &str)] = &[
+    (
+        "Tab / 1-6",
+        "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log)",
+    ),
+    ("↑↓ / j k", "move; PgUp PgDn, g G: page, top, bottom"),
+    ("Enter", "open: job details, bucket, folder; presign an object"),
+    ("Esc / ←", "back"),
+    ("/", "filter jobs (id, template, status, backend)"),
+    ("c", "cancel the selected job (asks first)"),
+    ("r", "retry the selected failed or cancelled job"),
+    ("n", "submit a job from a template"),
+    ("y", "copy the selected object's presigned URL"),
+    ("f", "freeze / unfreeze the display"),
+    ("?", "this help"),
+    ("q", "quit (local mode: stops the daemon, after asking)"),
+];
+
+/// Handles one key press.
+pub fn handle(state: &mut State, key: KeyEvent) -> Option<Command> {
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c' | 'q')) {
+        state.quit = true;
+        return Some(Command::Quit);
+    }
+    if let Some(modal) = state.modal.take() {
+        return modal_key(state, modal, key);
+    }
+    if state.jobs_view.filtering {
+        filter_key(state, key);
+        return None;
+    }
+    match key.code {
+        KeyCode::Char('?') => state.modal = Some(Modal::Help),
+        KeyCode::Char('q') => {
+            if state.local {
+                state.modal = Some(Modal::ConfirmQuit);
+            } else {
+                state.quit = true;
+                return Some(Command::Quit);
+            }
+        }
+        KeyCode::Tab => state.panel = Panel::ALL[(state.panel.index() + 1) % Panel::ALL.len()],
+        KeyCode::BackTab => {
+            state.panel = Panel::ALL[(state.panel.index() + Panel::ALL.len() - 1) % Panel::ALL.len()];
+        }
+        KeyCode::Char(c @ '1'..='6') => state.panel = Panel::ALL[(c as usize) - ('1' as usize)],
+        KeyCode::Char('f') => {
+            if state.frozen {
+                state.thaw();
+            } else {
+                state.frozen = true;
+            }
+        }
+        KeyCode::Char('n') => {
+            if refuse_readonly(state) {
+                return None;
+            }
+            if state.templates.is_empty() {
+                state.warn("the daemon offers no templates".into());
+            } else {
+                state.modal = Some(Modal::Form(Form::new(state.templates.clone())));
+            }
+        }
+        KeyCode::Char('/') => {
+            state.panel = Panel::Jobs;
+            state.jobs_view.detail = None;
+            state.jobs_view.filtering = true;
+        }
+        _ => return panel_key(state, key),
+    }
+    None
+}
+
+fn refuse_readonly(state: &mut State) -> bool {
+    if state.readonly {
+        state.warn("read-only dashboard (--readonly): actions are off".into());
+    }
+    state.readonly
+}
+
+fn modal_key(state: &mut State, modal: Modal, key: KeyEvent) -> Option<Command> {
+    let yes = matches!(key.code, KeyCode::Char('y' | 'Y') | KeyCode::Enter);
+    let no = matches!(key.code, KeyCode::Char('n' | 'N') | KeyCode::Esc);
+    match modal {
+        Modal::Help => None,
+        Modal::ConfirmCancel(id) if yes => Some(Command::Cancel(id.to_string())),
+        Modal::ConfirmQuit if yes => {
+            state.quit = true;
+            Some(Command::Quit)
+        }
+        m @ (Modal::ConfirmCancel(_) | Modal::ConfirmQuit) => {
+            if !no {
+                state.modal = Some(m);
+            }
+            None
+        }
+        Modal::Form(mut form) => {
+            match key.code {
+                KeyCode::Esc => return None,
+                KeyCode::Enter => match form.request() {
+                    Ok(request) => return Some(Command::Submit(request)),
+                    Err(e) => form.error = Some(e),
+                },
+                KeyCode::Tab | KeyCode::Down => form.next_row(),
+                KeyCode::BackTab | KeyCode::Up => form.prev_row(),
+                KeyCode::Left => form.cycle_template(false),
+                KeyCode::Right => form.cycle_template(true),
+                KeyCode::Backspace => form.backspace(),
+                KeyCode::Char(c) => form.type_char(c),
+                _ => {}
+            }
+            state.modal = Some(Modal::Form(form));
+            None
+        }
+    }
+}
+
+fn filter_key(state: &mut State, key: KeyEvent) {
+    let view = &mut state.jobs_view;
+    match key.code {
+        KeyCode::Enter => view.filtering = false,
+        KeyCode::Esc => {
+            view.filtering = false;
+            view.filter.clear();
+        }
+        KeyCode::Backspace => {
+            view.filter.pop();
+        }
+        KeyCode::Char(c) => view.filter.push(c),
+        _ => {}
+    }
+    view.selected = 0;
+}
+
+/// Up/down/page moves as a signed step; `None` for other keys.
+fn movement(key: &KeyEvent) -> Option<isize> {
+    Some(match key.code {
+        KeyCode::Up | KeyCode::Char('k') => -1,
+        KeyCode::Down | KeyCode::Char('j') => 1,
+        KeyCode::PageUp => -10,
+        KeyCode::PageDown => 10,
+        KeyCode::Home | KeyCode::Char('g') => isize::MIN / 2,
+        KeyCode::End | KeyCode::Char('G') => isize::MAX / 2,
+        _ => return None,
+    })
+}
+
+fn step(at: usize, by: isize, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let max = isize::try_from(len - 1).unwrap_or(isize::MAX);
+    usize::try_from(isize::try_from(at).unwrap_or(0).saturating_add(by).clamp(0, max)).unwrap_or(0)
+}
+
+fn panel_key(state: &mut State, key: KeyEvent) -> Option<Command> {
+    match state.panel {
+        Panel::Jobs => jobs_key(state, key),
+        Panel::Storage => storage_key(state, key),
+        Panel::Alerts => {
+            if let Some(by) = movement(&key) {
+                state.alerts_selected = step(state.alerts_selected, by, state.alerts.len());
+            }
+            None
+        }
+        Panel::Log => {
+            if let Some(by) = movement(&key) {
+                // Up goes back in time: the scroll counts lines from the newest.
+                state.log_scroll = step(state.log_scroll, -by, state.logs.len());
+            }
+            None
+        }
+        Panel::Overview | Panel::Gpus => None,
+    }
+}
+
+fn jobs_key(state: &mut State, key: KeyEvent) -> Option<Command> {
+    let target = match state.jobs_view.detail {
+        Some(id) => state.jobs.get(&id).map(|j| (j.id, j.status)),
+        None => state.selected_job().map(|j| (j.id, j.status)),
+    };
+    match key.code {
+        KeyCode::Enter => state.jobs_view.detail = target.map(|t| t.0),
+        KeyCode::Esc | KeyCode::Left | KeyCode::Char('h') => state.jobs_view.detail = None,
+        KeyCode::Char('c') => {
+            let (id, status) = target?;
+            if refuse_readonly(state) {
+                return None;
+            }
+            if status.is_terminal() {
+                state.warn(format!("job {} already {status}", super::state::short_id(&id)));
+            } else {
+                state.modal = Some(Modal::ConfirmCancel(id));
+            }
+        }
+        KeyCode::Char('r') => {
+            let (id, status) = target?;
+            if refuse_readonly(state) {
+                return None;
+            }
+            if matches!(status, JobStatus::Failed | JobStatus::Cancelled) {
+                return Some(Command::Retry(id.to_string()));
+            }
+            state.warn(format!(
+                "only failed or cancelled jobs can be retried (this one is {status})"
+            ));
+        }
+        _ => {
+            let by = movement(&key)?;
+            if state.jobs_view.detail.is_some() {
+                let scroll = isize::try_from(state.jobs_view.detail_scroll)
+                    .unwrap_or(0)
+                    .saturating_add(by)
+                    .clamp(0, 500);
+                state.jobs_view.detail_scroll = u16::try_from(scroll).unwrap_or(0);
+            } else {
+                let len = state.visible_jobs().len();
+                state.jobs_view.selected = step(state.jobs_view.selected, by, len);
+            }
+        }
+    }
+    None
+}
+
+fn storage_key(state: &mut State, key: KeyEvent) -> Option<Command> {
+    let Some(browse) = &mut state.storage_view.browse else {
+        let buckets = state
+            .snapshot
+            .as_ref()
+            .map(|s| s.buckets.clone())
+            .unwrap_or_default();
+        if let Some(by) = movement(&key) {
+            state.storage_view.selected = step(state.storage_view.selected, by, buckets.len());
+        } else if key.code == KeyCode::Enter {
+            let bucket = buckets.get(state.storage_view.selected)?.name.clone();
+            state.storage_view.browse = Some(Browse {
+                bucket: bucket.clone(),
+                ..Browse::default()
+            });
+            return Some(Command::ListObjects {
+                bucket,
+                prefix: String::new(),
+            });
+        }
+        return None;
+    };
+    let (prefixes, objects) = browse
+        .page
+        .as_ref()
+        .map(|p| {
+            (
+                p.prefixes.clone(),
+                p.objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_default();
+    if let Some(by) = movement(&key) {
+        browse.selected = step(browse.selected, by, prefixes.len() + objects.len());
+        return None;
+    }
+    match key.code {
+        KeyCode::Esc | KeyCode::Left | KeyCode::Backspace | KeyCode::Char('h') => {
+            if browse.prefix.is_empty() {
+                state.storage_view.browse = None;
+                return None;
+            }
+            // Up one folder: drop the last `name/`.
+            let trimmed = browse.prefix.trim_end_matches('/');
+            browse.prefix = trimmed
+                .rfind('/')
+                .map_or(String::new(), |i| trimmed[..=i].to_owned());
+            open_folder(browse)
+        }
+        KeyCode::Enter | KeyCode::Right | KeyCode::Char('l' | 'y') => {
+            if let Some(p) = prefixes.get(browse.selected) {
+                if key.code == KeyCode::Char('y') {
+                    return None;
+                }
+                browse.prefix.clone_from(p);
+                return open_folder(browse);
+            }
+            let key = objects.get(browse.selected.checked_sub(prefixes.len())?)?.clone();
+            Some(Command::Presign {
+                bucket: browse.bucket.clone(),
+                key,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn open_folder(browse: &mut Browse) -> Option<Command> {
+    browse.page = None;
+    browse.selected = 0;
+    browse.error = None;
+    Some(Command::ListObjects {
+        bucket: browse.bucket.clone(),
+        prefix: browse.prefix.clone(),
+    })
+}

@@ -1,0 +1,229 @@
+//! The terminal dashboard (ratatui + crossterm): `darkroom` runs the daemon with
+//! it in-process ([`run_local`]), `darkroom dash --url` attaches it to a running
+//! daemon's API ([`run_remote`]). One loop for both: every input (keys, ticks,
+//! data from the [`feed`], results of actions, signals) is a [`Msg`] on one
+//! channel; [`State`] changes only in [`State::apply`] / [`keys::handle`]; the
+//! screen is a pure [`ui::draw`] of the state, at most ~10 times a second and
+//! four times a second when idle (for the clocks). The terminal is restored on
+//! quit, on SIGTERM/SIGHUP and on panic.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ratatui::crossterm::event::{self, Event};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub mod feed;
+pub mod form;
+pub mod keys;
+pub mod link;
+pub mod state;
+pub mod ui;
+
+pub use link::{Link, LocalLink, RemoteLink};
+pub use state::State;
+
+use state::{Command, Data, Outcome};
+
+/// Everything the loop reacts to.
+#[derive(Debug)]
+pub enum Msg {
+    Input(Event),
+    Data(Data),
+    Outcome(Outcome),
+    /// SIGTERM, SIGHUP or SIGINT: leave (local mode: stopping the daemon).
+    Signal,
+}
+
+/// How the dashboard runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Actions (cancel, retry, submit) are off.
+    pub readonly: bool,
+}
+
+/// The fastest redraw, and the idle one.
+const MIN_FRAME: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs the daemon with the dashboard; quitting (after confirmation) stops the
+/// daemon as SIGTERM does. Logs go to `<data_dir>/darkroom.log` and the log panel.
+pub async fn run_local(config: crate::config::Config, options: Options) -> anyhow::Result<()> {
+    let daemon = crate::daemon::Daemon::start(&config, crate::clock::system()).await?;
+    let link = Arc::new(LocalLink {
+        state: daemon.api_state(),
+    });
+    let result = run(link, true, options).await;
+    eprintln!("darkroom: stopping; running jobs get the grace period to finish…");
+    daemon.shutdown().await;
+    result
+}
+
+/// Attaches the dashboard to the daemon at `url`.
+pub async fn run_remote(url: &str, token: Option<String>, options: Options) -> anyhow::Result<()> {
+    let client = crate::client::ApiClient::new(url, token)?;
+    run(Arc::new(RemoteLink { client }), false, options).await
+}
+
+/// Whether this process can draw a dashboard (stdin and stdout are terminals).
+pub fn has_terminal() -> bool {
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+/// The loop, on the terminal, until quit.
+pub async fn run(link: Arc<dyn Link>, local: bool, options: Options) -> anyhow::Result<()> {
+    let theme = ui::Theme {
+        color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let mut state = State::new(&link.describe(), local, options.readonly);
+    state.tick(crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+    let (tx, mut rx) = mpsc::channel::<Msg>(1024);
+    let stop = CancellationToken::new();
+    tokio::spawn(feed::run(link.clone(), tx.clone(), stop.clone()));
+    spawn_signals(tx.clone(), stop.clone());
+    let mut terminal = Screen::open()?;
+    spawn_input(tx.clone(), stop.clone());
+    let mut tick = tokio::time::interval(TICK);
+    let mut last_draw = Instant::now() - MIN_FRAME;
+    let mut dirty = true;
+    while !state.quit {
+        if dirty && last_draw.elapsed() >= MIN_FRAME {
+            terminal.draw(&mut state, theme)?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                if let Some(command) = update(&mut state, msg) {
+                    execute(&link, command, &tx, &mut state);
+                }
+                dirty = true;
+            }
+            _ = tick.tick() => {
+                state.tick(crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+                dirty = true;
+            }
+            () = tokio::time::sleep_until(last_draw + MIN_FRAME), if dirty => {}
+        }
+    }
+    stop.cancel();
+    drop(terminal);
+    Ok(())
+}
+
+/// Applies one message; a key may ask for a command.
+pub fn update(state: &mut State, msg: Msg) -> Option<Command> {
+    match msg {
+        Msg::Input(Event::Key(key)) => keys::handle(state, key),
+        Msg::Input(_) => None,
+        Msg::Data(d) => {
+            state.apply(d);
+            None
+        }
+        Msg::Outcome(o) => {
+            state.outcome(o);
+            None
+        }
+        Msg::Signal => {
+            state.quit = true;
+            None
+        }
+    }
+}
+
+/// Runs a command in the background; its outcome comes back as a message.
+fn execute(link: &Arc<dyn Link>, command: Command, tx: &mpsc::Sender<Msg>, state: &mut State) {
+    if command == Command::Quit {
+        state.quit = true;
+        return;
+    }
+    let (link, tx) = (link.clone(), tx.clone());
+    tokio::spawn(async move {
+        let outcome = match command {
+            Command::Cancel(id) => Outcome::Cancelled(link.cancel(&id).await),
+            Command::Retry(id) => Outcome::Retried(link.retry(&id).await),
+            Command::Submit(request) => Outcome::Submitted(link.submit(request).await),
+            Command::ListObjects { bucket, prefix } => Outcome::Objects(link.objects(&bucket, &prefix).await),
+            Command::Presign { bucket, key } => {
+                let result = link.presign(&bucket, &key).await;
+                Outcome::Presigned { key, result }
+            }
+            Command::Quit => return,
+        };
+        let _ = tx.send(Msg::Outcome(outcome)).await;
+    });
+}
+
+/// Reads the terminal's input on a thread of its own (crossterm blocks).
+fn spawn_input(tx: mpsc::Sender<Msg>, stop: CancellationToken) {
+    std::thread::spawn(move || {
+        while !stop.is_cancelled() {
+            match event::poll(Duration::from_millis(200)) {
+                Ok(true) => match event::read() {
+                    Ok(e) => {
+                        if tx.blocking_send(Msg::Input(e)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+fn spawn_signals(tx: mpsc::Sender<Msg>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+            _ = int.recv() => {}
+            () = stop.cancelled() => return,
+        }
+        let _ = tx.send(Msg::Signal).await;
+    });
+}
+
+/// The terminal in dashboard mode; dropping it (or a panic) restores it.
+struct Screen {
+    terminal: ratatui::DefaultTerminal,
+}
+
+impl Screen {
+    fn open() -> anyhow::Result<Self> {
+        let terminal = ratatui::try_init().context("cannot set up the terminal for the dashboard")?;
+        Ok(Self { terminal })
+    }
+
+    fn draw(&mut self, state: &mut State, theme: ui::Theme) -> anyhow::Result<()> {
+        self.terminal.draw(|f| ui::draw(state, theme, f))?;
+        if let Some(url) = state.clipboard.take() {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(url);
+            let mut out = std::io::stdout();
+            let _ = write!(out, "\x1b]52;c;{b64}\x07").and_then(|()| out.flush());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}

@@ -1,0 +1,211 @@
+//! The jobs panel: a scrollable table (id, template, status, backend, progress
+//! with the current node, age, duration, attempts) and, on Enter, one job in
+//! full — parameters, timings, outputs with their URLs, every attempt's error.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
+use serde_json::Value;
+
+use super::boxed;
+use super::fmt::{self, Theme};
+use crate::dash::state::{State, job_label, short_id};
+use crate::queue::{Job, JobStatus};
+
+pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
+    if let Some(job) = state.jobs_view.detail.and_then(|id| state.jobs.get(&id)) {
+        let lines = detail_lines(state, job, theme);
+        let title = format!(" Job {} (Esc back, c cancel, r retry) ", job.id);
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(boxed(title))
+                .wrap(Wrap { trim: false })
+                .scroll((state.jobs_view.detail_scroll, 0)),
+            area,
+        );
+        return;
+    }
+    let jobs = state.visible_jobs();
+    let filter = if state.jobs_view.filter.is_empty() {
+        String::new()
+    } else {
+        format!(", filter {:?}", state.jobs_view.filter)
+    };
+    let title = format!(" Jobs ({} shown{filter}) ", jobs.len());
+    let mut table_state = TableState::default().with_selected(Some(state.jobs_view.selected));
+    frame.render_stateful_widget(
+        table(state, &jobs, theme, area.width).block(boxed(title)),
+        area,
+        &mut table_state,
+    );
+}
+
+/// The jobs table (also the overview's recent jobs).
+pub fn table<'a>(state: &State, jobs: &[&Job], theme: Theme, width: u16) -> Table<'a> {
+    let wide = width >= 110;
+    let bar = if wide { 16 } else { 8 };
+    let rows = jobs.iter().map(|j| {
+        let (progress, node) = progress_of(j);
+        let mut cells = vec![
+            Span::raw(short_id(&j.id)),
+            Span::raw(job_label(j)),
+            Span::styled(status_text(j), theme.status(j.status)),
+            Span::raw(backend_of(j).map(fmt::host).unwrap_or("").to_owned()),
+        ];
+        let progress = match j.status {
+            JobStatus::Running => {
+                let mut line = vec![
+                    fmt::progress_bar(theme, progress, bar),
+                    Span::raw(format!(" {:>3.0}%", progress * 100.0)),
+                ];
+                if wide && let Some(n) = node {
+                    line.push(Span::styled(format!(" {n}"), theme.dim()));
+                }
+                Line::from(line)
+            }
+            _ => Line::raw(""),
+        };
+        let age = fmt::age(state.now_ms - j.created_ms);
+        let duration = match (j.started_ms, j.finished_ms) {
+            (Some(s), Some(f)) => fmt::duration(f - s),
+            (Some(s), None) => fmt::duration(state.now_ms - s),
+            _ => String::new(),
+        };
+        let attempts = format!("{}/{}", j.attempts, j.max_attempts);
+        let mut row: Vec<ratatui::widgets::Cell> = cells.drain(..).map(Into::into).collect();
+        row.extend([progress.into(), age.into(), duration.into(), attempts.into()]);
+        Row::new(row)
+    });
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(if wide { 14 } else { 8 }),
+        Constraint::Length(10),
+        Constraint::Fill(1),
+        Constraint::Length(if wide { 44 } else { 13 }),
+        Constraint::Length(4),
+        Constraint::Length(6),
+        Constraint::Length(4),
+    ];
+    let header = Row::new([
+        "ID", "TEMPLATE", "STATUS", "BACKEND", "PROGRESS", "AGE", "TIME", "TRY",
+    ])
+    .style(theme.title());
+    Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(theme.selected())
+        .column_spacing(1)
+}
+
+fn status_text(j: &Job) -> String {
+    if j.cancel_requested && !j.status.is_terminal() {
+        "cancelling".into()
+    } else {
+        j.status.to_string()
+    }
+}
+
+fn progress_of(j: &Job) -> (f64, Option<String>) {
+    j.progress
+        .as_ref()
+        .map_or((0.0, None), |p| (f64::from(p.fraction), p.message.clone()))
+}
+
+fn backend_of(j: &Job) -> Option<&str> {
+    j.result.as_ref()?.get("backend")?.as_str()
+}
+
+fn field(label: &str, value: String, theme: Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{label:>12}  "), theme.accent()),
+        Span::raw(value),
+    ])
+}
+
+fn detail_lines(state: &State, job: &Job, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!("{:>12}  ", "status"), theme.accent()),
+            Span::styled(status_text(job), theme.status(job.status)),
+        ]),
+        field("template", job_label(job), theme),
+        field(
+            "queue",
+            format!(
+                "{}  priority {}  attempts {}/{}",
+                job.queue, job.priority, job.attempts, job.max_attempts
+            ),
+            theme,
+        ),
+    ];
+    let at = |ms: Option<i64>| ms.map_or_else(|| "—".to_owned(), fmt::clock);
+    let mut timings = format!(
+        "created {}  started {}  finished {}",
+        fmt::clock(job.created_ms),
+        at(job.started_ms),
+        at(job.finished_ms)
+    );
+    if let Some(s) = job.started_ms {
+        timings.push_str(&format!("  (waited {}", fmt::duration(s - job.created_ms)));
+        let end = job.finished_ms.unwrap_or(state.now_ms);
+        timings.push_str(&format!(", ran {})", fmt::duration(end - s)));
+    }
+    lines.push(field("timings", timings, theme));
+    if let Some(p) = &job.progress {
+        let msg = p.message.clone().unwrap_or_default();
+        lines.push(field(
+            "progress",
+            format!("{:.0}% {msg}", f64::from(p.fraction) * 100.0),
+            theme,
+        ));
+    }
+    if let Some(Value::Object(params)) = job.payload.get("params") {
+        for (i, (k, v)) in params.iter().enumerate() {
+            lines.push(field(
+                if i == 0 { "params" } else { "" },
+                format!("{k} = {v}"),
+                theme,
+            ));
+        }
+    }
+    if let Some(r) = &job.result {
+        if let Some(b) = r.get("backend").and_then(Value::as_str) {
+            lines.push(field("backend", b.to_owned(), theme));
+        }
+        if r.get("cache_hit").and_then(Value::as_bool) == Some(true) {
+            lines.push(field(
+                "cache",
+                "hit: served from the prompt cache, no GPU ran".into(),
+                theme,
+            ));
+        }
+        let outputs = r
+            .get("outputs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (i, o) in outputs.iter().enumerate() {
+            let key = format!(
+                "{}/{}  {}",
+                o["bucket"].as_str().unwrap_or(""),
+                o["key"].as_str().unwrap_or(""),
+                o["size"].as_u64().map(fmt::bytes).unwrap_or_default()
+            );
+            lines.push(field(if i == 0 { "outputs" } else { "" }, key, theme));
+            if let Some(url) = o["url"].as_str() {
+                lines.push(Line::styled(format!("{:>14}{url}", ""), theme.dim()));
+            }
+        }
+    }
+    for (i, e) in job.errors.iter().enumerate() {
+        let label = if i == 0 { "attempts" } else { "" };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{label:>12}  "), theme.accent()),
+            Span::raw(format!("#{} at {} ", e.attempt, fmt::clock(e.at_ms))),
+            Span::styled(format!("{:?}: ", e.kind).to_lowercase(), theme.bad()),
+            Span::raw(e.message.clone()),
+        ]));
+    }
+    lines.push(field("id", job.id.to_string(), theme));
+    lines
+}

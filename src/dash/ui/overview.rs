@@ -1,0 +1,145 @@
+//! The first panel, everything at a glance: a line per GPU, the queue and its
+//! throughput, the ComfyUI backends, active alerts, and as many recent jobs as fit.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, TableState};
+
+use super::fmt::{self, Theme};
+use super::{boxed, gpus, jobs};
+use crate::alerts::AlertState;
+use crate::dash::state::State;
+
+pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
+    let width = usize::from(area.width);
+    let gpu_lines = gpus::compact_lines(state, theme, width);
+    let queue_lines = queue_lines(state, theme);
+    let backend_lines = backend_lines(state, theme, width);
+    let alert_lines = alert_lines(state, theme, width);
+    let height = |n: usize| u16::try_from(n + 1).unwrap_or(u16::MAX);
+    let [g, q, b, a, j] = Layout::vertical([
+        Constraint::Length(height(gpu_lines.len())),
+        Constraint::Length(height(queue_lines.len())),
+        Constraint::Length(height(backend_lines.len())),
+        Constraint::Length(if alert_lines.is_empty() {
+            0
+        } else {
+            height(alert_lines.len())
+        }),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(gpu_lines).block(boxed(" GPUs ".into())), g);
+    frame.render_widget(Paragraph::new(queue_lines).block(boxed(" Queue ".into())), q);
+    frame.render_widget(Paragraph::new(backend_lines).block(boxed(" Backends ".into())), b);
+    if !alert_lines.is_empty() {
+        frame.render_widget(Paragraph::new(alert_lines).block(boxed(" Alerts ".into())), a);
+    }
+    if j.height > 2 {
+        let visible = state.visible_jobs();
+        let mut none = TableState::default();
+        frame.render_stateful_widget(
+            jobs::table(state, &visible, theme, area.width).block(boxed(" Recent jobs (2 for all) ".into())),
+            j,
+            &mut none,
+        );
+    }
+}
+
+fn queue_lines(state: &State, theme: Theme) -> Vec<Line<'static>> {
+    let Some(s) = &state.snapshot else {
+        return vec![Line::styled("waiting for the daemon…", theme.dim())];
+    };
+    let c = &s.queue.counts;
+    let r = &s.queue.recent;
+    let count = |label: &str, n: u64, style| {
+        vec![
+            Span::raw(format!("{label} ")),
+            Span::styled(format!("{n}  "), style),
+        ]
+    };
+    let mut first = Vec::new();
+    first.extend(count("running", c.running, theme.accent()));
+    first.extend(count("queued", c.queued, theme.warn()));
+    first.extend(count("scheduled", c.scheduled, theme.dim()));
+    first.extend(count("succeeded", c.succeeded, theme.good()));
+    first.extend(count(
+        "failed",
+        c.failed,
+        if c.failed > 0 { theme.bad() } else { theme.dim() },
+    ));
+    first.extend(count("cancelled", c.cancelled, theme.dim()));
+    let p = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), fmt::seconds);
+    let second = format!(
+        "{:.1} jobs/min  p50 {}  p95 {}  oldest queued {}  cache hits {}  failures {}",
+        r.jobs_per_minute,
+        p(r.p50_seconds),
+        p(r.p95_seconds),
+        p(s.queue.oldest_queued_seconds),
+        fmt::percent(r.cache_hit_ratio),
+        fmt::percent(r.failure_ratio),
+    );
+    vec![Line::from(first), Line::raw(second)]
+}
+
+/// A line per backend: health, in flight, done, failed, last error.
+pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'static>> {
+    let Some(s) = &state.snapshot else {
+        return Vec::new();
+    };
+    if s.backends.is_empty() {
+        return vec![Line::styled(
+            "no ComfyUI backend configured (comfyui.backends or --comfyui URL)",
+            theme.warn(),
+        )];
+    }
+    s.backends
+        .iter()
+        .map(|b| {
+            let (mark, style) = if b.healthy {
+                ("up  ", theme.good())
+            } else {
+                ("DOWN", theme.bad())
+            };
+            let mut spans = vec![
+                Span::styled(format!("{mark} "), style),
+                Span::raw(format!(
+                    "{:<24} in flight {}/{}  done {}  failed {}",
+                    fmt::fit(fmt::host(&b.url), 24),
+                    b.in_flight,
+                    b.max_in_flight,
+                    b.completed,
+                    b.failed
+                )),
+            ];
+            if let Some(e) = &b.last_error {
+                let room = width.saturating_sub(75).max(10);
+                spans.push(Span::styled(format!("  {}", fmt::fit(e, room)), theme.bad()));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
+fn alert_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'static>> {
+    state
+        .alerts
+        .iter()
+        .take(3)
+        .map(|a| {
+            let (label, style) = match a.state {
+                AlertState::Firing => ("FIRING ", theme.bad()),
+                _ => ("pending", theme.warn()),
+            };
+            let since = fmt::age(state.now_ms - a.firing_since_ms.unwrap_or(a.active_since_ms));
+            Line::from(vec![
+                Span::styled(format!("{label} "), style),
+                Span::raw(fmt::fit(
+                    &format!("{} for {since}: {}", a.name, a.summary),
+                    width.saturating_sub(9),
+                )),
+            ])
+        })
+        .collect()
+}
