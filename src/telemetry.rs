@@ -172,7 +172,7 @@ struct Text {
 impl Visit for Text {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.message = value.to_owned();
+            value.clone_into(&mut self.message);
         } else {
             self.add(field, format_args!("{value}"));
         }

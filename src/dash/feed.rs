@@ -20,6 +20,8 @@ use super::state::Data;
 
 /// How many jobs the table starts with.
 const INITIAL_JOBS: usize = 200;
+/// How many of them are read in full at once.
+const DETAILED_JOBS: usize = 100;
 
 /// Runs until `stop` or until the dashboard goes away.
 pub async fn run(link: Arc<dyn Link>, tx: mpsc::Sender<Msg>, stop: CancellationToken) {
@@ -70,6 +72,14 @@ async fn session(
     let resume = last_id.unwrap_or(snapshot.last_event_id);
     let mut stream = link.events(Some(resume)).await?;
     let mut log_after = logs.last().map_or(0, |l| l.seq);
+    // A listing leaves the payload out; the newest jobs are read in full so the
+    // table can name their template.
+    let mut changed: BTreeSet<String> = jobs
+        .iter()
+        .filter(|j| j.payload.is_null())
+        .take(DETAILED_JOBS)
+        .map(|j| j.id.to_string())
+        .collect();
     let full = Data::Full {
         snapshot: Box::new(snapshot),
         jobs,
@@ -93,7 +103,6 @@ async fn session(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t.reset();
     }
-    let mut changed: BTreeSet<String> = BTreeSet::new();
     loop {
         let data = tokio::select! {
             item = stream.next() => match item {

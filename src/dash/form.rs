@@ -111,7 +111,7 @@ impl Form {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use std::collections::BTreeMap;
 
     use super::*;

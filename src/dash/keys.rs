@@ -283,7 +283,7 @@ fn storage_key(state: &mut State, key: KeyEvent) -> Option<Command> {
             browse.prefix = trimmed
                 .rfind('/')
                 .map_or(String::new(), |i| trimmed[..=i].to_owned());
-            open_folder(browse)
+            Some(open_folder(browse))
         }
         KeyCode::Enter | KeyCode::Right | KeyCode::Char('l' | 'y') => {
             if let Some(p) = prefixes.get(browse.selected) {
@@ -291,7 +291,7 @@ fn storage_key(state: &mut State, key: KeyEvent) -> Option<Command> {
                     return None;
                 }
                 browse.prefix.clone_from(p);
-                return open_folder(browse);
+                return Some(open_folder(browse));
             }
             let key = objects.get(browse.selected.checked_sub(prefixes.len())?)?.clone();
             Some(Command::Presign {
@@ -303,12 +303,12 @@ fn storage_key(state: &mut State, key: KeyEvent) -> Option<Command> {
     }
 }
 
-fn open_folder(browse: &mut Browse) -> Option<Command> {
+fn open_folder(browse: &mut Browse) -> Command {
     browse.page = None;
     browse.selected = 0;
     browse.error = None;
-    Some(Command::ListObjects {
+    Command::ListObjects {
         bucket: browse.bucket.clone(),
         prefix: browse.prefix.clone(),
-    })
+    }
 }

@@ -24,6 +24,9 @@ pub mod link;
 pub mod state;
 pub mod ui;
 
+#[cfg(test)]
+mod tests;
+
 pub use link::{Link, LocalLink, RemoteLink};
 pub use state::State;
 
@@ -34,7 +37,7 @@ use state::{Command, Data, Outcome};
 pub enum Msg {
     Input(Event),
     Data(Data),
-    Outcome(Outcome),
+    Outcome(Box<Outcome>),
     /// SIGTERM, SIGHUP or SIGINT: leave (local mode: stopping the daemon).
     Signal,
 }
@@ -126,7 +129,7 @@ pub fn update(state: &mut State, msg: Msg) -> Option<Command> {
             None
         }
         Msg::Outcome(o) => {
-            state.outcome(o);
+            state.outcome(*o);
             None
         }
         Msg::Signal => {
@@ -155,7 +158,7 @@ fn execute(link: &Arc<dyn Link>, command: Command, tx: &mpsc::Sender<Msg>, state
             }
             Command::Quit => return,
         };
-        let _ = tx.send(Msg::Outcome(outcome)).await;
+        let _ = tx.send(Msg::Outcome(Box::new(outcome))).await;
     });
 }
 

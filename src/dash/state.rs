@@ -178,6 +178,7 @@ pub struct Browse {
 
 /// Everything drawn.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)]
 pub struct State {
     /// `local` or the daemon's URL.
     pub target: String,
@@ -297,7 +298,7 @@ impl State {
             }
             "alert" => {
                 if let Ok(change) = serde_json::from_value::<AlertChange>(e.data) {
-                    self.alert_change(change);
+                    self.alert_change(&change);
                 }
             }
             "gpu" => {
@@ -322,7 +323,7 @@ impl State {
         }
     }
 
-    fn alert_change(&mut self, change: AlertChange) {
+    fn alert_change(&mut self, change: &AlertChange) {
         let alert = change.alert().clone();
         self.alerts
             .retain(|a| !(a.name == alert.name && a.instance == alert.instance));
@@ -476,6 +477,10 @@ impl State {
 
 /// The job's template, or `workflow` for a raw one.
 pub fn job_label(job: &Job) -> String {
+    if job.payload.is_null() {
+        // Listed without its payload and not read in full yet.
+        return "…".to_owned();
+    }
     job.payload
         .get("template")
         .and_then(Value::as_str)

@@ -1,6 +1,8 @@
 //! Bucket operations: create (validated names), delete (only when empty), list,
 //! and the per-bucket settings (public read, lifecycle rules).
 
+use std::fmt::Write as _;
+
 use redb::ReadableTable;
 
 use serde::{Deserialize, Serialize};
@@ -240,10 +242,10 @@ fn describe_rule(rule: &LifecycleRule) -> String {
     };
     if !rule.tags.is_empty() {
         let tags: Vec<String> = rule.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        line.push_str(&format!(" (tags {})", tags.join(",")));
+        let _ = write!(line, " (tags {})", tags.join(","));
     }
     if let Some(id) = &rule.id {
-        line.push_str(&format!(" [{id}]"));
+        let _ = write!(line, " [{id}]");
     }
     if !rule.enabled {
         line.push_str(" (disabled)");

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::dispatch::daemon;
 use crate::fake_comfy::FakeComfy;
 
-const TWO_GPUS: &str = "\
+pub const TWO_GPUS: &str = "\
 driver=550.54.14
 count=2
 gpu0.name=NVIDIA GeForce RTX 4090
@@ -46,12 +46,12 @@ gpu1.clock_mem=1593
 ";
 
 /// A fake NVML in its own directory (the .so reads `fake_nvml.conf` beside it).
-struct FakeNvml {
+pub struct FakeNvml {
     dir: tempfile::TempDir,
 }
 
 impl FakeNvml {
-    fn build(conf: &str) -> Self {
+    pub fn build(conf: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_nvml/fake_nvml.c");
         let out = std::process::Command::new("cc")
@@ -71,7 +71,7 @@ impl FakeNvml {
         self.dir.path().join("libnvidia-ml.so.1")
     }
 
-    fn lib_str(&self) -> String {
+    pub fn lib_str(&self) -> String {
         self.lib().to_str().unwrap().to_owned()
     }
 

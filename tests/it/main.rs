@@ -16,6 +16,7 @@
 mod api_support;
 mod fake_comfy;
 mod support;
+mod tmux;
 
 mod api;
 mod api_events;
@@ -24,6 +25,7 @@ mod cli_client;
 mod comfy_client;
 mod config;
 mod daemon;
+mod dash;
 mod dispatch;
 mod gpu;
 mod metrics;

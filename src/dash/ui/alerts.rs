@@ -55,6 +55,7 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
     )
     .header(Row::new(["SEVERITY", "STATE", "SINCE", "RULE", "SUMMARY"]).style(theme.title()))
     .row_highlight_style(theme.selected())
+    .highlight_symbol("▶")
     .block(boxed(title));
     let mut ts = TableState::default().with_selected((!empty).then_some(state.alerts_selected));
     frame.render_stateful_widget(table, area, &mut ts);

@@ -180,6 +180,30 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
+/// `s` in lines of at most `width` characters broken at spaces, at most `max`
+/// lines (the last cut with an ellipsis).
+pub fn wrap(s: &str, width: usize, max: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for word in s.split(' ') {
+        let len = current.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    lines.push(current);
+    if lines.len() > max {
+        let rest = lines[max - 1..].join(" ");
+        lines.truncate(max - 1);
+        lines.push(rest);
+    }
+    lines.into_iter().map(|l| fit(&l, width)).collect()
+}
+
 /// A URL without its scheme (`127.0.0.1:8188`), for narrow columns.
 pub fn host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |x| x.1);
@@ -201,6 +225,7 @@ mod tests {
         assert_eq!(duration(245_000), "4m05s");
         assert_eq!(clock(3_723_000), "01:02:03");
         assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(wrap("one two three four", 8, 2), ["one two", "three f…"]);
         assert_eq!(host("http://127.0.0.1:8188/"), "127.0.0.1:8188");
         assert_eq!(sparkline([0.0, 0.5, 1.0].into_iter(), 5), "  ▁▅█");
         assert_eq!(bar(Theme { color: false }, 0.5, 4).content, "██░░");

@@ -48,10 +48,10 @@ pub fn compact_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
     };
     if report.devices.is_empty() {
         let why = report.unavailable.as_deref().unwrap_or("no GPU found");
-        return vec![Line::styled(
-            fmt::fit(&format!("No GPU: {why}"), width),
-            theme.warn(),
-        )];
+        return fmt::wrap(&format!("No GPU: {why}"), width, 2)
+            .into_iter()
+            .map(|l| Line::styled(l, theme.warn()))
+            .collect();
     }
     let bar = if width >= 100 { 20 } else { 10 };
     report
@@ -59,7 +59,7 @@ pub fn compact_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
         .iter()
         .map(|d| {
             let mut spans = vec![Span::styled(
-                format!("GPU{} {:<14} ", d.index, fmt::fit(&d.name, 14)),
+                format!("GPU{} {:<14} ", d.index, fmt::fit(short_name(&d.name), 14)),
                 theme.title(),
             )];
             if !d.up {
@@ -179,6 +179,12 @@ fn block_lines(state: &State, d: &GpuReading, theme: Theme, width: usize) -> Vec
         Line::from(facts),
         Line::styled(fmt::fit(&format!("  {procs}"), width), theme.dim()),
     ]
+}
+
+/// `RTX 4090` for `NVIDIA GeForce RTX 4090`: the part that tells cards apart.
+fn short_name(name: &str) -> &str {
+    let name = name.strip_prefix("NVIDIA ").unwrap_or(name);
+    name.strip_prefix("GeForce ").unwrap_or(name)
 }
 
 #[allow(clippy::cast_precision_loss)]

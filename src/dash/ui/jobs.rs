@@ -2,6 +2,8 @@
 //! with the current node, age, duration, attempts) and, on Enter, one job in
 //! full — parameters, timings, outputs with their URLs, every attempt's error.
 
+use std::fmt::Write as _;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
@@ -51,7 +53,7 @@ pub fn table<'a>(state: &State, jobs: &[&Job], theme: Theme, width: u16) -> Tabl
             Span::raw(short_id(&j.id)),
             Span::raw(job_label(j)),
             Span::styled(status_text(j), theme.status(j.status)),
-            Span::raw(backend_of(j).map(fmt::host).unwrap_or("").to_owned()),
+            Span::raw(backend_of(j).map_or("", fmt::host).to_owned()),
         ];
         let progress = match j.status {
             JobStatus::Running => {
@@ -94,6 +96,7 @@ pub fn table<'a>(state: &State, jobs: &[&Job], theme: Theme, width: u16) -> Tabl
     Table::new(rows, widths)
         .header(header)
         .row_highlight_style(theme.selected())
+        .highlight_symbol("▶")
         .column_spacing(1)
 }
 
@@ -146,9 +149,9 @@ fn detail_lines(state: &State, job: &Job, theme: Theme) -> Vec<Line<'static>> {
         at(job.finished_ms)
     );
     if let Some(s) = job.started_ms {
-        timings.push_str(&format!("  (waited {}", fmt::duration(s - job.created_ms)));
+        let _ = write!(timings, "  (waited {}", fmt::duration(s - job.created_ms));
         let end = job.finished_ms.unwrap_or(state.now_ms);
-        timings.push_str(&format!(", ran {})", fmt::duration(end - s)));
+        let _ = write!(timings, ", ran {})", fmt::duration(end - s));
     }
     lines.push(field("timings", timings, theme));
     if let Some(p) = &job.progress {
@@ -202,7 +205,16 @@ fn detail_lines(state: &State, job: &Job, theme: Theme) -> Vec<Line<'static>> {
         lines.push(Line::from(vec![
             Span::styled(format!("{label:>12}  "), theme.accent()),
             Span::raw(format!("#{} at {} ", e.attempt, fmt::clock(e.at_ms))),
-            Span::styled(format!("{:?}: ", e.kind).to_lowercase(), theme.bad()),
+            Span::styled(
+                format!(
+                    "{}: ",
+                    serde_json::to_value(e.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+                theme.bad(),
+            ),
             Span::raw(e.message.clone()),
         ]));
     }

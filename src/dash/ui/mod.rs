@@ -1,8 +1,11 @@
 //! Drawing: a pure `draw(&State)` into a ratatui frame. The frame is a header
-//! (target, connection, panel tabs), a banner while a critical alert fires, the
+//! (target, connection, panel tabs), a banner while disconnected or while a
+//! critical alert fires, the
 //! current panel (each its own module), a footer (a message or the key hints),
 //! and at most one dialog on top. Below [`MIN_WIDTH`] x [`MIN_HEIGHT`] it only
 //! says the terminal is too small.
+
+use std::fmt::Write as _;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -40,24 +43,31 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame) {
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
         return;
     }
-    let banner = state.critical_firing().map(|a| a.summary.clone());
+    let width = usize::from(area.width);
+    let mut banner = Vec::new();
+    if let Conn::Disconnected { reason } = &state.conn {
+        banner.push(Line::from(Span::styled(
+            fmt::fit(&format!(" {reason}; showing the last data received "), width),
+            theme.bad(),
+        )));
+    }
+    if let Some(a) = state.critical_firing() {
+        banner.push(Line::from(Span::styled(
+            fmt::fit(&format!(" CRITICAL: {} ", a.summary), width),
+            theme.bad().add_modifier(Modifier::REVERSED),
+        )));
+    }
     let [header, tabs, banner_area, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(u16::from(banner.is_some())),
+        Constraint::Length(u16::try_from(banner.len()).unwrap_or(0)),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(header_line(state, theme)), header);
     frame.render_widget(Paragraph::new(tab_line(state, theme)), tabs);
-    if let Some(text) = banner {
-        let line = Line::from(Span::styled(
-            fmt::fit(&format!(" CRITICAL: {text} "), usize::from(area.width)),
-            theme.bad().add_modifier(Modifier::REVERSED),
-        ));
-        frame.render_widget(Paragraph::new(line), banner_area);
-    }
+    frame.render_widget(Paragraph::new(banner), banner_area);
     match state.panel {
         Panel::Overview => overview::draw(state, theme, frame, body),
         Panel::Jobs => jobs::draw(state, theme, frame, body),
@@ -81,14 +91,11 @@ fn header_line(state: &State, theme: Theme) -> Line<'static> {
     spans.push(match &state.conn {
         Conn::Connecting => Span::styled("connecting…", theme.warn()),
         Conn::Connected => Span::styled("● connected", theme.good()),
-        Conn::Disconnected { reason } => Span::styled(
-            format!("disconnected, retrying ({})", fmt::fit(reason, 40)),
-            theme.bad(),
-        ),
+        Conn::Disconnected { .. } => Span::styled("disconnected, retrying", theme.bad()),
     });
     if state.frozen {
         spans.push(Span::styled(
-            "  [FROZEN: f to resume]",
+            "  [FROZEN: f resumes]",
             theme.warn().add_modifier(Modifier::BOLD),
         ));
     }
@@ -107,7 +114,7 @@ fn tab_line(state: &State, theme: Theme) -> Line<'static> {
     for (i, p) in Panel::ALL.iter().enumerate() {
         let mut label = format!("{} {}", i + 1, p.title());
         if *p == Panel::Alerts && !state.alerts.is_empty() {
-            label.push_str(&format!(" ({})", state.alerts.len()));
+            let _ = write!(label, " ({})", state.alerts.len());
         }
         let style = if *p == state.panel {
             theme.selected().add_modifier(Modifier::BOLD)
@@ -226,10 +233,13 @@ fn form_lines(form: &super::form::Form, theme: Theme) -> Vec<Line<'static>> {
         ),
     ];
     for (i, ((pname, spec), value)) in form.params().into_iter().zip(&form.values).enumerate() {
-        let default = spec.default.as_ref().map(ToString::to_string).unwrap_or_default();
+        let default = spec
+            .default
+            .as_ref()
+            .map_or_else(|| "(not set)".to_owned(), |d| format!("{d}  (default)"));
         let mut spans = vec![Span::styled(format!("{:>16} ", fmt::fit(pname, 16)), mark(i + 1))];
         if value.is_empty() {
-            spans.push(Span::styled(format!("{default}  (default)"), theme.dim()));
+            spans.push(Span::styled(default, theme.dim()));
         } else {
             spans.push(Span::raw(value.clone()));
         }

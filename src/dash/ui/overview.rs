@@ -18,7 +18,7 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
     let backend_lines = backend_lines(state, theme, width);
     let alert_lines = alert_lines(state, theme, width);
     let height = |n: usize| u16::try_from(n + 1).unwrap_or(u16::MAX);
-    let [g, q, b, a, j] = Layout::vertical([
+    let [gpu_area, queue_area, backend_area, alert_area, jobs_area] = Layout::vertical([
         Constraint::Length(height(gpu_lines.len())),
         Constraint::Length(height(queue_lines.len())),
         Constraint::Length(height(backend_lines.len())),
@@ -30,18 +30,28 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
         Constraint::Min(0),
     ])
     .areas(area);
-    frame.render_widget(Paragraph::new(gpu_lines).block(boxed(" GPUs ".into())), g);
-    frame.render_widget(Paragraph::new(queue_lines).block(boxed(" Queue ".into())), q);
-    frame.render_widget(Paragraph::new(backend_lines).block(boxed(" Backends ".into())), b);
+    frame.render_widget(Paragraph::new(gpu_lines).block(boxed(" GPUs ".into())), gpu_area);
+    frame.render_widget(
+        Paragraph::new(queue_lines).block(boxed(" Queue ".into())),
+        queue_area,
+    );
+    frame.render_widget(
+        Paragraph::new(backend_lines).block(boxed(" Backends ".into())),
+        backend_area,
+    );
     if !alert_lines.is_empty() {
-        frame.render_widget(Paragraph::new(alert_lines).block(boxed(" Alerts ".into())), a);
+        frame.render_widget(
+            Paragraph::new(alert_lines).block(boxed(" Alerts ".into())),
+            alert_area,
+        );
     }
-    if j.height > 2 {
+    if jobs_area.height > 2 {
         let visible = state.visible_jobs();
         let mut none = TableState::default();
+        let visible: Vec<_> = visible.into_iter().take(usize::from(jobs_area.height)).collect();
         frame.render_stateful_widget(
             jobs::table(state, &visible, theme, area.width).block(boxed(" Recent jobs (2 for all) ".into())),
-            j,
+            jobs_area,
             &mut none,
         );
     }
@@ -72,7 +82,7 @@ fn queue_lines(state: &State, theme: Theme) -> Vec<Line<'static>> {
     first.extend(count("cancelled", c.cancelled, theme.dim()));
     let p = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), fmt::seconds);
     let second = format!(
-        "{:.1} jobs/min  p50 {}  p95 {}  oldest queued {}  cache hits {}  failures {}",
+        "{:.1}/min  p50 {}  p95 {}  oldest waiting {}  cache hits {}  failed {}",
         r.jobs_per_minute,
         p(r.p50_seconds),
         p(r.p95_seconds),

@@ -69,7 +69,8 @@ fn buckets(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(
         List::new(items)
             .block(boxed(title))
-            .highlight_style(theme.selected()),
+            .highlight_style(theme.selected())
+            .highlight_symbol("▶ "),
         list_area,
         &mut list_state,
     );
@@ -125,7 +126,8 @@ fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect
     frame.render_stateful_widget(
         List::new(items)
             .block(boxed(title))
-            .highlight_style(theme.selected()),
+            .highlight_style(theme.selected())
+            .highlight_symbol("▶ "),
         list_area,
         &mut list_state,
     );

@@ -1,0 +1,273 @@
+//! Key handling and state updates as pure unit tests: each binding does what the
+//! help says, actions ask for the right command (and are refused read-only), data
+//! from the feed lands where the panels read it, freezing holds it back.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::json;
+
+use super::keys::handle;
+use super::state::{Command, Conn, Data, Modal, Outcome, Panel, State};
+use crate::events::RawEvent;
+use crate::queue::{Job, JobStatus};
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn ch(c: char) -> KeyEvent {
+    key(KeyCode::Char(c))
+}
+
+fn job(n: u64, status: &str) -> Job {
+    serde_json::from_value(json!({
+        "id": ulid::Ulid::from_parts(1_000 + n, 1).to_string(), "queue": "comfyui", "priority": 0,
+        "status": status, "payload": {"template": "noop"}, "attempts": 1, "max_attempts": 3,
+        "timeout_ms": 1000, "created_ms": 1_000,
+    }))
+    .unwrap()
+}
+
+fn connected(local: bool, readonly: bool) -> State {
+    let mut s = State::new("local", local, readonly);
+    let snapshot = serde_json::from_value(json!({
+        "version": "0.1.0", "at_ms": 0, "last_event_id": 1,
+        "gpus": {"source": "none", "at_ms": 0, "devices": []},
+        "queue": {"counts": {"queued": 1, "scheduled": 0, "running": 1, "succeeded": 0, "failed": 1, "cancelled": 0},
+                  "jobs_per_minute": 0.0, "failure_ratio": 0.0, "cache_hit_ratio": 0.0},
+        "backends": [], "buckets": [{"name": "out", "objects": 1, "bytes": 10}],
+        "cache": {"entries": 0, "bytes": 0, "max_bytes": 0, "hits": 0, "misses": 0, "evictions": 0},
+        "alerts": [],
+    }))
+    .unwrap();
+    s.apply(Data::Full {
+        snapshot: Box::new(snapshot),
+        jobs: vec![job(1, "failed"), job(2, "queued"), job(3, "running")],
+        templates: super::form::tests::templates(),
+    });
+    s
+}
+
+#[test]
+fn panels_switch_by_number_and_tab() {
+    let mut s = connected(false, false);
+    assert_eq!(s.conn, Conn::Connected);
+    handle(&mut s, ch('4'));
+    assert_eq!(s.panel, Panel::Storage);
+    handle(&mut s, key(KeyCode::Tab));
+    assert_eq!(s.panel, Panel::Alerts);
+    handle(&mut s, key(KeyCode::BackTab));
+    handle(&mut s, key(KeyCode::BackTab));
+    assert_eq!(s.panel, Panel::Gpus);
+    handle(&mut s, ch('?'));
+    assert!(matches!(s.modal, Some(Modal::Help)));
+    // Any key closes the help and does nothing else.
+    handle(&mut s, ch('1'));
+    assert!(s.modal.is_none());
+    assert_eq!(s.panel, Panel::Gpus);
+}
+
+#[test]
+fn the_table_orders_live_work_first_and_cancel_asks_first() {
+    let mut s = connected(false, false);
+    handle(&mut s, ch('2'));
+    let order: Vec<JobStatus> = s.visible_jobs().iter().map(|j| j.status).collect();
+    assert_eq!(order, [JobStatus::Running, JobStatus::Queued, JobStatus::Failed]);
+    handle(&mut s, ch('j'));
+    let queued = s.selected_job().unwrap().id;
+    assert_eq!(handle(&mut s, ch('c')), None);
+    assert!(matches!(s.modal, Some(Modal::ConfirmCancel(id)) if id == queued));
+    // n keeps it; c then y cancels.
+    assert_eq!(handle(&mut s, ch('n')), None);
+    assert!(s.modal.is_none());
+    handle(&mut s, ch('c'));
+    assert_eq!(handle(&mut s, ch('y')), Some(Command::Cancel(queued.to_string())));
+    // Retry only for failed or cancelled jobs.
+    assert_eq!(handle(&mut s, ch('r')), None);
+    assert!(
+        s.flash
+            .as_ref()
+            .is_some_and(|f| f.error && f.text.contains("queued"))
+    );
+    handle(&mut s, ch('G'));
+    let failed = s.selected_job().unwrap().id;
+    assert_eq!(handle(&mut s, ch('r')), Some(Command::Retry(failed.to_string())));
+    // Enter opens the details, c on a finished job says so.
+    handle(&mut s, key(KeyCode::Enter));
+    assert_eq!(s.jobs_view.detail, Some(failed));
+    assert_eq!(handle(&mut s, ch('c')), None);
+    assert!(
+        s.flash
+            .as_ref()
+            .is_some_and(|f| f.text.contains("already failed"))
+    );
+    handle(&mut s, key(KeyCode::Esc));
+    assert_eq!(s.jobs_view.detail, None);
+}
+
+#[test]
+fn filter_narrows_the_table() {
+    let mut s = connected(false, false);
+    handle(&mut s, ch('/'));
+    assert_eq!(s.panel, Panel::Jobs);
+    for c in "fail".chars() {
+        handle(&mut s, ch(c));
+    }
+    // While filtering, letters are text, not commands.
+    assert!(s.modal.is_none());
+    assert_eq!(s.visible_jobs().len(), 1);
+    handle(&mut s, key(KeyCode::Enter));
+    assert!(!s.jobs_view.filtering);
+    assert_eq!(s.jobs_view.filter, "fail");
+    handle(&mut s, ch('/'));
+    handle(&mut s, key(KeyCode::Esc));
+    assert_eq!(s.visible_jobs().len(), 3);
+}
+
+#[test]
+fn read_only_refuses_actions() {
+    let mut s = connected(false, true);
+    handle(&mut s, ch('2'));
+    assert_eq!(handle(&mut s, ch('c')), None);
+    assert!(s.modal.is_none());
+    assert_eq!(handle(&mut s, ch('n')), None);
+    assert!(s.modal.is_none());
+    assert!(s.flash.as_ref().is_some_and(|f| f.text.contains("read-only")));
+}
+
+#[test]
+fn the_form_submits_a_template_request() {
+    let mut s = connected(false, false);
+    handle(&mut s, ch('n'));
+    assert!(matches!(s.modal, Some(Modal::Form(_))));
+    handle(&mut s, key(KeyCode::Down));
+    handle(&mut s, ch('5'));
+    let cmd = handle(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmd,
+        Some(Command::Submit(
+            json!({"template": "noop", "params": {"color": 5}})
+        ))
+    );
+    // A refused submit comes back as a message naming the field.
+    s.outcome(Outcome::Submitted(Err(
+        "must be at most 4096 (field `params.width`)".into(),
+    )));
+    assert!(
+        s.flash
+            .as_ref()
+            .is_some_and(|f| f.error && f.text.contains("params.width"))
+    );
+}
+
+#[test]
+fn quit_asks_in_local_mode_only() {
+    let mut remote = connected(false, false);
+    assert_eq!(handle(&mut remote, ch('q')), Some(Command::Quit));
+    assert!(remote.quit);
+    let mut local = connected(true, false);
+    assert_eq!(handle(&mut local, ch('q')), None);
+    assert!(matches!(local.modal, Some(Modal::ConfirmQuit)));
+    handle(&mut local, key(KeyCode::Esc));
+    assert!(!local.quit);
+    handle(&mut local, ch('q'));
+    assert_eq!(handle(&mut local, key(KeyCode::Enter)), Some(Command::Quit));
+    assert!(local.quit);
+}
+
+#[test]
+fn events_update_jobs_and_alerts_and_freeze_holds_them() {
+    let mut s = connected(false, false);
+    let queued = s.visible_jobs()[1].id;
+    let event = |id: u64, data: serde_json::Value| {
+        Data::Event(RawEvent {
+            id,
+            at_ms: 5,
+            kind: "job".into(),
+            data,
+        })
+    };
+    handle(&mut s, ch('f'));
+    s.apply(event(2, json!({"id": queued.to_string(), "queue": "comfyui", "from": "queued", "to": "running",
+        "progress": {"fraction": 0.5, "message": "node 3 (KSampler)", "at_ms": 5}, "cancel_requested": false, "at_ms": 5})));
+    assert_eq!(
+        s.jobs[&queued].status,
+        JobStatus::Queued,
+        "frozen: nothing changes"
+    );
+    handle(&mut s, ch('f'));
+    assert_eq!(s.jobs[&queued].status, JobStatus::Running);
+    assert!((s.jobs[&queued].progress.as_ref().unwrap().fraction - 0.5).abs() < f32::EPSILON);
+    s.apply(Data::Event(RawEvent {
+        id: 3,
+        at_ms: 6,
+        kind: "alert".into(),
+        data: json!({"change": "firing", "alert": {"name": "backend_down", "instance": "http://x", "severity": "critical",
+            "state": "firing", "value": 1.0, "threshold": 1.0, "active_since_ms": 1, "firing_since_ms": 2, "summary": "backend down"}}),
+    }));
+    assert_eq!(
+        s.critical_firing().map(|a| a.summary.as_str()),
+        Some("backend down")
+    );
+    s.apply(Data::Event(RawEvent {
+        id: 4,
+        at_ms: 7,
+        kind: "alert".into(),
+        data: json!({"change": "resolved", "resolved_ms": 7, "alert": {"name": "backend_down", "instance": "http://x",
+            "severity": "critical", "state": "inactive", "value": 0.0, "threshold": 1.0, "active_since_ms": 1, "summary": "backend down"}}),
+    }));
+    assert!(s.alerts.is_empty());
+    s.apply(Data::Disconnected("connection refused".into()));
+    assert!(matches!(s.conn, Conn::Disconnected { .. }));
+}
+
+#[test]
+fn storage_browses_folders_and_presigns_objects() {
+    let mut s = connected(false, false);
+    handle(&mut s, ch('4'));
+    assert_eq!(
+        handle(&mut s, key(KeyCode::Enter)),
+        Some(Command::ListObjects {
+            bucket: "out".into(),
+            prefix: String::new()
+        })
+    );
+    s.outcome(Outcome::Objects(Ok(serde_json::from_value(json!({
+        "bucket": "out", "prefix": "", "truncated": false, "prefixes": ["jobs/"],
+        "objects": [{"key": "a.png", "size": 3, "last_modified_ms": 0, "content_type": "image/png"}]}))
+    .unwrap())));
+    assert_eq!(
+        handle(&mut s, key(KeyCode::Enter)),
+        Some(Command::ListObjects {
+            bucket: "out".into(),
+            prefix: "jobs/".into()
+        })
+    );
+    assert_eq!(
+        handle(&mut s, key(KeyCode::Esc)),
+        Some(Command::ListObjects {
+            bucket: "out".into(),
+            prefix: String::new()
+        })
+    );
+    s.outcome(Outcome::Objects(Ok(serde_json::from_value(json!({
+        "bucket": "out", "prefix": "", "truncated": false, "prefixes": ["jobs/"],
+        "objects": [{"key": "a.png", "size": 3, "last_modified_ms": 0, "content_type": "image/png"}]}))
+    .unwrap())));
+    handle(&mut s, ch('j'));
+    assert_eq!(
+        handle(&mut s, ch('y')),
+        Some(Command::Presign {
+            bucket: "out".into(),
+            key: "a.png".into()
+        })
+    );
+    s.outcome(Outcome::Presigned {
+        key: "a.png".into(),
+        result: Ok(
+            serde_json::from_value(json!({"url": "http://h/out/a.png?sig", "expires_ms": 9})).unwrap(),
+        ),
+    });
+    assert_eq!(s.clipboard.as_deref(), Some("http://h/out/a.png?sig"));
+    handle(&mut s, key(KeyCode::Esc));
+    assert!(s.storage_view.browse.is_none());
+}

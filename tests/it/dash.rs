@@ -1,0 +1,207 @@
+//! The dashboard in a real terminal (tmux, 80x24), as an operator on SSH uses it:
+//! `darkroom` with a fake ComfyUI and a fake NVML — submit a noop job with `n`
+//! and watch it succeed, cancel a held one with `c`, see the GPUs, quit with `q`
+//! (which stops the daemon) — and `darkroom dash --url` against a separately
+//! started `darkroom serve`, which is killed and started again underneath it.
+//! Screens are read back with `capture-pane`; the ones worth showing are written
+//! to `target/dash-screens/`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::fake_comfy::FakeComfy;
+use crate::gpu::{FakeNvml, TWO_GPUS};
+use crate::support::{ACCESS_KEY, SECRET_KEY};
+use crate::tmux::Tmux;
+
+const BIN: &str = env!("CARGO_BIN_EXE_darkroom");
+
+/// Keeps a screen for the record (the closing notes quote them).
+fn keep(name: &str, screen: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dash-screens");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.txt")), screen);
+}
+
+/// The environment every darkroom here runs with.
+fn env_prefix(data: &Path) -> String {
+    format!(
+        "DARKROOM_S3__ACCESS_KEY={ACCESS_KEY} DARKROOM_S3__SECRET_KEY={SECRET_KEY} DARKROOM_COMFYUI__HEALTH_INTERVAL_MS=50 DARKROOM_COMFYUI__POLL_INTERVAL_MS=50 DARKROOM_DATA_DIR={}",
+        data.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
+    let comfy = FakeComfy::start().await;
+    let nvml = FakeNvml::build(TWO_GPUS);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let command = format!(
+        "cd {} && env {} {BIN} --s3-addr 127.0.0.1:0 --api-addr 127.0.0.1:0 --comfyui {} --nvml-lib {}",
+        dir.path().display(),
+        env_prefix(&data),
+        comfy.url,
+        nvml.lib_str(),
+    );
+    let ctl = comfy.ctl.clone();
+    tokio::task::block_in_place(move || {
+        let t = Tmux::start(&command, 80, 24);
+        let s = t.wait_text("● connected");
+        assert!(s.contains("│ local │"), "{s}");
+        // Both fake GPUs, one line each.
+        t.wait_for("both GPUs", |s| {
+            s.contains("GPU0 RTX 4090") && s.contains("GPU1 A100-SXM4-80GB")
+        });
+
+        // n opens the form; Enter submits the noop template with its defaults.
+        t.keys(&["n"]);
+        t.wait_text("submit a job");
+        t.keys(&["Enter"]);
+        t.wait_text("submitted");
+        t.keys(&["2"]);
+        let s = t.wait_text("succeeded");
+        assert!(s.contains("noop"), "{s}");
+        keep("local-jobs-succeeded", &s);
+
+        // A second job (another colour, so not a cache hit) waits at the gate.
+        ctl.hold(true);
+        t.keys(&["n"]);
+        t.wait_text("submit a job");
+        t.keys(&["Down"]);
+        t.type_text("255");
+        t.wait_text("255▏");
+        t.keys(&["Enter"]);
+        let s = t.wait_text("running");
+        // Running work sorts first, so it is the selected row.
+        assert!(s.contains("▶"), "{s}");
+        t.keys(&["c"]);
+        t.wait_text("Cancel job");
+        t.keys(&["y"]);
+        let s = t.wait_for("the job cancelled", |s| {
+            s.contains("cancelled") && !s.contains("running ")
+        });
+        keep("local-jobs-cancelled", &s);
+
+        // The details of the succeeded job list its output with a URL.
+        t.keys(&["G"]);
+        t.keys(&["Enter"]);
+        let s = t.wait_text("outputs");
+        assert!(s.contains("comfyui-outputs/jobs/"), "{s}");
+        assert!(s.contains("X-Amz-Signature"), "{s}");
+        t.keys(&["h"]);
+
+        // The GPU panel and the log panel (the log is not written over the screen).
+        t.keys(&["3"]);
+        let s = t.wait_text("GPUs (nvml, driver 550.54.14)");
+        assert!(s.contains("temp 65°C"), "{s}");
+        keep("local-gpus", &s);
+        t.keys(&["6"]);
+        t.wait_text("HTTP API listening");
+        t.keys(&["1"]);
+        let s = t.wait_text("Recent jobs");
+        keep("local-overview", &s);
+
+        // q asks, y stops the daemon; the terminal is restored.
+        t.keys(&["q"]);
+        t.wait_text("Quit and stop the daemon?");
+        t.keys(&["y"]);
+        assert_eq!(t.wait_exit(), 0);
+        assert!(!t.alternate_screen());
+    });
+    let log = std::fs::read_to_string(data.join("darkroom.log")).unwrap();
+    assert!(log.contains("darkroom stopped"), "{log}");
+}
+
+/// A `darkroom serve` whose API listens on `port` (0: any); killed when dropped.
+struct Serve {
+    child: Child,
+    api: String,
+}
+
+impl Serve {
+    fn start(data: &Path, comfy: &str, port: u16) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--s3-addr", "127.0.0.1:0", "--api-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args([
+                "--comfyui",
+                comfy,
+                "--nvml-lib",
+                "/nonexistent/libnvidia-ml.so.1",
+                "--data",
+            ])
+            .arg(data)
+            .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
+            .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
+            .env("DARKROOM_COMFYUI__HEALTH_INTERVAL_MS", "50")
+            .env("DARKROOM_LOG__LEVEL", "warn")
+            .current_dir(data.parent().unwrap())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let api = loop {
+            let line = lines.next().expect("darkroom serve exited").unwrap();
+            if let Some(url) = line.strip_prefix("darkroom: HTTP API on ") {
+                break url.to_owned();
+            }
+        };
+        Self { child, api }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_dashboard_follows_a_daemon_through_a_restart() {
+    let comfy = FakeComfy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = comfy.url.clone();
+    tokio::task::block_in_place(move || {
+        let first = Serve::start(&data, &url, 0);
+        let port: u16 = first.api.rsplit(':').next().unwrap().parse().unwrap();
+        let t = Tmux::start(&format!("{BIN} dash --url {}", first.api), 80, 24);
+        let s = t.wait_text("● connected");
+        assert!(s.contains(&first.api), "{s}");
+        // No NVML on the remote daemon: one line says why, the rest works.
+        t.wait_text("No GPU: NVML");
+        t.keys(&["n"]);
+        t.wait_text("submit a job");
+        t.keys(&["Enter"]);
+        t.wait_text("submitted");
+        t.keys(&["2"]);
+        t.wait_text("succeeded");
+
+        // The daemon dies (SIGKILL); the dashboard says so and keeps retrying.
+        drop(first);
+        let s = t.wait_text("disconnected, retrying");
+        keep("remote-disconnected", &s);
+
+        // Started again on the same port and data: the dashboard reconnects by
+        // itself and shows the job that survived the kill.
+        let _second = Serve::start(&data, &url, port);
+        let s = t.wait_for("the reconnect", |s| {
+            s.contains("● connected") && s.contains("succeeded")
+        });
+        keep("remote-reconnected", &s);
+        t.keys(&["n"]);
+        t.wait_text("submit a job");
+        t.keys(&["Down"]);
+        t.type_text("7");
+        t.keys(&["Enter"]);
+        t.wait_for("two succeeded jobs", |s| s.matches("succeeded").count() >= 2);
+
+        // Remote mode quits at once and leaves the daemon running.
+        t.keys(&["q"]);
+        assert_eq!(t.wait_exit(), 0);
+        assert!(!t.alternate_screen());
+    });
+}
