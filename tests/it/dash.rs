@@ -188,8 +188,9 @@ async fn remote_dashboard_follows_a_daemon_through_a_restart() {
         // Started again on the same port and data: the dashboard reconnects by
         // itself and shows the job that survived the kill.
         let _second = Serve::start(&data, &url, port);
+        // The job is listed, then read in full (its template named).
         let s = t.wait_for("the reconnect", |s| {
-            s.contains("● connected") && s.contains("succeeded")
+            s.contains("● connected") && s.contains("noop     succeeded")
         });
         keep("remote-reconnected", &s);
         t.keys(&["n"]);
