@@ -2,7 +2,8 @@
 # Runs darkroom's side-by-side benchmarks and prints their ratio tables:
 #   S3 server vs s3s-fs (installed into ~/.cache/darkroom/tools on first use),
 #   job queue vs Redis 7 (AOF always / everysec) and Python RQ,
-#   dispatch end to end (queue -> fake ComfyUI -> store -> complete) vs a bare client.
+#   dispatch end to end (queue -> fake ComfyUI -> store -> complete) vs a bare client,
+#   the dashboard's idle CPU and terminal bytes vs top (in tmux).
 # Installs the peers first, idempotently. Benchmarks are timings: run them on a quiet
 # machine; the README quotes a run of this script.
 set -euo pipefail
@@ -18,15 +19,18 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-benchmark >/d
 fi
 python3 -c 'import rq' >/dev/null 2>&1 || python3 -m pip install -q rq
 python3 -c 'import boto3' >/dev/null 2>&1 || python3 -m pip install -q boto3
+command -v tmux >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
 
 case "${1:-all}" in
     s3) cargo bench --locked --bench s3 ;;
     queue) cargo bench --locked --bench queue ;;
     dispatch) cargo bench --locked --bench dispatch ;;
+    dash) cargo bench --locked --bench dash ;;
     all)
         cargo bench --locked --bench s3
         cargo bench --locked --bench queue
         cargo bench --locked --bench dispatch
+        cargo bench --locked --bench dash
         ;;
-    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|all]" >&2; exit 2 ;;
 esac

@@ -143,6 +143,25 @@ impl Tmux {
             .unwrap_or(-1)
     }
 
+    /// The pid of the pane's shell (the program is its child).
+    pub fn pane_pid(&self) -> u32 {
+        self.tmux(&["display-message", "-p", "-t", "main", "#{pane_pid}"])
+            .trim()
+            .parse()
+            .expect("no pane pid")
+    }
+
+    /// Appends everything the program writes to the terminal from now on to `file`.
+    pub fn pipe_to(&self, file: &std::path::Path) {
+        self.tmux(&[
+            "pipe-pane",
+            "-o",
+            "-t",
+            "main",
+            &format!("cat >> {}", file.display()),
+        ]);
+    }
+
     /// Whether the terminal is on its alternate screen (a full-screen program).
     pub fn alternate_screen(&self) -> bool {
         self.tmux(&["display-message", "-p", "-t", "main", "#{alternate_on}"])

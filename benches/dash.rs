@@ -1,0 +1,125 @@
+//! What the dashboard costs while an operator leaves it open over SSH: CPU and
+//! terminal bytes per second of `darkroom dash` attached to an idle daemon (it
+//! redraws four times a second for its clocks), side by side with `top -d 0.25`
+//! (procps, refreshing at the same 4 Hz) in the same 80x24 tmux window. CPU time
+//! is read from /proc/<pid>/stat; bytes from tmux's `pipe-pane`.
+//!
+//! Run: `./scripts/bench.sh dash` (or `cargo bench --bench dash`).
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../tests/it/tmux.rs"]
+#[allow(dead_code)]
+mod tmux;
+
+const SECONDS: u64 = 20;
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process is gone");
+    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz: u64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or(100);
+    #[allow(clippy::cast_precision_loss)]
+    let s = ticks as f64 / hz as f64;
+    s
+}
+
+/// The pane's program: the shell's child.
+fn child_of(shell: u32) -> u32 {
+    let out = Command::new("pgrep")
+        .args(["-P", &shell.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .next()
+        .expect("no child")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+struct Reading {
+    cpu_percent: f64,
+    bytes_per_second: f64,
+}
+
+/// Runs `command` in tmux once `ready` shows, for [`SECONDS`].
+fn measure(command: &str, ready: &str) -> Reading {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = dir.path().join("bytes");
+    let t = tmux::Tmux::start(command, 80, 24);
+    t.wait_text(ready);
+    let shell: u32 = t.pane_pid();
+    let pid = child_of(shell);
+    t.pipe_to(&bytes);
+    let (cpu0, at0) = (cpu_seconds(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(SECONDS));
+    let (cpu1, elapsed) = (cpu_seconds(pid), at0.elapsed().as_secs_f64());
+    #[allow(clippy::cast_precision_loss)]
+    let written = std::fs::metadata(&bytes).map_or(0, |m| m.len()) as f64;
+    Reading {
+        cpu_percent: (cpu1 - cpu0) / elapsed * 100.0,
+        bytes_per_second: written / elapsed,
+    }
+}
+
+fn main() {
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_darkroom"))
+        .args([
+            "serve",
+            "--s3-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data.path().join("data"))
+        .env("DARKROOM_LOG__LEVEL", "warn")
+        .env("DARKROOM_S3__ACCESS_KEY", "bench-access")
+        .env("DARKROOM_S3__SECRET_KEY", "bench-secret-key")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let api = loop {
+        let line = lines.next().expect("darkroom serve exited").unwrap();
+        if let Some(url) = line.strip_prefix("darkroom: HTTP API on ") {
+            break url.to_owned();
+        }
+    };
+    println!("dashboard idle cost, 80x24 tmux window, {SECONDS} s each (2-core machine)");
+    let dash = measure(
+        &format!("{} dash --url {api}", env!("CARGO_BIN_EXE_darkroom")),
+        "● connected",
+    );
+    let top = measure("top -d 0.25", "load average");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    println!("{:<28} {:>10} {:>14}", "", "CPU % core", "terminal B/s");
+    println!(
+        "{:<28} {:>10.2} {:>14.0}",
+        "darkroom dash (4 Hz idle)", dash.cpu_percent, dash.bytes_per_second
+    );
+    println!(
+        "{:<28} {:>10.2} {:>14.0}",
+        "top -d 0.25 (4 Hz)", top.cpu_percent, top.bytes_per_second
+    );
+    println!(
+        "ratio dash/top: CPU {:.2}x, bytes {:.2}x; target: dash below 2% of one core",
+        dash.cpu_percent / top.cpu_percent.max(1e-9),
+        dash.bytes_per_second / top.bytes_per_second.max(1e-9)
+    );
+}
