@@ -19,6 +19,7 @@ mod support;
 mod tmux;
 
 mod api;
+mod api_browse;
 mod api_events;
 mod cache;
 mod cli_client;

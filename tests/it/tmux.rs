@@ -144,6 +144,7 @@ impl Tmux {
     }
 
     /// The pid of the pane's shell (the program is its child).
+    #[allow(dead_code)] // benches/dash.rs
     pub fn pane_pid(&self) -> u32 {
         self.tmux(&["display-message", "-p", "-t", "main", "#{pane_pid}"])
             .trim()
@@ -152,6 +153,7 @@ impl Tmux {
     }
 
     /// Appends everything the program writes to the terminal from now on to `file`.
+    #[allow(dead_code)] // benches/dash.rs
     pub fn pipe_to(&self, file: &std::path::Path) {
         self.tmux(&[
             "pipe-pane",
