@@ -5,6 +5,7 @@
 //! is read from /proc/<pid>/stat; bytes from tmux's `pipe-pane`.
 //!
 //! Run: `./scripts/bench.sh dash` (or `cargo bench --bench dash`).
+#![allow(clippy::unwrap_used)]
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};

@@ -30,7 +30,7 @@ async fn browse_a_bucket_by_folder_and_presign_an_object() {
             .put_object()
             .bucket("outputs")
             .key(key)
-            .content_type(if key.ends_with(".png") {
+            .content_type(if key.contains("image") {
                 "image/png"
             } else {
                 "text/plain"
