@@ -118,8 +118,11 @@ pub(super) async fn evaluate_alerts(
                     })
                     .collect(),
                 queue_size: queue.counts().await.map_or(0, |c| c.queued),
+                // A backend not health-checked yet (down, with no error) is unknown,
+                // not down: it must not start a pending alert at every start.
                 backends: backends
                     .iter()
+                    .filter(|b| b.healthy || b.last_error.is_some())
                     .map(|b| BackendHealth {
                         instance: b.url.clone(),
                         healthy: b.healthy,

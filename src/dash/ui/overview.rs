@@ -107,10 +107,11 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
     s.backends
         .iter()
         .map(|b| {
-            let (mark, style) = if b.healthy {
-                ("up  ", theme.good())
-            } else {
-                ("DOWN", theme.bad())
+            let (mark, style) = match (b.healthy, &b.last_error) {
+                (true, _) => ("up  ", theme.good()),
+                (false, Some(_)) => ("DOWN", theme.bad()),
+                // Not health-checked yet.
+                (false, None) => ("…   ", theme.dim()),
             };
             let mut spans = vec![
                 Span::styled(format!("{mark} "), style),
