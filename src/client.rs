@@ -305,6 +305,21 @@ const SHORT: Duration = Duration::from_secs(30);
 mod tests {
     use super::*;
 
+    /// The client speaks TLS (Slack, https webhooks and dashboards attached
+    /// over https depend on it): an https URL fails to connect, not to build.
+    #[tokio::test]
+    async fn https_urls_reach_the_network() {
+        let client = ApiClient::new("https://127.0.0.1:9", None).unwrap();
+        match client.status().await {
+            Err(ClientError::Unreachable { source, .. }) => {
+                // Without TLS the connector refuses the scheme before any socket.
+                let chain = format!("{source:?}");
+                assert!(chain.contains("ConnectionRefused"), "{chain}");
+            }
+            other => panic!("expected a connection error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn sse_messages_split_across_chunks() {
         let mut p = SseParser::default();
