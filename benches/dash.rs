@@ -7,10 +7,11 @@
 //! Run: `./scripts/bench.sh dash` (or `cargo bench --bench dash`).
 #![allow(clippy::unwrap_used)]
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/it/serve.rs"]
+mod serve;
 #[path = "../tests/it/tmux.rs"]
 #[allow(dead_code)]
 mod tmux;
@@ -77,7 +78,8 @@ fn measure(command: &str, ready: &str) -> Reading {
 
 fn main() {
     let data = tempfile::tempdir().unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_darkroom"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_darkroom"));
+    command
         .args([
             "serve",
             "--s3-addr",
@@ -90,25 +92,16 @@ fn main() {
         .env("DARKROOM_LOG__LEVEL", "warn")
         .env("DARKROOM_S3__ACCESS_KEY", "bench-access")
         .env("DARKROOM_S3__SECRET_KEY", "bench-secret-key")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(serve.stdout.take().unwrap()).lines();
-    let api = loop {
-        let line = lines.next().expect("darkroom serve exited").unwrap();
-        if let Some(url) = line.strip_prefix("darkroom: HTTP API on ") {
-            break url.to_owned();
-        }
-    };
+        .stderr(Stdio::null());
+    let serve = serve::Serve::spawn(command);
+    let api = serve.api.clone();
     println!("dashboard idle cost, 80x24 tmux window, {SECONDS} s each (2-core machine)");
     let dash = measure(
         &format!("{} dash --url {api}", env!("CARGO_BIN_EXE_darkroom")),
         "● connected",
     );
     let top = measure("top -d 0.25", "load average");
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     println!("{:<28} {:>10} {:>14}", "", "CPU % core", "terminal B/s");
     println!(
         "{:<28} {:>10.2} {:>14.0}",

@@ -50,6 +50,8 @@ fn load_or_generate_credentials(path: &Path) -> anyhow::Result<Credentials> {
         c.access_key,
         c.secret_key
     );
+    // For the dashboard's log panel (the lines above scroll away under it).
+    tracing::info!(file = %path.display(), access_key = %c.access_key, "generated S3 credentials; the secret is in the file");
     Ok(Credentials {
         access_key: c.access_key,
         secret_key: c.secret_key,

@@ -220,6 +220,14 @@ fn events_update_jobs_and_alerts_and_freeze_holds_them() {
     assert!(matches!(s.conn, Conn::Disconnected { .. }));
 }
 
+/// The top of bucket `out`: a folder and an object.
+fn top_folder() -> crate::api::browse::ObjectPage {
+    serde_json::from_value(json!({
+        "bucket": "out", "prefix": "", "truncated": false, "prefixes": ["jobs/"],
+        "objects": [{"key": "a.png", "size": 3, "last_modified_ms": 0, "content_type": "image/png"}]}))
+    .unwrap()
+}
+
 #[test]
 fn storage_browses_folders_and_presigns_objects() {
     let mut s = connected(false, false);
@@ -231,10 +239,7 @@ fn storage_browses_folders_and_presigns_objects() {
             prefix: String::new()
         })
     );
-    s.outcome(Outcome::Objects(Ok(serde_json::from_value(json!({
-        "bucket": "out", "prefix": "", "truncated": false, "prefixes": ["jobs/"],
-        "objects": [{"key": "a.png", "size": 3, "last_modified_ms": 0, "content_type": "image/png"}]}))
-    .unwrap())));
+    s.outcome(Outcome::Objects(Ok(top_folder())));
     assert_eq!(
         handle(&mut s, key(KeyCode::Enter)),
         Some(Command::ListObjects {
@@ -249,10 +254,7 @@ fn storage_browses_folders_and_presigns_objects() {
             prefix: String::new()
         })
     );
-    s.outcome(Outcome::Objects(Ok(serde_json::from_value(json!({
-        "bucket": "out", "prefix": "", "truncated": false, "prefixes": ["jobs/"],
-        "objects": [{"key": "a.png", "size": 3, "last_modified_ms": 0, "content_type": "image/png"}]}))
-    .unwrap())));
+    s.outcome(Outcome::Objects(Ok(top_folder())));
     handle(&mut s, ch('j'));
     assert_eq!(
         handle(&mut s, ch('y')),

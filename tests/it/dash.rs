@@ -6,12 +6,12 @@
 //! Screens are read back with `capture-pane`; the ones worth showing are written
 //! to `target/dash-screens/`.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use crate::fake_comfy::FakeComfy;
 use crate::gpu::{FakeNvml, TWO_GPUS};
+use crate::serve::Serve;
 use crate::support::{ACCESS_KEY, SECRET_KEY};
 use crate::tmux::Tmux;
 
@@ -114,49 +114,26 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
     assert!(log.contains("darkroom stopped"), "{log}");
 }
 
-/// A `darkroom serve` whose API listens on `port` (0: any); killed when dropped.
-struct Serve {
-    child: Child,
-    api: String,
-}
-
-impl Serve {
-    fn start(data: &Path, comfy: &str, port: u16) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--s3-addr", "127.0.0.1:0", "--api-addr"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args([
-                "--comfyui",
-                comfy,
-                "--nvml-lib",
-                "/nonexistent/libnvidia-ml.so.1",
-                "--data",
-            ])
-            .arg(data)
-            .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
-            .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
-            .env("DARKROOM_COMFYUI__HEALTH_INTERVAL_MS", "50")
-            .env("DARKROOM_LOG__LEVEL", "warn")
-            .current_dir(data.parent().unwrap())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let api = loop {
-            let line = lines.next().expect("darkroom serve exited").unwrap();
-            if let Some(url) = line.strip_prefix("darkroom: HTTP API on ") {
-                break url.to_owned();
-            }
-        };
-        Self { child, api }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `darkroom serve` whose API listens on `port` (0: any).
+fn serve(data: &Path, comfy: &str, port: u16) -> Serve {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--s3-addr", "127.0.0.1:0", "--api-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "--comfyui",
+            comfy,
+            "--nvml-lib",
+            "/nonexistent/libnvidia-ml.so.1",
+            "--data",
+        ])
+        .arg(data)
+        .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
+        .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
+        .env("DARKROOM_COMFYUI__HEALTH_INTERVAL_MS", "50")
+        .env("DARKROOM_LOG__LEVEL", "warn")
+        .current_dir(data.parent().unwrap());
+    Serve::spawn(command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +143,7 @@ async fn remote_dashboard_follows_a_daemon_through_a_restart() {
     let data = dir.path().join("data");
     let url = comfy.url.clone();
     tokio::task::block_in_place(move || {
-        let first = Serve::start(&data, &url, 0);
+        let first = serve(&data, &url, 0);
         let port: u16 = first.api.rsplit(':').next().unwrap().parse().unwrap();
         let t = Tmux::start(&format!("{BIN} dash --url {}", first.api), 80, 24);
         let s = t.wait_text("● connected");
@@ -187,7 +164,7 @@ async fn remote_dashboard_follows_a_daemon_through_a_restart() {
 
         // Started again on the same port and data: the dashboard reconnects by
         // itself and shows the job that survived the kill.
-        let _second = Serve::start(&data, &url, port);
+        let _second = serve(&data, &url, port);
         // The job is listed, then read in full (its template named).
         let s = t.wait_for("the reconnect", |s| {
             s.contains("● connected") && s.contains("noop     succeeded")
@@ -205,4 +182,27 @@ async fn remote_dashboard_follows_a_daemon_through_a_restart() {
         assert_eq!(t.wait_exit(), 0);
         assert!(!t.alternate_screen());
     });
+}
+
+#[test]
+fn without_a_terminal_darkroom_runs_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--s3-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("DARKROOM_S3__ACCESS_KEY", ACCESS_KEY)
+        .env("DARKROOM_S3__SECRET_KEY", SECRET_KEY)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // It serves (its API line arrives on stdout) and says why there is no dashboard.
+    let mut serve = Serve::spawn(command);
+    let mut stderr = std::io::BufReader::new(serve.child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(
+        first.contains("no terminal for the dashboard; running headless"),
+        "{first}"
+    );
+    assert!(serve.api.starts_with("http://127.0.0.1:"), "{}", serve.api);
 }

@@ -65,15 +65,7 @@ fn buckets(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
     let [list_area, exp_area] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(exp_rows)]).areas(area);
     let title = format!(" Buckets ({}) — Enter to browse ", buckets.len());
-    let mut list_state = ListState::default().with_selected(Some(state.storage_view.selected));
-    frame.render_stateful_widget(
-        List::new(items)
-            .block(boxed(title))
-            .highlight_style(theme.selected())
-            .highlight_symbol("▶ "),
-        list_area,
-        &mut list_state,
-    );
+    selectable(frame, list_area, items, title, state.storage_view.selected, theme);
     if !expirations.is_empty() {
         frame.render_widget(
             Paragraph::new(expirations).block(boxed(" Recent expirations ".into())),
@@ -122,15 +114,7 @@ fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect
             items
         }
     };
-    let mut list_state = ListState::default().with_selected(Some(b.selected));
-    frame.render_stateful_widget(
-        List::new(items)
-            .block(boxed(title))
-            .highlight_style(theme.selected())
-            .highlight_symbol("▶ "),
-        list_area,
-        &mut list_state,
-    );
+    selectable(frame, list_area, items, title, b.selected, theme);
     if let Some((key, url)) = &b.url {
         frame.render_widget(
             Paragraph::new(url.clone())
@@ -139,4 +123,21 @@ fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect
             url_area,
         );
     }
+}
+
+/// A titled list with a selected row.
+fn selectable(
+    frame: &mut Frame,
+    area: Rect,
+    items: Vec<ListItem>,
+    title: String,
+    selected: usize,
+    theme: Theme,
+) {
+    let mut list_state = ListState::default().with_selected(Some(selected));
+    let list = List::new(items)
+        .block(boxed(title))
+        .highlight_style(theme.selected())
+        .highlight_symbol("▶ ");
+    frame.render_stateful_widget(list, area, &mut list_state);
 }
