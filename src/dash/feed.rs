@@ -26,8 +26,10 @@ const DETAILED_JOBS: usize = 100;
 /// Runs until `stop` or until the dashboard goes away.
 pub async fn run(link: Arc<dyn Link>, tx: mpsc::Sender<Msg>, stop: CancellationToken) {
     let mut last_id: Option<u64> = None;
-    let mut backoff = Duration::from_millis(250);
+    const FIRST_RETRY: Duration = Duration::from_millis(250);
+    let mut backoff = FIRST_RETRY;
     loop {
+        let seen = last_id;
         let session = tokio::select! {
             () = stop.cancelled() => return,
             r = session(&*link, &tx, &mut last_id) => r,
@@ -48,7 +50,12 @@ pub async fn run(link: Arc<dyn Link>, tx: mpsc::Sender<Msg>, stop: CancellationT
             () = stop.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(3));
+        // A session that got events starts the retries over; failures in a row back off.
+        backoff = if last_id == seen {
+            (backoff * 2).min(Duration::from_secs(3))
+        } else {
+            FIRST_RETRY
+        };
     }
 }
 
