@@ -1,7 +1,8 @@
 //! Keeps the dashboard's data flowing from a [`Link`]: on connect, the status
 //! snapshot, jobs, templates and log; then the event stream from the snapshot's
 //! last event id, with a status refresh every 2 s (counts, rates, buckets), the
-//! log every second, and jobs that changed status re-read in full (coalesced).
+//! log every second, and jobs that changed status re-read in full with the
+//! snapshot (coalesced, at most five times a second).
 //! When the connection drops it says so and reconnects by itself, resuming with
 //! the last event id it saw; a `resync` (events missed, or another run of the
 //! daemon) refetches everything.
@@ -140,6 +141,8 @@ async fn session(
                         jobs.push(Data::Job(Box::new(job)));
                     }
                 }
+                // Statuses changed, so did the counts and rates.
+                jobs.push(Data::Snapshot(Box::new(link.status().await?)));
                 jobs
             }
         };
