@@ -158,6 +158,29 @@ pub async fn status(remote: &Remote, json: bool) -> anyhow::Result<()> {
 }
 
 /// The status snapshot for a person.
+/// `embedded`, or `s3 http://minio:9000 reachable (3 ms)` / `... UNREACHABLE: why`.
+pub fn output_store_text(h: &crate::dispatch::StoreHealth) -> String {
+    let mut text = h.backend.clone();
+    if let Some(e) = &h.endpoint {
+        text.push(' ');
+        text.push_str(e);
+    }
+    if h.backend != "embedded" {
+        if h.reachable {
+            text.push_str(" reachable");
+        } else {
+            text.push_str(" UNREACHABLE");
+        }
+        if let Some(ms) = h.latency_ms {
+            let _ = write!(text, " ({ms:.0} ms)");
+        }
+        if let Some(e) = &h.error {
+            let _ = write!(text, ": {e}");
+        }
+    }
+    text
+}
+
 pub fn status_text(s: &StatusSnapshot) -> String {
     let c = &s.queue.counts;
     let q = &s.queue;
@@ -199,6 +222,7 @@ pub fn status_text(s: &StatusSnapshot) -> String {
         }
         out.push('\n');
     }
+    let _ = writeln!(out, "outputs: {}", output_store_text(&s.output_store));
     for b in &s.buckets {
         let _ = writeln!(out, "bucket {}: {} objects, {} bytes", b.name, b.objects, b.bytes);
     }

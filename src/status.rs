@@ -27,6 +27,10 @@ pub struct StatusSnapshot {
     pub gpus: crate::gpu::GpuReport,
     pub queue: QueueStatus,
     pub backends: Vec<BackendStatus>,
+    /// Where outputs are stored (`embedded` or an external `s3` endpoint) and
+    /// whether it answers.
+    pub output_store: crate::dispatch::StoreHealth,
+    /// darkroom's own buckets.
     pub buckets: Vec<BucketUsage>,
     pub cache: CacheStatus,
     /// Pending and firing alerts, most severe first.

@@ -54,6 +54,7 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
             recent: s.recent.stats(now),
         },
         backends: s.dispatcher.backends(),
+        output_store: s.dispatcher.output_store().await,
         buckets,
         cache: CacheStatus {
             entries: usage.entries,

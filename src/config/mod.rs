@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod sections;
+mod storage;
 
 pub use sections::{
     ApiConfig, BackendConfig, BucketConfig, CacheSettings, ComfyConfig, QueueSettings, S3Config,
 };
+pub use storage::{ExternalS3, StorageBackend, StorageConfig};
 
 /// The documented example configuration shipped with darkroom.
 pub const EXAMPLE: &str = include_str!("../../config.toml");
@@ -36,6 +38,7 @@ pub struct Config {
     pub queue: QueueSettings,
     pub cache: CacheSettings,
     pub comfyui: ComfyConfig,
+    pub storage: StorageConfig,
     pub alerts: crate::alerts::AlertsConfig,
     pub gpu: crate::gpu::GpuConfig,
 }
@@ -51,6 +54,7 @@ impl Default for Config {
             queue: QueueSettings::default(),
             cache: CacheSettings::default(),
             comfyui: ComfyConfig::default(),
+            storage: StorageConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
             gpu: crate::gpu::GpuConfig::default(),
         }
@@ -214,6 +218,7 @@ impl Config {
             return invalid("s3.lifecycle_interval_seconds", "must be at least 1");
         }
         self.validate_comfyui()?;
+        self.storage.validate()?;
         self.validate_api()?;
         self.alerts.validate().map_err(ConfigError::Keyed)?;
         for b in &self.s3.buckets {

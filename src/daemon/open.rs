@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{KvCache, PromptCache, PromptCacheConfig};
 use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::dispatch::{DispatchSettings, Dispatcher, GenerationObserver, StoreSink};
+use crate::config::{Config, StorageBackend};
+use crate::dispatch::{DispatchSettings, Dispatcher, GenerationObserver, S3Sink, SharedSink, StoreSink};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::s3::presign::Presigner;
@@ -113,22 +113,30 @@ pub(super) async fn start_dispatcher(
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Dispatcher> {
+    let sink: SharedSink = match config.storage.backend {
+        StorageBackend::Embedded => Arc::new(StoreSink {
+            storage: stores.storage.clone(),
+            presigner: presigner.cloned(),
+        }),
+        StorageBackend::S3 => Arc::new(S3Sink::new(&config.storage.s3)),
+    };
     // With backends configured, make the bucket now so a bad name or a full disk
-    // stops the start; without, nothing will be stored and no bucket appears.
+    // stops the start; without, nothing will be stored and no bucket appears. An
+    // external endpoint that does not answer yet is only a warning: status shows
+    // it, and outputs fail (and retry) until it answers.
     let bucket = &config.comfyui.output_bucket;
     if !config.comfyui.backends.is_empty() {
-        match stores.storage.create_bucket(bucket).await {
-            Ok(()) | Err(crate::storage::StorageError::BucketAlreadyExists(_)) => {}
-            Err(e) => {
+        match (sink.ensure_bucket(bucket).await, config.storage.backend) {
+            (Ok(()), _) => {}
+            (Err(e), StorageBackend::S3) => {
+                tracing::warn!(bucket, error = %e, "storage.s3: cannot make sure the output bucket exists");
+            }
+            (Err(e), StorageBackend::Embedded) => {
                 return Err(e)
                     .with_context(|| format!("comfyui.output_bucket: cannot create bucket {bucket:?}"));
             }
         }
     }
-    let sink = Arc::new(StoreSink {
-        storage: stores.storage.clone(),
-        presigner: presigner.cloned(),
-    });
     let (dispatcher, task) = Dispatcher::start(
         DispatchSettings::from_config(config),
         stores.queue.clone(),

@@ -34,7 +34,8 @@ fn connected(local: bool, readonly: bool) -> State {
         "gpus": {"source": "none", "at_ms": 0, "devices": []},
         "queue": {"counts": {"queued": 1, "scheduled": 0, "running": 1, "succeeded": 0, "failed": 1, "cancelled": 0},
                   "jobs_per_minute": 0.0, "failure_ratio": 0.0, "cache_hit_ratio": 0.0},
-        "backends": [], "buckets": [{"name": "out", "objects": 1, "bytes": 10}],
+        "backends": [], "output_store": {"backend": "embedded", "reachable": true},
+        "buckets": [{"name": "out", "objects": 1, "bytes": 10}],
         "cache": {"entries": 0, "bytes": 0, "max_bytes": 0, "hits": 0, "misses": 0, "evictions": 0},
         "alerts": [],
     }))

@@ -33,13 +33,15 @@ mod outputs;
 mod progress;
 mod request;
 mod run;
+mod s3_sink;
 
 pub use backend::{Backend, BackendStatus, Pool, Slot};
 pub use outputs::{
-    JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, metadata_key,
-    output_key,
+    JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreHealth, StoreSink, content_type_of,
+    metadata_key, output_key,
 };
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
+pub use s3_sink::S3Sink;
 
 use crate::cache::PromptCache;
 use crate::comfy::ComfyError;
@@ -236,6 +238,11 @@ impl Dispatcher {
     /// Every backend's state.
     pub fn backends(&self) -> Vec<BackendStatus> {
         self.shared.pool.backends().iter().map(|b| b.status()).collect()
+    }
+
+    /// Where outputs are stored and whether it answers.
+    pub async fn output_store(&self) -> StoreHealth {
+        self.shared.sink.health().await
     }
 
     /// The output bucket.

@@ -1,6 +1,6 @@
 //! Where a job's images go: the [`OutputSink`] interface (put, exists, presigned
 //! URL), implemented over darkroom's own object store without an HTTP round trip
-//! ([`StoreSink`]); an external S3 endpoint can implement the same trait. Also the
+//! ([`StoreSink`]) and over an external S3 endpoint ([`super::s3_sink::S3Sink`]). Also the
 //! shape of what a finished job returns ([`JobResult`]) and the key layout
 //! `jobs/{job_id}/{n}-{filename}` + `jobs/{job_id}/metadata.json`.
 
@@ -21,6 +21,9 @@ use crate::storage::{ObjectAttrs, ObjectStore, StorageError};
 pub enum SinkError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The external S3 endpoint refused or did not answer.
+    #[error("S3 endpoint {endpoint}: {message}")]
+    Remote { endpoint: String, message: String },
 }
 
 /// Somewhere outputs can be written and later downloaded from.
@@ -31,7 +34,27 @@ pub trait OutputSink: Send + Sync + 'static {
     /// Whether `bucket/key` is still there (a cached result may have expired).
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError>;
     /// A download URL valid for `expires`, when the store can make one.
-    fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String>;
+    async fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String>;
+    /// Makes `bucket` if it is missing (at start, so a bad name or endpoint shows).
+    async fn ensure_bucket(&self, bucket: &str) -> Result<(), SinkError>;
+    /// What holds the outputs and whether it answers, for status and the dashboard.
+    async fn health(&self) -> StoreHealth;
+}
+
+/// The output store as status reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreHealth {
+    /// `embedded` or `s3`.
+    pub backend: String,
+    /// The external endpoint (absent for the embedded store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub reachable: bool,
+    /// How long the check took (an S3 HeadBucket), when one was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Outputs into darkroom's own object store, with URLs from its presigner.
@@ -70,7 +93,24 @@ impl OutputSink for StoreSink {
         }
     }
 
-    fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String> {
+    async fn ensure_bucket(&self, bucket: &str) -> Result<(), SinkError> {
+        match self.storage.create_bucket(bucket).await {
+            Ok(()) | Err(StorageError::BucketAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn health(&self) -> StoreHealth {
+        StoreHealth {
+            backend: "embedded".into(),
+            endpoint: None,
+            reachable: true,
+            latency_ms: None,
+            error: None,
+        }
+    }
+
+    async fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String> {
         let presigner = self.presigner.as_ref()?;
         match presigner.get_url(bucket, key, expires, SystemTime::now()) {
             Ok(url) => Some(url),
@@ -137,9 +177,9 @@ impl JobResult {
     }
 
     /// Fresh presigned URLs for every output.
-    pub fn presign(&mut self, sink: &dyn OutputSink, expires: Duration, now_ms: i64) {
+    pub async fn presign(&mut self, sink: &dyn OutputSink, expires: Duration, now_ms: i64) {
         for o in &mut self.outputs {
-            o.url = sink.url(&o.bucket, &o.key, expires);
+            o.url = sink.url(&o.bucket, &o.key, expires).await;
         }
         self.urls_expire_ms = self
             .outputs

@@ -249,11 +249,13 @@ async fn from_cache(shared: &Shared, cache: &PromptCache, key: &CacheKey) -> Opt
         generation_ms: None,
         urls_expire_ms: None,
     };
-    result.presign(
-        shared.sink.as_ref(),
-        shared.settings.url_expiry,
-        shared.queue.now_ms(),
-    );
+    result
+        .presign(
+            shared.sink.as_ref(),
+            shared.settings.url_expiry,
+            shared.queue.now_ms(),
+        )
+        .await;
     Some(result)
 }
 
@@ -371,7 +373,9 @@ async fn store_outputs(
         generation_ms: Some(finished_ms.saturating_sub(run.submitted_ms)),
         urls_expire_ms: None,
     };
-    result.presign(shared.sink.as_ref(), shared.settings.url_expiry, finished_ms);
+    result
+        .presign(shared.sink.as_ref(), shared.settings.url_expiry, finished_ms)
+        .await;
     Ok(result)
 }
 

@@ -93,18 +93,31 @@ fn queue_lines(state: &State, theme: Theme) -> Vec<Line<'static>> {
     vec![Line::from(first), Line::raw(second)]
 }
 
-/// A line per backend: health, in flight, done, failed, last error.
+/// A line per backend (health, in flight, done, failed, last error), then where
+/// outputs are stored.
 pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'static>> {
     let Some(s) = &state.snapshot else {
         return Vec::new();
     };
+    let store = &s.output_store;
+    let store_line = Line::styled(
+        fmt::fit(
+            &format!("outputs: {}", crate::commands::output_store_text(store)),
+            width,
+        ),
+        if store.reachable { theme.dim() } else { theme.bad() },
+    );
     if s.backends.is_empty() {
-        return vec![Line::styled(
-            "no ComfyUI backend configured (comfyui.backends or --comfyui URL)",
-            theme.warn(),
-        )];
+        return vec![
+            Line::styled(
+                "no ComfyUI backend configured (comfyui.backends or --comfyui URL)",
+                theme.warn(),
+            ),
+            store_line,
+        ];
     }
-    s.backends
+    let mut lines: Vec<Line<'static>> = s
+        .backends
         .iter()
         .map(|b| {
             let (mark, style) = match (b.healthy, &b.last_error) {
@@ -130,7 +143,9 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
             }
             Line::from(spans)
         })
-        .collect()
+        .collect();
+    lines.push(store_line);
+    lines
 }
 
 fn alert_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'static>> {

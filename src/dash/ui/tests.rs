@@ -61,6 +61,7 @@ fn snapshot(gpus: bool) -> StatusSnapshot {
             {"url": "http://10.0.0.7:8188", "healthy": false, "in_flight": 0, "max_in_flight": 1, "completed": 5, "failed": 2,
              "last_error": "cannot reach ComfyUI at http://10.0.0.7:8188: connection refused"},
         ],
+        "output_store": {"backend": "embedded", "reachable": true},
         "buckets": [
             {"name": "comfyui-outputs", "objects": 93, "bytes": 187_000_000u64,
              "lifecycle": ["expire `jobs/` after 7 days [outputs-7d]"],
