@@ -2,7 +2,7 @@
 # Runs darkroom's whole test suite: style, lints and every test.
 #
 # Installs what the tests need first, idempotently (curl, a C compiler for the fake
-# NVML library, prometheus's promtool and tmux via apt-get, awscli and boto3 via pip), so no
+# NVML library, prometheus's promtool, tmux and docker-compose via apt-get, awscli and boto3 via pip), so no
 # test is ever skipped for a missing tool.
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/darkroom/target) so repeated
 # runs and fresh clones reuse them.
@@ -22,6 +22,8 @@ command -v cc >/dev/null 2>&1 || apt_needed+=(gcc libc6-dev)
 command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
 # The dashboard's end-to-end tests run it in a real terminal.
 command -v tmux >/dev/null 2>&1 || apt_needed+=(tmux)
+# docker-compose.yml is validated by Debian's docker-compose (no engine needed).
+command -v docker-compose >/dev/null 2>&1 || apt_needed+=(docker-compose)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "test.sh: installing ${apt_needed[*]}" >&2
     as_root apt-get update -qq
@@ -36,3 +38,5 @@ fi
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked "$@"
+# The binary the Dockerfile builds, from the same lock file.
+cargo build --release --locked

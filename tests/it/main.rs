@@ -25,6 +25,7 @@ mod api_events;
 mod cache;
 mod cli_client;
 mod comfy_client;
+mod compose;
 mod config;
 mod daemon;
 mod dash;
