@@ -242,7 +242,7 @@ impl Dispatcher {
 
     /// Where outputs are stored and whether it answers.
     pub async fn output_store(&self) -> StoreHealth {
-        self.shared.sink.health().await
+        self.shared.sink.health(&self.shared.settings.output_bucket).await
     }
 
     /// The output bucket.

@@ -37,8 +37,9 @@ pub trait OutputSink: Send + Sync + 'static {
     async fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String>;
     /// Makes `bucket` if it is missing (at start, so a bad name or endpoint shows).
     async fn ensure_bucket(&self, bucket: &str) -> Result<(), SinkError>;
-    /// What holds the outputs and whether it answers, for status and the dashboard.
-    async fn health(&self) -> StoreHealth;
+    /// What holds the outputs and whether it answers (checked on `bucket`), for
+    /// status and the dashboard.
+    async fn health(&self, bucket: &str) -> StoreHealth;
 }
 
 /// The output store as status reports it.
@@ -100,7 +101,7 @@ impl OutputSink for StoreSink {
         }
     }
 
-    async fn health(&self) -> StoreHealth {
+    async fn health(&self, _bucket: &str) -> StoreHealth {
         StoreHealth {
             backend: "embedded".into(),
             endpoint: None,

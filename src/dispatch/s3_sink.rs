@@ -2,7 +2,7 @@
 //! another darkroom) through `aws-sdk-s3`, so several darkroom nodes can share
 //! one bucket: small outputs in one PutObject, large ones in parts (aborted on
 //! failure, so no half upload lingers), URLs presigned by the SDK for that
-//! endpoint, and a HeadBucket as the health check.
+//! endpoint, and a HeadBucket of the output bucket as the health check.
 
 use std::time::{Duration, Instant};
 
@@ -197,15 +197,25 @@ impl OutputSink for S3Sink {
         }
     }
 
-    async fn health(&self) -> StoreHealth {
+    async fn health(&self, bucket: &str) -> StoreHealth {
         let started = Instant::now();
-        let answer = self.client.list_buckets().max_buckets(1).send().await;
+        let answer = self.client.head_bucket().bucket(bucket).send().await;
+        let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        let (reachable, error) = match answer {
+            Ok(_) => (true, None),
+            // It answered (403, 404): reachable, but not usable as configured.
+            Err(e) if e.raw_response().is_some() => {
+                let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+                (true, Some(format!("bucket {bucket:?}: HTTP {status}")))
+            }
+            Err(e) => (false, Some(DisplayErrorContext(&e).to_string())),
+        };
         StoreHealth {
             backend: "s3".into(),
             endpoint: Some(self.endpoint.clone()),
-            reachable: answer.is_ok(),
-            latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
-            error: answer.err().map(|e| DisplayErrorContext(&e).to_string()),
+            reachable,
+            latency_ms,
+            error,
         }
     }
 }
