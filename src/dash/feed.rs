@@ -1,15 +1,15 @@
 //! Keeps the dashboard's data flowing from a [`Link`]: on connect, the status
 //! snapshot, jobs, templates and log; then the event stream from the snapshot's
 //! last event id, with a status refresh every 2 s (counts, rates, buckets), the
-//! log every second, and jobs that changed status re-read in full with the
-//! snapshot (coalesced, at most five times a second).
+//! log every second, and jobs that changed status re-read in full (coalesced, at
+//! most five times a second) with the snapshot (at most once a second).
 //! When the connection drops it says so and reconnects by itself, resuming with
 //! the last event id it saw; a `resync` (events missed, or another run of the
 //! daemon) refetches everything.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -104,6 +104,7 @@ async fn session(
             return Ok(Ended::Gone);
         }
     }
+    let mut last_status = Instant::now();
     let mut refresh = tokio::time::interval(Duration::from_secs(2));
     let mut poll_logs = tokio::time::interval(Duration::from_secs(1));
     let mut fetch = tokio::time::interval(Duration::from_millis(200));
@@ -127,7 +128,10 @@ async fn session(
                 Some(Err(e)) => return Err(e),
                 None => return Ok(Ended::Closed),
             },
-            _ = refresh.tick() => vec![Data::Snapshot(Box::new(link.status().await?))],
+            _ = refresh.tick() => {
+                last_status = Instant::now();
+                vec![Data::Snapshot(Box::new(link.status().await?))]
+            }
             _ = poll_logs.tick() => {
                 let lines = link.logs(log_after).await?.lines;
                 let Some(last) = lines.last() else { continue };
@@ -141,8 +145,12 @@ async fn session(
                         jobs.push(Data::Job(Box::new(job)));
                     }
                 }
-                // Statuses changed, so did the counts and rates.
-                jobs.push(Data::Snapshot(Box::new(link.status().await?)));
+                // Statuses changed, so did the counts and rates: refetch them, at
+                // most once a second (the snapshot scans the buckets' usage).
+                if last_status.elapsed() >= Duration::from_secs(1) {
+                    last_status = Instant::now();
+                    jobs.push(Data::Snapshot(Box::new(link.status().await?)));
+                }
                 jobs
             }
         };

@@ -100,7 +100,10 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
         t.keys(&["6"]);
         t.wait_text("HTTP API listening");
         t.keys(&["1"]);
-        let s = t.wait_text("Recent jobs");
+        // The counts follow the jobs (the snapshot is refetched after changes).
+        let s = t.wait_for("the counts", |s| {
+            s.contains("Recent jobs") && s.contains("succeeded 1") && s.contains("cancelled 1")
+        });
         keep("local-overview", &s);
 
         // q asks, y stops the daemon; the terminal is restored.
