@@ -304,3 +304,17 @@ fn log_dialogs_and_a_tiny_terminal() {
     insta::assert_snapshot!("disconnected_frozen_80x24", render(&s, 80, 24));
     insta::assert_snapshot!("too_small_40x10", render(&s, 40, 10));
 }
+
+#[test]
+fn a_selection_past_the_end_draws_without_panicking() {
+    let mut s = state(true);
+    s.jobs_view.selected = 1_000;
+    s.alerts_selected = 1_000;
+    s.storage_view.selected = 1_000;
+    s.log_scroll = 1_000;
+    for panel in Panel::ALL {
+        s.panel = panel;
+        let screen = render(&s, 80, 24);
+        assert!(screen.contains("darkroom"), "{panel:?}");
+    }
+}
