@@ -28,6 +28,8 @@
 //! - [`gpu`]: GPU telemetry through NVML (ComfyUI's `/system_stats` as the
 //!   fallback), sampled on its own thread with a bounded history.
 //! - [`config`]: typed configuration, layered defaults < file < env < flags.
+//! - [`redis_store`]: the shared Redis server behind `queue.backend` and
+//!   `cache.backend = "redis"` (several nodes, one queue).
 //! - [`clock`]: injectable time for everything that expires or retries.
 //! - [`telemetry`]: logging setup.
 //! - [`dash`]: the terminal dashboard (ratatui), in-process or attached to a
@@ -51,6 +53,7 @@ pub mod events;
 pub mod gpu;
 pub mod metrics;
 pub mod queue;
+pub mod redis_store;
 pub mod s3;
 pub mod status;
 pub mod storage;

@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod redis;
 mod sections;
 mod storage;
 
+pub use redis::{Backend, RedisSettings};
 pub use sections::{
     ApiConfig, BackendConfig, BucketConfig, CacheSettings, ComfyConfig, QueueSettings, S3Config,
 };
@@ -39,6 +41,7 @@ pub struct Config {
     pub cache: CacheSettings,
     pub comfyui: ComfyConfig,
     pub storage: StorageConfig,
+    pub redis: RedisSettings,
     pub alerts: crate::alerts::AlertsConfig,
     pub gpu: crate::gpu::GpuConfig,
 }
@@ -55,6 +58,7 @@ impl Default for Config {
             cache: CacheSettings::default(),
             comfyui: ComfyConfig::default(),
             storage: StorageConfig::default(),
+            redis: RedisSettings::default(),
             alerts: crate::alerts::AlertsConfig::default(),
             gpu: crate::gpu::GpuConfig::default(),
         }
@@ -219,6 +223,9 @@ impl Config {
         }
         self.validate_comfyui()?;
         self.storage.validate()?;
+        if self.queue.backend == Backend::Redis || self.cache.backend == Backend::Redis {
+            self.redis.validate()?;
+        }
         self.validate_api()?;
         self.alerts.validate().map_err(ConfigError::Keyed)?;
         for b in &self.s3.buckets {

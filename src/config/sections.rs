@@ -112,6 +112,9 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueSettings {
+    /// `embedded` (a redb file in the data directory) or `redis` (`[redis]`, shared
+    /// by several nodes).
+    pub backend: super::Backend,
     /// Seconds a claimed job stays leased without a heartbeat.
     pub lease_seconds: u64,
     /// Seconds a job may run before it is stopped (per-job override allowed).
@@ -133,6 +136,7 @@ pub struct QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         Self {
+            backend: super::Backend::Embedded,
             lease_seconds: 30,
             default_timeout_seconds: 600,
             default_max_attempts: 3,
@@ -169,6 +173,9 @@ impl QueueSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
+    /// `embedded` (`{data_dir}/cache.redb`) or `redis` (`[redis]`, shared by several
+    /// nodes, so one node's cached result serves them all).
+    pub backend: super::Backend,
     /// Seconds a cached generation result is reused.
     pub prompt_ttl_seconds: u64,
     /// Total size of the outputs the prompt cache refers to before least recently
@@ -181,6 +188,7 @@ pub struct CacheSettings {
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
+            backend: super::Backend::Embedded,
             prompt_ttl_seconds: 7 * 86_400,
             prompt_max_bytes: 2 << 30,
             sweep_interval_seconds: 60,

@@ -28,6 +28,16 @@ pub enum QueueError {
     Invalid(String),
     #[error("a background read failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the job changed under {0} consecutive attempts by other nodes; try again")]
+    Contention(usize),
+}
+
+impl crate::redis_store::Failure for QueueError {
+    fn breaks_connection(&self) -> bool {
+        matches!(self, Self::Redis(e) if e.breaks_connection())
+    }
 }
 
 macro_rules! from_redb {

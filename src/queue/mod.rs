@@ -32,11 +32,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
+mod backend;
 mod config;
 mod error;
 mod ids;
 mod job;
 mod read;
+mod redis_backend;
 mod tables;
 mod txn;
 
@@ -49,9 +51,12 @@ pub use job::{
 pub use read::{Counts, ListQuery, Page};
 
 use crate::clock::{Millis, SharedClock};
+use crate::redis_store::RedisStore;
 use crate::store::Store;
+use backend::JobTables;
 use ids::IdSource;
 use job::duration_ms;
+use redis_backend::{CtxParts, ReaderGuard, RedisQueue, Sinks};
 use tables::Tables;
 use txn::{Ctx, Outcome};
 
@@ -62,13 +67,21 @@ pub struct Queue {
 }
 
 struct Inner {
-    store: Store,
+    backend: Backend,
     clock: SharedClock,
     config: Arc<QueueConfig>,
     events: broadcast::Sender<JobEvent>,
     /// Woken whenever a job becomes ready, for [`Queue::claim_wait`].
-    ready: Notify,
+    ready: Arc<Notify>,
     ids: Arc<IdSource>,
+    /// Stops the Redis event reader with the queue.
+    _reader: Option<ReaderGuard>,
+}
+
+/// Where the jobs live.
+enum Backend {
+    Embedded(Store),
+    Redis(RedisQueue),
 }
 
 /// What one maintenance pass did.
@@ -92,16 +105,75 @@ impl Queue {
     pub fn with_store(store: Store, clock: SharedClock, config: QueueConfig) -> Result<Self, QueueError> {
         store.write_blocking(|txn| Tables::create_all(txn))?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
-        Ok(Self {
+        Ok(Self::assemble(
+            Backend::Embedded(store),
+            None,
+            events,
+            Arc::new(Notify::new()),
+            clock,
+            config,
+        ))
+    }
+
+    /// The queue on a Redis server, shared with every node using the same server
+    /// and key prefix. Blocking (it reads where the event stream stands).
+    pub fn open_redis(
+        store: RedisStore,
+        clock: SharedClock,
+        config: QueueConfig,
+    ) -> Result<Self, QueueError> {
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let ready = Arc::new(Notify::new());
+        let sinks = Sinks {
+            events: events.clone(),
+            ready: ready.clone(),
+        };
+        let (redis, reader) = RedisQueue::open(store, sinks)?;
+        Ok(Self::assemble(
+            Backend::Redis(redis),
+            Some(reader),
+            events,
+            ready,
+            clock,
+            config,
+        ))
+    }
+
+    fn assemble(
+        backend: Backend,
+        reader: Option<ReaderGuard>,
+        events: broadcast::Sender<JobEvent>,
+        ready: Arc<Notify>,
+        clock: SharedClock,
+        config: QueueConfig,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                store,
+                backend,
                 clock,
                 config: Arc::new(config),
                 events,
-                ready: Notify::new(),
+                ready,
                 ids: Arc::new(IdSource::default()),
+                _reader: reader,
             }),
-        })
+        }
+    }
+
+    /// `embedded` or `redis`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Embedded(_) => "embedded",
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// The Redis server the queue lives on, if it does.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match &self.inner.backend {
+            Backend::Embedded(_) => None,
+            Backend::Redis(r) => Some(r.store()),
+        }
     }
 
     pub fn config(&self) -> &QueueConfig {
@@ -119,12 +191,12 @@ impl Queue {
         self.inner.events.subscribe()
     }
 
-    /// Runs a transition in the group-commit writer and, once it is durable,
-    /// announces its events.
+    /// Runs a transition — in the group-commit writer, or as a Redis commit — and, once
+    /// it is durable, announces its events (on Redis, through the shared stream).
     async fn apply<T, F>(&self, op: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tables, &Ctx) -> Outcome<T> + Send + 'static,
+        F: Fn(&mut dyn JobTables, &Ctx) -> Outcome<T> + Send + 'static,
     {
         self.apply_at(self.now_ms(), op).await
     }
@@ -133,13 +205,17 @@ impl Queue {
     async fn apply_at<T, F>(&self, now: Millis, op: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tables, &Ctx) -> Outcome<T> + Send + 'static,
+        F: Fn(&mut dyn JobTables, &Ctx) -> Outcome<T> + Send + 'static,
     {
         let config = self.inner.config.clone();
         let ids = self.inner.ids.clone();
-        let (value, events) = self
-            .inner
-            .store
+        let store = match &self.inner.backend {
+            Backend::Embedded(store) => store,
+            Backend::Redis(redis) => {
+                return redis.apply(CtxParts { now, config, ids }, op).await;
+            }
+        };
+        let (value, events) = store
             .write(move |txn| {
                 let mut tables = Tables::open(txn)?;
                 let ctx = Ctx {
@@ -161,12 +237,12 @@ impl Queue {
         Ok(value)
     }
 
-    async fn read<T, F>(&self, query: F) -> Result<T, QueueError>
+    async fn read<T, F>(store: &Store, query: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, QueueError> + Send + 'static,
     {
-        let store = self.inner.store.clone();
+        let store = store.clone();
         tokio::task::spawn_blocking(move || query(&store.read()?)).await?
     }
 
@@ -175,7 +251,7 @@ impl Queue {
     pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, QueueError> {
         let job = self.prepare(new)?;
         let payload = serde_json::to_vec(&job.payload)?;
-        self.apply(move |t, ctx| txn::enqueue(t, ctx, job, &payload))
+        self.apply(move |t, ctx| txn::enqueue(t, ctx, job.clone(), &payload))
             .await
     }
 
@@ -300,9 +376,13 @@ impl Queue {
 
     /// A cheap read that spares the writer (and an fsync) when nothing can be claimed.
     async fn may_have_work(&self, queue: &str) -> Result<bool, QueueError> {
-        let queue = queue.to_owned();
         let now = self.now_ms();
-        self.read(move |txn| {
+        let store = match &self.inner.backend {
+            Backend::Embedded(store) => store,
+            Backend::Redis(redis) => return redis.may_have_work(queue, now).await,
+        };
+        let queue = queue.to_owned();
+        Self::read(store, move |txn| {
             use redb::ReadableTable;
             let ready = txn.open_table(tables::READY)?;
             if ready
@@ -333,14 +413,14 @@ impl Queue {
         message: Option<String>,
     ) -> Result<Directive, QueueError> {
         let lease = lease.clone();
-        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, Some((fraction, message))))
+        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, Some((fraction, message.clone()))))
             .await
     }
 
     /// Records the result; the job is `succeeded` and will never run again.
     pub async fn complete(&self, lease: &Lease, result: Value) -> Result<Job, QueueError> {
         let lease = lease.clone();
-        self.apply(move |t, ctx| txn::complete(t, ctx, &lease, result))
+        self.apply(move |t, ctx| txn::complete(t, ctx, &lease, result.clone()))
             .await
     }
 
@@ -357,7 +437,7 @@ impl Queue {
 
     async fn fail_with(&self, lease: &Lease, error: String, retry: bool) -> Result<Job, QueueError> {
         let lease = lease.clone();
-        self.apply(move |t, ctx| txn::fail(t, ctx, &lease, error, retry))
+        self.apply(move |t, ctx| txn::fail(t, ctx, &lease, error.clone(), retry))
             .await
     }
 
@@ -382,16 +462,25 @@ impl Queue {
 
     /// One job with its payload.
     pub async fn get(&self, id: Ulid) -> Result<Option<Job>, QueueError> {
-        self.read(move |txn| read::get(txn, id)).await
+        match &self.inner.backend {
+            Backend::Embedded(store) => Self::read(store, move |txn| read::get(txn, id)).await,
+            Backend::Redis(redis) => redis.get(id).await,
+        }
     }
 
     /// A page of jobs in a status, oldest first.
     pub async fn list(&self, query: ListQuery) -> Result<Page, QueueError> {
-        self.read(move |txn| read::list(txn, &query)).await
+        match &self.inner.backend {
+            Backend::Embedded(store) => Self::read(store, move |txn| read::list(txn, &query)).await,
+            Backend::Redis(redis) => redis.list(query).await,
+        }
     }
 
     pub async fn counts(&self) -> Result<Counts, QueueError> {
-        self.read(read::counts).await
+        match &self.inner.backend {
+            Backend::Embedded(store) => Self::read(store, read::counts).await,
+            Backend::Redis(redis) => redis.counts().await,
+        }
     }
 
     /// Ends running attempts whose lease lapsed or whose timeout passed by `now`.
@@ -413,7 +502,7 @@ impl Queue {
     async fn maintain(
         &self,
         now: Millis,
-        step: fn(&mut Tables, &Ctx) -> Outcome<usize>,
+        step: fn(&mut dyn JobTables, &Ctx) -> Outcome<usize>,
     ) -> Result<usize, QueueError> {
         let mut total = 0;
         loop {

@@ -104,12 +104,12 @@ pub(crate) fn get(txn: &ReadTransaction, id: Ulid) -> Result<Option<Job>, QueueE
 
 type Entries<'a> = Box<dyn Iterator<Item = Result<(String, u128), QueueError>> + 'a>;
 
-fn bad_cursor(cursor: &str) -> QueueError {
+pub(crate) fn bad_cursor(cursor: &str) -> QueueError {
     QueueError::Invalid(format!("not a listing cursor: `{cursor}`"))
 }
 
 /// A `queued` cursor: `r:{neg_priority}:{order}:{queue}`.
-fn parse_ready_cursor(cursor: &str) -> Result<(i64, u128, &str), QueueError> {
+pub(crate) fn parse_ready_cursor(cursor: &str) -> Result<(i64, u128, &str), QueueError> {
     let mut parts = cursor.splitn(4, ':');
     let (Some("r"), Some(np), Some(order), Some(queue)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -122,7 +122,7 @@ fn parse_ready_cursor(cursor: &str) -> Result<(i64, u128, &str), QueueError> {
 }
 
 /// A cursor in a time index: `t:{at}:{id}`.
-fn parse_time_cursor(cursor: &str) -> Result<(i64, u128), QueueError> {
+pub(crate) fn parse_time_cursor(cursor: &str) -> Result<(i64, u128), QueueError> {
     let mut parts = cursor.splitn(3, ':');
     let (Some("t"), Some(at), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad_cursor(cursor));

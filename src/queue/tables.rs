@@ -25,6 +25,7 @@ use redb::{Key, ReadableTable, Table, TableDefinition, Value as RedbValue, Write
 use serde_json::Value;
 use ulid::Ulid;
 
+use super::backend::{JobTables, Position};
 use super::error::QueueError;
 use super::job::{Job, JobStatus};
 use crate::clock::Millis;
@@ -51,43 +52,6 @@ pub(crate) fn time_index(status: JobStatus) -> Option<TimeIndex> {
         JobStatus::Failed => Some(FAILED),
         JobStatus::Cancelled => Some(CANCELLED),
     }
-}
-
-/// The index entry that places a job, derived from its fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Position {
-    Ready {
-        queue: String,
-        neg_priority: i64,
-        order: u128,
-    },
-    /// In the time index of the status, at this time.
-    Timed(JobStatus, Millis),
-}
-
-impl Position {
-    pub(crate) fn of(job: &Job) -> Self {
-        match job.status {
-            JobStatus::Queued => Self::Ready {
-                queue: job.queue.clone(),
-                neg_priority: -i64::from(job.priority),
-                order: job.order.0,
-            },
-            JobStatus::Scheduled => Self::Timed(job.status, job.not_before_ms.unwrap_or(0)),
-            JobStatus::Running => Self::Timed(job.status, running_deadline(job)),
-            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled => {
-                Self::Timed(job.status, job.expires_ms.unwrap_or(Millis::MAX))
-            }
-        }
-    }
-}
-
-/// When the reaper must look at a running job: the lease lapsing or the attempt timing
-/// out, whichever comes first.
-pub(crate) fn running_deadline(job: &Job) -> Millis {
-    let lease = job.lease_until_ms.unwrap_or(Millis::MAX);
-    job.attempt_deadline_ms()
-        .map_or(lease, |deadline| lease.min(deadline))
 }
 
 /// The queue tables of one write transaction, each opened on first use (an operation
@@ -163,53 +127,6 @@ impl<'t> Tables<'t> {
         opened(self.txn, &mut self.timed[slot], definition)
     }
 
-    /// The job record without its payload.
-    pub(crate) fn load(&self, id: Ulid) -> Result<Option<Job>, QueueError> {
-        match self.jobs.get(id.0)? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(bytes.value())?)),
-            None => Ok(None),
-        }
-    }
-
-    pub(crate) fn payload(&mut self, id: Ulid) -> Result<Value, QueueError> {
-        match self.payloads()?.get(id.0)? {
-            Some(bytes) => Ok(serde_json::from_slice(bytes.value())?),
-            None => Ok(Value::Null),
-        }
-    }
-
-    /// Stores `job` and moves its index entry from `before` (None: a new job) to where
-    /// its fields now place it. The payload is not written here.
-    pub(crate) fn put(&mut self, before: Option<&Position>, job: &mut Job) -> Result<(), QueueError> {
-        let after = Position::of(job);
-        if before != Some(&after) {
-            if let Some(old) = before {
-                self.remove_position(job.id, old)?;
-            }
-            self.insert_position(job.id, &after)?;
-        }
-        let payload = std::mem::take(&mut job.payload);
-        let encoded = serde_json::to_vec(&*job);
-        job.payload = payload;
-        self.jobs.insert(job.id.0, encoded?.as_slice())?;
-        Ok(())
-    }
-
-    /// Removes a job and everything that points at it.
-    pub(crate) fn delete(&mut self, job: &Job) -> Result<(), QueueError> {
-        self.remove_position(job.id, &Position::of(job))?;
-        self.jobs.remove(job.id.0)?;
-        self.payloads()?.remove(job.id.0)?;
-        if let Some(key) = job.idempotency_key.as_deref() {
-            let idempotency = self.idempotency()?;
-            let owned = idempotency.get(key)?.map(|v| v.value());
-            if owned == Some(job.id.0) {
-                idempotency.remove(key)?;
-            }
-        }
-        Ok(())
-    }
-
     fn insert_position(&mut self, id: Ulid, position: &Position) -> Result<(), QueueError> {
         match position {
             Position::Ready {
@@ -226,25 +143,86 @@ impl<'t> Tables<'t> {
         }
         Ok(())
     }
+}
 
-    fn remove_position(&mut self, id: Ulid, position: &Position) -> Result<(), QueueError> {
-        match position {
-            Position::Ready {
-                queue,
-                neg_priority,
-                order,
-            } => {
-                self.ready()?.remove((queue.as_str(), *neg_priority, *order))?;
+impl JobTables for Tables<'_> {
+    fn load(&mut self, id: Ulid) -> Result<Option<Job>, QueueError> {
+        match self.jobs.get(id.0)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn payload(&mut self, id: Ulid) -> Result<Value, QueueError> {
+        match self.payloads()?.get(id.0)? {
+            Some(bytes) => Ok(serde_json::from_slice(bytes.value())?),
+            None => Ok(Value::Null),
+        }
+    }
+
+    fn insert_payload(&mut self, id: Ulid, payload: &[u8]) -> Result<(), QueueError> {
+        self.payloads()?.insert(id.0, payload)?;
+        Ok(())
+    }
+
+    fn put(&mut self, before: Option<&Position>, job: &mut Job) -> Result<(), QueueError> {
+        let after = Position::of(job);
+        if before != Some(&after) {
+            if let Some(old) = before {
+                self.drop_position(job.id, old)?;
             }
-            Position::Timed(status, at) => {
-                self.timed(*status)?.remove((*at, id.0))?;
+            self.insert_position(job.id, &after)?;
+        }
+        let payload = std::mem::take(&mut job.payload);
+        let encoded = serde_json::to_vec(&*job);
+        job.payload = payload;
+        self.jobs.insert(job.id.0, encoded?.as_slice())?;
+        Ok(())
+    }
+
+    fn delete(&mut self, job: &Job) -> Result<(), QueueError> {
+        self.drop_position(job.id, &Position::of(job))?;
+        self.jobs.remove(job.id.0)?;
+        self.payloads()?.remove(job.id.0)?;
+        if let Some(key) = job.idempotency_key.as_deref() {
+            let idempotency = self.idempotency()?;
+            let owned = idempotency.get(key)?.map(|v| v.value());
+            if owned == Some(job.id.0) {
+                idempotency.remove(key)?;
             }
         }
         Ok(())
     }
 
-    /// Entries of the time index of `status` whose time is at most `now`, oldest first.
-    pub(crate) fn due(
+    fn idempotent_job(&mut self, key: &str) -> Result<Option<Ulid>, QueueError> {
+        Ok(self.idempotency()?.get(key)?.map(|v| Ulid(v.value())))
+    }
+
+    fn set_idempotent(&mut self, key: &str, id: Ulid) -> Result<(), QueueError> {
+        self.idempotency()?.insert(key, id.0)?;
+        Ok(())
+    }
+
+    fn first_ready(&mut self, queue: &str, max: usize) -> Result<Vec<(Position, Ulid)>, QueueError> {
+        let mut entries = Vec::with_capacity(max.min(64));
+        for entry in self
+            .ready()?
+            .range((queue, i64::MIN, 0u128)..=(queue, i64::MAX, u128::MAX))?
+            .take(max)
+        {
+            let (key, id) = entry?;
+            let (_, neg_priority, order) = key.value();
+            let position = Position::Ready {
+                queue: queue.to_owned(),
+                neg_priority,
+                order,
+            };
+            entries.push((position, Ulid(id.value())));
+        }
+        Ok(entries)
+    }
+
+    fn due(
         &mut self,
         status: JobStatus,
         now: Millis,
@@ -262,11 +240,19 @@ impl<'t> Tables<'t> {
         Ok(keys)
     }
 
-    /// Drops an index entry whose job record is missing, so it cannot block the index.
-    /// Never expected: records and indexes change in one transaction.
-    pub(crate) fn drop_stale(&mut self, status: JobStatus, at: Millis, id: Ulid) -> Result<(), QueueError> {
-        tracing::error!(%id, %status, "queue index names a missing job; entry dropped");
-        self.timed(status)?.remove((at, id.0))?;
+    fn drop_position(&mut self, id: Ulid, position: &Position) -> Result<(), QueueError> {
+        match position {
+            Position::Ready {
+                queue,
+                neg_priority,
+                order,
+            } => {
+                self.ready()?.remove((queue.as_str(), *neg_priority, *order))?;
+            }
+            Position::Timed(status, at) => {
+                self.timed(*status)?.remove((*at, id.0))?;
+            }
+        }
         Ok(())
     }
 }

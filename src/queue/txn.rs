@@ -1,14 +1,16 @@
 //! Every job transition, as a function over the tables of one write transaction.
 //!
-//! These run on the store's writer thread, batched with other operations; each checks
+//! They are written against [`JobTables`], so the same rules run in a redb write
+//! transaction (on the store's writer thread, batched with other operations) and in
+//! a Redis transaction committed by one Lua script. Each checks
 //! its preconditions before it writes, so a refused operation leaves nothing behind.
 //! Each returns the events it caused; the caller broadcasts them once the batch is
 //! durably committed.
 
-use redb::ReadableTable;
 use serde_json::Value;
 use ulid::Ulid;
 
+use super::backend::{JobTables, Position, drop_stale, running_deadline};
 use super::config::QueueConfig;
 use super::error::QueueError;
 use super::ids::IdSource;
@@ -16,7 +18,6 @@ use super::job::{
     AttemptError, Claimed, Directive, Enqueued, FailureKind, Job, JobEvent, JobStatus, Lease, Progress,
     StopReason,
 };
-use super::tables::{Position, Tables, running_deadline};
 use crate::clock::Millis;
 
 /// What one operation did: its answer and the changes to announce.
@@ -71,10 +72,9 @@ impl Ctx<'_> {
 
 /// Stores a new job (prepared by the caller, payload already encoded) unless its
 /// idempotency key already names one, which is returned instead.
-pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -> Outcome<Enqueued> {
+pub(crate) fn enqueue(t: &mut dyn JobTables, ctx: &Ctx, mut job: Job, payload: &[u8]) -> Outcome<Enqueued> {
     if let Some(key) = job.idempotency_key.as_deref() {
-        let existing = t.idempotency()?.get(key)?.map(|v| Ulid(v.value()));
-        if let Some(id) = existing
+        if let Some(id) = t.idempotent_job(key)?
             && let Some(mut found) = t.load(id)?
         {
             found.payload = t.payload(id)?;
@@ -86,9 +86,9 @@ pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -
         }
     }
     t.put(None, &mut job)?;
-    t.payloads()?.insert(job.id.0, payload)?;
+    t.insert_payload(job.id, payload)?;
     if let Some(key) = job.idempotency_key.as_deref() {
-        t.idempotency()?.insert(key, job.id.0)?;
+        t.set_idempotent(key, job.id)?;
     }
     let event = JobEvent::of(&job, None, ctx.now);
     Ok((Enqueued { job, created: true }, vec![event]))
@@ -97,28 +97,18 @@ pub(crate) fn enqueue(t: &mut Tables, ctx: &Ctx, mut job: Job, payload: &[u8]) -
 /// Leases up to `max` of the highest-priority ready jobs of `queue` to `worker`,
 /// after promoting scheduled jobs that are due.
 pub(crate) fn claim(
-    t: &mut Tables,
+    t: &mut dyn JobTables,
     ctx: &Ctx,
     queue: &str,
     worker: &str,
     max: usize,
 ) -> Outcome<Vec<Claimed>> {
     let (_, mut events) = promote_due(t, ctx)?;
-    let mut ready = Vec::with_capacity(max.min(64));
-    for entry in t
-        .ready()?
-        .range((queue, i64::MIN, 0u128)..=(queue, i64::MAX, u128::MAX))?
-        .take(max)
-    {
-        let (key, id) = entry?;
-        let (_, neg_priority, order) = key.value();
-        ready.push((neg_priority, order, Ulid(id.value())));
-    }
+    let ready = t.first_ready(queue, max)?;
     let mut claimed = Vec::with_capacity(ready.len());
-    for (neg_priority, order, id) in ready {
+    for (position, id) in ready {
         let Some(mut job) = t.load(id)? else {
-            tracing::error!(%id, "queue ready index names a missing job; entry dropped");
-            t.ready()?.remove((queue, neg_priority, order))?;
+            drop_stale(t, id, &position)?;
             continue;
         };
         let before = Position::of(&job);
@@ -163,7 +153,7 @@ fn stop_reason(job: &Job, lease: &Lease) -> StopReason {
 /// Extends the lease (never past the attempt's timeout), records progress, and tells
 /// the worker whether to go on. An attempt found past its timeout is ended here.
 pub(crate) fn heartbeat(
-    t: &mut Tables,
+    t: &mut dyn JobTables,
     ctx: &Ctx,
     lease: &Lease,
     progress: Option<(f32, Option<String>)>,
@@ -210,7 +200,7 @@ fn timeout_message(attempt: u32) -> String {
 }
 
 /// Loads the job a worker reports on, refusing finished jobs and stale leases.
-fn leased_job(t: &Tables, lease: &Lease, action: &'static str) -> Result<Job, QueueError> {
+fn leased_job(t: &mut dyn JobTables, lease: &Lease, action: &'static str) -> Result<Job, QueueError> {
     let job = t.load(lease.id)?.ok_or(QueueError::NotFound(lease.id))?;
     if job.status.is_terminal() {
         return Err(QueueError::InvalidTransition {
@@ -230,7 +220,7 @@ fn leased_job(t: &Tables, lease: &Lease, action: &'static str) -> Result<Job, Qu
 }
 
 /// Records the result of a running job: `succeeded`, for good.
-pub(crate) fn complete(t: &mut Tables, ctx: &Ctx, lease: &Lease, result: Value) -> Outcome<Job> {
+pub(crate) fn complete(t: &mut dyn JobTables, ctx: &Ctx, lease: &Lease, result: Value) -> Outcome<Job> {
     let mut job = leased_job(t, lease, "complete")?;
     let before = Position::of(&job);
     job.result = Some(result);
@@ -241,7 +231,13 @@ pub(crate) fn complete(t: &mut Tables, ctx: &Ctx, lease: &Lease, result: Value) 
 }
 
 /// Records a failed attempt reported by its worker; `retry: false` dead-letters at once.
-pub(crate) fn fail(t: &mut Tables, ctx: &Ctx, lease: &Lease, message: String, retry: bool) -> Outcome<Job> {
+pub(crate) fn fail(
+    t: &mut dyn JobTables,
+    ctx: &Ctx,
+    lease: &Lease,
+    message: String,
+    retry: bool,
+) -> Outcome<Job> {
     let job = leased_job(t, lease, "fail")?;
     let (job, event) = end_attempt(t, ctx, job, FailureKind::Error, message, retry)?;
     Ok((job, vec![event]))
@@ -249,7 +245,7 @@ pub(crate) fn fail(t: &mut Tables, ctx: &Ctx, lease: &Lease, message: String, re
 
 /// Hands a running job back without counting the attempt (a worker shutting down
 /// before it could finish): it is `queued` again at its old place in line.
-pub(crate) fn release(t: &mut Tables, ctx: &Ctx, lease: &Lease) -> Outcome<Job> {
+pub(crate) fn release(t: &mut dyn JobTables, ctx: &Ctx, lease: &Lease) -> Outcome<Job> {
     let mut job = leased_job(t, lease, "release")?;
     let before = Position::of(&job);
     job.attempts = job.attempts.saturating_sub(1);
@@ -272,7 +268,7 @@ pub(crate) fn release(t: &mut Tables, ctx: &Ctx, lease: &Lease) -> Outcome<Job> 
 /// at once after a lost lease (the work was not at fault), after a backoff otherwise.
 /// `retry: false` dead-letters even with attempts left.
 fn end_attempt(
-    t: &mut Tables,
+    t: &mut dyn JobTables,
     ctx: &Ctx,
     mut job: Job,
     kind: FailureKind,
@@ -306,7 +302,7 @@ fn end_attempt(
 }
 
 /// Cancels a waiting job at once, or flags a running one for its worker to stop.
-pub(crate) fn cancel(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
+pub(crate) fn cancel(t: &mut dyn JobTables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
     let mut job = t.load(id)?.ok_or(QueueError::NotFound(id))?;
     let before = Position::of(&job);
     let from = job.status;
@@ -329,7 +325,7 @@ pub(crate) fn cancel(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
 
 /// Puts a dead-lettered or cancelled job back in its queue with fresh attempts; its
 /// error history stays.
-pub(crate) fn retry(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
+pub(crate) fn retry(t: &mut dyn JobTables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
     let mut job = t.load(id)?.ok_or(QueueError::NotFound(id))?;
     if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
         return Err(QueueError::InvalidTransition {
@@ -354,12 +350,12 @@ pub(crate) fn retry(t: &mut Tables, ctx: &Ctx, id: Ulid) -> Outcome<Job> {
 }
 
 /// Moves scheduled jobs whose time has come to the back of their ready queue.
-pub(crate) fn promote_due(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
+pub(crate) fn promote_due(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
     let keys = t.due(JobStatus::Scheduled, ctx.now, MAINTENANCE_BATCH)?;
     let mut events = Vec::with_capacity(keys.len());
     for &(at, id) in &keys {
         let Some(mut job) = t.load(id)? else {
-            t.drop_stale(JobStatus::Scheduled, at, id)?;
+            drop_stale(t, id, &Position::Timed(JobStatus::Scheduled, at))?;
             continue;
         };
         let before = Position::of(&job);
@@ -373,12 +369,12 @@ pub(crate) fn promote_due(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
 }
 
 /// Ends every running attempt whose lease lapsed or whose timeout passed.
-pub(crate) fn reap_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
+pub(crate) fn reap_expired(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
     let keys = t.due(JobStatus::Running, ctx.now, MAINTENANCE_BATCH)?;
     let mut events = Vec::with_capacity(keys.len());
     for &(at, id) in &keys {
         let Some(job) = t.load(id)? else {
-            t.drop_stale(JobStatus::Running, at, id)?;
+            drop_stale(t, id, &Position::Timed(JobStatus::Running, at))?;
             continue;
         };
         debug_assert!(running_deadline(&job) <= ctx.now);
@@ -397,14 +393,14 @@ pub(crate) fn reap_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
 }
 
 /// Deletes finished jobs whose TTL has passed.
-pub(crate) fn purge_expired(t: &mut Tables, ctx: &Ctx) -> Outcome<usize> {
+pub(crate) fn purge_expired(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
     let mut purged = 0;
     for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
         let keys = t.due(status, ctx.now, MAINTENANCE_BATCH)?;
         for &(at, id) in &keys {
             match t.load(id)? {
                 Some(job) => t.delete(&job)?,
-                None => t.drop_stale(status, at, id)?,
+                None => drop_stale(t, id, &Position::Timed(status, at))?,
             }
         }
         purged += keys.len();

@@ -37,6 +37,7 @@ mod queue_admin;
 mod queue_crash;
 mod queue_lease;
 mod queue_support;
+mod redis_server;
 mod s3_backend;
 mod s3_buckets;
 mod s3_clients;

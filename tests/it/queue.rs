@@ -7,7 +7,7 @@ use std::time::Duration;
 use darkroom::queue::{FailureKind, JobStatus, NewJob, QueueConfig, QueueError};
 use serde_json::json;
 
-use crate::queue_support::{TestQueue, disk_copy, name_of};
+use crate::queue_support::{Kind, TestQueue, name_of, on_both_backends};
 
 #[test]
 fn status_has_serde_display_and_fromstr_listing_valid_values() {
@@ -29,9 +29,8 @@ fn status_has_serde_display_and_fromstr_listing_valid_values() {
     }
 }
 
-#[tokio::test]
-async fn enqueue_stores_the_job_durably_with_its_payload() {
-    let t = TestQueue::new();
+async fn enqueue_stores_the_job_durably_with_its_payload(kind: Kind) {
+    let t = TestQueue::new(kind);
     let payload = json!({ "prompt": { "3": { "class_type": "KSampler", "inputs": { "seed": 7 } } } });
     let enqueued = t
         .queue
@@ -44,18 +43,15 @@ async fn enqueue_stores_the_job_durably_with_its_payload() {
     assert_eq!((job.attempts, job.max_attempts, job.timeout_ms), (0, 3, 600_000));
     assert_eq!(job.created_ms, t.now());
 
-    let (_copy_dir, copy) = disk_copy(&t.path());
-    let clock = std::sync::Arc::new(t.clock.clone());
-    let reopened = darkroom::queue::Queue::open(&copy, clock, QueueConfig::default()).unwrap();
+    let (reopened, _copy_dir) = t.reopened();
     let stored = reopened.get(job.id).await.unwrap().unwrap();
     assert_eq!(stored.payload, payload);
     assert_eq!(stored.priority, 2);
     assert_eq!(reopened.counts().await.unwrap().queued, 1);
 }
 
-#[tokio::test]
-async fn higher_priority_first_then_fifo_within_a_priority() {
-    let t = TestQueue::new();
+async fn higher_priority_first_then_fifo_within_a_priority(kind: Kind) {
+    let t = TestQueue::new(kind);
     for (name, priority) in [
         ("low-1", -1),
         ("mid-1", 0),
@@ -76,9 +72,8 @@ async fn higher_priority_first_then_fifo_within_a_priority() {
     assert_eq!(order, ["high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2"]);
 }
 
-#[tokio::test]
-async fn claim_batch_takes_the_best_n_of_one_queue_only() {
-    let t = TestQueue::new();
+async fn claim_batch_takes_the_best_n_of_one_queue_only(kind: Kind) {
+    let t = TestQueue::new(kind);
     for i in 0..5 {
         t.put("gen", &format!("g{i}")).await;
     }
@@ -96,9 +91,8 @@ async fn claim_batch_takes_the_best_n_of_one_queue_only() {
     assert_eq!(name_of(&t.claim("other").await.unwrap()), "o0");
 }
 
-#[tokio::test]
-async fn complete_succeeds_once_and_the_job_is_never_claimed_again() {
-    let t = TestQueue::new();
+async fn complete_succeeds_once_and_the_job_is_never_claimed_again(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t.put("gen", "a").await;
     let claimed = t.claim("gen").await.unwrap();
     assert_eq!(claimed.job.started_ms, Some(t.now()));
@@ -134,9 +128,8 @@ async fn complete_succeeds_once_and_the_job_is_never_claimed_again() {
     );
 }
 
-#[tokio::test]
-async fn failures_back_off_exponentially_with_jitter() {
-    let t = TestQueue::with_config(QueueConfig::default());
+async fn failures_back_off_exponentially_with_jitter(kind: Kind) {
+    let t = TestQueue::with_config(kind, QueueConfig::default());
     let backoff = t.queue.config().backoff;
     let id = t
         .queue
@@ -175,9 +168,8 @@ async fn failures_back_off_exponentially_with_jitter() {
     }
 }
 
-#[tokio::test]
-async fn max_attempts_dead_letters_with_every_error_then_retry_revives() {
-    let t = TestQueue::new();
+async fn max_attempts_dead_letters_with_every_error_then_retry_revives(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t.put("gen", "a").await;
     for attempt in 1..=3 {
         t.queue.promote_due(t.now() + 3_600_000).await.unwrap();
@@ -222,9 +214,8 @@ async fn max_attempts_dead_letters_with_every_error_then_retry_revives() {
     ));
 }
 
-#[tokio::test]
-async fn fail_permanently_skips_the_remaining_attempts() {
-    let t = TestQueue::new();
+async fn fail_permanently_skips_the_remaining_attempts(kind: Kind) {
+    let t = TestQueue::new(kind);
     t.put("gen", "a").await;
     let claimed = t.claim("gen").await.unwrap();
     let job = t
@@ -238,9 +229,8 @@ async fn fail_permanently_skips_the_remaining_attempts() {
     );
 }
 
-#[tokio::test]
-async fn delayed_job_waits_for_its_time() {
-    let t = TestQueue::new();
+async fn delayed_job_waits_for_its_time(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t
         .queue
         .enqueue(NewJob::new("gen", json!({})).delay(Duration::from_secs(5)))
@@ -269,3 +259,14 @@ async fn delayed_job_waits_for_its_time() {
         (JobStatus::Scheduled, Some(at))
     );
 }
+
+on_both_backends!(
+    enqueue_stores_the_job_durably_with_its_payload,
+    higher_priority_first_then_fifo_within_a_priority,
+    claim_batch_takes_the_best_n_of_one_queue_only,
+    complete_succeeds_once_and_the_job_is_never_claimed_again,
+    failures_back_off_exponentially_with_jitter,
+    max_attempts_dead_letters_with_every_error_then_retry_revives,
+    fail_permanently_skips_the_remaining_attempts,
+    delayed_job_waits_for_its_time,
+);

@@ -7,11 +7,10 @@ use std::time::Duration;
 use darkroom::queue::{Directive, JobStatus, ListQuery, NewJob, QueueConfig, QueueError, StopReason};
 use serde_json::json;
 
-use crate::queue_support::{TestQueue, disk_copy};
+use crate::queue_support::{Kind, TestQueue, disk_copy, on_both_backends};
 
-#[tokio::test]
-async fn cancel_waiting_jobs_at_once_and_refuse_finished_ones() {
-    let t = TestQueue::new();
+async fn cancel_waiting_jobs_at_once_and_refuse_finished_ones(kind: Kind) {
+    let t = TestQueue::new(kind);
     let queued = t.put("gen", "a").await;
     let scheduled = t
         .queue
@@ -41,9 +40,8 @@ async fn cancel_waiting_jobs_at_once_and_refuse_finished_ones() {
     assert!(matches!(missing, QueueError::NotFound(_)));
 }
 
-#[tokio::test]
-async fn cancel_running_job_tells_the_worker_to_stop() {
-    let t = TestQueue::new();
+async fn cancel_running_job_tells_the_worker_to_stop(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t.put("gen", "a").await;
     let claimed = t.claim("gen").await.unwrap();
     let flagged = t.queue.cancel(id).await.unwrap();
@@ -62,9 +60,8 @@ async fn cancel_running_job_tells_the_worker_to_stop() {
     );
 }
 
-#[tokio::test]
-async fn cancel_running_job_whose_worker_died_ends_cancelled() {
-    let t = TestQueue::new();
+async fn cancel_running_job_whose_worker_died_ends_cancelled(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t.put("gen", "a").await;
     t.claim("gen").await.unwrap();
     t.queue.cancel(id).await.unwrap();
@@ -76,9 +73,8 @@ async fn cancel_running_job_whose_worker_died_ends_cancelled() {
     );
 }
 
-#[tokio::test]
-async fn idempotency_key_returns_the_existing_job() {
-    let t = TestQueue::new();
+async fn idempotency_key_returns_the_existing_job(kind: Kind) {
+    let t = TestQueue::new(kind);
     let first = t
         .queue
         .enqueue(NewJob::new("gen", json!({ "n": 1 })).idempotency_key("req-42"))
@@ -116,9 +112,8 @@ async fn idempotency_key_returns_the_existing_job() {
     assert_ne!(fourth.job.id, first.job.id);
 }
 
-#[tokio::test]
-async fn finished_jobs_are_purged_after_their_ttl() {
-    let t = TestQueue::new();
+async fn finished_jobs_are_purged_after_their_ttl(kind: Kind) {
+    let t = TestQueue::new(kind);
     let default_ttl = t.put("gen", "a").await;
     let short_ttl = t
         .queue
@@ -184,9 +179,8 @@ async fn list_all(t: &TestQueue, mut query: ListQuery) -> (Vec<ulid::Ulid>, usiz
     }
 }
 
-#[tokio::test]
-async fn list_pages_through_a_status_with_a_cursor() {
-    let t = TestQueue::new();
+async fn list_pages_through_a_status_with_a_cursor(kind: Kind) {
+    let t = TestQueue::new(kind);
     let (mut gen_urgent, mut gen_normal, mut other) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..25 {
         let (queue, priority) = match i % 5 {
@@ -241,9 +235,8 @@ async fn list_pages_through_a_status_with_a_cursor() {
     assert!(matches!(t.queue.list(bad).await, Err(QueueError::Invalid(_))));
 }
 
-#[tokio::test]
-async fn counts_follow_every_transition() {
-    let t = TestQueue::new();
+async fn counts_follow_every_transition(kind: Kind) {
+    let t = TestQueue::new(kind);
     for i in 0..4 {
         t.put("gen", &i.to_string()).await;
     }
@@ -268,9 +261,8 @@ async fn counts_follow_every_transition() {
     );
 }
 
-#[tokio::test]
-async fn every_transition_is_broadcast_after_commit() {
-    let t = TestQueue::new();
+async fn every_transition_is_broadcast_after_commit(kind: Kind) {
+    let t = TestQueue::new(kind);
     let mut events = t.queue.subscribe();
     let id = t.put("gen", "a").await;
     let claimed = t.claim("gen").await.unwrap();
@@ -283,11 +275,21 @@ async fn every_transition_is_broadcast_after_commit() {
     let claimed = t.claim("gen").await.unwrap();
     t.queue.complete(&claimed.lease, json!("ok")).await.unwrap();
 
+    // On Redis events arrive through the shared stream, after the commit returned.
     let mut seen = Vec::new();
-    while let Ok(event) = events.try_recv() {
+    while seen.len() < 7 {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("an event for every transition")
+            .unwrap();
         assert_eq!(event.id, id);
         seen.push((event.from, event.to, event.progress.map(|p| p.fraction)));
     }
+    tokio::task::yield_now().await;
+    assert!(
+        events.try_recv().is_err(),
+        "no event beyond the seven transitions"
+    );
     use JobStatus::{Queued, Running, Scheduled, Succeeded};
     assert_eq!(
         seen,
@@ -303,9 +305,8 @@ async fn every_transition_is_broadcast_after_commit() {
     );
 }
 
-#[tokio::test]
-async fn invalid_requests_are_refused() {
-    let t = TestQueue::new();
+async fn invalid_requests_are_refused(kind: Kind) {
+    let t = TestQueue::new(kind);
     for bad in [
         NewJob::new("", json!({})),
         NewJob::new("gen", json!({})).max_attempts(0),
@@ -319,7 +320,7 @@ async fn invalid_requests_are_refused() {
 
 #[tokio::test]
 async fn reopening_compacts_the_file_after_a_purge() {
-    let t = TestQueue::new();
+    let t = TestQueue::new(Kind::Embedded);
     let body = "x".repeat(4_000);
     for i in 0..400 {
         let job = NewJob::new("gen", json!({ "i": i, "body": body })).result_ttl(Duration::from_secs(1));
@@ -349,3 +350,15 @@ async fn reopening_compacts_the_file_after_a_purge() {
     assert_eq!(reopened.counts().await.unwrap().total(), 1);
     assert!(reopened.get(survivor).await.unwrap().is_some());
 }
+
+on_both_backends!(
+    cancel_waiting_jobs_at_once_and_refuse_finished_ones,
+    cancel_running_job_tells_the_worker_to_stop,
+    cancel_running_job_whose_worker_died_ends_cancelled,
+    idempotency_key_returns_the_existing_job,
+    finished_jobs_are_purged_after_their_ttl,
+    list_pages_through_a_status_with_a_cursor,
+    counts_follow_every_transition,
+    every_transition_is_broadcast_after_commit,
+    invalid_requests_are_refused,
+);

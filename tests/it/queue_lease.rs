@@ -7,11 +7,10 @@ use darkroom::queue::{Directive, FailureKind, JobStatus, NewJob, QueueConfig, Qu
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue_support::TestQueue;
+use crate::queue_support::{Kind, TestQueue, on_both_backends};
 
-#[tokio::test]
-async fn expired_lease_returns_the_job_with_its_attempt_counted() {
-    let t = TestQueue::new();
+async fn expired_lease_returns_the_job_with_its_attempt_counted(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t.put("gen", "a").await;
     let first = t.claim("gen").await.unwrap();
     let lease = t.queue.config().lease;
@@ -41,9 +40,8 @@ async fn expired_lease_returns_the_job_with_its_attempt_counted() {
     t.queue.complete(&second.lease, json!("ok")).await.unwrap();
 }
 
-#[tokio::test]
-async fn expired_lease_on_the_last_attempt_dead_letters() {
-    let t = TestQueue::new();
+async fn expired_lease_on_the_last_attempt_dead_letters(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t
         .queue
         .enqueue(NewJob::new("gen", json!({})).max_attempts(1))
@@ -59,9 +57,8 @@ async fn expired_lease_on_the_last_attempt_dead_letters() {
     assert_eq!(job.errors.len(), 1);
 }
 
-#[tokio::test]
-async fn heartbeat_extends_the_lease() {
-    let t = TestQueue::new();
+async fn heartbeat_extends_the_lease(kind: Kind) {
+    let t = TestQueue::new(kind);
     t.put("gen", "a").await;
     let claimed = t.claim("gen").await.unwrap();
     t.advance(Duration::from_secs(20));
@@ -75,9 +72,8 @@ async fn heartbeat_extends_the_lease() {
     assert_eq!(t.queue.reap_expired(t.now()).await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn a_job_past_its_timeout_is_stopped_even_while_heartbeating() {
-    let t = TestQueue::new();
+async fn a_job_past_its_timeout_is_stopped_even_while_heartbeating(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t
         .queue
         .enqueue(NewJob::new("gen", json!({})).timeout(Duration::from_mins(1)))
@@ -120,13 +116,12 @@ async fn a_job_past_its_timeout_is_stopped_even_while_heartbeating() {
     );
 }
 
-#[tokio::test]
-async fn the_reaper_fails_a_timed_out_job_on_its_last_attempt() {
+async fn the_reaper_fails_a_timed_out_job_on_its_last_attempt(kind: Kind) {
     let config = QueueConfig {
         lease: Duration::from_mins(10),
         ..QueueConfig::default()
     };
-    let t = TestQueue::with_config(config);
+    let t = TestQueue::with_config(kind, config);
     let id = t
         .queue
         .enqueue(
@@ -148,9 +143,8 @@ async fn the_reaper_fails_a_timed_out_job_on_its_last_attempt() {
     assert_eq!(job.errors[0].kind, FailureKind::TimedOut);
 }
 
-#[tokio::test]
-async fn the_background_reaper_returns_an_abandoned_job() {
-    let t = TestQueue::new();
+async fn the_background_reaper_returns_an_abandoned_job(kind: Kind) {
+    let t = TestQueue::new(kind);
     let id = t.put("gen", "a").await;
     t.claim("gen").await.unwrap();
     let mut events = t.queue.subscribe();
@@ -170,9 +164,8 @@ async fn the_background_reaper_returns_an_abandoned_job() {
     reaper.await.unwrap();
 }
 
-#[tokio::test]
-async fn claim_wait_wakes_when_a_job_arrives() {
-    let t = TestQueue::new();
+async fn claim_wait_wakes_when_a_job_arrives(kind: Kind) {
+    let t = TestQueue::new(kind);
     let queue = t.queue.clone();
     let waiter = tokio::spawn(async move { queue.claim_wait("gen", "w", 4, Duration::from_secs(30)).await });
     tokio::task::yield_now().await;
@@ -185,3 +178,13 @@ async fn claim_wait_wakes_when_a_job_arrives() {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].job.id, id);
 }
+
+on_both_backends!(
+    expired_lease_returns_the_job_with_its_attempt_counted,
+    expired_lease_on_the_last_attempt_dead_letters,
+    heartbeat_extends_the_lease,
+    a_job_past_its_timeout_is_stopped_even_while_heartbeating,
+    the_reaper_fails_a_timed_out_job_on_its_last_attempt,
+    the_background_reaper_returns_an_abandoned_job,
+    claim_wait_wakes_when_a_job_arrives,
+);

@@ -1,4 +1,8 @@
-//! Shared setup for the queue tests: a queue in a temp dir on a manual clock.
+//! Shared setup for the queue tests: a queue on a manual clock, on either backend —
+//! a redb file in a temp dir, or a real redis-server under a fresh key prefix.
+//!
+//! [`on_both_backends!`] runs each listed test once per backend (`embedded::name`
+//! and `redis::name`), so the one suite pins down both.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,31 +10,98 @@ use std::time::Duration;
 
 use darkroom::clock::ManualClock;
 use darkroom::queue::{Claimed, NewJob, Queue, QueueConfig};
+use darkroom::redis_store::RedisStore;
 use serde_json::json;
+
+use crate::redis_server::RedisServer;
 
 /// 2026-01-01T00:00:00Z: tests start here and move time by hand.
 pub const T0: i64 = 1_767_225_600_000;
+
+/// Which engine a test queue runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Embedded,
+    Redis,
+}
+
+/// Generates `mod embedded` and `mod redis`, each with one `#[tokio::test]` per
+/// listed `async fn name(kind: Kind)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::queue_support::Kind::Embedded).await;
+            })*
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::queue_support::Kind::Redis).await;
+            })*
+        }
+    };
+}
+pub(crate) use on_both_backends;
 
 pub struct TestQueue {
     pub queue: Queue,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
+    config: QueueConfig,
+    redis: Option<RedisStore>,
 }
 
 impl TestQueue {
-    pub fn new() -> Self {
-        Self::with_config(QueueConfig::default())
+    pub fn new(kind: Kind) -> Self {
+        Self::with_config(kind, QueueConfig::default())
     }
 
-    pub fn with_config(config: QueueConfig) -> Self {
+    pub fn with_config(kind: Kind, config: QueueConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
-        let queue = Queue::open(&dir.path().join("queue.redb"), Arc::new(clock.clone()), config).unwrap();
-        Self { queue, clock, dir }
+        let shared = Arc::new(clock.clone());
+        let (queue, redis) = match kind {
+            Kind::Embedded => (
+                Queue::open(&dir.path().join("queue.redb"), shared, config.clone()).unwrap(),
+                None,
+            ),
+            Kind::Redis => {
+                let store = RedisServer::shared().store();
+                (
+                    Queue::open_redis(store.clone(), shared, config.clone()).unwrap(),
+                    Some(store),
+                )
+            }
+        };
+        Self {
+            queue,
+            clock,
+            dir,
+            config,
+            redis,
+        }
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("queue.redb")
+    }
+
+    /// What a restarted process (or another node) finds: the redb file as it is on
+    /// disk now, copied and opened afresh, or a new queue on the same Redis keys.
+    pub fn reopened(&self) -> (Queue, Option<tempfile::TempDir>) {
+        let clock = Arc::new(self.clock.clone());
+        match &self.redis {
+            None => {
+                let (dir, copy) = disk_copy(&self.path());
+                (Queue::open(&copy, clock, self.config.clone()).unwrap(), Some(dir))
+            }
+            Some(store) => (
+                Queue::open_redis(store.clone(), clock, self.config.clone()).unwrap(),
+                None,
+            ),
+        }
     }
 
     pub fn advance(&self, d: Duration) {

@@ -1,0 +1,295 @@
+//! One queue transition on Redis: reads go to the server as they are asked for,
+//! writes are kept here, and [`RedisTxn::commit`] applies them all in one Lua script
+//! — after checking that every key the transition read still holds what it read.
+//!
+//! That check is what makes two nodes unable to claim the same job: both read the
+//! job's record, the first commit changes it, and the second finds its guard broken
+//! and runs the transition again on fresh data (optimistic concurrency, as a
+//! `WATCH`/`MULTI` would, but on a shared multiplexed connection pool). The writes see
+//! themselves: a job promoted from `scheduled` earlier in the same claim is in the
+//! ready range the claim reads next, as in a redb write transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use redis::{Connection, Script};
+use serde_json::Value;
+use ulid::Ulid;
+
+use super::keys::{self, Keys};
+use crate::clock::Millis;
+use crate::queue::backend::{JobTables, Position};
+use crate::queue::error::QueueError;
+use crate::queue::job::{Job, JobEvent, JobStatus};
+
+/// Entries the event stream keeps (approximately) for nodes that fell behind.
+const STREAM_MAXLEN: usize = 100_000;
+
+/// Checks the guards, then applies the writes; 1 if committed, 0 if a guard broke.
+///
+/// ARGV: the number of guards, then per guard `key index, present (0|1), value`,
+/// then the writes, each an op letter and a key index with its arguments:
+/// `S` set value, `D` delete, `A` add member, `R` remove member, `M` add to set,
+/// `X` append an event to a stream capped at a length.
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local i = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local current = redis.call('GET', KEYS[tonumber(ARGV[i])])
+  if ARGV[i + 1] == '0' then
+    if current then return 0 end
+  elseif current ~= ARGV[i + 2] then
+    return 0
+  end
+  i = i + 3
+end
+while i <= #ARGV do
+  local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if op == 'S' then redis.call('SET', key, ARGV[i + 2]); i = i + 3
+  elseif op == 'D' then redis.call('DEL', key); i = i + 2
+  elseif op == 'A' then redis.call('ZADD', key, 0, ARGV[i + 2]); i = i + 3
+  elseif op == 'R' then redis.call('ZREM', key, ARGV[i + 2]); i = i + 3
+  elseif op == 'M' then redis.call('SADD', key, ARGV[i + 2]); i = i + 3
+  elseif op == 'X' then
+    redis.call('XADD', key, 'MAXLEN', '~', ARGV[i + 2], '*', 'e', ARGV[i + 3]); i = i + 4
+  else
+    return redis.error_reply('darkroom commit: unknown op ' .. tostring(op))
+  end
+end
+return 1
+",
+    )
+});
+
+/// A transition's view of the queue on Redis.
+pub(crate) struct RedisTxn<'a> {
+    conn: &'a mut Connection,
+    keys: &'a Keys,
+    /// What each key read held when first read (`None`: absent).
+    guards: BTreeMap<String, Option<String>>,
+    /// Keys written: their new value, or `None` for deleted.
+    writes: BTreeMap<String, Option<String>>,
+    /// Index members changed: `(sorted set, member)` → present afterwards.
+    members: BTreeMap<(String, String), bool>,
+    /// Queue names to record.
+    queues: BTreeSet<String>,
+}
+
+impl<'a> RedisTxn<'a> {
+    pub(crate) fn new(conn: &'a mut Connection, keys: &'a Keys) -> Self {
+        Self {
+            conn,
+            keys,
+            guards: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            members: BTreeMap::new(),
+            queues: BTreeSet::new(),
+        }
+    }
+
+    /// The value of `key` as this transition sees it; `guard` records it for commit.
+    fn get(&mut self, key: String, guard: bool) -> Result<Option<String>, QueueError> {
+        if let Some(written) = self.writes.get(&key) {
+            return Ok(written.clone());
+        }
+        if let Some(seen) = self.guards.get(&key) {
+            return Ok(seen.clone());
+        }
+        let value: Option<String> = redis::cmd("GET").arg(&key).query(self.conn)?;
+        if guard {
+            self.guards.insert(key, value.clone());
+        }
+        Ok(value)
+    }
+
+    fn set_member(&mut self, (key, member): (String, String), present: bool) {
+        self.members.insert((key, member), present);
+    }
+
+    /// The first `limit` members of a sorted set below `upper` (exclusive; `None`:
+    /// no bound), this transition's own changes included.
+    fn range(&mut self, key: &str, upper: Option<&str>, limit: usize) -> Result<Vec<String>, QueueError> {
+        let changed: Vec<(&String, bool)> = self
+            .members
+            .range((key.to_owned(), String::new())..)
+            .take_while(|((k, _), _)| k == key)
+            .map(|((_, m), present)| (m, *present))
+            .collect();
+        let removed = changed.iter().filter(|(_, present)| !present).count();
+        let max = upper.map_or_else(|| "+".to_owned(), |u| format!("({u}"));
+        let stored: Vec<String> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg("-")
+            .arg(&max)
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + removed)
+            .query(self.conn)?;
+        let mut all: BTreeSet<String> = stored.into_iter().collect();
+        for (member, present) in changed {
+            if !present {
+                all.remove(member);
+            } else if upper.is_none_or(|u| member.as_str() < u) {
+                all.insert(member.clone());
+            }
+        }
+        Ok(all.into_iter().take(limit).collect())
+    }
+
+    /// Applies everything written, with `events` appended to the stream, unless a
+    /// key read has changed since; false then (run the transition again).
+    pub(crate) fn commit(self, events: &[JobEvent]) -> Result<bool, QueueError> {
+        if self.writes.is_empty() && self.members.is_empty() && events.is_empty() {
+            return Ok(true);
+        }
+        let mut args: Vec<String> = vec![self.guards.len().to_string()];
+        let mut keys: Vec<String> = Vec::new();
+        let mut key_index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut at = |key: &str, keys: &mut Vec<String>| -> String {
+            let n = *key_index.entry(key.to_owned()).or_insert_with(|| {
+                keys.push(key.to_owned());
+                keys.len()
+            });
+            n.to_string()
+        };
+        for (key, value) in &self.guards {
+            args.push(at(key, &mut keys));
+            match value {
+                Some(v) => args.extend(["1".to_owned(), v.clone()]),
+                None => args.extend(["0".to_owned(), String::new()]),
+            }
+        }
+        for (key, value) in &self.writes {
+            match value {
+                Some(v) => args.extend(["S".to_owned(), at(key, &mut keys), v.clone()]),
+                None => args.extend(["D".to_owned(), at(key, &mut keys)]),
+            }
+        }
+        for ((key, member), present) in &self.members {
+            let op = if *present { "A" } else { "R" };
+            args.extend([op.to_owned(), at(key, &mut keys), member.clone()]);
+        }
+        for queue in &self.queues {
+            args.extend(["M".to_owned(), at(&self.keys.queues, &mut keys), queue.clone()]);
+        }
+        for event in events {
+            args.extend([
+                "X".to_owned(),
+                at(&self.keys.events, &mut keys),
+                STREAM_MAXLEN.to_string(),
+                serde_json::to_string(event)?,
+            ]);
+        }
+        let mut invocation = COMMIT.prepare_invoke();
+        for key in &keys {
+            invocation.key(key);
+        }
+        for arg in &args {
+            invocation.arg(arg);
+        }
+        let committed: i64 = invocation.invoke(self.conn)?;
+        Ok(committed == 1)
+    }
+}
+
+impl JobTables for RedisTxn<'_> {
+    fn load(&mut self, id: Ulid) -> Result<Option<Job>, QueueError> {
+        match self.get(self.keys.job(id), true)? {
+            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn payload(&mut self, id: Ulid) -> Result<Value, QueueError> {
+        match self.get(self.keys.payload(id), false)? {
+            Some(text) => Ok(serde_json::from_str(&text)?),
+            None => Ok(Value::Null),
+        }
+    }
+
+    fn insert_payload(&mut self, id: Ulid, payload: &[u8]) -> Result<(), QueueError> {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        self.writes.insert(self.keys.payload(id), Some(text));
+        Ok(())
+    }
+
+    fn put(&mut self, before: Option<&Position>, job: &mut Job) -> Result<(), QueueError> {
+        let after = Position::of(job);
+        if before != Some(&after) {
+            if let Some(old) = before {
+                self.drop_position(job.id, old)?;
+            }
+            if let Position::Ready { queue, .. } = &after {
+                self.queues.insert(queue.clone());
+            }
+            let entry = self.keys.entry(job.id, &after);
+            self.set_member(entry, true);
+        }
+        let payload = std::mem::take(&mut job.payload);
+        let encoded = serde_json::to_string(&*job);
+        job.payload = payload;
+        self.writes.insert(self.keys.job(job.id), Some(encoded?));
+        Ok(())
+    }
+
+    fn delete(&mut self, job: &Job) -> Result<(), QueueError> {
+        self.drop_position(job.id, &Position::of(job))?;
+        self.writes.insert(self.keys.job(job.id), None);
+        self.writes.insert(self.keys.payload(job.id), None);
+        if let Some(key) = job.idempotency_key.as_deref()
+            && self.idempotent_job(key)? == Some(job.id)
+        {
+            self.writes.insert(self.keys.idempotency(key), None);
+        }
+        Ok(())
+    }
+
+    fn idempotent_job(&mut self, key: &str) -> Result<Option<Ulid>, QueueError> {
+        let value = self.get(self.keys.idempotency(key), true)?;
+        Ok(value.and_then(|v| Ulid::from_string(&v).ok()))
+    }
+
+    fn set_idempotent(&mut self, key: &str, id: Ulid) -> Result<(), QueueError> {
+        self.writes
+            .insert(self.keys.idempotency(key), Some(id.to_string()));
+        Ok(())
+    }
+
+    fn first_ready(&mut self, queue: &str, max: usize) -> Result<Vec<(Position, Ulid)>, QueueError> {
+        let members = self.range(&self.keys.ready(queue), None, max)?;
+        Ok(members
+            .iter()
+            .filter_map(|m| keys::parse_ready_member(m))
+            .map(|(neg_priority, order, id)| {
+                let position = Position::Ready {
+                    queue: queue.to_owned(),
+                    neg_priority,
+                    order,
+                };
+                (position, id)
+            })
+            .collect())
+    }
+
+    fn due(
+        &mut self,
+        status: JobStatus,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, Ulid)>, QueueError> {
+        let key = self.keys.timed(status).to_owned();
+        let members = self.range(&key, Some(&keys::after_time(now)), limit)?;
+        Ok(members
+            .iter()
+            .filter_map(|m| keys::parse_timed_member(m))
+            .collect())
+    }
+
+    fn drop_position(&mut self, id: Ulid, position: &Position) -> Result<(), QueueError> {
+        let entry = self.keys.entry(id, position);
+        self.set_member(entry, false);
+        Ok(())
+    }
+}

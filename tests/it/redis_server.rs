@@ -1,0 +1,125 @@
+//! A real `redis-server` (the Debian package) for the Redis backend tests, on a
+//! loopback port, started once per test binary and shared: each test takes its own
+//! key prefix, so tests never see each other's keys.
+//!
+//! It runs under `setpriv --pdeathsig KILL`, so it dies with the thread that started
+//! it: the shared server is started from a thread that lives as long as the test
+//! binary; a test's own server ([`RedisServer::start`]) dies with the test at the
+//! latest.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+
+use darkroom::config::RedisSettings;
+use darkroom::redis_store::RedisStore;
+
+/// A running redis-server.
+pub struct RedisServer {
+    pub port: u16,
+    /// A test's own server; the shared one is owned by its thread.
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+impl RedisServer {
+    /// The server shared by this test binary.
+    pub fn shared() -> &'static RedisServer {
+        static SERVER: OnceLock<RedisServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let (mut child, port, rest) = spawn(&[]);
+                tx.send(port).unwrap();
+                // Keep reading its log so the pipe never fills and blocks it.
+                for _ in rest {}
+                let _ = child.wait();
+            });
+            let port = rx.recv().expect("redis-server did not start");
+            RedisServer {
+                port,
+                child: std::sync::Mutex::new(None),
+            }
+        })
+    }
+
+    /// A server of its own, with extra `redis-server` arguments (`--maxmemory-policy
+    /// allkeys-lru`...). It stops when dropped, on [`RedisServer::kill`], or when
+    /// the test's thread ends.
+    pub fn start(extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let (child, port, rest) = spawn(&extra);
+        std::thread::spawn(move || for _ in rest {});
+        RedisServer {
+            port,
+            child: std::sync::Mutex::new(Some(child)),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Settings for this server under a fresh key prefix.
+    pub fn settings(&self) -> RedisSettings {
+        RedisSettings {
+            url: self.url(),
+            key_prefix: format!("t{}", ulid::Ulid::new()),
+            ..RedisSettings::default()
+        }
+    }
+
+    /// A store on this server under a fresh key prefix.
+    pub fn store(&self) -> RedisStore {
+        RedisStore::connect(&self.settings()).unwrap()
+    }
+
+    /// SIGKILLs a test's own server.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts redis-server on a free port and waits until it says it is ready.
+fn spawn(extra: &[String]) -> (Child, u16, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    for _ in 0..20 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--pdeathsig", "KILL", "redis-server"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--logfile", ""])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command
+            .spawn()
+            .expect("redis-server is not installed (./scripts/test.sh installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        if ready {
+            return (child, port, lines);
+        }
+        // The port was taken between the probe and the bind: try another.
+        let _ = child.wait();
+    }
+    panic!("redis-server did not start on any free port");
+}
