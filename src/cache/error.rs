@@ -13,6 +13,14 @@ pub enum CacheError {
     NotAnInteger(String),
     #[error("a background read failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl crate::redis_store::Failure for CacheError {
+    fn breaks_connection(&self) -> bool {
+        matches!(self, Self::Redis(e) if e.breaks_connection())
+    }
 }
 
 macro_rules! from_redb {

@@ -8,6 +8,8 @@
 //! |-------------------|---------------------|-------------------------------------|
 //! | `cache_kv`        | key                 | expires_ms (8 bytes LE) + value     |
 //! | `cache_kv_expiry` | (expires_ms, key)   | ()                                  |
+//!
+//! With `cache.backend = "redis"` the same data lives on Redis (`on_redis`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,9 @@ use std::time::Duration;
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::CacheError;
+use super::on_redis::RedisKv;
 use crate::clock::{Millis, SharedClock};
+use crate::redis_store::RedisStore;
 use crate::store::Store;
 
 const VALUES: TableDefinition<&str, &[u8]> = TableDefinition::new("cache_kv");
@@ -29,8 +33,14 @@ pub struct KvCache {
     inner: Arc<Inner>,
 }
 
+/// Where the values live.
+enum Backend {
+    Embedded(Store),
+    Redis(RedisKv),
+}
+
 struct Inner {
-    store: Store,
+    backend: Backend,
     clock: SharedClock,
 }
 
@@ -56,16 +66,35 @@ impl KvCache {
     /// A key-value cache in `store` (tables are created if missing).
     pub fn new(store: Store, clock: SharedClock) -> Result<Self, CacheError> {
         store.write_blocking(|txn| Tables::open(txn).map(drop))?;
-        Ok(Self {
-            inner: Arc::new(Inner { store, clock }),
-        })
+        Ok(Self::assemble(Backend::Embedded(store), clock))
+    }
+
+    /// A key-value cache on a Redis server, shared by every node using it.
+    pub fn new_redis(store: RedisStore, clock: SharedClock) -> Self {
+        Self::assemble(Backend::Redis(RedisKv::new(store)), clock)
+    }
+
+    fn assemble(backend: Backend, clock: SharedClock) -> Self {
+        Self {
+            inner: Arc::new(Inner { backend, clock }),
+        }
+    }
+
+    fn store(&self) -> Result<&Store, &RedisKv> {
+        match &self.inner.backend {
+            Backend::Embedded(store) => Ok(store),
+            Backend::Redis(redis) => Err(redis),
+        }
     }
 
     /// The value of `key` unless it is absent or expired.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
         let now = self.inner.clock.now_ms();
-        let store = self.inner.store.clone();
         let key = key.to_owned();
+        let store = match self.store() {
+            Ok(store) => store.clone(),
+            Err(redis) => return redis.get(key, now).await,
+        };
         tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, CacheError> {
             let txn = store.read()?;
             let values = txn.open_table(VALUES)?;
@@ -83,18 +112,29 @@ impl KvCache {
         let now = self.inner.clock.now_ms();
         let expires_ms = ttl.map_or(NEVER, |ttl| now.saturating_add(ttl_ms(ttl)));
         let (key, value) = (key.to_owned(), value.to_vec());
-        self.inner
-            .store
-            .write(move |txn| Tables::open(txn)?.put(&key, expires_ms, &value))
-            .await
+        match self.store() {
+            Ok(store) => {
+                store
+                    .write(move |txn| Tables::open(txn)?.put(&key, expires_ms, &value))
+                    .await
+            }
+            Err(redis) => {
+                redis
+                    .set(key, value, (expires_ms != NEVER).then_some(expires_ms))
+                    .await
+            }
+        }
     }
 
     /// Removes `key`; true if it was present and not expired.
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         let now = self.inner.clock.now_ms();
         let key = key.to_owned();
-        self.inner
-            .store
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(redis) => return redis.delete(key, now).await,
+        };
+        store
             .write(move |txn| {
                 let removed = Tables::open(txn)?.remove(&key)?;
                 Ok::<_, CacheError>(removed.is_some_and(|expires_ms| expires_ms > now))
@@ -106,8 +146,11 @@ impl KvCache {
     pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
         let now = self.inner.clock.now_ms();
         let key = key.to_owned();
-        self.inner
-            .store
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(redis) => return redis.expire(key, now, now.saturating_add(ttl_ms(ttl))).await,
+        };
+        store
             .write(move |txn| {
                 let mut t = Tables::open(txn)?;
                 let Some((expires_ms, value)) = t.load(&key)? else {
@@ -127,8 +170,14 @@ impl KvCache {
     pub async fn incr(&self, key: &str, by: i64, ttl_if_new: Option<Duration>) -> Result<i64, CacheError> {
         let now = self.inner.clock.now_ms();
         let key = key.to_owned();
-        self.inner
-            .store
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(redis) => {
+                let expires = ttl_if_new.map(|ttl| now.saturating_add(ttl_ms(ttl)));
+                return redis.incr(key, by, now, expires).await;
+            }
+        };
+        store
             .write(move |txn| {
                 let mut t = Tables::open(txn)?;
                 let live = t.load(&key)?.filter(|(expires_ms, _)| *expires_ms > now);
@@ -151,11 +200,22 @@ impl KvCache {
 
     /// Removes keys expired by `now`; returns how many.
     pub async fn sweep_expired(&self, now: Millis) -> Result<usize, CacheError> {
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(redis) => {
+                let mut total = 0;
+                loop {
+                    let swept = redis.sweep(now, SWEEP_BATCH).await?;
+                    total += swept;
+                    if swept < SWEEP_BATCH {
+                        return Ok(total);
+                    }
+                }
+            }
+        };
         let mut total = 0;
         loop {
-            let swept = self
-                .inner
-                .store
+            let swept = store
                 .write(move |txn| {
                     let mut t = Tables::open(txn)?;
                     let mut due = Vec::new();

@@ -2,6 +2,9 @@
 //! request returns the stored images instead of using the GPU again) and a small
 //! key-value cache with TTL for other short-lived data.
 //!
+//! With `cache.backend = "redis"` both live on the shared Redis server instead
+//! (`on_redis`), so every node sees one node's cached results.
+//!
 //! Both take a [`Store`](crate::store::Store) — normally their own file opened with
 //! [`crate::store::Store::open_compacted`] (`{data_dir}/cache.redb`), so cache churn never
 //! fragments the job queue's file — and the injectable clock, so TTL tests move time
@@ -15,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 mod error;
 mod key;
 mod kv;
+mod on_redis;
 mod prompt;
 
 pub use error::CacheError;

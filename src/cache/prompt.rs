@@ -14,6 +14,8 @@
 //! | `cache_prompt_lru`    | (last-use seq, sha-256)  | ()                  |
 //! | `cache_prompt_expiry` | (expires_ms, sha-256)    | ()                  |
 //! | `cache_meta`          | `prompt_bytes`, `prompt_seq` | u64             |
+//!
+//! With `cache.backend = "redis"` the same entries live on Redis (`on_redis`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::CacheError;
 use super::key::CacheKey;
+use super::on_redis::RedisPrompts;
 use crate::clock::{Millis, SharedClock};
+use crate::redis_store::RedisStore;
 use crate::store::Store;
 
 const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache_prompt");
@@ -123,8 +127,14 @@ pub struct PromptCache {
     inner: Arc<Inner>,
 }
 
+/// Where the entries live.
+enum Backend {
+    Embedded(Store),
+    Redis(RedisPrompts),
+}
+
 struct Inner {
-    store: Store,
+    backend: Backend,
     clock: SharedClock,
     config: PromptCacheConfig,
     hits: AtomicU64,
@@ -137,9 +147,18 @@ impl PromptCache {
     /// A prompt cache in `store` (tables are created if missing).
     pub fn new(store: Store, clock: SharedClock, config: PromptCacheConfig) -> Result<Self, CacheError> {
         store.write_blocking(|txn| Tables::open(txn).map(drop))?;
-        Ok(Self {
+        Ok(Self::assemble(Backend::Embedded(store), clock, config))
+    }
+
+    /// A prompt cache on a Redis server, shared by every node using it.
+    pub fn new_redis(store: RedisStore, clock: SharedClock, config: PromptCacheConfig) -> Self {
+        Self::assemble(Backend::Redis(RedisPrompts::new(store)), clock, config)
+    }
+
+    fn assemble(backend: Backend, clock: SharedClock, config: PromptCacheConfig) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                store,
+                backend,
                 clock,
                 config,
                 hits: AtomicU64::new(0),
@@ -147,17 +166,24 @@ impl PromptCache {
                 evictions: AtomicU64::new(0),
                 expired: AtomicU64::new(0),
             }),
-        })
+        }
     }
 
-    /// The stored result for `key`, if present and not expired. A hit makes the entry
-    /// the most recently used.
-    pub async fn get(&self, key: &CacheKey) -> Result<Option<CachedResult>, CacheError> {
-        let now = self.inner.clock.now_ms();
-        let store = self.inner.store.clone();
+    /// The entry of `key` if live at `now` (made most recently used), from either backend.
+    async fn lookup(&self, key: &CacheKey, now: Millis) -> Result<Option<Entry>, CacheError> {
+        let store = match &self.inner.backend {
+            Backend::Embedded(store) => store.clone(),
+            Backend::Redis(redis) => {
+                return match redis.get(key.to_string(), now).await? {
+                    Some(raw) => Ok(Some(serde_json::from_str(&raw)?)),
+                    None => Ok(None),
+                };
+            }
+        };
         let bytes = key.0;
+        let read = store.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<Option<Entry>, CacheError> {
-            let txn = store.read()?;
+            let txn = read.read()?;
             let entries = txn.open_table(ENTRIES)?;
             let entry = match entries.get(&bytes)? {
                 Some(raw) => Some(serde_json::from_slice::<Entry>(raw.value())?),
@@ -166,15 +192,20 @@ impl PromptCache {
             Ok(entry.filter(|e| e.expires_ms > now))
         })
         .await??;
-        let Some(entry) = found else {
+        if found.is_some() {
+            store.write(move |txn| Tables::open(txn)?.touch(&bytes)).await?;
+        }
+        Ok(found)
+    }
+
+    /// The stored result for `key`, if present and not expired. A hit makes the entry
+    /// the most recently used.
+    pub async fn get(&self, key: &CacheKey) -> Result<Option<CachedResult>, CacheError> {
+        let Some(entry) = self.lookup(key, self.inner.clock.now_ms()).await? else {
             self.inner.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
         self.inner.hits.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .store
-            .write(move |txn| Tables::open(txn)?.touch(&bytes))
-            .await?;
         Ok(Some(entry.result))
     }
 
@@ -209,10 +240,25 @@ impl PromptCache {
                 evicted: Vec::new(),
             });
         }
+        let store = match &self.inner.backend {
+            Backend::Embedded(store) => store,
+            Backend::Redis(redis) => {
+                let record = serde_json::to_string(&entry)?;
+                let gone = redis
+                    .put(key.to_string(), record, entry.size, entry.expires_ms, max_bytes)
+                    .await?;
+                let evicted = decode_all(gone)?;
+                self.inner
+                    .evictions
+                    .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+                return Ok(PutOutcome {
+                    stored: true,
+                    evicted,
+                });
+            }
+        };
         let bytes = key.0;
-        let evicted = self
-            .inner
-            .store
+        let evicted = store
             .write(move |txn| {
                 let mut t = Tables::open(txn)?;
                 t.unlink(&bytes)?;
@@ -242,12 +288,12 @@ impl PromptCache {
 
     /// Removes the entry for `key`; true if there was one.
     pub async fn remove(&self, key: &CacheKey) -> Result<bool, CacheError> {
+        let store = match &self.inner.backend {
+            Backend::Embedded(store) => store,
+            Backend::Redis(redis) => return redis.remove(key.to_string()).await,
+        };
         let bytes = key.0;
-        let gone = self
-            .inner
-            .store
-            .write(move |txn| Tables::open(txn)?.unlink(&bytes))
-            .await?;
+        let gone = store.write(move |txn| Tables::open(txn)?.unlink(&bytes)).await?;
         Ok(gone.is_some())
     }
 
@@ -255,30 +301,33 @@ impl PromptCache {
     pub async fn sweep_expired(&self, now: Millis) -> Result<Vec<Evicted>, CacheError> {
         let mut all = Vec::new();
         loop {
-            let batch = self
-                .inner
-                .store
-                .write(move |txn| {
-                    let mut t = Tables::open(txn)?;
-                    let mut due = Vec::new();
-                    for entry in t.expiry.range((Millis::MIN, &[0u8; 32])..=(now, &[0xffu8; 32]))? {
-                        due.push(*entry?.0.value().1);
-                        if due.len() == SWEEP_BATCH {
-                            break;
-                        }
-                    }
-                    let mut gone = Vec::with_capacity(due.len());
-                    for key in due {
-                        if let Some(entry) = t.unlink(&key)? {
-                            gone.push(Evicted {
-                                key: CacheKey(key),
-                                result: entry.result,
-                            });
-                        }
-                    }
-                    Ok::<_, CacheError>(gone)
-                })
-                .await?;
+            let batch = match &self.inner.backend {
+                Backend::Redis(redis) => decode_all(redis.sweep(now, SWEEP_BATCH).await?)?,
+                Backend::Embedded(store) => {
+                    store
+                        .write(move |txn| {
+                            let mut t = Tables::open(txn)?;
+                            let mut due = Vec::new();
+                            for entry in t.expiry.range((Millis::MIN, &[0u8; 32])..=(now, &[0xffu8; 32]))? {
+                                due.push(*entry?.0.value().1);
+                                if due.len() == SWEEP_BATCH {
+                                    break;
+                                }
+                            }
+                            let mut gone = Vec::with_capacity(due.len());
+                            for key in due {
+                                if let Some(entry) = t.unlink(&key)? {
+                                    gone.push(Evicted {
+                                        key: CacheKey(key),
+                                        result: entry.result,
+                                    });
+                                }
+                            }
+                            Ok::<_, CacheError>(gone)
+                        })
+                        .await?
+                }
+            };
             let done = batch.len() < SWEEP_BATCH;
             all.extend(batch);
             if done {
@@ -306,7 +355,13 @@ impl PromptCache {
 
     /// Entries held and their total weight.
     pub async fn usage(&self) -> Result<Usage, CacheError> {
-        let store = self.inner.store.clone();
+        let store = match &self.inner.backend {
+            Backend::Embedded(store) => store.clone(),
+            Backend::Redis(redis) => {
+                let (entries, bytes) = redis.usage().await?;
+                return Ok(Usage { entries, bytes });
+            }
+        };
         tokio::task::spawn_blocking(move || -> Result<Usage, CacheError> {
             use redb::ReadableTableMetadata;
             let txn = store.read()?;
@@ -316,6 +371,23 @@ impl PromptCache {
         })
         .await?
     }
+}
+
+/// Entries Redis handed back (evicted or expired), as the embedded cache returns them.
+fn decode_all(gone: Vec<(String, String)>) -> Result<Vec<Evicted>, CacheError> {
+    let mut out = Vec::with_capacity(gone.len());
+    for (sha, raw) in gone {
+        let entry: Entry = serde_json::from_str(&raw)?;
+        let Ok(key) = sha.parse::<CacheKey>() else {
+            tracing::warn!(key = %sha, "prompt cache on Redis: an entry key is not a sha-256; skipped");
+            continue;
+        };
+        out.push(Evicted {
+            key,
+            result: entry.result,
+        });
+    }
+    Ok(out)
 }
 
 /// The prompt cache's tables in one write transaction.

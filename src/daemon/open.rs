@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{KvCache, PromptCache, PromptCacheConfig};
 use crate::clock::SharedClock;
-use crate::config::{Config, StorageBackend};
+use crate::config::{Backend, Config, StorageBackend};
 use crate::dispatch::{DispatchSettings, Dispatcher, GenerationObserver, S3Sink, SharedSink, StoreSink};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::redis_store::RedisStore;
 use crate::s3::presign::Presigner;
 use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
 use crate::store::Store;
@@ -151,7 +152,8 @@ pub(super) async fn start_dispatcher(
     Ok(dispatcher)
 }
 
-/// Opens `queue.redb` and `cache.redb` (compacting them) on a blocking thread.
+/// Opens the queue and the caches on their configured backends (on a blocking
+/// thread): `queue.redb` and `cache.redb` (compacting them), or the Redis server.
 pub(super) async fn open_queue_and_caches(
     config: &Config,
     clock: &SharedClock,
@@ -162,16 +164,41 @@ pub(super) async fn open_queue_and_caches(
         ttl: Duration::from_secs(config.cache.prompt_ttl_seconds),
         max_bytes: config.cache.prompt_max_bytes,
     };
+    let (queue_backend, cache_backend) = (config.queue.backend, config.cache.backend);
+    let redis_settings = config.redis.clone();
     let clock = clock.clone();
     tokio::task::spawn_blocking(move || {
-        let queue_path = dir.join("queue.redb");
-        let queue = Queue::open(&queue_path, clock.clone(), queue_config)
-            .with_context(|| format!("cannot open the job queue {}", queue_path.display()))?;
-        let cache_path = dir.join("cache.redb");
-        let store = Store::open_compacted(&cache_path)
-            .with_context(|| format!("cannot open the cache {}", cache_path.display()))?;
-        let prompts = PromptCache::new(store.clone(), clock.clone(), prompt_config)?;
-        let kv = KvCache::new(store, clock)?;
+        let redis = if queue_backend == Backend::Redis || cache_backend == Backend::Redis {
+            let store = RedisStore::connect(&redis_settings)?;
+            tracing::info!(endpoint = store.endpoint(), prefix = %redis_settings.key_prefix, "Redis connected");
+            Some(store)
+        } else {
+            None
+        };
+        let queue = match (&redis, queue_backend) {
+            (Some(store), Backend::Redis) => Queue::open_redis(store.clone(), clock.clone(), queue_config)
+                .with_context(|| format!("cannot open the job queue on Redis at {}", store.endpoint()))?,
+            _ => {
+                let queue_path = dir.join("queue.redb");
+                Queue::open(&queue_path, clock.clone(), queue_config)
+                    .with_context(|| format!("cannot open the job queue {}", queue_path.display()))?
+            }
+        };
+        let (prompts, kv) = match (&redis, cache_backend) {
+            (Some(store), Backend::Redis) => (
+                PromptCache::new_redis(store.clone(), clock.clone(), prompt_config),
+                KvCache::new_redis(store.clone(), clock),
+            ),
+            _ => {
+                let cache_path = dir.join("cache.redb");
+                let store = Store::open_compacted(&cache_path)
+                    .with_context(|| format!("cannot open the cache {}", cache_path.display()))?;
+                (
+                    PromptCache::new(store.clone(), clock.clone(), prompt_config)?,
+                    KvCache::new(store, clock)?,
+                )
+            }
+        };
         Ok((queue, prompts, kv))
     })
     .await?

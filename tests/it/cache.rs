@@ -11,26 +11,47 @@ use darkroom::clock::{Clock, ManualClock};
 use darkroom::store::Store;
 use serde_json::json;
 
-use crate::queue_support::T0;
+use darkroom::redis_store::RedisStore;
+
+use crate::queue_support::{Kind, T0, on_both_backends};
+use crate::redis_server::RedisServer;
 
 struct Caches {
     prompts: PromptCache,
     kv: KvCache,
     clock: ManualClock,
     dir: tempfile::TempDir,
+    redis: Option<RedisStore>,
 }
 
-fn caches(config: PromptCacheConfig) -> Caches {
+fn caches(kind: Kind, config: PromptCacheConfig) -> Caches {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_compacted(&dir.path().join("cache.redb")).unwrap();
     let clock = ManualClock::new(T0);
-    let prompts = PromptCache::new(store.clone(), Arc::new(clock.clone()), config).unwrap();
-    let kv = KvCache::new(store, Arc::new(clock.clone())).unwrap();
+    let shared = Arc::new(clock.clone());
+    let (prompts, kv, redis) = match kind {
+        Kind::Embedded => {
+            let store = Store::open_compacted(&dir.path().join("cache.redb")).unwrap();
+            (
+                PromptCache::new(store.clone(), shared.clone(), config).unwrap(),
+                KvCache::new(store, shared).unwrap(),
+                None,
+            )
+        }
+        Kind::Redis => {
+            let store = RedisServer::shared().store();
+            (
+                PromptCache::new_redis(store.clone(), shared.clone(), config),
+                KvCache::new_redis(store.clone(), shared),
+                Some(store),
+            )
+        }
+    };
     Caches {
         prompts,
         kv,
         clock,
         dir,
+        redis,
     }
 }
 
@@ -90,9 +111,8 @@ fn volatile_fields_are_left_out_of_the_key() {
     assert_ne!(CacheKey::of(&one, &volatile), CacheKey::of(&three, &volatile));
 }
 
-#[tokio::test]
-async fn hits_and_misses_are_counted() {
-    let c = caches(PromptCacheConfig::default());
+async fn hits_and_misses_are_counted(kind: Kind) {
+    let c = caches(kind, PromptCacheConfig::default());
     assert_eq!(c.prompts.get(&key(1)).await.unwrap(), None);
     c.prompts.put(&key(1), image("one", 1000)).await.unwrap();
     assert_eq!(c.prompts.get(&key(1)).await.unwrap(), Some(image("one", 1000)));
@@ -105,9 +125,8 @@ async fn hits_and_misses_are_counted() {
     assert_eq!(c.prompts.usage().await.unwrap().bytes, 0);
 }
 
-#[tokio::test]
-async fn entries_expire_after_their_ttl() {
-    let c = caches(PromptCacheConfig::default());
+async fn entries_expire_after_their_ttl(kind: Kind) {
+    let c = caches(kind, PromptCacheConfig::default());
     c.prompts.put(&key(1), image("week", 10)).await.unwrap();
     c.prompts
         .put_with_ttl(&key(2), image("minute", 10), Duration::from_mins(1))
@@ -129,13 +148,12 @@ async fn entries_expire_after_their_ttl() {
     assert_eq!(c.prompts.stats().expired, 2);
 }
 
-#[tokio::test]
-async fn least_recently_used_entries_go_when_bytes_exceed_the_bound() {
+async fn least_recently_used_entries_go_when_bytes_exceed_the_bound(kind: Kind) {
     let config = PromptCacheConfig {
         max_bytes: 3_500_000,
         ..PromptCacheConfig::default()
     };
-    let c = caches(config);
+    let c = caches(kind, config);
     for n in 1..=3 {
         let outcome = c
             .prompts
@@ -165,9 +183,8 @@ async fn least_recently_used_entries_go_when_bytes_exceed_the_bound() {
     assert!(c.prompts.get(&key(6)).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn kv_get_set_delete_and_expire() {
-    let c = caches(PromptCacheConfig::default());
+async fn kv_get_set_delete_and_expire(kind: Kind) {
+    let c = caches(kind, PromptCacheConfig::default());
     assert_eq!(c.kv.get("session:1").await.unwrap(), None);
     c.kv.set("session:1", b"alice", None).await.unwrap();
     c.kv.set("session:2", b"bob", Some(Duration::from_secs(10)))
@@ -194,9 +211,8 @@ async fn kv_get_set_delete_and_expire() {
     assert_eq!(c.kv.get("k").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn kv_incr_counts_within_a_window() {
-    let c = caches(PromptCacheConfig::default());
+async fn kv_incr_counts_within_a_window(kind: Kind) {
+    let c = caches(kind, PromptCacheConfig::default());
     let window = Some(Duration::from_mins(1));
     for expected in 1..=3 {
         assert_eq!(c.kv.incr("rate:ip", 1, window).await.unwrap(), expected);
@@ -211,18 +227,36 @@ async fn kv_incr_counts_within_a_window() {
     assert!(c.kv.incr("text", 1, None).await.is_err());
 }
 
-#[tokio::test]
-async fn entries_survive_a_restart() {
-    let c = caches(PromptCacheConfig::default());
+async fn entries_survive_a_restart(kind: Kind) {
+    let c = caches(kind, PromptCacheConfig::default());
     c.prompts.put(&key(1), image("kept", 123)).await.unwrap();
     c.kv.set("session:1", b"alice", None).await.unwrap();
-    let path = c.dir.path().join("cache.redb");
-    let (_copy_dir, copy) = crate::queue_support::disk_copy(&path);
-    let store = Store::open_compacted(&copy).unwrap();
+    // A restarted process (or, on Redis, another node) opens the same data.
     let clock = Arc::new(c.clock.clone());
-    let prompts = PromptCache::new(store.clone(), clock.clone(), PromptCacheConfig::default()).unwrap();
-    let kv = KvCache::new(store, clock).unwrap();
+    let config = PromptCacheConfig::default();
+    let (_copy_dir, prompts, kv) = match &c.redis {
+        None => {
+            let (copy_dir, copy) = crate::queue_support::disk_copy(&c.dir.path().join("cache.redb"));
+            let store = Store::open_compacted(&copy).unwrap();
+            let prompts = PromptCache::new(store.clone(), clock.clone(), config).unwrap();
+            (Some(copy_dir), prompts, KvCache::new(store, clock).unwrap())
+        }
+        Some(store) => (
+            None,
+            PromptCache::new_redis(store.clone(), clock.clone(), config),
+            KvCache::new_redis(store.clone(), clock),
+        ),
+    };
     assert_eq!(prompts.get(&key(1)).await.unwrap(), Some(image("kept", 123)));
     assert_eq!(prompts.usage().await.unwrap(), c.prompts.usage().await.unwrap());
     assert_eq!(kv.get("session:1").await.unwrap().as_deref(), Some(&b"alice"[..]));
 }
+
+on_both_backends!(
+    hits_and_misses_are_counted,
+    entries_expire_after_their_ttl,
+    least_recently_used_entries_go_when_bytes_exceed_the_bound,
+    kv_get_set_delete_and_expire,
+    kv_incr_counts_within_a_window,
+    entries_survive_a_restart,
+);
