@@ -36,6 +36,7 @@ mod queue;
 mod queue_admin;
 mod queue_crash;
 mod queue_lease;
+mod queue_redis;
 mod queue_support;
 mod redis_server;
 mod s3_backend;

@@ -30,7 +30,7 @@ impl RedisServer {
         SERVER.get_or_init(|| {
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
-                let (mut child, port, rest) = spawn(&[]);
+                let (mut child, port, rest) = spawn(&|port| vec!["--port".to_owned(), port.to_string()]);
                 tx.send(port).unwrap();
                 // Keep reading its log so the pipe never fills and blocks it.
                 for _ in rest {}
@@ -49,7 +49,17 @@ impl RedisServer {
     /// the test's thread ends.
     pub fn start(extra: &[&str]) -> RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let (child, port, rest) = spawn(&extra);
+        Self::start_with(move |port| {
+            let mut args = vec!["--port".to_owned(), port.to_string()];
+            args.extend(extra.iter().cloned());
+            args
+        })
+    }
+
+    /// A server of its own whose arguments are made for the free port found
+    /// (`--port 0 --tls-port {port}` for a TLS-only server).
+    pub fn start_with(args: impl Fn(u16) -> Vec<String>) -> RedisServer {
+        let (child, port, rest) = spawn(&args);
         std::thread::spawn(move || for _ in rest {});
         RedisServer {
             port,
@@ -91,7 +101,9 @@ impl Drop for RedisServer {
 }
 
 /// Starts redis-server on a free port and waits until it says it is ready.
-fn spawn(extra: &[String]) -> (Child, u16, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+fn spawn(
+    args: &dyn Fn(u16) -> Vec<String>,
+) -> (Child, u16, std::io::Lines<BufReader<std::process::ChildStdout>>) {
     for _ in 0..20 {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -101,9 +113,17 @@ fn spawn(extra: &[String]) -> (Child, u16, std::io::Lines<BufReader<std::process
         let mut command = Command::new("setpriv");
         command
             .args(["--pdeathsig", "KILL", "redis-server"])
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--logfile", ""])
-            .args(extra)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                "",
+            ])
+            .args(args(port))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command

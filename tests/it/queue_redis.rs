@@ -1,0 +1,290 @@
+//! What only the Redis backend has to prove: several nodes on one queue never claim
+//! the same job, see each other's events and wake each other's claimers; and the
+//! server is checked before it is trusted — eviction policy, password, TLS, an
+//! unreachable or dying server named in a clear error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use darkroom::clock::SystemClock;
+use darkroom::config::RedisSettings;
+use darkroom::queue::{JobStatus, NewJob, Queue, QueueConfig, QueueError};
+use darkroom::redis_store::RedisStore;
+use serde_json::json;
+
+use crate::redis_server::RedisServer;
+
+fn node(store: &RedisStore) -> Queue {
+    Queue::open_redis(store.clone(), Arc::new(SystemClock), QueueConfig::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_claim_the_same_job() {
+    let store = RedisServer::shared().store();
+    let (a, b) = (node(&store), node(&store));
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let on = if i % 2 == 0 { &a } else { &b };
+        ids.push(
+            on.enqueue(NewJob::new("gen", json!({ "i": i })))
+                .await
+                .unwrap()
+                .job
+                .id,
+        );
+    }
+    let mut workers = Vec::new();
+    for (n, queue) in [a.clone(), a.clone(), a.clone(), b.clone(), b.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        workers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let batch = queue.claim_batch("gen", &format!("worker-{n}"), 4).await.unwrap();
+                if batch.is_empty() {
+                    return done;
+                }
+                for claimed in batch {
+                    queue.complete(&claimed.lease, json!(n)).await.unwrap();
+                    done.push(claimed.job.id);
+                }
+            }
+        }));
+    }
+    let mut claims: HashMap<ulid::Ulid, usize> = HashMap::new();
+    let mut per_worker = Vec::new();
+    for worker in workers {
+        let done = worker.await.unwrap();
+        per_worker.push(done.len());
+        for id in done {
+            *claims.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(claims.len(), 300, "every job claimed");
+    assert!(claims.values().all(|&n| n == 1), "no job claimed twice");
+    assert!(
+        per_worker.iter().filter(|&&n| n > 0).count() > 1,
+        "{per_worker:?}"
+    );
+    let counts = b.counts().await.unwrap();
+    assert_eq!((counts.succeeded, counts.total()), (300, 300));
+    for id in ids {
+        assert_eq!(a.get(id).await.unwrap().unwrap().status, JobStatus::Succeeded);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_nodes_changes_reach_the_other_nodes_subscribers_and_claimers() {
+    let store = RedisServer::shared().store();
+    let (a, b) = (node(&store), node(&store));
+    let mut events = b.subscribe();
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.claim_wait("gen", "b-worker", 1, Duration::from_secs(30)).await })
+    };
+    let id = a.enqueue(NewJob::new("gen", json!({}))).await.unwrap().job.id;
+    let claimed = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "node b's waiting claimer was woken by node a's enqueue"
+    );
+    assert_eq!(claimed[0].job.id, id);
+    let first = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.id, first.from, first.to), (id, None, JobStatus::Queued));
+
+    // A cancel through node a reaches node b's worker in its heartbeat.
+    a.cancel(id).await.unwrap();
+    let directive = b.heartbeat(&claimed[0].lease).await.unwrap();
+    assert!(matches!(
+        directive,
+        darkroom::queue::Directive::Stop(darkroom::queue::StopReason::Cancelled)
+    ));
+}
+
+#[test]
+fn an_evicting_redis_is_refused_unless_allowed() {
+    let server = RedisServer::start(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]);
+    let mut settings = server.settings();
+    let err = RedisStore::connect(&settings).err().unwrap().to_string();
+    for needle in [
+        "allkeys-lru",
+        "noeviction",
+        "redis.allow_eviction",
+        &server.url()[..20],
+    ] {
+        assert!(err.contains(needle), "`{needle}` in: {err}");
+    }
+    settings.allow_eviction = true;
+    RedisStore::connect(&settings).unwrap();
+}
+
+#[test]
+fn a_password_protected_redis_needs_the_password_in_the_url() {
+    let server = RedisServer::start(&["--requirepass", "s3cret"]);
+    let settings = server.settings();
+    let err = RedisStore::connect(&settings).err().unwrap().to_string();
+    assert!(
+        err.contains("redis.url") && err.to_lowercase().contains("auth"),
+        "{err}"
+    );
+    let with_password = RedisSettings {
+        url: format!("redis://:s3cret@127.0.0.1:{}/0", server.port),
+        ..settings
+    };
+    let store = RedisStore::connect(&with_password).unwrap();
+    assert_eq!(
+        store.endpoint(),
+        format!("redis://:***@127.0.0.1:{}/0", server.port)
+    );
+}
+
+#[test]
+fn an_unreachable_redis_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = RedisSettings {
+        url: format!("redis://user:hunter2@127.0.0.1:{port}/0"),
+        ..RedisSettings::default()
+    };
+    let err = RedisStore::connect(&settings).err().unwrap().to_string();
+    assert!(
+        err.contains("cannot reach Redis") && err.contains("redis.url"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && !err.contains("hunter2"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_redis_fails_operations_with_a_clear_error() {
+    let server = RedisServer::start(&[]);
+    let queue = node(&server.store());
+    queue.enqueue(NewJob::new("gen", json!({}))).await.unwrap();
+    server.kill();
+    let err = queue.enqueue(NewJob::new("gen", json!({}))).await.unwrap_err();
+    assert!(matches!(err, QueueError::Redis(_)), "{err:?}");
+    assert!(err.to_string().starts_with("Redis:"), "{err}");
+    assert!(queue.counts().await.is_err());
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it, with openssl.
+fn tls_files(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is not installed (./scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=darkroom test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_carries_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    tls_files(dir.path());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (cert, key, ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let server = RedisServer::start_with(move |port| {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    });
+    let tls = RedisSettings {
+        url: format!("rediss://127.0.0.1:{}/0", server.port),
+        ca_file: Some(dir.path().join("ca.pem")),
+        ..server.settings()
+    };
+    let queue = node(&RedisStore::connect(&tls).unwrap());
+    let id = queue.enqueue(NewJob::new("gen", json!({}))).await.unwrap().job.id;
+    assert_eq!(queue.claim("gen", "w").await.unwrap().unwrap().job.id, id);
+
+    let plain = RedisSettings {
+        url: format!("redis://127.0.0.1:{}/0", server.port),
+        ..tls.clone()
+    };
+    assert!(
+        RedisStore::connect(&plain).is_err(),
+        "a TLS port does not speak plain Redis"
+    );
+    let untrusted = RedisSettings { ca_file: None, ..tls };
+    let err = RedisStore::connect(&untrusted).err().unwrap().to_string();
+    assert!(err.contains("cannot reach Redis"), "{err}");
+}
