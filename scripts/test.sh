@@ -2,7 +2,7 @@
 # Runs darkroom's whole test suite: style, lints and every test.
 #
 # Installs what the tests need first, idempotently (curl, a C compiler for the fake
-# NVML library, prometheus's promtool, tmux and docker-compose via apt-get, awscli and boto3 via pip), so no
+# NVML library, prometheus's promtool, tmux, docker-compose, redis-server and openssl via apt-get, awscli and boto3 via pip), so no
 # test is ever skipped for a missing tool.
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/darkroom/target) so repeated
 # runs and fresh clones reuse them.
@@ -24,6 +24,11 @@ command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
 command -v tmux >/dev/null 2>&1 || apt_needed+=(tmux)
 # docker-compose.yml is validated by Debian's docker-compose (no engine needed).
 command -v docker-compose >/dev/null 2>&1 || apt_needed+=(docker-compose)
+# The Redis queue and cache backends run against a real redis-server (TLS certs by openssl);
+# setpriv (util-linux) ties each test server's life to the tests.
+command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
+command -v openssl >/dev/null 2>&1 || apt_needed+=(openssl)
+command -v setpriv >/dev/null 2>&1 || apt_needed+=(util-linux)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "test.sh: installing ${apt_needed[*]}" >&2
     as_root apt-get update -qq

@@ -158,7 +158,7 @@ pub async fn status(remote: &Remote, json: bool) -> anyhow::Result<()> {
 }
 
 /// The status snapshot for a person.
-/// `embedded`, or `s3 http://minio:9000 reachable (3 ms)` / `... UNREACHABLE: why`.
+/// `embedded`, or `s3 http://minio:9000 reachable (3 ms)` / `redis redis://... UNREACHABLE: why`.
 pub fn output_store_text(h: &crate::dispatch::StoreHealth) -> String {
     let mut text = h.backend.clone();
     if let Some(e) = &h.endpoint {
@@ -172,7 +172,11 @@ pub fn output_store_text(h: &crate::dispatch::StoreHealth) -> String {
             text.push_str(" UNREACHABLE");
         }
         if let Some(ms) = h.latency_ms {
-            let _ = write!(text, " ({ms:.0} ms)");
+            if ms < 10.0 {
+                let _ = write!(text, " ({ms:.1} ms)");
+            } else {
+                let _ = write!(text, " ({ms:.0} ms)");
+            }
         }
         if let Some(e) = &h.error {
             let _ = write!(text, ": {e}");
@@ -222,6 +226,8 @@ pub fn status_text(s: &StatusSnapshot) -> String {
         }
         out.push('\n');
     }
+    let _ = writeln!(out, "queue store: {}", output_store_text(&s.queue_store));
+    let _ = writeln!(out, "cache store: {}", output_store_text(&s.cache_store));
     let _ = writeln!(out, "outputs: {}", output_store_text(&s.output_store));
     for b in &s.buckets {
         let _ = writeln!(out, "bucket {}: {} objects, {} bytes", b.name, b.objects, b.bytes);

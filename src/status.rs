@@ -30,6 +30,13 @@ pub struct StatusSnapshot {
     /// Where outputs are stored (`embedded` or an external `s3` endpoint) and
     /// whether it answers.
     pub output_store: crate::dispatch::StoreHealth,
+    /// Where the job queue lives (`embedded` or `redis` with its endpoint) and
+    /// whether it answers a PING.
+    #[serde(default = "crate::dispatch::StoreHealth::embedded")]
+    pub queue_store: crate::dispatch::StoreHealth,
+    /// Where the caches live, likewise.
+    #[serde(default = "crate::dispatch::StoreHealth::embedded")]
+    pub cache_store: crate::dispatch::StoreHealth,
     /// darkroom's own buckets.
     pub buckets: Vec<BucketUsage>,
     pub cache: CacheStatus,

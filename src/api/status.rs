@@ -6,6 +6,7 @@ use axum::extract::State;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use crate::dispatch::StoreHealth;
 use crate::queue::{JobStatus, ListQuery};
 use crate::status::{CacheStatus, QueueStatus, StatusSnapshot};
 
@@ -55,6 +56,8 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         },
         backends: s.dispatcher.backends(),
         output_store: s.dispatcher.output_store().await,
+        queue_store: StoreHealth::of_redis(s.queue.redis()).await,
+        cache_store: StoreHealth::of_redis(s.prompts.redis()).await,
         buckets,
         cache: CacheStatus {
             entries: usage.entries,

@@ -151,6 +151,10 @@ impl RedisPrompts {
         tokio::task::spawn_blocking(move || this.store.with_conn(|c| f(c, &this))).await?
     }
 
+    pub(crate) fn store(&self) -> &RedisStore {
+        &self.store
+    }
+
     /// The entry JSON of `sha` if live at `now`, made most recently used.
     pub(crate) async fn get(&self, sha: String, now: Millis) -> Result<Option<String>, CacheError> {
         self.run(move |c, k| {

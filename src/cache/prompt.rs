@@ -338,6 +338,14 @@ impl PromptCache {
         Ok(all)
     }
 
+    /// The Redis server the cache lives on, if it does.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match &self.inner.backend {
+            Backend::Embedded(_) => None,
+            Backend::Redis(redis) => Some(redis.store()),
+        }
+    }
+
     /// The size bound (`cache.prompt_max_bytes`).
     pub fn max_bytes(&self) -> u64 {
         self.inner.config.max_bytes

@@ -58,6 +58,34 @@ pub struct StoreHealth {
     pub error: Option<String>,
 }
 
+impl StoreHealth {
+    /// A store inside darkroom: always there.
+    pub fn embedded() -> Self {
+        Self {
+            backend: "embedded".into(),
+            endpoint: None,
+            reachable: true,
+            latency_ms: None,
+            error: None,
+        }
+    }
+
+    /// A Redis server's health from a PING (`None`: the store is embedded).
+    pub async fn of_redis(store: Option<&crate::redis_store::RedisStore>) -> Self {
+        let Some(store) = store else {
+            return Self::embedded();
+        };
+        let ping = store.ping().await;
+        Self {
+            backend: "redis".into(),
+            endpoint: Some(store.endpoint().to_owned()),
+            reachable: ping.is_ok(),
+            latency_ms: ping.as_ref().ok().map(|p| p.latency.as_secs_f64() * 1000.0),
+            error: ping.err().map(|e| e.to_string()),
+        }
+    }
+}
+
 /// Outputs into darkroom's own object store, with URLs from its presigner.
 pub struct StoreSink {
     pub storage: ObjectStore,

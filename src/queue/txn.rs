@@ -73,17 +73,16 @@ impl Ctx<'_> {
 /// Stores a new job (prepared by the caller, payload already encoded) unless its
 /// idempotency key already names one, which is returned instead.
 pub(crate) fn enqueue(t: &mut dyn JobTables, ctx: &Ctx, mut job: Job, payload: &[u8]) -> Outcome<Enqueued> {
-    if let Some(key) = job.idempotency_key.as_deref() {
-        if let Some(id) = t.idempotent_job(key)?
-            && let Some(mut found) = t.load(id)?
-        {
-            found.payload = t.payload(id)?;
-            let enqueued = Enqueued {
-                job: found,
-                created: false,
-            };
-            return Ok((enqueued, Vec::new()));
-        }
+    if let Some(key) = job.idempotency_key.as_deref()
+        && let Some(id) = t.idempotent_job(key)?
+        && let Some(mut found) = t.load(id)?
+    {
+        found.payload = t.payload(id)?;
+        let enqueued = Enqueued {
+            job: found,
+            created: false,
+        };
+        return Ok((enqueued, Vec::new()));
     }
     t.put(None, &mut job)?;
     t.insert_payload(job.id, payload)?;

@@ -99,13 +99,22 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
     let Some(s) = &state.snapshot else {
         return Vec::new();
     };
-    let store = &s.output_store;
+    let text = crate::commands::output_store_text;
+    let stores = [&s.queue_store, &s.cache_store, &s.output_store];
+    let line = if stores.iter().all(|h| h.backend == "embedded") {
+        "queue, cache, outputs: embedded".to_owned()
+    } else {
+        format!(
+            "queue: {}  cache: {}  outputs: {}",
+            text(&s.queue_store),
+            text(&s.cache_store),
+            text(&s.output_store)
+        )
+    };
+    let all_reachable = stores.iter().all(|h| h.reachable);
     let store_line = Line::styled(
-        fmt::fit(
-            &format!("outputs: {}", crate::commands::output_store_text(store)),
-            width,
-        ),
-        if store.reachable { theme.dim() } else { theme.bad() },
+        fmt::fit(&line, width),
+        if all_reachable { theme.dim() } else { theme.bad() },
     );
     if s.backends.is_empty() {
         return vec![

@@ -207,6 +207,29 @@ fn overview() {
 }
 
 #[test]
+fn overview_on_shared_redis_and_s3() {
+    let mut s = state(true);
+    let snapshot = s.snapshot.as_mut().unwrap();
+    let redis = crate::dispatch::StoreHealth {
+        backend: "redis".into(),
+        endpoint: Some("redis://redis:6379/0".into()),
+        reachable: true,
+        latency_ms: Some(0.4),
+        error: None,
+    };
+    snapshot.queue_store = redis.clone();
+    snapshot.cache_store = redis;
+    snapshot.output_store = crate::dispatch::StoreHealth {
+        backend: "s3".into(),
+        endpoint: Some("http://minio:9000".into()),
+        reachable: false,
+        latency_ms: None,
+        error: Some("connection refused".into()),
+    };
+    insta::assert_snapshot!("overview_shared_stores_160x48", render(&s, 160, 48));
+}
+
+#[test]
 fn jobs_table_and_details() {
     let mut s = state(true);
     s.panel = Panel::Jobs;

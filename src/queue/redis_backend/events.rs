@@ -115,7 +115,7 @@ fn deliver(reply: StreamReadReply, last: &mut String, sinks: &Sinks) {
                     let _ = sinks.events.send(event);
                 }
                 None => {
-                    tracing::warn!(id = %entry.id, "Redis event stream entry is not a job event; skipped")
+                    tracing::warn!(id = %entry.id, "Redis event stream entry is not a job event; skipped");
                 }
             }
             *last = entry.id;
