@@ -86,7 +86,9 @@ fn worker_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "darkroom".into());
-    format!("{host}:{}", std::process::id())
+    // The random part keeps names apart where hostnames and pids repeat (containers
+    // all run as pid 1), since leases on a shared Redis queue are told apart by it.
+    format!("{host}:{}:{:04x}", std::process::id(), rand::random::<u16>())
 }
 
 /// One finished attempt, for metrics and alerts.

@@ -87,11 +87,33 @@ pub(crate) trait JobTables {
 
     /// Removes one index entry without touching a record.
     fn drop_position(&mut self, id: Ulid, position: &Position) -> Result<(), QueueError>;
+
+    /// True when every read sees one snapshot (redb); false when other nodes'
+    /// commits may land between reads (Redis, where the commit checks instead).
+    fn snapshot_reads(&self) -> bool;
 }
 
-/// Drops an index entry whose job record is missing, so it cannot block the index.
-/// Never expected: records and indexes change atomically together.
-pub(crate) fn drop_stale(t: &mut dyn JobTables, id: Ulid, position: &Position) -> Result<(), QueueError> {
-    tracing::error!(%id, ?position, "queue index names a missing job; entry dropped");
-    t.drop_position(id, position)
+/// The job an index entry names, if the entry still places it there.
+///
+/// In redb the index and the records are read from one snapshot, so they always
+/// agree. On Redis another node may move the job between this transition's read of
+/// the index and its read of the record; the record is what the commit checks, so a
+/// job found elsewhere is simply not this transition's to act on (acting on it —
+/// claiming a job another node just claimed — is how a job would run twice).
+/// An entry whose record is missing is dropped, so it cannot block the index.
+pub(crate) fn job_at(
+    t: &mut dyn JobTables,
+    id: Ulid,
+    position: &Position,
+) -> Result<Option<Job>, QueueError> {
+    let Some(job) = t.load(id)? else {
+        if t.snapshot_reads() {
+            tracing::error!(%id, ?position, "queue index names a missing job; entry dropped");
+        } else {
+            tracing::debug!(%id, ?position, "a job was removed by another node meanwhile");
+        }
+        t.drop_position(id, position)?;
+        return Ok(None);
+    };
+    Ok((Position::of(&job) == *position).then_some(job))
 }

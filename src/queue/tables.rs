@@ -255,4 +255,8 @@ impl JobTables for Tables<'_> {
         }
         Ok(())
     }
+
+    fn snapshot_reads(&self) -> bool {
+        true
+    }
 }

@@ -10,7 +10,7 @@
 use serde_json::Value;
 use ulid::Ulid;
 
-use super::backend::{JobTables, Position, drop_stale, running_deadline};
+use super::backend::{JobTables, Position, job_at};
 use super::config::QueueConfig;
 use super::error::QueueError;
 use super::ids::IdSource;
@@ -106,8 +106,7 @@ pub(crate) fn claim(
     let ready = t.first_ready(queue, max)?;
     let mut claimed = Vec::with_capacity(ready.len());
     for (position, id) in ready {
-        let Some(mut job) = t.load(id)? else {
-            drop_stale(t, id, &position)?;
+        let Some(mut job) = job_at(t, id, &position)? else {
             continue;
         };
         let before = Position::of(&job);
@@ -353,8 +352,7 @@ pub(crate) fn promote_due(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
     let keys = t.due(JobStatus::Scheduled, ctx.now, MAINTENANCE_BATCH)?;
     let mut events = Vec::with_capacity(keys.len());
     for &(at, id) in &keys {
-        let Some(mut job) = t.load(id)? else {
-            drop_stale(t, id, &Position::Timed(JobStatus::Scheduled, at))?;
+        let Some(mut job) = job_at(t, id, &Position::Timed(JobStatus::Scheduled, at))? else {
             continue;
         };
         let before = Position::of(&job);
@@ -372,11 +370,9 @@ pub(crate) fn reap_expired(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
     let keys = t.due(JobStatus::Running, ctx.now, MAINTENANCE_BATCH)?;
     let mut events = Vec::with_capacity(keys.len());
     for &(at, id) in &keys {
-        let Some(job) = t.load(id)? else {
-            drop_stale(t, id, &Position::Timed(JobStatus::Running, at))?;
+        let Some(job) = job_at(t, id, &Position::Timed(JobStatus::Running, at))? else {
             continue;
         };
-        debug_assert!(running_deadline(&job) <= ctx.now);
         let timed_out = job.attempt_deadline_ms().is_some_and(|d| ctx.now >= d);
         let (kind, message) = if timed_out {
             (FailureKind::TimedOut, timeout_message(job.attempts))
@@ -397,9 +393,8 @@ pub(crate) fn purge_expired(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> 
     for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
         let keys = t.due(status, ctx.now, MAINTENANCE_BATCH)?;
         for &(at, id) in &keys {
-            match t.load(id)? {
-                Some(job) => t.delete(&job)?,
-                None => drop_stale(t, id, &Position::Timed(status, at))?,
+            if let Some(job) = job_at(t, id, &Position::Timed(status, at))? {
+                t.delete(&job)?;
             }
         }
         purged += keys.len();

@@ -32,6 +32,7 @@ mod dash;
 mod dispatch;
 mod gpu;
 mod metrics;
+mod multi_node;
 mod queue;
 mod queue_admin;
 mod queue_crash;

@@ -288,3 +288,55 @@ async fn rediss_with_a_private_ca_carries_the_queue() {
     let err = RedisStore::connect(&untrusted).err().unwrap().to_string();
     assert!(err.contains("cannot reach Redis"), "{err}");
 }
+
+/// Claims racing enqueues: a claim that read the ready index just before another
+/// node claimed the same job must not take it too (the index read is not what the
+/// commit checks; the record is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_racing_enqueues_on_two_nodes_run_each_job_once() {
+    const N: usize = 300;
+    let store = RedisServer::shared().store();
+    let (a, b) = (node(&store), node(&store));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for (n, queue) in [a.clone(), a.clone(), b.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            let mut ran = Vec::new();
+            while done.load(std::sync::atomic::Ordering::SeqCst) < N {
+                let wait = Duration::from_millis(200);
+                for claimed in queue.claim_wait("gen", &format!("w{n}"), 2, wait).await.unwrap() {
+                    let completed = queue.complete(&claimed.lease, json!(n)).await;
+                    if claimed.job.attempts != 1 || completed.is_err() {
+                        // Stop everyone; the assertion below reports it.
+                        done.store(N, std::sync::atomic::Ordering::SeqCst);
+                        return Err(format!("claimed twice: {:?} ({completed:?})", claimed.job));
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    ran.push(claimed.job.id);
+                }
+            }
+            Ok(ran)
+        }));
+    }
+    let mut enqueues = Vec::new();
+    for i in 0..N {
+        let on = if i % 2 == 0 { a.clone() } else { b.clone() };
+        enqueues.push(tokio::spawn(async move {
+            on.enqueue(NewJob::new("gen", json!({ "i": i }))).await.unwrap()
+        }));
+    }
+    for e in enqueues {
+        e.await.unwrap();
+    }
+    let mut ran = std::collections::HashSet::new();
+    for w in workers {
+        for id in w.await.unwrap().unwrap() {
+            assert!(ran.insert(id), "{id} ran twice");
+        }
+    }
+    assert_eq!(ran.len(), N);
+}

@@ -19,6 +19,8 @@ use darkroom::redis_store::RedisStore;
 /// A running redis-server.
 pub struct RedisServer {
     pub port: u16,
+    /// Its working directory (AOF and RDB files), removed with it.
+    _dir: tempfile::TempDir,
     /// A test's own server; the shared one is owned by its thread.
     child: std::sync::Mutex<Option<Child>>,
 }
@@ -30,15 +32,18 @@ impl RedisServer {
         SERVER.get_or_init(|| {
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
-                let (mut child, port, rest) = spawn(&|port| vec!["--port".to_owned(), port.to_string()]);
-                tx.send(port).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let (mut child, port, rest) =
+                    spawn(dir.path(), &|port| vec!["--port".to_owned(), port.to_string()]);
+                tx.send((port, dir)).unwrap();
                 // Keep reading its log so the pipe never fills and blocks it.
                 for _ in rest {}
                 let _ = child.wait();
             });
-            let port = rx.recv().expect("redis-server did not start");
+            let (port, dir) = rx.recv().expect("redis-server did not start");
             RedisServer {
                 port,
+                _dir: dir,
                 child: std::sync::Mutex::new(None),
             }
         })
@@ -59,10 +64,12 @@ impl RedisServer {
     /// A server of its own whose arguments are made for the free port found
     /// (`--port 0 --tls-port {port}` for a TLS-only server).
     pub fn start_with(args: impl Fn(u16) -> Vec<String>) -> RedisServer {
-        let (child, port, rest) = spawn(&args);
+        let dir = tempfile::tempdir().unwrap();
+        let (child, port, rest) = spawn(dir.path(), &args);
         std::thread::spawn(move || for _ in rest {});
         RedisServer {
             port,
+            _dir: dir,
             child: std::sync::Mutex::new(Some(child)),
         }
     }
@@ -102,6 +109,7 @@ impl Drop for RedisServer {
 
 /// Starts redis-server on a free port and waits until it says it is ready.
 fn spawn(
+    dir: &std::path::Path,
     args: &dyn Fn(u16) -> Vec<String>,
 ) -> (Child, u16, std::io::Lines<BufReader<std::process::ChildStdout>>) {
     for _ in 0..20 {
@@ -123,6 +131,8 @@ fn spawn(
                 "--logfile",
                 "",
             ])
+            .arg("--dir")
+            .arg(dir)
             .args(args(port))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

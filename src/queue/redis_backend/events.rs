@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{Commands, Connection};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobEvent, JobStatus};
@@ -51,19 +51,33 @@ pub(crate) struct Sinks {
 }
 
 /// Starts following `stream` after entry `from`.
-pub(crate) fn spawn_reader(store: RedisStore, stream: String, from: String, sinks: Sinks) -> ReaderGuard {
+/// `delivered` follows the id of the last entry broadcast.
+pub(crate) fn spawn_reader(
+    store: RedisStore,
+    stream: String,
+    from: String,
+    sinks: Sinks,
+    delivered: watch::Sender<super::txn::StreamId>,
+) -> ReaderGuard {
     let stop = Arc::new(AtomicBool::new(false));
     let guard = ReaderGuard { stop: stop.clone() };
     let spawned = std::thread::Builder::new()
         .name("darkroom-redis-events".into())
-        .spawn(move || follow(&store, &stream, from, &sinks, &stop));
+        .spawn(move || follow(&store, &stream, from, &sinks, &delivered, &stop));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the Redis event reader; job events from other nodes will not arrive");
     }
     guard
 }
 
-fn follow(store: &RedisStore, stream: &str, mut last: String, sinks: &Sinks, stop: &AtomicBool) {
+fn follow(
+    store: &RedisStore,
+    stream: &str,
+    mut last: String,
+    sinks: &Sinks,
+    delivered: &watch::Sender<super::txn::StreamId>,
+    stop: &AtomicBool,
+) {
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
         let mut conn = match store.dedicated(BLOCK * 4) {
@@ -87,7 +101,12 @@ fn follow(store: &RedisStore, stream: &str, mut last: String, sinks: &Sinks, sto
                 .count(512);
             let reply: Result<Option<StreamReadReply>, _> = conn.xread_options(&[stream], &[&last], &options);
             match reply {
-                Ok(Some(reply)) => deliver(reply, &mut last, sinks),
+                Ok(Some(reply)) => {
+                    deliver(reply, &mut last, sinks);
+                    if let Some(id) = super::txn::parse_stream_id(&last) {
+                        delivered.send_replace(id);
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(endpoint = store.endpoint(), error = %e, "Redis event stream read failed; reconnecting");

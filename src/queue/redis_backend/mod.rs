@@ -11,8 +11,10 @@
 //! their clocks must agree (NTP) to well within the lease length.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::Connection;
+use tokio::sync::watch;
 
 mod events;
 mod keys;
@@ -21,7 +23,7 @@ mod txn;
 
 pub(crate) use events::{ReaderGuard, Sinks};
 use keys::Keys;
-use txn::RedisTxn;
+use txn::{Commit, RedisTxn, StreamId};
 
 use super::backend::JobTables;
 use super::error::QueueError;
@@ -39,15 +41,29 @@ const MAX_CONFLICTS: usize = 1000;
 pub(crate) struct RedisQueue {
     store: RedisStore,
     keys: Arc<Keys>,
+    /// The last stream entry this node's reader has broadcast.
+    delivered: watch::Receiver<StreamId>,
 }
+
+/// How long a transition waits for its own events to come back through the stream.
+const ECHO_WAIT: Duration = Duration::from_secs(5);
 
 impl RedisQueue {
     /// The queue under `store`'s prefix, with its event reader started. Blocking.
     pub(crate) fn open(store: RedisStore, sinks: Sinks) -> Result<(Self, ReaderGuard), QueueError> {
         let keys = Arc::new(Keys::new(&store));
         let from = store.with_conn(|c| events::last_id(c, &keys.events))?;
-        let guard = events::spawn_reader(store.clone(), keys.events.clone(), from, sinks);
-        Ok((Self { store, keys }, guard))
+        let start = txn::parse_stream_id(&from).unwrap_or((0, 0));
+        let (delivered_tx, delivered) = watch::channel(start);
+        let guard = events::spawn_reader(store.clone(), keys.events.clone(), from, sinks, delivered_tx);
+        Ok((
+            Self {
+                store,
+                keys,
+                delivered,
+            },
+            guard,
+        ))
     }
 
     pub(crate) fn store(&self) -> &RedisStore {
@@ -55,28 +71,43 @@ impl RedisQueue {
     }
 
     /// Runs a transition until it commits without a conflict. Its events reach
-    /// subscribers through the stream, on every node.
+    /// subscribers through the stream, on every node; it returns once this node's
+    /// subscribers have them, as the embedded queue does.
     pub(crate) async fn apply<T, F>(&self, parts: CtxParts, op: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
         F: Fn(&mut dyn JobTables, &Ctx) -> Outcome<T> + Send + 'static,
     {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let (value, last_event) = tokio::task::spawn_blocking(move || {
             let ctx = parts.ctx();
             for _ in 0..MAX_CONFLICTS {
-                let committed = this.store.with_conn(|conn| -> Result<Option<T>, QueueError> {
+                let committed = this.store.with_conn(|conn| -> Result<Option<_>, QueueError> {
                     let mut txn = RedisTxn::new(conn, &this.keys);
                     let (value, events) = op(&mut txn, &ctx)?;
-                    Ok(txn.commit(&events)?.then_some(value))
+                    Ok(match txn.commit(&events)? {
+                        Commit::Conflict => None,
+                        Commit::Done(last_event) => Some((value, last_event)),
+                    })
                 })?;
-                if let Some(value) = committed {
-                    return Ok(value);
+                if let Some(done) = committed {
+                    return Ok(done);
                 }
             }
             Err(QueueError::Contention(MAX_CONFLICTS))
         })
-        .await?
+        .await??;
+        if let Some(id) = last_event {
+            let mut delivered = self.delivered.clone();
+            let echoed = tokio::time::timeout(ECHO_WAIT, delivered.wait_for(|d| *d >= id)).await;
+            if !matches!(echoed, Ok(Ok(_))) {
+                tracing::warn!(
+                    endpoint = self.store.endpoint(),
+                    "a job change was committed but its event has not come back from Redis"
+                );
+            }
+        }
+        Ok(value)
     }
 
     /// Runs a query on a pooled connection, off the async threads.

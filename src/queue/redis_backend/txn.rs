@@ -25,7 +25,8 @@ use crate::queue::job::{Job, JobEvent, JobStatus};
 /// Entries the event stream keeps (approximately) for nodes that fell behind.
 const STREAM_MAXLEN: usize = 100_000;
 
-/// Checks the guards, then applies the writes; 1 if committed, 0 if a guard broke.
+/// Checks the guards, then applies the writes. Answers 0 if a guard broke, else the
+/// stream id of the last event appended, or 1 when there was none.
 ///
 /// ARGV: the number of guards, then per guard `key index, present (0|1), value`,
 /// then the writes, each an op letter and a key index with its arguments:
@@ -44,6 +45,7 @@ for _ = 1, tonumber(ARGV[1]) do
   end
   i = i + 3
 end
+local last = 1
 while i <= #ARGV do
   local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
   if op == 'S' then redis.call('SET', key, ARGV[i + 2]); i = i + 3
@@ -52,15 +54,32 @@ while i <= #ARGV do
   elseif op == 'R' then redis.call('ZREM', key, ARGV[i + 2]); i = i + 3
   elseif op == 'M' then redis.call('SADD', key, ARGV[i + 2]); i = i + 3
   elseif op == 'X' then
-    redis.call('XADD', key, 'MAXLEN', '~', ARGV[i + 2], '*', 'e', ARGV[i + 3]); i = i + 4
+    last = redis.call('XADD', key, 'MAXLEN', '~', ARGV[i + 2], '*', 'e', ARGV[i + 3]); i = i + 4
   else
     return redis.error_reply('darkroom commit: unknown op ' .. tostring(op))
   end
 end
-return 1
+return last
 ",
     )
 });
+
+/// What a commit did.
+pub(crate) enum Commit {
+    /// A key read had changed: run the transition again.
+    Conflict,
+    /// Applied; the stream id of its last event, if it had any.
+    Done(Option<StreamId>),
+}
+
+/// A Redis stream entry id, `{ms}-{seq}`, ordered as Redis orders them.
+pub(crate) type StreamId = (u64, u64);
+
+/// Parses `1700000000000-3`.
+pub(crate) fn parse_stream_id(text: &str) -> Option<StreamId> {
+    let (ms, seq) = text.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
 
 /// A transition's view of the queue on Redis.
 pub(crate) struct RedisTxn<'a> {
@@ -140,9 +159,9 @@ impl<'a> RedisTxn<'a> {
 
     /// Applies everything written, with `events` appended to the stream, unless a
     /// key read has changed since; false then (run the transition again).
-    pub(crate) fn commit(self, events: &[JobEvent]) -> Result<bool, QueueError> {
+    pub(crate) fn commit(self, events: &[JobEvent]) -> Result<Commit, QueueError> {
         if self.writes.is_empty() && self.members.is_empty() && events.is_empty() {
-            return Ok(true);
+            return Ok(Commit::Done(None));
         }
         let mut args: Vec<String> = vec![self.guards.len().to_string()];
         let mut keys: Vec<String> = Vec::new();
@@ -189,8 +208,13 @@ impl<'a> RedisTxn<'a> {
         for arg in &args {
             invocation.arg(arg);
         }
-        let committed: i64 = invocation.invoke(self.conn)?;
-        Ok(committed == 1)
+        let answer: redis::Value = invocation.invoke(self.conn)?;
+        Ok(match answer {
+            redis::Value::Int(0) => Commit::Conflict,
+            redis::Value::BulkString(id) => Commit::Done(parse_stream_id(&String::from_utf8_lossy(&id))),
+            redis::Value::SimpleString(id) => Commit::Done(parse_stream_id(&id)),
+            _ => Commit::Done(None),
+        })
     }
 }
 
@@ -291,5 +315,9 @@ impl JobTables for RedisTxn<'_> {
         let entry = self.keys.entry(id, position);
         self.set_member(entry, false);
         Ok(())
+    }
+
+    fn snapshot_reads(&self) -> bool {
+        false
     }
 }
