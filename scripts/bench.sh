@@ -3,7 +3,8 @@
 #   S3 server vs s3s-fs (installed into ~/.cache/darkroom/tools on first use),
 #   job queue vs Redis 7 (AOF always / everysec) and Python RQ,
 #   dispatch end to end (queue -> fake ComfyUI -> store -> complete) vs a bare client,
-#   the dashboard's idle CPU and terminal bytes vs top (in tmux).
+#   the dashboard's idle CPU and terminal bytes vs top (in tmux),
+#   scale-out: jobs/s of one and two nodes on a shared Redis + S3 (vs one embedded node).
 # Installs the peers first, idempotently. Benchmarks are timings: run them on a quiet
 # machine; the README quotes a run of this script.
 set -euo pipefail
@@ -26,11 +27,13 @@ case "${1:-all}" in
     queue) cargo bench --locked --bench queue ;;
     dispatch) cargo bench --locked --bench dispatch ;;
     dash) cargo bench --locked --bench dash ;;
+    cluster) cargo bench --locked --bench cluster ;;
     all)
         cargo bench --locked --bench s3
         cargo bench --locked --bench queue
         cargo bench --locked --bench dispatch
         cargo bench --locked --bench dash
+        cargo bench --locked --bench cluster
         ;;
-    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|cluster|all]" >&2; exit 2 ;;
 esac

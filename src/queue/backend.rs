@@ -93,13 +93,14 @@ pub(crate) trait JobTables {
     fn snapshot_reads(&self) -> bool;
 }
 
-/// The job an index entry names, if the entry still places it there.
+/// The job an index entry names, checked against the record.
 ///
 /// In redb the index and the records are read from one snapshot, so they always
 /// agree. On Redis another node may move the job between this transition's read of
-/// the index and its read of the record; the record is what the commit checks, so a
-/// job found elsewhere is simply not this transition's to act on (acting on it —
-/// claiming a job another node just claimed — is how a job would run twice).
+/// the index and its read of the record: acting on it then (claiming a job another
+/// node just claimed) is how a job would run twice, and skipping it would make a
+/// claim come back empty while other jobs wait. So it is [`QueueError::Raced`],
+/// and the Redis backend runs the transition again on fresh reads.
 /// An entry whose record is missing is dropped, so it cannot block the index.
 pub(crate) fn job_at(
     t: &mut dyn JobTables,
@@ -115,5 +116,8 @@ pub(crate) fn job_at(
         t.drop_position(id, position)?;
         return Ok(None);
     };
-    Ok((Position::of(&job) == *position).then_some(job))
+    if Position::of(&job) != *position {
+        return Err(QueueError::Raced(id));
+    }
+    Ok(Some(job))
 }

@@ -32,6 +32,10 @@ pub enum QueueError {
     Redis(#[from] redis::RedisError),
     #[error("the job changed under {0} consecutive attempts by other nodes; try again")]
     Contention(usize),
+    /// Another node moved job `0` while this operation was reading it; the Redis
+    /// backend runs the operation again, so callers do not see this.
+    #[error("job {0} changed while it was being read")]
+    Raced(Ulid),
 }
 
 impl crate::redis_store::Failure for QueueError {

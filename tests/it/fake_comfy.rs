@@ -83,6 +83,8 @@ struct State {
     generation: u64,
     sockets: Vec<(String, mpsc::UnboundedSender<Out>)>,
     hold: bool,
+    /// Simulated GPU time per prompt (the scale-out bench; tests leave it at zero).
+    work: std::time::Duration,
     fail_next: Option<(String, String)>,
     drop_ws_next: bool,
     interrupt: Option<String>,
@@ -131,6 +133,11 @@ impl FakeComfy {
 impl Ctl {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap()
+    }
+    /// Each prompt from now on takes `work` of simulated GPU time, as a real GPU
+    /// would: what makes throughput grow with nodes in the scale-out bench.
+    pub fn set_work(&self, work: std::time::Duration) {
+        self.lock().work = work;
     }
     /// Prompts from now on wait at a gate (after their first node) until released.
     pub fn hold(&self, on: bool) {

@@ -340,3 +340,33 @@ async fn claims_racing_enqueues_on_two_nodes_run_each_job_once() {
     }
     assert_eq!(ran.len(), N);
 }
+
+/// Two nodes claiming at the same moment with two jobs ready: the one that loses the
+/// race for the first job gets the second, instead of coming back empty and leaving
+/// it waiting (found by the scale-out bench: one node then ran nine jobs in ten).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_that_loses_a_race_takes_the_next_job() {
+    let store = RedisServer::shared().store();
+    let (a, b) = (node(&store), node(&store));
+    for round in 0..50 {
+        for i in 0..2 {
+            a.enqueue(NewJob::new("gen", json!({ "round": round, "i": i })))
+                .await
+                .unwrap();
+        }
+        let (ca, cb) = tokio::join!(
+            a.claim_batch("gen", "node-a", 1),
+            b.claim_batch("gen", "node-b", 1)
+        );
+        let (ca, cb) = (ca.unwrap(), cb.unwrap());
+        assert_eq!(
+            (ca.len(), cb.len()),
+            (1, 1),
+            "round {round}: each node gets one of the two jobs"
+        );
+        assert_ne!(ca[0].job.id, cb[0].job.id);
+        for claimed in ca.iter().chain(&cb) {
+            a.complete(&claimed.lease, json!("ok")).await.unwrap();
+        }
+    }
+}

@@ -84,7 +84,10 @@ impl RedisQueue {
             for _ in 0..MAX_CONFLICTS {
                 let committed = this.store.with_conn(|conn| -> Result<Option<_>, QueueError> {
                     let mut txn = RedisTxn::new(conn, &this.keys);
-                    let (value, events) = op(&mut txn, &ctx)?;
+                    let (value, events) = match op(&mut txn, &ctx) {
+                        Err(QueueError::Raced(_)) => return Ok(None),
+                        outcome => outcome?,
+                    };
                     Ok(match txn.commit(&events)? {
                         Commit::Conflict => None,
                         Commit::Done(last_event) => Some((value, last_event)),

@@ -120,7 +120,7 @@ async fn run_job(ctl: &Ctl, job: &Job, generation: u64) {
 /// restart (`Err`), an interrupt (`Some(None)`) or a scripted failure (`Some(Some)`).
 #[allow(clippy::type_complexity)]
 async fn checkpoint(ctl: &Ctl, job: &Job, generation: u64) -> Result<Option<Option<(String, String)>>, ()> {
-    let hold = {
+    let (hold, work) = {
         let mut s = ctl.lock();
         if std::mem::take(&mut s.drop_ws_next) {
             s.sockets.retain(|(cid, tx)| {
@@ -131,8 +131,11 @@ async fn checkpoint(ctl: &Ctl, job: &Job, generation: u64) -> Result<Option<Opti
                 !ours
             });
         }
-        s.hold
+        (s.hold, s.work)
     };
+    if !work.is_zero() {
+        tokio::time::sleep(work).await;
+    }
     if hold {
         ctl.held.send_replace(Some(job.id.clone()));
         ctl.gate.notified().await;
