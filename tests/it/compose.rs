@@ -28,6 +28,8 @@ fn render(extra: &[(&str, &str)]) -> Value {
             "monitoring",
             "--profile",
             "comfyui",
+            "--profile",
+            "redis",
             "config",
         ])
         .env_remove("COMPOSE_PROFILES");
@@ -85,6 +87,7 @@ fn the_compose_file_validates_and_darkroom_accepts_its_environment() {
         "prometheus",
         "grafana",
         "comfyui",
+        "redis",
     ] {
         assert!(services.contains_key(name), "no service {name}");
     }
@@ -127,6 +130,46 @@ fn the_compose_file_validates_and_darkroom_accepts_its_environment() {
         s3["services"]["minio"]["environment"]["MINIO_ROOT_USER"]
     );
     check_darkroom_env(&env);
+
+    // The Redis switch: darkroom's queue and caches on the redis service, whose
+    // command line is run here to show darkroom accepts that Redis (password,
+    // noeviction) — and that it would refuse it without the password.
+    let redis = render(&[
+        ("DARKROOM_QUEUE_BACKEND", "redis"),
+        ("DARKROOM_CACHE_BACKEND", "redis"),
+    ]);
+    let env = redis["services"]["darkroom"]["environment"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(env["DARKROOM_QUEUE__BACKEND"], "redis");
+    assert_eq!(env["DARKROOM_CACHE__BACKEND"], "redis");
+    check_darkroom_env(&env);
+    let service = &redis["services"]["redis"];
+    assert_eq!(service["healthcheck"]["test"][1], "redis-cli");
+    let args: Vec<String> = service["command"].as_array().unwrap()[1..]
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert!(args.windows(2).any(|w| w == ["--appendonly", "yes"]), "{args:?}");
+    let server = crate::redis_server::RedisServer::start_with(move |port| {
+        let mut all = args.clone();
+        all.extend(["--port".to_owned(), port.to_string()]);
+        all
+    });
+    let url = env["DARKROOM_REDIS__URL"].as_str().unwrap();
+    let local = url.replace("@redis:6379", &format!("@127.0.0.1:{}", server.port));
+    let settings = darkroom::config::RedisSettings {
+        url: local.clone(),
+        ..server.settings()
+    };
+    darkroom::redis_store::RedisStore::connect(&settings).unwrap();
+    let (_, without_password) = local.split_once('@').unwrap();
+    let refused = darkroom::config::RedisSettings {
+        url: format!("redis://{without_password}"),
+        ..settings
+    };
+    assert!(darkroom::redis_store::RedisStore::connect(&refused).is_err());
 
     // Everything mounted from the repository is there.
     for service in ["prometheus", "grafana"] {

@@ -136,6 +136,7 @@ impl Ctl {
     }
     /// Each prompt from now on takes `work` of simulated GPU time, as a real GPU
     /// would: what makes throughput grow with nodes in the scale-out bench.
+    #[allow(dead_code)] // only benches/cluster.rs uses it
     pub fn set_work(&self, work: std::time::Duration) {
         self.lock().work = work;
     }

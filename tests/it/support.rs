@@ -173,9 +173,10 @@ pub fn spawn_serve(
     configure(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    // Keep reading: a closed pipe would make darkroom's later lines fail (EPIPE).
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let endpoint = line
         .trim()
         .strip_prefix("darkroom: S3 API on ")
