@@ -46,6 +46,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NoBackend(String),
+    /// The queue or cache store (Redis) does not answer.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -68,6 +71,7 @@ impl ApiError {
             Self::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NoBackend(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_backend"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -91,7 +95,17 @@ impl From<QueueError> for ApiError {
                 field: None,
                 message: m,
             },
+            QueueError::Redis(_) | QueueError::Contention(_) => Self::Unavailable(format!("job queue: {e}")),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::cache::CacheError> for ApiError {
+    fn from(e: crate::cache::CacheError) -> Self {
+        match e {
+            crate::cache::CacheError::Redis(_) => Self::Unavailable(format!("cache: {e}")),
+            other => Self::Internal(format!("cache: {other}")),
         }
     }
 }

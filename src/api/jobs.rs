@@ -52,7 +52,7 @@ pub struct JobPage {
         (status = 202, description = "Accepted (still queued or running)", body = Job),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, description = "No ComfyUI backend is configured", body = ErrorBody),
+        (status = 503, description = "No ComfyUI backend is configured, or the queue store (Redis) does not answer", body = ErrorBody),
     )
 )]
 pub async fn submit(
@@ -144,7 +144,7 @@ pub async fn enqueue(s: &ApiState, request: JobRequest) -> Result<crate::queue::
 #[utoipa::path(
     get, path = "/api/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's ULID")),
-    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
 pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     let id = parse_id(&id)?;
@@ -163,7 +163,7 @@ pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Js
         ("limit" = Option<usize>, Query, description = "1..=500, default 50"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
-    responses((status = 200, body = JobPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+    responses((status = 200, body = JobPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
 pub async fn list(State(s): State<ApiState>, RawQuery(query): RawQuery) -> Result<Json<JobPage>, ApiError> {
     let params = Params::parse(query.as_deref());
@@ -238,7 +238,7 @@ pub async fn list(State(s): State<ApiState>, RawQuery(query): RawQuery) -> Resul
 #[utoipa::path(
     post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "The job's ULID")),
-    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody))
+    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
 pub async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     Ok(Json(s.queue.cancel(parse_id(&id)?).await?))
@@ -248,7 +248,7 @@ pub async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Result
 #[utoipa::path(
     post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "The job's ULID")),
-    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or cancelled", body = ErrorBody))
+    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or cancelled", body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
 pub async fn retry(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     Ok(Json(s.queue.retry(parse_id(&id)?).await?))

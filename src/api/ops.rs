@@ -1,6 +1,6 @@
 //! The operational endpoints: `GET /healthz` (the process is up), `GET /readyz`
-//! (databases answer, S3 serves, and a ComfyUI backend is healthy when any is
-//! configured) and `GET /metrics` (Prometheus text format).
+//! (queue and caches answer — redb or Redis —, outputs can be stored and served, and
+//! a ComfyUI backend is healthy when any is configured) and `GET /metrics` (Prometheus text format).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -30,8 +30,19 @@ pub async fn readyz(State(s): State<ApiState>) -> Response {
     if let Err(e) = s.queue.counts().await {
         problems.push(format!("job queue: {e}"));
     }
-    if s.s3_addr.is_none() {
-        problems.push("S3 API is disabled (s3.enabled = false)".to_string());
+    if let Err(e) = s.prompts.usage().await {
+        problems.push(format!("prompt cache: {e}"));
+    }
+    let outputs = s.dispatcher.output_store().await;
+    if outputs.backend == "embedded" {
+        if s.s3_addr.is_none() {
+            problems
+                .push("outputs are stored here but the S3 API is disabled (s3.enabled = false)".to_string());
+        }
+    } else if !outputs.reachable {
+        let endpoint = outputs.endpoint.unwrap_or_default();
+        let why = outputs.error.unwrap_or_default();
+        problems.push(format!("output store {endpoint} does not answer: {why}"));
     }
     let backends = s.dispatcher.backends();
     if !backends.is_empty() && !backends.iter().any(|b| b.healthy) {

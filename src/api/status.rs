@@ -13,7 +13,7 @@ use crate::status::{CacheStatus, QueueStatus, StatusSnapshot};
 /// Everything the dashboard shows, in one answer.
 #[utoipa::path(
     get, path = "/api/v1/status", tag = "status",
-    responses((status = 200, body = StatusSnapshot), (status = 401, body = ErrorBody))
+    responses((status = 200, body = StatusSnapshot), (status = 401, body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
 pub async fn status(State(s): State<ApiState>) -> Result<Json<StatusSnapshot>, ApiError> {
     Ok(Json(collect(&s).await?))
@@ -28,11 +28,7 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         .usage()
         .await
         .map_err(|e| ApiError::Internal(format!("bucket usage: {e}")))?;
-    let usage = s
-        .prompts
-        .usage()
-        .await
-        .map_err(|e| ApiError::Internal(format!("cache usage: {e}")))?;
+    let usage = s.prompts.usage().await.map_err(ApiError::from)?;
     let stats = s.prompts.stats();
     let alerts = s
         .alerts

@@ -184,4 +184,24 @@ async fn two_nodes_share_one_queue_and_take_over_a_dead_nodes_job() {
     assert_eq!(taken_over["attempts"], 2, "{taken_over}");
     assert_eq!(taken_over["errors"][0]["kind"], "lease_expired", "{taken_over}");
     assert_eq!(taken_over["result"]["backend"], comfy_b.url, "{taken_over}");
+
+    // A node without its own S3 server is ready while the shared engines answer,
+    // and says which one does not once Redis is gone.
+    let ready = b.get("/readyz").await;
+    assert_eq!((ready.status, ready.text.as_str()), (200, "ready\n"));
+    redis.kill();
+    let ready = b.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert!(ready.text.contains("job queue: Redis"), "{}", ready.text);
+    let status = b.get("/api/v1/status").await;
+    assert_eq!(status.status, 503, "{}", status.text);
+    assert_eq!(
+        status.json()["error"]["code"],
+        "store_unavailable",
+        "{}",
+        status.text
+    );
+    let submit = b.post("/api/v1/jobs", Some(&request(3000, "after-redis"))).await;
+    assert_eq!(submit.status, 503, "{}", submit.text);
+    assert!(submit.text.contains("job queue: Redis"), "{}", submit.text);
 }
