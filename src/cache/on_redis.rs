@@ -147,8 +147,7 @@ impl RedisPrompts {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Self) -> Result<T, CacheError> + Send + 'static,
     {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.store.with_conn(|c| f(c, &this))).await?
+        self.store.run(self.clone(), f).await
     }
 
     pub(crate) fn store(&self) -> &RedisStore {
@@ -364,8 +363,7 @@ impl RedisKv {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Self) -> Result<T, CacheError> + Send + 'static,
     {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.store.with_conn(|c| f(c, &this))).await?
+        self.store.run(self.clone(), f).await
     }
 
     fn hash(&self, key: &str) -> String {

@@ -214,6 +214,18 @@ impl RedisStore {
         result
     }
 
+    /// Runs `f` with `keys` on a pooled connection, on a blocking thread.
+    pub async fn run<K, T, E, F>(&self, keys: K, f: F) -> Result<T, E>
+    where
+        K: Send + 'static,
+        T: Send + 'static,
+        E: Failure + From<RedisError> + From<tokio::task::JoinError> + Send + 'static,
+        F: FnOnce(&mut Connection, &K) -> Result<T, E> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.with_conn(|c| f(c, &keys))).await?
+    }
+
     /// A connection of its own, for blocking reads; `read_timeout` must exceed any
     /// `BLOCK` it is used with.
     pub fn dedicated(&self, read_timeout: Duration) -> Result<Connection, RedisError> {

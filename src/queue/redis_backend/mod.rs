@@ -119,8 +119,7 @@ impl RedisQueue {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Keys) -> Result<T, QueueError> + Send + 'static,
     {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.store.with_conn(|conn| f(conn, &this.keys))).await?
+        self.store.run(self.keys.clone(), move |c, k| f(c, k)).await
     }
 
     pub(crate) async fn get(&self, id: ulid::Ulid) -> Result<Option<Job>, QueueError> {
