@@ -189,6 +189,20 @@ async fn two_nodes_share_one_queue_and_take_over_a_dead_nodes_job() {
     // and says which one does not once Redis is gone.
     let ready = b.get("/readyz").await;
     assert_eq!((ready.status, ready.text.as_str()), (200, "ready\n"));
+    let out = Command::new(BIN)
+        .args(["status", "--url", &node_b.api])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "queue store: redis redis://127.0.0.1:{}/0 reachable (",
+        redis.port
+    );
+    assert!(out.status.success() && text.contains(&want), "{text}");
+    assert!(
+        text.contains(&format!("outputs: s3 {} reachable", s3.endpoint)),
+        "{text}"
+    );
     redis.kill();
     let ready = b.get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.text);
