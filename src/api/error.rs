@@ -95,7 +95,9 @@ impl From<QueueError> for ApiError {
                 field: None,
                 message: m,
             },
-            QueueError::Redis(_) | QueueError::Contention(_) => Self::Unavailable(format!("job queue: {e}")),
+            QueueError::Redis(_) | QueueError::Unacknowledged { .. } | QueueError::Contention(_) => {
+                Self::Unavailable(format!("job queue: {e}"))
+            }
             other => Self::Internal(other.to_string()),
         }
     }

@@ -299,20 +299,17 @@ return 1
 });
 
 /// KEYS: value hash, exp. ARGV: key, by, now, expiry if new ('' for never).
-/// The new value, or the error `NOTINT`.
+/// The new value as text, or the error `NOTINT`. The sum is Redis's own `HINCRBY`
+/// (exact 64-bit integers, where Lua numbers are doubles); at the ends of the range
+/// it saturates, as the embedded cache does.
 static KV_INCR: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local v = redis.call('HMGET', KEYS[1], 'v', 'e')
 local live = v[1] and not (v[2] and tonumber(v[2]) <= tonumber(ARGV[3]))
-local current = 0
-if live then
-  current = tonumber(v[1])
-  if not current or math.floor(current) ~= current then
-    return redis.error_reply('NOTINT')
-  end
-else
+if not live then
   redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'v', '0')
   if ARGV[4] == '' then
     redis.call('ZREM', KEYS[2], ARGV[1])
   else
@@ -320,9 +317,16 @@ else
     redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   end
 end
-local next = current + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'v', string.format('%d', next))
-return next
+local ok, err = pcall(redis.call, 'HINCRBY', KEYS[1], 'v', ARGV[2])
+if not ok then
+  if not string.find(tostring(err.err or err), 'overflow') then
+    return redis.error_reply('NOTINT')
+  end
+  local limit = '9223372036854775807'
+  if string.sub(ARGV[2], 1, 1) == '-' then limit = '-9223372036854775808' end
+  redis.call('HSET', KEYS[1], 'v', limit)
+end
+return redis.call('HGET', KEYS[1], 'v')
 ",
     )
 });

@@ -30,6 +30,16 @@ pub enum QueueError {
     Join(#[from] tokio::task::JoinError),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A commit's answer was lost on the way back and Redis could not be asked what
+    /// became of it; the operation may or may not have been applied.
+    #[error(
+        "Redis: a job change was sent but its answer was lost, and Redis could not be asked whether it was applied: {source}"
+    )]
+    Unacknowledged {
+        marker: String,
+        #[source]
+        source: redis::RedisError,
+    },
     #[error("the job changed under {0} consecutive attempts by other nodes; try again")]
     Contention(usize),
     /// Another node moved job `0` while this operation was reading it; the Redis
@@ -40,7 +50,11 @@ pub enum QueueError {
 
 impl crate::redis_store::Failure for QueueError {
     fn breaks_connection(&self) -> bool {
-        matches!(self, Self::Redis(e) if e.breaks_connection())
+        match self {
+            Self::Redis(e) => e.breaks_connection(),
+            Self::Unacknowledged { .. } => true,
+            _ => false,
+        }
     }
 }
 

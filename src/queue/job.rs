@@ -139,6 +139,10 @@ pub struct Job {
     pub payload: Value,
     /// Attempts started so far (the running one included).
     pub attempts: u32,
+    /// Times the job has been leased, over its whole life: attempts start again from
+    /// zero on a retry, this does not, so a lease names the one claim it came from.
+    #[serde(default)]
+    pub claims: u32,
     pub max_attempts: u32,
     /// How long one attempt may run before it is stopped and counted as failed.
     pub timeout_ms: i64,
@@ -196,6 +200,7 @@ impl Job {
                 id: self.id,
                 worker: owner.clone(),
                 attempt: self.attempts,
+                claim: self.claims,
             }),
             _ => None,
         }
@@ -211,6 +216,8 @@ pub struct Lease {
     pub id: Ulid,
     pub worker: String,
     pub attempt: u32,
+    /// The job's claim count when this lease was taken ([`Job::claims`]).
+    pub claim: u32,
 }
 
 /// A job just leased to a worker.

@@ -298,6 +298,7 @@ impl Queue {
             idempotency_key: new.idempotency_key,
             result_ttl_ms: new.result_ttl_ms,
             created_ms: now,
+            claims: 0,
             started_ms: None,
             finished_ms: None,
             lease_owner: None,

@@ -94,7 +94,8 @@ pub(crate) fn enqueue(t: &mut dyn JobTables, ctx: &Ctx, mut job: Job, payload: &
 }
 
 /// Leases up to `max` of the highest-priority ready jobs of `queue` to `worker`,
-/// after promoting scheduled jobs that are due.
+/// after promoting up to `max` scheduled jobs that are due (the maintenance pass moves
+/// the rest; a claim stays small, so claims on several nodes rarely collide).
 pub(crate) fn claim(
     t: &mut dyn JobTables,
     ctx: &Ctx,
@@ -102,7 +103,7 @@ pub(crate) fn claim(
     worker: &str,
     max: usize,
 ) -> Outcome<Vec<Claimed>> {
-    let (_, mut events) = promote_due(t, ctx)?;
+    let (_, mut events) = promote(t, ctx, max)?;
     let ready = t.first_ready(queue, max)?;
     let mut claimed = Vec::with_capacity(ready.len());
     for (position, id) in ready {
@@ -112,6 +113,7 @@ pub(crate) fn claim(
         let before = Position::of(&job);
         job.status = JobStatus::Running;
         job.attempts += 1;
+        job.claims = job.claims.saturating_add(1);
         job.started_ms = Some(ctx.now);
         job.lease_owner = Some(worker.to_owned());
         job.lease_until_ms = Some(ctx.lease_until(&job));
@@ -125,15 +127,18 @@ pub(crate) fn claim(
             id,
             worker: worker.to_owned(),
             attempt: job.attempts,
+            claim: job.claims,
         };
         claimed.push(Claimed { job, lease });
     }
     Ok((claimed, events))
 }
 
-/// True when `lease` is the live lease of `job`.
+/// True when `lease` is the live lease of `job` — from its latest claim, so a worker
+/// that lost its lease before an operator's retry cannot report on the new attempt.
 fn holds(job: &Job, lease: &Lease) -> bool {
     job.status == JobStatus::Running
+        && job.claims == lease.claim
         && job.attempts == lease.attempt
         && job.lease_owner.as_deref() == Some(lease.worker.as_str())
 }
@@ -349,7 +354,12 @@ pub(crate) fn retry(t: &mut dyn JobTables, ctx: &Ctx, id: Ulid) -> Outcome<Job> 
 
 /// Moves scheduled jobs whose time has come to the back of their ready queue.
 pub(crate) fn promote_due(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
-    let keys = t.due(JobStatus::Scheduled, ctx.now, MAINTENANCE_BATCH)?;
+    promote(t, ctx, MAINTENANCE_BATCH)
+}
+
+/// Moves the first `limit` scheduled jobs whose time has come to the ready queues.
+fn promote(t: &mut dyn JobTables, ctx: &Ctx, limit: usize) -> Outcome<usize> {
+    let keys = t.due(JobStatus::Scheduled, ctx.now, limit)?;
     let mut events = Vec::with_capacity(keys.len());
     for &(at, id) in &keys {
         let Some(mut job) = job_at(t, id, &Position::Timed(JobStatus::Scheduled, at))? else {

@@ -227,6 +227,28 @@ async fn kv_incr_counts_within_a_window(kind: Kind) {
     assert!(c.kv.incr("text", 1, None).await.is_err());
 }
 
+/// Counters are 64-bit integers on both backends: exact past 2^53 (where a double
+/// would round), saturating at the ends of the range, refusing "1e3".
+async fn kv_incr_is_exact_to_64_bits_and_saturates(kind: Kind) {
+    let c = caches(kind, PromptCacheConfig::default());
+    c.kv.set("big", b"9007199254740993", None).await.unwrap();
+    assert_eq!(c.kv.incr("big", 1, None).await.unwrap(), 9_007_199_254_740_994);
+    assert_eq!(c.kv.get("big").await.unwrap().unwrap(), b"9007199254740994");
+    c.kv.set("max", (i64::MAX - 1).to_string().as_bytes(), None)
+        .await
+        .unwrap();
+    assert_eq!(c.kv.incr("max", 5, None).await.unwrap(), i64::MAX);
+    assert_eq!(c.kv.incr("max", -1, None).await.unwrap(), i64::MAX - 1);
+    c.kv.set("min", i64::MIN.to_string().as_bytes(), None)
+        .await
+        .unwrap();
+    assert_eq!(c.kv.incr("min", -1, None).await.unwrap(), i64::MIN);
+    c.kv.set("float", b"1e3", None).await.unwrap();
+    let refused = c.kv.incr("float", 1, None).await.unwrap_err();
+    assert!(refused.to_string().contains("float"), "{refused}");
+    assert_eq!(c.kv.get("float").await.unwrap().unwrap(), b"1e3");
+}
+
 async fn entries_survive_a_restart(kind: Kind) {
     let c = caches(kind, PromptCacheConfig::default());
     c.prompts.put(&key(1), image("kept", 123)).await.unwrap();
@@ -258,5 +280,6 @@ on_both_backends!(
     least_recently_used_entries_go_when_bytes_exceed_the_bound,
     kv_get_set_delete_and_expire,
     kv_incr_counts_within_a_window,
+    kv_incr_is_exact_to_64_bits_and_saturates,
     entries_survive_a_restart,
 );

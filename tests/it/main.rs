@@ -15,6 +15,7 @@
 
 mod api_support;
 mod fake_comfy;
+mod lossy_proxy;
 mod serve;
 mod support;
 mod tmux;

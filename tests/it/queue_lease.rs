@@ -57,6 +57,35 @@ async fn expired_lease_on_the_last_attempt_dead_letters(kind: Kind) {
     assert_eq!(job.errors.len(), 1);
 }
 
+async fn a_lease_lost_before_a_retry_cannot_report_on_the_new_attempt(kind: Kind) {
+    let t = TestQueue::new(kind);
+    let id = t
+        .queue
+        .enqueue(NewJob::new("gen", json!({})).max_attempts(1))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let stale = t.claim("gen").await.unwrap();
+    t.advance(t.queue.config().lease);
+    t.queue.reap_expired(t.now()).await.unwrap();
+    t.queue.retry(id).await.unwrap();
+    // The same worker takes it again: same job, same worker, attempt 1 again.
+    let fresh = t.claim("gen").await.unwrap();
+    assert_eq!(
+        (&fresh.lease.worker, fresh.lease.attempt),
+        (&stale.lease.worker, stale.lease.attempt)
+    );
+    let refused = t.queue.complete(&stale.lease, json!("late")).await.unwrap_err();
+    assert!(matches!(refused, QueueError::LeaseLost { .. }), "{refused}");
+    assert_eq!(
+        t.queue.heartbeat(&stale.lease).await.unwrap(),
+        Directive::Stop(StopReason::LeaseLost)
+    );
+    let done = t.queue.complete(&fresh.lease, json!("ok")).await.unwrap();
+    assert_eq!((done.status, done.claims), (JobStatus::Succeeded, 2));
+}
+
 async fn heartbeat_extends_the_lease(kind: Kind) {
     let t = TestQueue::new(kind);
     t.put("gen", "a").await;
@@ -182,6 +211,7 @@ async fn claim_wait_wakes_when_a_job_arrives(kind: Kind) {
 on_both_backends!(
     expired_lease_returns_the_job_with_its_attempt_counted,
     expired_lease_on_the_last_attempt_dead_letters,
+    a_lease_lost_before_a_retry_cannot_report_on_the_new_attempt,
     heartbeat_extends_the_lease,
     a_job_past_its_timeout_is_stopped_even_while_heartbeating,
     the_reaper_fails_a_timed_out_job_on_its_last_attempt,

@@ -1,7 +1,8 @@
 //! What only the Redis backend has to prove: several nodes on one queue never claim
 //! the same job, see each other's events and wake each other's claimers; and the
 //! server is checked before it is trusted — eviction policy, password, TLS, an
-//! unreachable or dying server named in a clear error.
+//! unreachable or dying server named in a clear error; and a commit whose answer the
+//! network lost is neither reported failed nor run twice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use darkroom::queue::{JobStatus, NewJob, Queue, QueueConfig, QueueError};
 use darkroom::redis_store::RedisStore;
 use serde_json::json;
 
+use crate::lossy_proxy::{Loss, LossyProxy};
 use crate::redis_server::RedisServer;
 
 fn node(store: &RedisStore) -> Queue {
@@ -177,8 +179,11 @@ async fn a_dead_redis_fails_operations_with_a_clear_error() {
     queue.enqueue(NewJob::new("gen", json!({}))).await.unwrap();
     server.kill();
     let err = queue.enqueue(NewJob::new("gen", json!({}))).await.unwrap_err();
-    assert!(matches!(err, QueueError::Redis(_)), "{err:?}");
+    // The pooled connection breaks on sending: whether the change got through is
+    // unknown, and Redis cannot be asked.
+    assert!(matches!(err, QueueError::Unacknowledged { .. }), "{err:?}");
     assert!(err.to_string().starts_with("Redis:"), "{err}");
+    assert!(err.to_string().contains("Connection refused"), "{err}");
     assert!(queue.counts().await.is_err());
 }
 
@@ -369,4 +374,54 @@ async fn a_claim_that_loses_a_race_takes_the_next_job() {
             a.complete(&claimed.lease, json!("ok")).await.unwrap();
         }
     }
+}
+
+/// The connection drops after a claim's script was sent: once after Redis ran it
+/// (its answer lost), once before it got there. The queue asks Redis which it was, so
+/// the first claim returns the job it really leased — not an error that would leave
+/// the job leased to nobody until its lease lapsed, nor a second job — and the
+/// second runs again and leases the next job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_is_lost_returns_what_redis_did() {
+    let server = RedisServer::shared();
+    let proxy = LossyProxy::start(server.port);
+    let settings = RedisSettings {
+        url: proxy.url(),
+        ..server.settings()
+    };
+    let queue = node(&RedisStore::connect(&settings).unwrap());
+    // The first commit loads the script, so the calls lost below are ones Redis runs.
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let job = queue
+            .enqueue(NewJob::new("gen", json!({ "n": n })))
+            .await
+            .unwrap()
+            .job;
+        ids.push(job.id);
+    }
+
+    proxy.lose_next(Loss::Answer);
+    let first = queue
+        .claim("gen", "w")
+        .await
+        .unwrap()
+        .expect("the claim Redis applied");
+    assert_eq!((first.job.id, first.lease.attempt), (ids[0], 1));
+    proxy.lose_next(Loss::Request);
+    let second = queue
+        .claim("gen", "w")
+        .await
+        .unwrap()
+        .expect("the claim run again");
+    assert_eq!((second.job.id, second.lease.attempt), (ids[1], 1));
+    assert_eq!(proxy.lost(), 2);
+
+    let counts = queue.counts().await.unwrap();
+    assert_eq!((counts.running, counts.queued), (2, 1));
+    for claimed in [first, second] {
+        queue.complete(&claimed.lease, json!("ok")).await.unwrap();
+    }
+    let third = queue.claim("gen", "w").await.unwrap().unwrap();
+    assert_eq!(third.job.id, ids[2]);
 }

@@ -50,21 +50,30 @@ pub(crate) struct Sinks {
     pub ready: Arc<Notify>,
 }
 
+/// What the reader tells the queue: the id of the last entry it broadcast, and
+/// whether it is connected (presumed until it fails; while it is not, nothing waits
+/// for an echo).
+pub(crate) struct Progress {
+    pub delivered: watch::Sender<super::txn::StreamId>,
+    pub following: Arc<AtomicBool>,
+}
+
 /// Starts following `stream` after entry `from`.
-/// `delivered` follows the id of the last entry broadcast.
 pub(crate) fn spawn_reader(
     store: RedisStore,
     stream: String,
     from: String,
     sinks: Sinks,
-    delivered: watch::Sender<super::txn::StreamId>,
+    progress: Progress,
 ) -> ReaderGuard {
     let stop = Arc::new(AtomicBool::new(false));
     let guard = ReaderGuard { stop: stop.clone() };
+    let following = progress.following.clone();
     let spawned = std::thread::Builder::new()
         .name("darkroom-redis-events".into())
-        .spawn(move || follow(&store, &stream, from, &sinks, &delivered, &stop));
+        .spawn(move || follow(&store, &stream, from, &sinks, &progress, &stop));
     if let Err(e) = spawned {
+        following.store(false, Ordering::Relaxed);
         tracing::error!(error = %e, "cannot start the Redis event reader; job events from other nodes will not arrive");
     }
     guard
@@ -75,7 +84,7 @@ fn follow(
     stream: &str,
     mut last: String,
     sinks: &Sinks,
-    delivered: &watch::Sender<super::txn::StreamId>,
+    progress: &Progress,
     stop: &AtomicBool,
 ) {
     let mut failing = false;
@@ -83,6 +92,7 @@ fn follow(
         let mut conn = match store.dedicated(BLOCK * 4) {
             Ok(conn) => conn,
             Err(e) => {
+                progress.following.store(false, Ordering::Relaxed);
                 if !failing {
                     tracing::warn!(endpoint = store.endpoint(), error = %e, "Redis event stream unreachable; retrying");
                     failing = true;
@@ -95,6 +105,7 @@ fn follow(
             tracing::info!(endpoint = store.endpoint(), "Redis event stream reconnected");
             failing = false;
         }
+        progress.following.store(true, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             let options = StreamReadOptions::default()
                 .block(usize::try_from(BLOCK.as_millis()).unwrap_or(500))
@@ -104,11 +115,12 @@ fn follow(
                 Ok(Some(reply)) => {
                     deliver(reply, &mut last, sinks);
                     if let Some(id) = super::txn::parse_stream_id(&last) {
-                        delivered.send_replace(id);
+                        progress.delivered.send_replace(id);
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
+                    progress.following.store(false, Ordering::Relaxed);
                     tracing::warn!(endpoint = store.endpoint(), error = %e, "Redis event stream read failed; reconnecting");
                     failing = true;
                     break;
@@ -116,6 +128,7 @@ fn follow(
             }
         }
     }
+    progress.following.store(false, Ordering::Relaxed);
 }
 
 fn deliver(reply: StreamReadReply, last: &mut String, sinks: &Sinks) {

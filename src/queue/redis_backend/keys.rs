@@ -9,6 +9,7 @@
 //! | `P:idx:{status}`        | zset   | `{time}{id}` for scheduled, running and finished |
 //! | `P:idem:{key}`          | string | the job an idempotency key names                 |
 //! | `P:events`              | stream | every committed [`JobEvent`](crate::queue::JobEvent) |
+//! | `P:commit:{nonce}`      | string | one commit's answer, for 30 s (see `txn`)       |
 //!
 //! Every index is a sorted set whose members all have score 0, so Redis orders them
 //! by their bytes (`ZRANGE ... BYLEX`). Numbers are written as 16 hex digits with the
@@ -65,6 +66,11 @@ impl Keys {
 
     pub(crate) fn ready(&self, queue: &str) -> String {
         format!("{}ready:{queue}", self.base)
+    }
+
+    /// Where the commit named `nonce` leaves its answer.
+    pub(crate) fn commit(&self, nonce: Ulid) -> String {
+        format!("{}commit:{nonce}", self.base)
     }
 
     pub(crate) fn idempotency(&self, key: &str) -> String {

@@ -11,6 +11,7 @@
 //! their clocks must agree (NTP) to well within the lease length.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::Connection;
@@ -33,8 +34,18 @@ use super::txn::{Ctx, Outcome};
 use crate::clock::Millis;
 use crate::redis_store::RedisStore;
 
-/// How often a transition is run again after losing a race before giving up.
-const MAX_CONFLICTS: usize = 1000;
+/// How often a transition is run again after losing a race before giving up
+/// (with [`backoff`], some seconds).
+const MAX_CONFLICTS: usize = 200;
+
+/// Waits a little, at random, before running a transition again after its `n`th
+/// conflict, so nodes that keep colliding on the same jobs fall out of step.
+fn backoff(n: usize) {
+    if n > 0 {
+        let ceiling = 1u64 << n.min(5);
+        std::thread::sleep(Duration::from_micros(rand::random_range(0..ceiling * 1000)));
+    }
+}
 
 /// Cheap `Clone` handle on the Redis side of a queue.
 #[derive(Clone)]
@@ -43,6 +54,8 @@ pub(crate) struct RedisQueue {
     keys: Arc<Keys>,
     /// The last stream entry this node's reader has broadcast.
     delivered: watch::Receiver<StreamId>,
+    /// Whether the reader is connected, so an echo can be expected.
+    following: Arc<AtomicBool>,
 }
 
 /// How long a transition waits for its own events to come back through the stream.
@@ -55,12 +68,18 @@ impl RedisQueue {
         let from = store.with_conn(|c| events::last_id(c, &keys.events))?;
         let start = txn::parse_stream_id(&from).unwrap_or((0, 0));
         let (delivered_tx, delivered) = watch::channel(start);
-        let guard = events::spawn_reader(store.clone(), keys.events.clone(), from, sinks, delivered_tx);
+        let following = Arc::new(AtomicBool::new(true));
+        let progress = events::Progress {
+            delivered: delivered_tx,
+            following: following.clone(),
+        };
+        let guard = events::spawn_reader(store.clone(), keys.events.clone(), from, sinks, progress);
         Ok((
             Self {
                 store,
                 keys,
                 delivered,
+                following,
             },
             guard,
         ))
@@ -81,26 +100,32 @@ impl RedisQueue {
         let this = self.clone();
         let (value, last_event) = tokio::task::spawn_blocking(move || {
             let ctx = parts.ctx();
-            for _ in 0..MAX_CONFLICTS {
-                let committed = this.store.with_conn(|conn| -> Result<Option<_>, QueueError> {
+            for conflicts in 0..MAX_CONFLICTS {
+                let mut pending = None;
+                let attempt = this.store.with_conn(|conn| -> Result<Commit, QueueError> {
                     let mut txn = RedisTxn::new(conn, &this.keys);
                     let (value, events) = match op(&mut txn, &ctx) {
-                        Err(QueueError::Raced(_)) => return Ok(None),
+                        Err(QueueError::Raced(_)) => return Ok(Commit::Conflict),
                         outcome => outcome?,
                     };
-                    Ok(match txn.commit(&events)? {
-                        Commit::Conflict => None,
-                        Commit::Done(last_event) => Some((value, last_event)),
-                    })
-                })?;
-                if let Some(done) = committed {
-                    return Ok(done);
+                    pending = Some(value);
+                    txn.commit(&events)
+                });
+                let commit = match attempt {
+                    Err(QueueError::Unacknowledged { marker, source }) => this.settle(&marker, source)?,
+                    other => other?,
+                };
+                match (commit, pending) {
+                    (Commit::Done(last_event), Some(value)) => return Ok((value, last_event)),
+                    _ => backoff(conflicts),
                 }
             }
             Err(QueueError::Contention(MAX_CONFLICTS))
         })
         .await??;
-        if let Some(id) = last_event {
+        if let Some(id) = last_event
+            && self.following.load(Ordering::Relaxed)
+        {
             let mut delivered = self.delivered.clone();
             let echoed = tokio::time::timeout(ECHO_WAIT, delivered.wait_for(|d| *d >= id)).await;
             if !matches!(echoed, Ok(Ok(_))) {
@@ -111,6 +136,24 @@ impl RedisQueue {
             }
         }
         Ok(value)
+    }
+
+    /// What became of a commit whose answer was lost: asked on fresh connections
+    /// while Redis comes back, for about a second.
+    fn settle(&self, marker: &str, lost: redis::RedisError) -> Result<Commit, QueueError> {
+        tracing::warn!(endpoint = self.store.endpoint(), error = %lost, "the answer to a job change was lost; asking Redis whether it was applied");
+        let mut last = lost;
+        for wait_ms in [0, 50, 250, 1000] {
+            std::thread::sleep(Duration::from_millis(wait_ms));
+            match self.store.with_conn(|conn| txn::settle(conn, marker)) {
+                Ok(commit) => return Ok(commit),
+                Err(e) => last = e,
+            }
+        }
+        Err(QueueError::Unacknowledged {
+            marker: marker.to_owned(),
+            source: last,
+        })
     }
 
     /// Runs a query on a pooled connection, off the async threads.

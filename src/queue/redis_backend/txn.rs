@@ -8,6 +8,13 @@
 //! `WATCH`/`MULTI` would, but on a shared multiplexed connection pool). The writes see
 //! themselves: a job promoted from `scheduled` earlier in the same claim is in the
 //! ready range the claim reads next, as in a redb write transaction.
+//!
+//! A commit whose answer is lost (the connection dropped or timed out after the
+//! script was sent) may or may not have been applied. Each commit therefore names a
+//! marker key: the script leaves its answer there for half a minute, and does nothing if
+//! the marker already exists. [`settle`] then asks on a fresh connection by creating
+//! the marker itself: if it could, the script never ran and never will (run the
+//! transition again); if it could not, the script ran and the marker holds its answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -21,22 +28,30 @@ use crate::clock::Millis;
 use crate::queue::backend::{JobTables, Position};
 use crate::queue::error::QueueError;
 use crate::queue::job::{Job, JobEvent, JobStatus};
+use crate::redis_store::Failure;
 
 /// Entries the event stream keeps (approximately) for nodes that fell behind.
 const STREAM_MAXLEN: usize = 100_000;
 
-/// Checks the guards, then applies the writes. Answers 0 if a guard broke, else the
-/// stream id of the last event appended, or 1 when there was none.
+/// How long a commit's answer stays readable at its marker key.
+const MARKER_TTL_MS: u64 = 30_000;
+/// What [`settle`] leaves at the marker of a commit that never ran.
+const FENCED: &str = "fenced";
+
+/// Checks the guards, then applies the writes. Answers 0 if a guard broke (or the
+/// commit was fenced off by [`settle`]), else the stream id of the last event
+/// appended, or 1 when there was none; the answer is also left at the marker key.
 ///
-/// ARGV: the number of guards, then per guard `key index, present (0|1), value`,
+/// KEYS[1]: the marker key. ARGV: the marker's TTL in ms, the number of guards, then per guard `key index, present (0|1), value`,
 /// then the writes, each an op letter and a key index with its arguments:
 /// `S` set value, `D` delete, `A` add member, `R` remove member, `M` add to set,
 /// `X` append an event to a stream capped at a length.
 static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local i = 2
-for _ = 1, tonumber(ARGV[1]) do
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
   local current = redis.call('GET', KEYS[tonumber(ARGV[i])])
   if ARGV[i + 1] == '0' then
     if current then return 0 end
@@ -59,6 +74,7 @@ while i <= #ARGV do
     return redis.error_reply('darkroom commit: unknown op ' .. tostring(op))
   end
 end
+redis.call('SET', KEYS[1], tostring(last), 'PX', ARGV[1])
 return last
 ",
     )
@@ -70,6 +86,38 @@ pub(crate) enum Commit {
     Conflict,
     /// Applied; the stream id of its last event, if it had any.
     Done(Option<StreamId>),
+}
+
+impl Commit {
+    /// Reads a commit's answer, from the script or from its marker key.
+    fn of_answer(answer: &redis::Value) -> Self {
+        let text = match answer {
+            redis::Value::Int(0) => return Self::Conflict,
+            redis::Value::BulkString(id) => String::from_utf8_lossy(id).into_owned(),
+            redis::Value::SimpleString(id) => id.clone(),
+            _ => return Self::Done(None),
+        };
+        Self::Done(parse_stream_id(&text))
+    }
+}
+
+/// Finds out what became of a commit whose answer was lost, on a fresh connection:
+/// [`Commit::Conflict`] when it was not applied (it is fenced off now, so it never
+/// will be) and the transition must run again, else its answer.
+pub(crate) fn settle(conn: &mut Connection, marker: &str) -> Result<Commit, redis::RedisError> {
+    // One command, so nothing can come between the look and the fence (Redis 7).
+    let before: Option<String> = redis::cmd("SET")
+        .arg(marker)
+        .arg(FENCED)
+        .arg("NX")
+        .arg("GET")
+        .arg("PX")
+        .arg(MARKER_TTL_MS)
+        .query(conn)?;
+    Ok(match before.as_deref() {
+        None | Some(FENCED) => Commit::Conflict,
+        Some(answer) => Commit::Done(parse_stream_id(answer)),
+    })
 }
 
 /// A Redis stream entry id, `{ms}-{seq}`, ordered as Redis orders them.
@@ -158,13 +206,15 @@ impl<'a> RedisTxn<'a> {
     }
 
     /// Applies everything written, with `events` appended to the stream, unless a
-    /// key read has changed since; false then (run the transition again).
+    /// key read has changed since ([`Commit::Conflict`]: run the transition again).
+    /// A lost answer is [`QueueError::Unacknowledged`], to be [`settle`]d.
     pub(crate) fn commit(self, events: &[JobEvent]) -> Result<Commit, QueueError> {
         if self.writes.is_empty() && self.members.is_empty() && events.is_empty() {
             return Ok(Commit::Done(None));
         }
-        let mut args: Vec<String> = vec![self.guards.len().to_string()];
-        let mut keys: Vec<String> = Vec::new();
+        let marker = self.keys.commit(Ulid::new());
+        let mut args: Vec<String> = vec![MARKER_TTL_MS.to_string(), self.guards.len().to_string()];
+        let mut keys: Vec<String> = vec![marker.clone()];
         let mut key_index: BTreeMap<String, usize> = BTreeMap::new();
         let mut at = |key: &str, keys: &mut Vec<String>| -> String {
             let n = *key_index.entry(key.to_owned()).or_insert_with(|| {
@@ -208,13 +258,11 @@ impl<'a> RedisTxn<'a> {
         for arg in &args {
             invocation.arg(arg);
         }
-        let answer: redis::Value = invocation.invoke(self.conn)?;
-        Ok(match answer {
-            redis::Value::Int(0) => Commit::Conflict,
-            redis::Value::BulkString(id) => Commit::Done(parse_stream_id(&String::from_utf8_lossy(&id))),
-            redis::Value::SimpleString(id) => Commit::Done(parse_stream_id(&id)),
-            _ => Commit::Done(None),
-        })
+        match invocation.invoke::<redis::Value>(self.conn) {
+            Ok(answer) => Ok(Commit::of_answer(&answer)),
+            Err(source) if source.breaks_connection() => Err(QueueError::Unacknowledged { marker, source }),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
