@@ -2,7 +2,7 @@
 //! `cache.backend = "redis"` engine, as redb is the embedded one.
 //!
 //! [`RedisStore::connect`] checks the server before anything is built on it: that it
-//! answers, and that its `maxmemory-policy` is `noeviction` — any other policy lets
+//! answers, that it is Redis 7 or later, and that its `maxmemory-policy` is `noeviction` — any other policy lets
 //! Redis drop keys under memory pressure, and a queued job is a key (the failure RQ
 //! and BullMQ users meet in production). It refuses unless told to allow eviction.
 //!
@@ -33,6 +33,8 @@ pub enum RedisStoreError {
          redis.allow_eviction = true (DARKROOM_REDIS__ALLOW_EVICTION=true) to accept the risk"
     )]
     Eviction { endpoint: String, policy: String },
+    #[error("Redis at {endpoint} is version {version}; darkroom needs Redis 7.0 or later")]
+    TooOld { endpoint: String, version: String },
     #[error("redis.ca_file {path}: {source}")]
     CaFile {
         path: String,
@@ -131,6 +133,16 @@ impl RedisStore {
                 timeout: Duration::from_millis(settings.timeout_ms),
             }),
         };
+        let version = store
+            .with_conn(|c| {
+                let info: redis::InfoDict = redis::cmd("INFO").arg("server").query(c)?;
+                Ok(info.get::<String>("redis_version"))
+            })
+            .map_err(connect_error)?
+            .unwrap_or_default();
+        if !supported(&version) {
+            return Err(RedisStoreError::TooOld { endpoint, version });
+        }
         let policy = store
             .with_conn(|c| {
                 let info: redis::InfoDict = redis::cmd("INFO").arg("memory").query(c)?;
@@ -257,8 +269,34 @@ impl RedisStore {
     }
 }
 
+/// Whether a server reporting `redis_version` can run darkroom's commands (`SET ...
+/// NX GET` and `ZRANGE ... BYLEX` are Redis 7's). An unreadable version is let
+/// through: Redis-compatible servers report theirs in their own ways.
+fn supported(version: &str) -> bool {
+    version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_none_or(|major| major >= 7)
+}
+
 /// rustls needs one process-wide crypto provider when more than one is compiled in
 /// (reqwest's ring and the AWS SDK's aws-lc are); Redis's TLS uses ring.
 fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_7_and_later_are_supported() {
+        for version in ["7.0.15", "7.2.4", "8.0.0", "10.1", ""] {
+            assert!(supported(version), "{version}");
+        }
+        for version in ["6.2.14", "5.0.7"] {
+            assert!(!supported(version), "{version}");
+        }
+    }
 }

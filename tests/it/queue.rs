@@ -131,13 +131,7 @@ async fn complete_succeeds_once_and_the_job_is_never_claimed_again(kind: Kind) {
 async fn failures_back_off_exponentially_with_jitter(kind: Kind) {
     let t = TestQueue::with_config(kind, QueueConfig::default());
     let backoff = t.queue.config().backoff;
-    let id = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({})).max_attempts(5))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = t.add(NewJob::new("gen", json!({})).max_attempts(5)).await;
     let mut last_delay = 0;
     for attempt in 1..=4 {
         let claimed = t.claim("gen").await.unwrap();
@@ -232,12 +226,8 @@ async fn fail_permanently_skips_the_remaining_attempts(kind: Kind) {
 async fn delayed_job_waits_for_its_time(kind: Kind) {
     let t = TestQueue::new(kind);
     let id = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({})).delay(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .job
-        .id;
+        .add(NewJob::new("gen", json!({})).delay(Duration::from_secs(5)))
+        .await;
     assert_eq!(
         t.queue.get(id).await.unwrap().unwrap().status,
         JobStatus::Scheduled

@@ -13,12 +13,8 @@ async fn cancel_waiting_jobs_at_once_and_refuse_finished_ones(kind: Kind) {
     let t = TestQueue::new(kind);
     let queued = t.put("gen", "a").await;
     let scheduled = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({})).delay(Duration::from_secs(9)))
-        .await
-        .unwrap()
-        .job
-        .id;
+        .add(NewJob::new("gen", json!({})).delay(Duration::from_secs(9)))
+        .await;
     for id in [queued, scheduled] {
         let job = t.queue.cancel(id).await.unwrap();
         assert_eq!(
@@ -116,19 +112,11 @@ async fn finished_jobs_are_purged_after_their_ttl(kind: Kind) {
     let t = TestQueue::new(kind);
     let default_ttl = t.put("gen", "a").await;
     let short_ttl = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({ "name": "b" })).result_ttl(Duration::from_mins(1)))
-        .await
-        .unwrap()
-        .job
-        .id;
+        .add(NewJob::new("gen", json!({ "name": "b" })).result_ttl(Duration::from_mins(1)))
+        .await;
     let dead = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({ "name": "c" })).max_attempts(1))
-        .await
-        .unwrap()
-        .job
-        .id;
+        .add(NewJob::new("gen", json!({ "name": "c" })).max_attempts(1))
+        .await;
     for claimed in t.queue.claim_batch("gen", "w", 3).await.unwrap() {
         if claimed.job.id == dead {
             t.queue.fail(&claimed.lease, "boom").await.unwrap();
@@ -189,7 +177,7 @@ async fn list_pages_through_a_status_with_a_cursor(kind: Kind) {
             _ => ("gen", 0),
         };
         let job = NewJob::new(queue, json!({ "i": i })).priority(priority);
-        let id = t.queue.enqueue(job).await.unwrap().job.id;
+        let id = t.add(job).await;
         match (queue, priority) {
             ("other", _) => other.push(id),
             (_, 1) => gen_urgent.push(id),

@@ -42,13 +42,7 @@ async fn expired_lease_returns_the_job_with_its_attempt_counted(kind: Kind) {
 
 async fn expired_lease_on_the_last_attempt_dead_letters(kind: Kind) {
     let t = TestQueue::new(kind);
-    let id = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({})).max_attempts(1))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = t.add(NewJob::new("gen", json!({})).max_attempts(1)).await;
     t.claim("gen").await.unwrap();
     t.advance(t.queue.config().lease);
     t.queue.reap_expired(t.now()).await.unwrap();
@@ -59,13 +53,7 @@ async fn expired_lease_on_the_last_attempt_dead_letters(kind: Kind) {
 
 async fn a_lease_lost_before_a_retry_cannot_report_on_the_new_attempt(kind: Kind) {
     let t = TestQueue::new(kind);
-    let id = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({})).max_attempts(1))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = t.add(NewJob::new("gen", json!({})).max_attempts(1)).await;
     let stale = t.claim("gen").await.unwrap();
     t.advance(t.queue.config().lease);
     t.queue.reap_expired(t.now()).await.unwrap();
@@ -104,12 +92,8 @@ async fn heartbeat_extends_the_lease(kind: Kind) {
 async fn a_job_past_its_timeout_is_stopped_even_while_heartbeating(kind: Kind) {
     let t = TestQueue::new(kind);
     let id = t
-        .queue
-        .enqueue(NewJob::new("gen", json!({})).timeout(Duration::from_mins(1)))
-        .await
-        .unwrap()
-        .job
-        .id;
+        .add(NewJob::new("gen", json!({})).timeout(Duration::from_mins(1)))
+        .await;
     let claimed = t.claim("gen").await.unwrap();
     for _ in 0..2 {
         t.advance(Duration::from_secs(25));
@@ -152,16 +136,12 @@ async fn the_reaper_fails_a_timed_out_job_on_its_last_attempt(kind: Kind) {
     };
     let t = TestQueue::with_config(kind, config);
     let id = t
-        .queue
-        .enqueue(
+        .add(
             NewJob::new("gen", json!({}))
                 .timeout(Duration::from_secs(90))
                 .max_attempts(1),
         )
-        .await
-        .unwrap()
-        .job
-        .id;
+        .await;
     t.claim("gen").await.unwrap();
     t.advance(Duration::from_secs(89));
     assert_eq!(t.queue.reap_expired(t.now()).await.unwrap(), 0);

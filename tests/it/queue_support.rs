@@ -114,12 +114,12 @@ impl TestQueue {
 
     /// Enqueues a job on queue `q` with a payload naming it.
     pub async fn put(&self, q: &str, name: &str) -> ulid::Ulid {
-        self.queue
-            .enqueue(NewJob::new(q, json!({ "name": name })))
-            .await
-            .unwrap()
-            .job
-            .id
+        self.add(NewJob::new(q, json!({ "name": name }))).await
+    }
+
+    /// Enqueues `job`; its id.
+    pub async fn add(&self, job: NewJob) -> ulid::Ulid {
+        self.queue.enqueue(job).await.unwrap().job.id
     }
 
     pub async fn claim(&self, q: &str) -> Option<Claimed> {
