@@ -188,10 +188,19 @@ pub fn output_store_text(h: &crate::dispatch::StoreHealth) -> String {
 pub fn status_text(s: &StatusSnapshot) -> String {
     let c = &s.queue.counts;
     let q = &s.queue;
-    let mut out = format!(
-        "darkroom {}\nqueue: {} queued, {} scheduled, {} running, {} succeeded, {} failed, {} cancelled\n",
-        s.version, c.queued, c.scheduled, c.running, c.succeeded, c.failed, c.cancelled
-    );
+    let mut out = format!("darkroom {}\n", s.version);
+    match &q.unavailable {
+        Some(why) => {
+            let _ = writeln!(out, "queue: UNAVAILABLE: {why}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "queue: {} queued, {} scheduled, {} running, {} succeeded, {} failed, {} cancelled",
+                c.queued, c.scheduled, c.running, c.succeeded, c.failed, c.cancelled
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "last 5 min: {:.1} jobs/min, {:.0}% failed, {:.0}% from cache{}{}",
@@ -232,11 +241,18 @@ pub fn status_text(s: &StatusSnapshot) -> String {
     for b in &s.buckets {
         let _ = writeln!(out, "bucket {}: {} objects, {} bytes", b.name, b.objects, b.bytes);
     }
-    let _ = writeln!(
-        out,
-        "cache: {} entries, {} bytes, {} hits, {} misses",
-        s.cache.entries, s.cache.bytes, s.cache.hits, s.cache.misses
-    );
+    match &s.cache.unavailable {
+        Some(why) => {
+            let _ = writeln!(out, "cache: UNAVAILABLE: {why}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "cache: {} entries, {} bytes, {} hits, {} misses",
+                s.cache.entries, s.cache.bytes, s.cache.hits, s.cache.misses
+            );
+        }
+    }
     if s.alerts.is_empty() {
         out.push_str("alerts: none\n");
     }

@@ -48,7 +48,11 @@ pub struct StatusSnapshot {
 /// The queue at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueStatus {
+    /// All zero while the queue store does not answer (see `unavailable`).
     pub counts: Counts,
+    /// Why the queue could not be read (its Redis does not answer); absent when it could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
     /// Age of the oldest job waiting to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_queued_seconds: Option<f64>,
@@ -75,6 +79,10 @@ pub struct GenerationStats {
 /// The prompt cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CacheStatus {
+    /// Why the cache's size could not be read (its Redis does not answer): `entries`
+    /// and `bytes` are then zero; absent when it could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
     pub entries: u64,
     pub bytes: u64,
     pub max_bytes: u64,

@@ -1,19 +1,25 @@
 //! `GET /api/v1/status`: gathers the [`StatusSnapshot`] from the services that own
 //! each number (queue counts, backends, bucket usage, cache, alerts).
+//!
+//! A shared store that does not answer (the queue's or the cache's Redis) does not
+//! take the whole answer down: its part says why it is missing, its health says the
+//! store is unreachable, and the GPUs, backends and alerts are still there — the
+//! operator looking at a dashboard needs them most then.
 
 use axum::Json;
 use axum::extract::State;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use crate::cache::Usage;
 use crate::dispatch::StoreHealth;
-use crate::queue::{JobStatus, ListQuery};
+use crate::queue::{Counts, JobStatus, ListQuery};
 use crate::status::{CacheStatus, QueueStatus, StatusSnapshot};
 
 /// Everything the dashboard shows, in one answer.
 #[utoipa::path(
     get, path = "/api/v1/status", tag = "status",
-    responses((status = 200, body = StatusSnapshot), (status = 401, body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
+    responses((status = 200, description = "The snapshot; while Redis does not answer, `queue.unavailable` / `cache.unavailable` say so", body = StatusSnapshot), (status = 401, body = ErrorBody))
 )]
 pub async fn status(State(s): State<ApiState>) -> Result<Json<StatusSnapshot>, ApiError> {
     Ok(Json(collect(&s).await?))
@@ -22,13 +28,25 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<StatusSnapshot>, A
 /// Reads every part of the snapshot.
 pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
     let now = s.queue.now_ms();
-    let counts = s.queue.counts().await?;
+    let (counts, queue_unavailable) = match s.queue.counts().await.map_err(ApiError::from) {
+        Ok(counts) => (counts, None),
+        Err(ApiError::Unavailable(why)) => (Counts::default(), Some(why)),
+        Err(e) => return Err(e),
+    };
+    let oldest_queued_seconds = match queue_unavailable {
+        None => oldest_queued_seconds(s, now).await?,
+        Some(_) => None,
+    };
     let buckets = s
         .storage
         .usage()
         .await
         .map_err(|e| ApiError::Internal(format!("bucket usage: {e}")))?;
-    let usage = s.prompts.usage().await.map_err(ApiError::from)?;
+    let (usage, cache_unavailable) = match s.prompts.usage().await.map_err(ApiError::from) {
+        Ok(usage) => (usage, None),
+        Err(ApiError::Unavailable(why)) => (Usage::default(), Some(why)),
+        Err(e) => return Err(e),
+    };
     let stats = s.prompts.stats();
     let alerts = s
         .alerts
@@ -47,7 +65,8 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         gpus: s.gpu.report(),
         queue: QueueStatus {
             counts,
-            oldest_queued_seconds: oldest_queued_seconds(s, now).await?,
+            unavailable: queue_unavailable,
+            oldest_queued_seconds,
             recent: s.recent.stats(now),
         },
         backends: s.dispatcher.backends(),
@@ -56,6 +75,7 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         cache_store: StoreHealth::of_redis(s.prompts.redis()).await,
         buckets,
         cache: CacheStatus {
+            unavailable: cache_unavailable,
             entries: usage.entries,
             bytes: usage.bytes,
             max_bytes: s.prompts.max_bytes(),

@@ -5,7 +5,8 @@
 //! most five times a second) with the snapshot (at most once a second).
 //! When the connection drops it says so and reconnects by itself, resuming with
 //! the last event id it saw; a `resync` (events missed, or another run of the
-//! daemon) refetches everything.
+//! daemon) refetches everything, as does the queue's store coming back after it
+//! stopped answering (the snapshot says so; the rest of the dashboard stays up).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -74,7 +75,14 @@ async fn session(
     last_id: &mut Option<u64>,
 ) -> Result<Ended, String> {
     let snapshot = link.status().await?;
-    let jobs = link.jobs(INITIAL_JOBS).await?;
+    // While the queue's Redis is down there are no jobs to list; the rest (GPUs,
+    // backends, alerts, log) still shows, and the session starts over once it is back.
+    let mut queue_down = snapshot.queue.unavailable.is_some();
+    let jobs = match link.jobs(INITIAL_JOBS).await {
+        Ok(jobs) => jobs,
+        Err(_) if queue_down => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let templates = link.templates().await?;
     let logs = link.logs(0).await?.lines;
     let resume = last_id.unwrap_or(snapshot.last_event_id);
@@ -130,7 +138,10 @@ async fn session(
             },
             _ = refresh.tick() => {
                 last_status = Instant::now();
-                vec![Data::Snapshot(Box::new(link.status().await?))]
+                let Some(snapshot) = refreshed(link, &mut queue_down).await? else {
+                    return Ok(Ended::Resync);
+                };
+                vec![snapshot]
             }
             _ = poll_logs.tick() => {
                 let lines = link.logs(log_after).await?.lines;
@@ -149,7 +160,10 @@ async fn session(
                 // most once a second (the snapshot scans the buckets' usage).
                 if last_status.elapsed() >= Duration::from_secs(1) {
                     last_status = Instant::now();
-                    jobs.push(Data::Snapshot(Box::new(link.status().await?)));
+                    let Some(snapshot) = refreshed(link, &mut queue_down).await? else {
+                        return Ok(Ended::Resync);
+                    };
+                    jobs.push(snapshot);
                 }
                 jobs
             }
@@ -160,4 +174,15 @@ async fn session(
             }
         }
     }
+}
+
+/// A fresh snapshot, or `None` when the queue's store has just come back after
+/// not answering: the session starts over to list the jobs again.
+async fn refreshed(link: &dyn Link, queue_down: &mut bool) -> Result<Option<Data>, String> {
+    let snapshot = link.status().await?;
+    let was_down = std::mem::replace(queue_down, snapshot.queue.unavailable.is_some());
+    if was_down && !*queue_down {
+        return Ok(None);
+    }
+    Ok(Some(Data::Snapshot(Box::new(snapshot))))
 }

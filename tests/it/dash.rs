@@ -2,7 +2,8 @@
 //! `darkroom` with a fake ComfyUI and a fake NVML — submit a noop job with `n`
 //! and watch it succeed, cancel a held one with `c`, see the GPUs, quit with `q`
 //! (which stops the daemon) — and `darkroom dash --url` against a separately
-//! started `darkroom serve`, which is killed and started again underneath it.
+//! started `darkroom serve`, which is killed and started again underneath it, and
+//! one whose queue's Redis is.
 //! Screens are read back with `capture-pane`; the ones worth showing are written
 //! to `target/dash-screens/`.
 
@@ -11,6 +12,7 @@ use std::process::Command;
 
 use crate::fake_comfy::FakeComfy;
 use crate::gpu::{FakeNvml, TWO_GPUS};
+use crate::redis_server::RedisServer;
 use crate::serve::Serve;
 use crate::support::{ACCESS_KEY, SECRET_KEY};
 use crate::tmux::Tmux;
@@ -119,6 +121,10 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
 
 /// A `darkroom serve` whose API listens on `port` (0: any).
 fn serve(data: &Path, comfy: &str, port: u16) -> Serve {
+    Serve::spawn(serve_command(data, comfy, port))
+}
+
+fn serve_command(data: &Path, comfy: &str, port: u16) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["serve", "--s3-addr", "127.0.0.1:0", "--api-addr"])
@@ -136,7 +142,7 @@ fn serve(data: &Path, comfy: &str, port: u16) -> Serve {
         .env("DARKROOM_COMFYUI__HEALTH_INTERVAL_MS", "50")
         .env("DARKROOM_LOG__LEVEL", "warn")
         .current_dir(data.parent().unwrap());
-    Serve::spawn(command)
+    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +190,61 @@ async fn remote_dashboard_follows_a_daemon_through_a_restart() {
         t.keys(&["q"]);
         assert_eq!(t.wait_exit(), 0);
         assert!(!t.alternate_screen());
+    });
+}
+
+/// The queue's Redis stops answering under a remote dashboard: it stays connected
+/// and says the queue is unavailable, with the backends and the log still shown;
+/// a dashboard started during the outage connects too. When Redis is back (same
+/// data), the counts and the jobs come back by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_dashboard_rides_out_a_redis_outage() {
+    let comfy = FakeComfy::start().await;
+    let redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = comfy.url.clone();
+    tokio::task::block_in_place(move || {
+        let mut command = serve_command(&data, &url, 0);
+        command
+            .env("DARKROOM_QUEUE__BACKEND", "redis")
+            .env("DARKROOM_CACHE__BACKEND", "redis")
+            .env("DARKROOM_REDIS__URL", redis.url());
+        let node = Serve::spawn(command);
+        let dash = format!("{BIN} dash --url {}", node.api);
+        let t = Tmux::start(&dash, 80, 24);
+        t.wait_text("● connected");
+        t.keys(&["n"]);
+        t.wait_text("submit a job");
+        t.keys(&["Enter"]);
+        t.wait_text("submitted");
+        t.wait_text("succeeded 1");
+
+        redis.kill();
+        let s = t.wait_text("queue unavailable");
+        // Connected, and the backends are still shown.
+        let backend = url.trim_start_matches("http://");
+        assert!(
+            s.contains("● connected") && s.contains(&format!("up   {backend}")),
+            "{s}"
+        );
+        keep("remote-redis-down", &s);
+        t.keys(&["q"]);
+        assert_eq!(t.wait_exit(), 0);
+
+        // Attached while Redis is down: no jobs to list, but connected.
+        let t = Tmux::start(&dash, 80, 24);
+        let s = t.wait_text("queue unavailable");
+        assert!(s.contains("● connected"), "{s}");
+
+        redis.restart();
+        t.wait_for("the counts again", |s| {
+            s.contains("succeeded 1") && !s.contains("queue unavailable")
+        });
+        t.keys(&["2"]);
+        t.wait_text("noop     succeeded");
+        t.keys(&["q"]);
+        assert_eq!(t.wait_exit(), 0);
     });
 }
 

@@ -207,14 +207,34 @@ async fn two_nodes_share_one_queue_and_take_over_a_dead_nodes_job() {
     let ready = b.get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.text);
     assert!(ready.text.contains("job queue: Redis"), "{}", ready.text);
+    // The status still answers, saying what is missing and why.
     let status = b.get("/api/v1/status").await;
-    assert_eq!(status.status, 503, "{}", status.text);
-    assert_eq!(
-        status.json()["error"]["code"],
-        "store_unavailable",
-        "{}",
-        status.text
+    assert_eq!(status.status, 200, "{}", status.text);
+    let snapshot = status.json();
+    assert!(
+        snapshot["queue"]["unavailable"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("job queue: Redis")),
+        "{snapshot}"
     );
+    assert_eq!(snapshot["queue_store"]["reachable"], false, "{snapshot}");
+    assert!(snapshot["cache"]["unavailable"].is_string(), "{snapshot}");
+    assert_eq!(
+        snapshot["backends"].as_array().map(Vec::len),
+        Some(1),
+        "{snapshot}"
+    );
+    let out = Command::new(BIN)
+        .args(["status", "--url", &node_b.api])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("queue: UNAVAILABLE: job queue: Redis"), "{text}");
+    assert!(text.contains(" UNREACHABLE: "), "{text}");
+    let list = b.get("/api/v1/jobs").await;
+    assert_eq!(list.status, 503, "{}", list.text);
+    assert_eq!(list.json()["error"]["code"], "store_unavailable", "{}", list.text);
     let submit = b.post("/api/v1/jobs", Some(&request(3000, "after-redis"))).await;
     assert_eq!(submit.status, 503, "{}", submit.text);
     assert!(submit.text.contains("job queue: Redis"), "{}", submit.text);

@@ -20,9 +20,11 @@ use darkroom::redis_store::RedisStore;
 pub struct RedisServer {
     pub port: u16,
     /// Its working directory (AOF and RDB files), removed with it.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// A test's own server; the shared one is owned by its thread.
     child: std::sync::Mutex<Option<Child>>,
+    /// The arguments it was started with, for [`RedisServer::restart`].
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -33,8 +35,9 @@ impl RedisServer {
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
                 let dir = tempfile::tempdir().unwrap();
-                let (mut child, port, rest) =
-                    spawn(dir.path(), &|port| vec!["--port".to_owned(), port.to_string()]);
+                let (mut child, port, rest) = spawn(dir.path(), None, &|port| {
+                    vec!["--port".to_owned(), port.to_string()]
+                });
                 tx.send((port, dir)).unwrap();
                 // Keep reading its log so the pipe never fills and blocks it.
                 for _ in rest {}
@@ -43,8 +46,9 @@ impl RedisServer {
             let (port, dir) = rx.recv().expect("redis-server did not start");
             RedisServer {
                 port,
-                _dir: dir,
+                dir,
                 child: std::sync::Mutex::new(None),
+                args: Vec::new(),
             }
         })
     }
@@ -65,13 +69,24 @@ impl RedisServer {
     /// (`--port 0 --tls-port {port}` for a TLS-only server).
     pub fn start_with(args: impl Fn(u16) -> Vec<String>) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let (child, port, rest) = spawn(dir.path(), &args);
+        let (child, port, rest) = spawn(dir.path(), None, &args);
         std::thread::spawn(move || for _ in rest {});
         RedisServer {
             port,
-            _dir: dir,
+            dir,
             child: std::sync::Mutex::new(Some(child)),
+            args: args(port),
         }
+    }
+
+    /// Starts a test's own server again after [`RedisServer::kill`], on the same
+    /// port, arguments and directory (with `--appendonly yes`, the same data).
+    pub fn restart(&self) {
+        self.kill();
+        let args = self.args.clone();
+        let (child, _, rest) = spawn(self.dir.path(), Some(self.port), &move |_| args.clone());
+        std::thread::spawn(move || for _ in rest {});
+        *self.child.lock().unwrap() = Some(child);
     }
 
     pub fn url(&self) -> String {
@@ -107,17 +122,21 @@ impl Drop for RedisServer {
     }
 }
 
-/// Starts redis-server on a free port and waits until it says it is ready.
+/// Starts redis-server on `port` (`None`: a free one) and waits until it says it
+/// is ready.
 fn spawn(
     dir: &std::path::Path,
+    port: Option<u16>,
     args: &dyn Fn(u16) -> Vec<String>,
 ) -> (Child, u16, std::io::Lines<BufReader<std::process::ChildStdout>>) {
     for _ in 0..20 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = port.unwrap_or_else(|| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
         let mut command = Command::new("setpriv");
         command
             .args(["--pdeathsig", "KILL", "redis-server"])

@@ -22,6 +22,8 @@ impl Serve {
                 break url.to_owned();
             }
         };
+        // Keep reading, so its later output never meets a closed pipe.
+        std::thread::spawn(move || for _ in lines {});
         Self { child, api }
     }
 }

@@ -63,6 +63,15 @@ fn queue_lines(state: &State, theme: Theme) -> Vec<Line<'static>> {
     };
     let c = &s.queue.counts;
     let r = &s.queue.recent;
+    if let Some(why) = &s.queue.unavailable {
+        return vec![
+            Line::styled(format!("queue unavailable: {why}"), theme.bad()),
+            Line::styled(
+                "jobs cannot be listed, claimed or submitted until it answers",
+                theme.dim(),
+            ),
+        ];
+    }
     let count = |label: &str, n: u64, style| {
         vec![
             Span::raw(format!("{label} ")),
