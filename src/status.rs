@@ -4,16 +4,20 @@
 //! dashboard's remote mode, so every view shows the same numbers.
 //!
 //! Rates and percentiles come from [`RecentGenerations`], a bounded window of the
-//! attempts the dispatcher finished, fed by the daemon.
+//! attempts the dispatcher finished, fed by the daemon. Where things are kept, and
+//! whether each store answers, is [`StoreChecks`] — also what `/metrics` exports and
+//! the `store_down` alert watches.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::PromptCache;
 use crate::clock::Millis;
-use crate::dispatch::BackendStatus;
+use crate::dispatch::{BackendStatus, Dispatcher, StoreHealth};
 use crate::queue::Counts;
+use crate::queue::Queue;
 use crate::storage::BucketUsage;
 
 /// The whole snapshot.
@@ -43,6 +47,57 @@ pub struct StatusSnapshot {
     /// Pending and firing alerts, most severe first.
     #[schema(value_type = Vec<Object>)]
     pub alerts: Vec<serde_json::Value>,
+}
+
+/// The store of each thing darkroom keeps — the queue, the caches, the outputs —
+/// checked now (a PING for Redis, a HeadBucket for S3; embedded ones always answer).
+#[derive(Debug, Clone)]
+pub struct StoreChecks {
+    pub queue: StoreHealth,
+    pub cache: StoreHealth,
+    pub outputs: StoreHealth,
+}
+
+impl StoreChecks {
+    /// Checks all three at once.
+    pub async fn run(queue: &Queue, prompts: &PromptCache, dispatcher: &Dispatcher) -> Self {
+        let (queue, cache, outputs) = tokio::join!(
+            StoreHealth::of_redis(queue.redis()),
+            StoreHealth::of_redis(prompts.redis()),
+            dispatcher.output_store()
+        );
+        Self {
+            queue,
+            cache,
+            outputs,
+        }
+    }
+
+    /// Each with its role: `queue`, `cache`, `outputs`.
+    pub fn by_role(&self) -> [(&'static str, &StoreHealth); 3] {
+        [
+            ("queue", &self.queue),
+            ("cache", &self.cache),
+            ("outputs", &self.outputs),
+        ]
+    }
+
+    /// The shared (not embedded) ones, as the `store_down` alert reads them.
+    pub fn shared(&self) -> Vec<crate::alerts::StoreCheck> {
+        self.by_role()
+            .into_iter()
+            .filter(|(_, h)| h.backend != "embedded")
+            .map(|(role, h)| crate::alerts::StoreCheck {
+                instance: role.to_owned(),
+                store: h
+                    .endpoint
+                    .as_ref()
+                    .map_or_else(|| h.backend.clone(), |e| format!("{} {e}", h.backend)),
+                up: h.reachable,
+                error: h.error.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The queue at a glance.

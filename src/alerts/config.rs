@@ -48,7 +48,7 @@ pub struct RuleConfig {
     pub name: String,
     pub kind: RuleKind,
     /// What the observed value is compared with; a ratio (0..=1) for the VRAM,
-    /// failure-rate and disk kinds, unused by `backend_down`.
+    /// failure-rate and disk kinds, unused by `backend_down` and `store_down`.
     pub threshold: f64,
     /// How long the condition must hold before the alert fires (default 0: at once).
     #[serde(default)]
@@ -173,6 +173,14 @@ pub fn default_rules() -> Vec<RuleConfig> {
             0,
             Severity::Warning,
         ),
+        rule(
+            "DarkroomStoreDown",
+            RuleKind::StoreDown,
+            0.0,
+            30,
+            0,
+            Severity::Critical,
+        ),
     ]
 }
 
@@ -293,6 +301,7 @@ mod tests {
                 "ComfyUISlowGenerations",
                 "ComfyUIBackendDown",
                 "DarkroomDiskLow",
+                "DarkroomStoreDown",
             ]
         );
         let critical = &config.rules[1];

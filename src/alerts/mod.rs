@@ -73,7 +73,7 @@ pub mod state;
 pub use config::{AlertsConfig, NotifierConfig, NotifierKind, RuleConfig};
 pub use deliver::DeliveryCounts;
 pub use notify::{Notification, NotifyError, sign};
-pub use rules::{BackendHealth, DiskReading, Observation, RuleKind, Severity, VramReading};
+pub use rules::{BackendHealth, DiskReading, Observation, RuleKind, Severity, StoreCheck, VramReading};
 pub use state::{Alert, AlertChange, AlertState};
 
 /// A string that names none of an enum's values ([`Severity`], [`AlertState`], ...).

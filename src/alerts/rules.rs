@@ -3,8 +3,8 @@
 //! condition holds, and the human summary — for the state machine in
 //! [`super::state`].
 //!
-//! VRAM and backend rules are per instance (a backend URL or GPU id); the others are
-//! global and use the empty instance. No data means no condition: a VRAM reading with
+//! VRAM, backend and store rules are per instance (a backend URL, a GPU id, the
+//! store's role); the others are global and use the empty instance. No data means no condition: a VRAM reading with
 //! no total, an empty generation window or a missing disk reading never fires (and an
 //! alert that was firing resolves).
 
@@ -55,6 +55,9 @@ pub enum RuleKind {
     BackendDown,
     /// Free / total bytes of the data volume, below the threshold (a ratio).
     DiskFreeBelow,
+    /// A shared store (the queue's or the cache's Redis, the outputs' S3) not
+    /// answering its check (the threshold is unused).
+    StoreDown,
 }
 
 named_enum!(RuleKind, "rule kind", {
@@ -64,6 +67,7 @@ named_enum!(RuleKind, "rule kind", {
     MeanGenerationSecondsAbove => "mean_generation_seconds_above",
     BackendDown => "backend_down",
     DiskFreeBelow => "disk_free_below",
+    StoreDown => "store_down",
 });
 
 impl RuleKind {
@@ -98,6 +102,18 @@ pub struct BackendHealth {
     pub healthy: bool,
 }
 
+/// The last check of one shared store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreCheck {
+    /// What it holds: `queue`, `cache` or `outputs`.
+    pub instance: String,
+    /// `redis redis://host:6379/0`, `s3 http://minio:9000`.
+    pub store: String,
+    pub up: bool,
+    /// Why the check failed.
+    pub error: Option<String>,
+}
+
 /// Space on the data volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskReading {
@@ -113,6 +129,8 @@ pub struct Observation {
     pub queue_size: u64,
     pub backends: Vec<BackendHealth>,
     pub disk: Option<DiskReading>,
+    /// Shared stores only: an embedded one cannot be unreachable.
+    pub stores: Vec<StoreCheck>,
 }
 
 /// One rule's reading of one instance.
@@ -204,6 +222,21 @@ pub(super) fn samples(rule: &RuleConfig, obs: &Observation, history: &History, n
                     format!("backend {} is reachable", backend.instance)
                 } else {
                     format!("backend {} is unreachable", backend.instance)
+                },
+            })
+            .collect(),
+        RuleKind::StoreDown => obs
+            .stores
+            .iter()
+            .map(|check| Sample {
+                instance: check.instance.clone(),
+                // Like `darkroom_store_up`: 1 up, 0 down.
+                value: f64::from(u8::from(check.up)),
+                active: !check.up,
+                summary: match (&check.error, check.up) {
+                    (_, true) => format!("{} store {} answers", check.instance, check.store),
+                    (Some(why), false) => format!("{} store {} does not answer: {why}", check.instance, check.store),
+                    (None, false) => format!("{} store {} does not answer", check.instance, check.store),
                 },
             })
             .collect(),

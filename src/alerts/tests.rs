@@ -184,6 +184,41 @@ fn backend_down_fires_then_resolves() {
     assert_eq!(statuses, ["firing", "resolved"]);
 }
 
+fn queue_store(up: bool) -> Observation {
+    Observation {
+        stores: vec![StoreCheck {
+            instance: "queue".to_owned(),
+            store: "redis redis://10.0.0.5:6379/0".to_owned(),
+            up,
+            error: (!up).then(|| "Connection refused (os error 111)".to_owned()),
+        }],
+        ..Observation::default()
+    }
+}
+
+#[test]
+fn a_store_that_stops_answering_fires_after_30_s_then_resolves() {
+    let (alerts, clock) = engine();
+    assert_eq!(alerts.evaluate(&queue_store(true)), nothing());
+    assert_eq!(
+        summary(&alerts.evaluate(&queue_store(false))),
+        [row("pending", "DarkroomStoreDown", "queue")]
+    );
+    clock.advance_ms(29 * SECOND);
+    assert_eq!(alerts.evaluate(&queue_store(false)), nothing());
+    clock.advance_ms(SECOND);
+    let changes = alerts.evaluate(&queue_store(false));
+    assert_eq!(summary(&changes), [row("firing", "DarkroomStoreDown", "queue")]);
+    assert_eq!(changes[0].alert().severity, Severity::Critical);
+    assert_eq!(
+        changes[0].alert().summary,
+        "queue store redis redis://10.0.0.5:6379/0 does not answer: Connection refused (os error 111)"
+    );
+    clock.advance_ms(5 * SECOND);
+    let changes = alerts.evaluate(&queue_store(true));
+    assert_eq!(summary(&changes), [row("resolved", "DarkroomStoreDown", "queue")]);
+}
+
 #[test]
 fn an_instance_that_disappears_resolves() {
     let (alerts, clock) = engine();
@@ -389,6 +424,6 @@ fn disabled_alerts_evaluate_nothing() {
     let alerts = Alerts::new(config, Arc::new(clock), reqwest::Client::new());
     assert_eq!(alerts.evaluate(&queue(1_000)), nothing());
     assert!(alerts.active().is_empty());
-    assert_eq!(alerts.firing_count().len(), 7);
+    assert_eq!(alerts.firing_count().len(), 8);
     assert_eq!(alerts.deliveries(), DeliveryCounts::default());
 }

@@ -87,6 +87,7 @@ async fn scrape(s: &ApiState) -> Scrape {
         .map_err(|e| tracing::warn!(error = %e, "metrics: cannot read bucket usage"))
         .unwrap_or_default();
     let usage = s.prompts.usage().await.unwrap_or_default();
+    let stores = crate::status::StoreChecks::run(&s.queue, &s.prompts, &s.dispatcher).await;
     let stats = s.prompts.stats();
     let lifecycle = s.storage.counters();
     let (alerts_firing, alert_notifications) = match &s.alerts {
@@ -125,5 +126,10 @@ async fn scrape(s: &ApiState) -> Scrape {
         alerts_firing,
         disk: crate::storage::disk_space(s.storage.root()),
         gpu: s.gpu.report(),
+        stores: stores
+            .by_role()
+            .into_iter()
+            .map(|(role, h)| (role.to_owned(), h.backend.clone(), h.reachable))
+            .collect(),
     }
 }

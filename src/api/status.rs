@@ -12,9 +12,8 @@ use axum::extract::State;
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use crate::cache::Usage;
-use crate::dispatch::StoreHealth;
 use crate::queue::{Counts, JobStatus, ListQuery};
-use crate::status::{CacheStatus, QueueStatus, StatusSnapshot};
+use crate::status::{CacheStatus, QueueStatus, StatusSnapshot, StoreChecks};
 
 /// Everything the dashboard shows, in one answer.
 #[utoipa::path(
@@ -48,6 +47,7 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         Err(e) => return Err(e),
     };
     let stats = s.prompts.stats();
+    let stores = StoreChecks::run(&s.queue, &s.prompts, &s.dispatcher).await;
     let alerts = s
         .alerts
         .as_ref()
@@ -70,9 +70,9 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
             recent: s.recent.stats(now),
         },
         backends: s.dispatcher.backends(),
-        output_store: s.dispatcher.output_store().await,
-        queue_store: StoreHealth::of_redis(s.queue.redis()).await,
-        cache_store: StoreHealth::of_redis(s.prompts.redis()).await,
+        output_store: stores.outputs,
+        queue_store: stores.queue,
+        cache_store: stores.cache,
         buckets,
         cache: CacheStatus {
             unavailable: cache_unavailable,

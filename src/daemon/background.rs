@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerts, BackendHealth, DiskReading, Observation, VramReading};
+use crate::cache::PromptCache;
 use crate::clock::SharedClock;
 use crate::dispatch::{Dispatcher, Generation, GenerationObserver};
 use crate::events::{EventHub, EventKind};
@@ -85,7 +86,7 @@ pub(super) async fn forward_gpu(gpu: crate::gpu::GpuMonitor, hub: EventHub, shut
 pub(super) async fn evaluate_alerts(
     alerts: Alerts,
     dispatcher: Dispatcher,
-    queue: Queue,
+    (queue, prompts): (Queue, PromptCache),
     gpu: crate::gpu::GpuMonitor,
     data_dir: PathBuf,
     shutdown: CancellationToken,
@@ -95,14 +96,16 @@ pub(super) async fn evaluate_alerts(
     }
     let every = alerts.config().evaluate_interval();
     crate::clock::run_every(every, shutdown, move || {
-        let (alerts, dispatcher, queue, gpu, data_dir) = (
+        let (alerts, dispatcher, queue, prompts, gpu, data_dir) = (
             alerts.clone(),
             dispatcher.clone(),
             queue.clone(),
+            prompts.clone(),
             gpu.clone(),
             data_dir.clone(),
         );
         async move {
+            let stores = crate::status::StoreChecks::run(&queue, &prompts, &dispatcher).await;
             let backends = dispatcher.backends();
             let gpus = gpu.report();
             let obs = Observation {
@@ -132,6 +135,7 @@ pub(super) async fn evaluate_alerts(
                     free_bytes,
                     total_bytes,
                 }),
+                stores: stores.shared(),
             };
             alerts.evaluate(&obs);
         }

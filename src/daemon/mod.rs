@@ -103,7 +103,7 @@ impl Daemon {
         tasks.spawn(background::evaluate_alerts(
             alerts.clone(),
             dispatcher.clone(),
-            queue.clone(),
+            (queue.clone(), prompts.clone()),
             gpu.clone(),
             config.data_dir.clone(),
             shutdown.clone(),

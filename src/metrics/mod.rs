@@ -48,6 +48,7 @@ labels!(StatusModel { status, model });
 labels!(Build { version });
 labels!(BucketLabel { bucket });
 labels!(BackendLabel { backend });
+labels!(StoreLabel { store, backend });
 labels!(ResultLabel { result });
 labels!(OutcomeLabel { outcome });
 labels!(AlertLabel { alertname, severity });
@@ -80,6 +81,8 @@ pub struct Scrape {
     pub disk: Option<(u64, u64)>,
     /// The latest GPU readings.
     pub gpu: crate::gpu::GpuReport,
+    /// (role, backend, answers) of the queue's, the cache's and the outputs' stores.
+    pub stores: Vec<(String, String, bool)>,
 }
 
 /// Cheap `Clone` handle on the registry and the metrics darkroom records.
@@ -106,6 +109,7 @@ struct Inner {
     vram_total: Family<BackendLabel, Gauge>,
     backend_up: Family<BackendLabel, Gauge>,
     backend_in_flight: Family<BackendLabel, Gauge>,
+    store_up: Family<StoreLabel, Gauge>,
     bucket_objects: Family<BucketLabel, Gauge>,
     bucket_bytes: Family<BucketLabel, Gauge>,
     cache_entries: Gauge,
@@ -219,6 +223,11 @@ impl Metrics {
             "Jobs in flight on each ComfyUI backend",
             Family::<BackendLabel, Gauge>::default()
         );
+        let store_up = reg!(
+            "darkroom_store_up",
+            "1 when the store of the queue, the cache or the outputs answers its check (embedded ones always do)",
+            Family::<StoreLabel, Gauge>::default()
+        );
         let bucket_objects = reg!(
             "darkroom_bucket_objects",
             "Objects in each bucket",
@@ -307,6 +316,7 @@ impl Metrics {
                 vram_total,
                 backend_up,
                 backend_in_flight,
+                store_up,
                 bucket_objects,
                 bucket_bytes,
                 cache_entries,
@@ -399,6 +409,15 @@ impl Metrics {
                 i.vram_total.get_or_create(&l).set(gauge_i64(total));
                 i.vram_used.get_or_create(&l).set(gauge_i64(used));
             }
+        }
+        i.store_up.clear();
+        for (store, backend, up) in &s.stores {
+            i.store_up
+                .get_or_create(&StoreLabel {
+                    store: store.clone(),
+                    backend: backend.clone(),
+                })
+                .set(i64::from(*up));
         }
         i.bucket_objects.clear();
         i.bucket_bytes.clear();

@@ -203,7 +203,22 @@ async fn two_nodes_share_one_queue_and_take_over_a_dead_nodes_job() {
         text.contains(&format!("outputs: s3 {} reachable", s3.endpoint)),
         "{text}"
     );
+    let metrics = b.get("/metrics").await.text;
+    for up in [
+        r#"darkroom_store_up{store="queue",backend="redis"} 1"#,
+        r#"darkroom_store_up{store="outputs",backend="s3"} 1"#,
+    ] {
+        assert!(metrics.contains(up), "{up} in\n{metrics}");
+    }
     redis.kill();
+    let metrics = b.get("/metrics").await.text;
+    for line in [
+        r#"darkroom_store_up{store="queue",backend="redis"} 0"#,
+        r#"darkroom_store_up{store="cache",backend="redis"} 0"#,
+        r#"darkroom_store_up{store="outputs",backend="s3"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     let ready = b.get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.text);
     assert!(ready.text.contains("job queue: Redis"), "{}", ready.text);
