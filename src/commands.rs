@@ -185,22 +185,20 @@ pub fn output_store_text(h: &crate::dispatch::StoreHealth) -> String {
     text
 }
 
+/// `text`, or why it could not be read.
+fn or_unavailable(unavailable: Option<&String>, text: String) -> String {
+    unavailable.map_or(text, |why| format!("UNAVAILABLE: {why}"))
+}
+
 pub fn status_text(s: &StatusSnapshot) -> String {
     let c = &s.queue.counts;
     let q = &s.queue;
     let mut out = format!("darkroom {}\n", s.version);
-    match &q.unavailable {
-        Some(why) => {
-            let _ = writeln!(out, "queue: UNAVAILABLE: {why}");
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "queue: {} queued, {} scheduled, {} running, {} succeeded, {} failed, {} cancelled",
-                c.queued, c.scheduled, c.running, c.succeeded, c.failed, c.cancelled
-            );
-        }
-    }
+    let counts = format!(
+        "{} queued, {} scheduled, {} running, {} succeeded, {} failed, {} cancelled",
+        c.queued, c.scheduled, c.running, c.succeeded, c.failed, c.cancelled
+    );
+    let _ = writeln!(out, "queue: {}", or_unavailable(q.unavailable.as_ref(), counts));
     let _ = writeln!(
         out,
         "last 5 min: {:.1} jobs/min, {:.0}% failed, {:.0}% from cache{}{}",
@@ -241,18 +239,15 @@ pub fn status_text(s: &StatusSnapshot) -> String {
     for b in &s.buckets {
         let _ = writeln!(out, "bucket {}: {} objects, {} bytes", b.name, b.objects, b.bytes);
     }
-    match &s.cache.unavailable {
-        Some(why) => {
-            let _ = writeln!(out, "cache: UNAVAILABLE: {why}");
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "cache: {} entries, {} bytes, {} hits, {} misses",
-                s.cache.entries, s.cache.bytes, s.cache.hits, s.cache.misses
-            );
-        }
-    }
+    let cache = format!(
+        "{} entries, {} bytes, {} hits, {} misses",
+        s.cache.entries, s.cache.bytes, s.cache.hits, s.cache.misses
+    );
+    let _ = writeln!(
+        out,
+        "cache: {}",
+        or_unavailable(s.cache.unavailable.as_ref(), cache)
+    );
     if s.alerts.is_empty() {
         out.push_str("alerts: none\n");
     }
