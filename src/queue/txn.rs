@@ -73,6 +73,18 @@ impl Ctx<'_> {
 /// Stores a new job (prepared by the caller, payload already encoded) unless its
 /// idempotency key already names one, which is returned instead.
 pub(crate) fn enqueue(t: &mut dyn JobTables, ctx: &Ctx, mut job: Job, payload: &[u8]) -> Outcome<Enqueued> {
+    // The job is there already only if this very enqueue committed before (on Redis,
+    // run again after its answer was lost): it is not written twice.
+    if let Some(mut found) = t.load(job.id)? {
+        found.payload = t.payload(job.id)?;
+        return Ok((
+            Enqueued {
+                job: found,
+                created: true,
+            },
+            Vec::new(),
+        ));
+    }
     if let Some(key) = job.idempotency_key.as_deref()
         && let Some(id) = t.idempotent_job(key)?
         && let Some(mut found) = t.load(id)?

@@ -200,7 +200,8 @@ impl RedisStore {
     }
 
     /// Runs `f` on a pooled connection. A connection that saw an I/O error or a
-    /// timeout (its replies may be out of step) is dropped, not returned to the pool.
+    /// timeout (its replies may be out of step) is dropped, not returned to the
+    /// pool — and the pool is emptied, since a server that restarted broke them all.
     pub fn with_conn<T, E>(&self, f: impl FnOnce(&mut Connection) -> Result<T, E>) -> Result<T, E>
     where
         E: Failure + From<RedisError>,
@@ -217,12 +218,14 @@ impl RedisStore {
         };
         let result = f(&mut conn);
         let broken = result.as_ref().err().is_some_and(Failure::breaks_connection);
-        if !broken && conn.is_open() {
-            let mut pool = self.inner.pool.lock().unwrap_or_else(PoisonError::into_inner);
-            if pool.len() < POOL_SIZE {
-                pool.push(conn);
-            }
+        let mut pool = self.inner.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if broken {
+            // The others were opened to the same server: most likely as dead.
+            pool.clear();
+        } else if conn.is_open() && pool.len() < POOL_SIZE {
+            pool.push(conn);
         }
+        drop(pool);
         result
     }
 
@@ -236,6 +239,11 @@ impl RedisStore {
     {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.with_conn(|c| f(c, &keys))).await?
+    }
+
+    /// How long a command may wait for its answer (`redis.timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     /// A connection of its own, for blocking reads; `read_timeout` must exceed any

@@ -82,6 +82,7 @@ impl RedisServer {
     /// Starts a test's own server again after [`RedisServer::kill`], on the same
     /// port, arguments and directory (with `--appendonly yes`, the same data).
     pub fn restart(&self) {
+        assert!(!self.args.is_empty(), "only a test's own server can be restarted");
         self.kill();
         let args = self.args.clone();
         let (child, _, rest) = spawn(self.dir.path(), Some(self.port), &move |_| args.clone());

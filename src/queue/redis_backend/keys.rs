@@ -9,7 +9,7 @@
 //! | `P:idx:{status}`        | zset   | `{time}{id}` for scheduled, running and finished |
 //! | `P:idem:{key}`          | string | the job an idempotency key names                 |
 //! | `P:events`              | stream | every committed [`JobEvent`](crate::queue::JobEvent) |
-//! | `P:commit:{nonce}`      | string | one commit's answer, for 30 s (see `txn`)       |
+//! | `P:commit:{nonce}`      | string | one commit's answer, for 2 min (see `txn`)      |
 //!
 //! Every index is a sorted set whose members all have score 0, so Redis orders them
 //! by their bytes (`ZRANGE ... BYLEX`). Numbers are written as 16 hex digits with the

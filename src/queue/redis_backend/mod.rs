@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Connection;
 use tokio::sync::watch;
@@ -32,7 +32,7 @@ use super::job::Job;
 use super::read::{Counts, ListQuery, Page};
 use super::txn::{Ctx, Outcome};
 use crate::clock::Millis;
-use crate::redis_store::RedisStore;
+use crate::redis_store::{Failure, RedisStore};
 
 /// How often a transition is run again after losing a race before giving up
 /// (with [`backoff`], some seconds).
@@ -100,8 +100,10 @@ impl RedisQueue {
         let this = self.clone();
         let (value, last_event) = tokio::task::spawn_blocking(move || {
             let ctx = parts.ctx();
+            let mut reconnected = false;
             for conflicts in 0..MAX_CONFLICTS {
                 let mut pending = None;
+                let sent = Instant::now();
                 let attempt = this.store.with_conn(|conn| -> Result<Commit, QueueError> {
                     let mut txn = RedisTxn::new(conn, &this.keys);
                     let (value, events) = match op(&mut txn, &ctx) {
@@ -112,7 +114,15 @@ impl RedisQueue {
                     txn.commit(&events)
                 });
                 let commit = match attempt {
-                    Err(QueueError::Unacknowledged { marker, source }) => this.settle(&marker, source)?,
+                    Err(QueueError::Unacknowledged { marker, source }) => {
+                        this.settle(&marker, sent, source)?
+                    }
+                    // A pooled connection found dead before anything was committed
+                    // (Redis restarted, say): once more, on a fresh one.
+                    Err(QueueError::Redis(e)) if e.breaks_connection() && !reconnected => {
+                        reconnected = true;
+                        continue;
+                    }
                     other => other?,
                 };
                 match (commit, pending) {
@@ -138,14 +148,23 @@ impl RedisQueue {
         Ok(value)
     }
 
-    /// What became of a commit whose answer was lost: asked on fresh connections
-    /// while Redis comes back, for about a second.
-    fn settle(&self, marker: &str, lost: redis::RedisError) -> Result<Commit, QueueError> {
+    /// What became of a commit whose answer was lost, sent at `sent`: asked on
+    /// fresh connections (pooled ones may be as dead as the one that failed) while
+    /// Redis comes back, for about a second, and never once the marker could have
+    /// expired.
+    fn settle(&self, marker: &str, sent: Instant, lost: redis::RedisError) -> Result<Commit, QueueError> {
         tracing::warn!(endpoint = self.store.endpoint(), error = %lost, "the answer to a job change was lost; asking Redis whether it was applied");
         let mut last = lost;
         for wait_ms in [0, 50, 250, 1000] {
             std::thread::sleep(Duration::from_millis(wait_ms));
-            match self.store.with_conn(|conn| txn::settle(conn, marker)) {
+            if sent.elapsed() >= txn::SETTLE_WITHIN {
+                break;
+            }
+            let asked = self
+                .store
+                .dedicated(self.store.timeout())
+                .and_then(|mut conn| txn::settle(&mut conn, marker));
+            match asked {
                 Ok(commit) => return Ok(commit),
                 Err(e) => last = e,
             }
@@ -156,13 +175,19 @@ impl RedisQueue {
         })
     }
 
-    /// Runs a query on a pooled connection, off the async threads.
+    /// Runs a query on a pooled connection, off the async threads; once more on a
+    /// fresh connection if the pooled one turns out dead (a read can be repeated).
     async fn query<T, F>(&self, f: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &Keys) -> Result<T, QueueError> + Send + 'static,
+        F: Fn(&mut Connection, &Keys) -> Result<T, QueueError> + Send + 'static,
     {
-        self.store.run(self.keys.clone(), move |c, k| f(c, k)).await
+        let (store, keys) = (self.store.clone(), self.keys.clone());
+        tokio::task::spawn_blocking(move || match store.with_conn(|c| f(c, &keys)) {
+            Err(e) if e.breaks_connection() => store.with_conn(|c| f(c, &keys)),
+            other => other,
+        })
+        .await?
     }
 
     pub(crate) async fn get(&self, id: ulid::Ulid) -> Result<Option<Job>, QueueError> {

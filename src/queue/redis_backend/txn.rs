@@ -11,7 +11,7 @@
 //!
 //! A commit whose answer is lost (the connection dropped or timed out after the
 //! script was sent) may or may not have been applied. Each commit therefore names a
-//! marker key: the script leaves its answer there for half a minute, and does nothing if
+//! marker key: the script leaves its answer there for two minutes, and does nothing if
 //! the marker already exists. [`settle`] then asks on a fresh connection by creating
 //! the marker itself: if it could, the script never ran and never will (run the
 //! transition again); if it could not, the script ran and the marker holds its answer.
@@ -33,8 +33,12 @@ use crate::redis_store::Failure;
 /// Entries the event stream keeps (approximately) for nodes that fell behind.
 const STREAM_MAXLEN: usize = 100_000;
 
-/// How long a commit's answer stays readable at its marker key.
-const MARKER_TTL_MS: u64 = 30_000;
+/// How long a commit's answer (or its fence) stays at its marker key; [`settle`]
+/// must be done well within it (see [`SETTLE_WITHIN`]).
+const MARKER_TTL_MS: u64 = 120_000;
+/// How long after sending a commit its outcome may still be asked: half the
+/// marker's life, so the marker is surely still there when asked.
+pub(crate) const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_millis(MARKER_TTL_MS / 2);
 /// What [`settle`] leaves at the marker of a commit that never ran.
 const FENCED: &str = "fenced";
 
