@@ -313,6 +313,9 @@ fn spawn_housekeeping(
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let daemon = Daemon::start(&config, clock::system()).await?;
+    // Listening for signals before saying ready: a SIGTERM sent the moment the
+    // lines below appear must stop the daemon cleanly, not kill it.
+    let stop = stop_signal();
     // Plain lines on stdout for people and for scripts waiting on readiness; a reader
     // that went away must not take the daemon down.
     let mut ready = Vec::new();
@@ -327,29 +330,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .write_all(ready.concat().as_bytes())
             .and_then(|()| out.flush());
     }
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     daemon.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C (SIGINT); on Unix both are listened for from the
+/// moment it is called, not from its first poll.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
-                let _ = ctrl_c.await;
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::terminate()).and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            Ok((mut term, mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = interrupt.recv() => {},
+                }
                 return;
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+            }
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

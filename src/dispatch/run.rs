@@ -20,7 +20,7 @@ use crate::comfy::{
     BinaryImage, ComfyError, Completion, ImageFormat, ImageType, OutputImage, PromptFailure, PromptState,
     wait_for_completion,
 };
-use crate::queue::{Claimed, Directive, Job, StopReason};
+use crate::queue::{Claimed, Directive, Job, QueueError, StopReason};
 
 /// How often progress is written to the job at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -379,6 +379,33 @@ async fn store_outputs(
     Ok(result)
 }
 
+/// Runs `record` until the queue takes it, trying again while the queue's store
+/// does not answer (Redis restarting) for as long as the lease would last: the
+/// generation is done and its outputs stored, so a blip must not throw it away and
+/// run the job again.
+async fn persist<T, F, Fut>(shared: &Shared, id: ulid::Ulid, record: F) -> Result<T, QueueError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueueError>>,
+{
+    let give_up = tokio::time::Instant::now() + shared.queue.config().lease;
+    let mut wait = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match record().await {
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + wait < give_up => {
+                if !warned {
+                    tracing::warn!(job = %id, error = %e, "cannot record the job's outcome yet; trying again");
+                    warned = true;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Tells the queue how the attempt ended.
 async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: Outcome, seconds: f64) {
     let lease = &claimed.lease;
@@ -391,12 +418,14 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
                 backend.record(true);
             }
             shared.observe(&claimed.job, true, result.cache_hit, false, seconds);
-            queue.complete(lease, result.to_value()).await.map(drop)
+            persist(shared, id, || queue.complete(lease, result.to_value()))
+                .await
+                .map(drop)
         }
         Outcome::Retry(message) => {
             tracing::warn!(job = %id, backend = %backend.url, error = %message, "job attempt failed");
             backend.record(false);
-            let job = queue.fail(lease, message).await;
+            let job = persist(shared, id, || queue.fail(lease, message.clone())).await;
             let again = job.as_ref().is_ok_and(|j| !j.status.is_terminal());
             shared.observe(&claimed.job, false, false, again, seconds);
             shared.set_failed_on(id, again.then_some(backend.url.as_str()));
@@ -405,15 +434,20 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
         Outcome::Fatal(message) => {
             tracing::warn!(job = %id, error = %message, "job failed");
             shared.observe(&claimed.job, false, false, false, seconds);
-            queue.fail_permanently(lease, message).await.map(drop)
+            persist(shared, id, || queue.fail_permanently(lease, message.clone()))
+                .await
+                .map(drop)
         }
         Outcome::Stopped(StopReason::Cancelled) => {
-            queue.fail(lease, "cancelled while running").await.map(drop)
+            persist(shared, id, || queue.fail(lease, "cancelled while running"))
+                .await
+                .map(drop)
         }
         Outcome::Stopped(reason) => {
             tracing::info!(job = %id, ?reason, "job stopped");
             Ok(())
         }
+        // Shutting down: not worth waiting for; the lease lapses if this fails.
         Outcome::Abandoned => queue.release(lease).await.map(drop),
     };
     if !retried {

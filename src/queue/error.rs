@@ -48,6 +48,17 @@ pub enum QueueError {
     Raced(Ulid),
 }
 
+impl QueueError {
+    /// The store did not answer (or answered too late); the same call may succeed
+    /// once it does.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Redis(_) | Self::Unacknowledged { .. } | Self::Contention(_)
+        )
+    }
+}
+
 impl crate::redis_store::Failure for QueueError {
     fn breaks_connection(&self) -> bool {
         match self {

@@ -38,3 +38,19 @@ async fn queue_and_caches_live_in_the_data_dir_across_restarts() {
     );
     daemon.shutdown().await;
 }
+
+/// A supervisor may send SIGTERM the moment `darkroom serve` says it is ready:
+/// the daemon is already listening for it and stops cleanly (exit 0), every time.
+/// (It once printed its ready lines before installing the handler, and a SIGTERM
+/// in between killed it.)
+#[test]
+fn sigterm_right_after_ready_stops_cleanly() {
+    use rustix::process::{Pid, Signal, kill_process};
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = crate::support::spawn_serve(&dir.path().join("data"), |_| {});
+        kill_process(Pid::from_child(&p.child), Signal::TERM).unwrap();
+        let status = p.child.wait().unwrap();
+        assert!(status.success(), "round {round}: {status}");
+    }
+}

@@ -3,11 +3,14 @@
 //! fake ComfyUI. Jobs submitted through either API run exactly once, on either
 //! node, and land in the shared bucket; a job is visible and cancellable from both;
 //! one node's cached result serves the other; and when a node is SIGKILLed with a
-//! job running, the other node takes that job over once its lease lapses.
+//! job running, the other node takes that job over once its lease lapses. A job
+//! finishing while Redis is down is recorded once it is back, not run again.
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -30,6 +33,16 @@ fn node(
     s3: &TestServer,
     comfy: &FakeComfy,
 ) -> Serve {
+    Serve::spawn(node_command(dir, redis, prefix, s3, comfy))
+}
+
+fn node_command(
+    dir: &std::path::Path,
+    redis: &RedisServer,
+    prefix: &str,
+    s3: &TestServer,
+    comfy: &FakeComfy,
+) -> Command {
     std::fs::create_dir_all(dir).unwrap();
     let mut command = Command::new(BIN);
     command
@@ -51,7 +64,7 @@ fn node(
         .env("DARKROOM_COMFYUI__HEALTH_INTERVAL_MS", "50")
         .env("DARKROOM_LOG__LEVEL", "warn")
         .current_dir(dir);
-    Serve::spawn(command)
+    command
 }
 
 async fn api(serve: &Serve) -> Api {
@@ -253,4 +266,54 @@ async fn two_nodes_share_one_queue_and_take_over_a_dead_nodes_job() {
     let submit = b.post("/api/v1/jobs", Some(&request(3000, "after-redis"))).await;
     assert_eq!(submit.status, 503, "{}", submit.text);
     assert!(submit.text.contains("job queue: Redis"), "{}", submit.text);
+}
+
+/// Redis goes away while a job is finishing: the node keeps the finished result and
+/// records it once Redis is back, instead of dropping it — and running the job
+/// again once its lease lapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_finishing_while_redis_is_down_is_recorded_once_it_is_back() {
+    let redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let s3 = server().await;
+    let comfy = FakeComfy::start().await;
+    comfy.ctl.hold(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = node_command(dir.path(), &redis, "outage", &s3, &comfy);
+    command
+        .env("DARKROOM_QUEUE__LEASE_SECONDS", "120")
+        .stderr(Stdio::piped());
+    let mut serve = Serve::spawn(command);
+    let stderr = serve.child.stderr.take().unwrap();
+    let (tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let a = api(&serve).await;
+    let submitted = a.post("/api/v1/jobs", Some(&request(1, "outage"))).await;
+    assert_eq!(submitted.status, 202, "{}", submitted.text);
+    comfy.ctl.wait_held().await;
+
+    redis.kill();
+    comfy.ctl.hold(false);
+    comfy.ctl.release();
+    // Its attempt to record the result has failed (and will be made again).
+    tokio::task::block_in_place(|| {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = log
+                .recv_timeout(give_up.saturating_duration_since(Instant::now()))
+                .expect("the node never said it would try to record the outcome again");
+            if line.contains("cannot record the job's outcome yet; trying again") {
+                break;
+            }
+        }
+    });
+    redis.restart();
+    let r = a.post("/api/v1/jobs?wait=120", Some(&request(1, "outage"))).await;
+    let job = r.json();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert_eq!(comfy.ctl.prompts_received(), 1);
 }
