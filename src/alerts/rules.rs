@@ -4,9 +4,9 @@
 //! [`super::state`].
 //!
 //! VRAM, backend and store rules are per instance (a backend URL, a GPU id, the
-//! store's role); the others are global and use the empty instance. No data means no condition: a VRAM reading with
-//! no total, an empty generation window or a missing disk reading never fires (and an
-//! alert that was firing resolves).
+//! store's role); the others are global and use the empty instance. No data means no
+//! condition: a VRAM reading with no total, an empty generation window or a missing
+//! disk reading never fires (and an alert that was firing resolves).
 
 use std::collections::VecDeque;
 
@@ -228,16 +228,19 @@ pub(super) fn samples(rule: &RuleConfig, obs: &Observation, history: &History, n
         RuleKind::StoreDown => obs
             .stores
             .iter()
-            .map(|check| Sample {
-                instance: check.instance.clone(),
-                // Like `darkroom_store_up`: 1 up, 0 down.
-                value: f64::from(u8::from(check.up)),
-                active: !check.up,
-                summary: match (&check.error, check.up) {
-                    (_, true) => format!("{} store {} answers", check.instance, check.store),
-                    (Some(why), false) => format!("{} store {} does not answer: {why}", check.instance, check.store),
-                    (None, false) => format!("{} store {} does not answer", check.instance, check.store),
-                },
+            .map(|check| {
+                let state = match (&check.error, check.up) {
+                    (_, true) => "answers".to_owned(),
+                    (Some(why), false) => format!("does not answer: {why}"),
+                    (None, false) => "does not answer".to_owned(),
+                };
+                Sample {
+                    instance: check.instance.clone(),
+                    // Like `darkroom_store_up`: 1 up, 0 down.
+                    value: f64::from(u8::from(check.up)),
+                    active: !check.up,
+                    summary: format!("{} store {} {state}", check.instance, check.store),
+                }
             })
             .collect(),
         RuleKind::DiskFreeBelow => obs

@@ -11,8 +11,7 @@ use axum::extract::State;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::cache::Usage;
-use crate::queue::{Counts, JobStatus, ListQuery};
+use crate::queue::{JobStatus, ListQuery};
 use crate::status::{CacheStatus, QueueStatus, StatusSnapshot, StoreChecks};
 
 /// Everything the dashboard shows, in one answer.
@@ -27,11 +26,15 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<StatusSnapshot>, A
 /// Reads every part of the snapshot.
 pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
     let now = s.queue.now_ms();
-    let (counts, queue_unavailable) = match s.queue.counts().await.map_err(ApiError::from) {
-        Ok(counts) => (counts, None),
-        Err(ApiError::Unavailable(why)) => (Counts::default(), Some(why)),
-        Err(e) => return Err(e),
-    };
+    // The shared stores are read and checked at once: a Redis that does not answer
+    // costs one wait, not one per part.
+    let (counts, usage, stores) = tokio::join!(
+        s.queue.counts(),
+        s.prompts.usage(),
+        StoreChecks::run(&s.queue, &s.prompts, &s.dispatcher)
+    );
+    let (counts, queue_unavailable) = degraded(counts.map_err(ApiError::from))?;
+    let (usage, cache_unavailable) = degraded(usage.map_err(ApiError::from))?;
     let oldest_queued_seconds = match queue_unavailable {
         None => oldest_queued_seconds(s, now).await?,
         Some(_) => None,
@@ -41,13 +44,7 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         .usage()
         .await
         .map_err(|e| ApiError::Internal(format!("bucket usage: {e}")))?;
-    let (usage, cache_unavailable) = match s.prompts.usage().await.map_err(ApiError::from) {
-        Ok(usage) => (usage, None),
-        Err(ApiError::Unavailable(why)) => (Usage::default(), Some(why)),
-        Err(e) => return Err(e),
-    };
     let stats = s.prompts.stats();
-    let stores = StoreChecks::run(&s.queue, &s.prompts, &s.dispatcher).await;
     let alerts = s
         .alerts
         .as_ref()
@@ -85,6 +82,16 @@ pub async fn collect(s: &ApiState) -> Result<StatusSnapshot, ApiError> {
         },
         alerts,
     })
+}
+
+/// A part read from a shared store, or — when that store does not answer — its
+/// default with the reason, so the rest of the snapshot is still served.
+fn degraded<T: Default>(read: Result<T, ApiError>) -> Result<(T, Option<String>), ApiError> {
+    match read {
+        Ok(value) => Ok((value, None)),
+        Err(ApiError::Unavailable(why)) => Ok((T::default(), Some(why))),
+        Err(e) => Err(e),
+    }
 }
 
 /// The age of the oldest queued job, looking at up to the first 1,000 in claim

@@ -2,9 +2,10 @@
 //! `cache.backend = "redis"` engine, as redb is the embedded one.
 //!
 //! [`RedisStore::connect`] checks the server before anything is built on it: that it
-//! answers, that it is Redis 7 or later, and that its `maxmemory-policy` is `noeviction` — any other policy lets
-//! Redis drop keys under memory pressure, and a queued job is a key (the failure RQ
-//! and BullMQ users meet in production). It refuses unless told to allow eviction.
+//! answers, that it is Redis 7 or later, and that its `maxmemory-policy` is
+//! `noeviction` — any other policy lets Redis drop keys under memory pressure, and a
+//! queued job is a key (the failure RQ and BullMQ users meet in production). It
+//! refuses unless told to allow eviction.
 //!
 //! Connections are the blocking client's, kept in a small pool: the queue's
 //! transitions run on blocking threads (as redb's do), and a blocking `XREAD` for

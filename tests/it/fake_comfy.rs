@@ -4,7 +4,9 @@
 //! time and emits the recorded message order. Tests script it through [`Ctl`]: hold
 //! a prompt at a gate until released, fail the next prompt with `execution_error`,
 //! drop the WebSocket mid-job, restart (forgetting queue and history), and count
-//! what reached it. Nothing here sleeps: the runner waits on `Notify`s.
+//! what reached it. Nothing here sleeps to wait for something: the runner waits on
+//! `Notify`s. The one sleep is `set_work`, simulated GPU time for the scale-out
+//! bench; no test sets it.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -46,8 +46,8 @@ const FENCED: &str = "fenced";
 /// commit was fenced off by [`settle`]), else the stream id of the last event
 /// appended, or 1 when there was none; the answer is also left at the marker key.
 ///
-/// KEYS[1]: the marker key. ARGV: the marker's TTL in ms, the number of guards, then per guard `key index, present (0|1), value`,
-/// then the writes, each an op letter and a key index with its arguments:
+/// KEYS[1]: the marker key. ARGV: the marker's TTL in ms, the number of guards,
+/// then per guard `key index, present (0|1), value`, then the writes, each an op letter and a key index with its arguments:
 /// `S` set value, `D` delete, `A` add member, `R` remove member, `M` add to set,
 /// `X` append an event to a stream capped at a length.
 static COMMIT: LazyLock<Script> = LazyLock::new(|| {
