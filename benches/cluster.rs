@@ -23,10 +23,12 @@ mod redis_server;
 use std::time::{Duration, Instant};
 
 use darkroom::comfy::Templates;
-use darkroom::config::{Backend, BackendConfig, Config, ExternalS3, StorageBackend};
+use darkroom::config::Config;
 use darkroom::daemon::Daemon;
 use darkroom::dispatch::JobRequest;
+use darkroom::dispatch::{BackendConfig, ExternalS3, StorageBackend};
 use darkroom::queue::JobStatus;
+use darkroom::redis_store::Backend;
 use fake_comfy::FakeComfy;
 use redis_server::RedisServer;
 use serde_json::{Value, json};

@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use darkroom::comfy::{ComfyClient, Templates, wait_for_completion};
-use darkroom::config::{BackendConfig, Config};
+use darkroom::config::Config;
 use darkroom::daemon::Daemon;
+use darkroom::dispatch::BackendConfig;
 use darkroom::dispatch::JobRequest;
 use darkroom::queue::JobStatus;
 use fake_comfy::FakeComfy;

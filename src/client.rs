@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::api::browse::{LogPage, ObjectPage, PresignedUrl};
-use crate::api::{ErrorBody, JobPage, TemplateInfo};
+use crate::api::ErrorBody;
 use crate::queue::Job;
+use crate::service::{JobPage, LogPage, ObjectPage, PresignedUrl, TemplateInfo};
 use crate::status::StatusSnapshot;
 
 /// What a call to the API can end with.
@@ -67,7 +67,7 @@ impl ApiClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<(StatusCode, T), ClientError> {
         let url = format!("{}{path}", self.base);
@@ -76,7 +76,9 @@ impl ApiClient {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.json(b);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
         }
         let resp = req.send().await.map_err(|source| ClientError::Unreachable {
             url: url.clone(),
@@ -106,14 +108,20 @@ impl ApiClient {
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    /// Submits a job request (`JobRequest` JSON); with `wait`, holds until it ends.
-    pub async fn submit(&self, request: &Value, wait: Option<u64>) -> Result<Job, ClientError> {
+    /// Submits a job request (a `JobRequest`, or its JSON as read from a file);
+    /// with `wait`, holds until it ends.
+    pub async fn submit<R: Serialize + Sync + ?Sized>(
+        &self,
+        request: &R,
+        wait: Option<u64>,
+    ) -> Result<Job, ClientError> {
         let path = match wait {
             Some(w) => format!("/api/v1/jobs?wait={w}"),
             None => "/api/v1/jobs".to_owned(),
         };
         let timeout = Duration::from_secs(wait.unwrap_or(0) + 30);
-        Ok(self.call(Method::POST, &path, Some(request), timeout).await?.1)
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        Ok(self.call(Method::POST, &path, Some(body), timeout).await?.1)
     }
 
     pub async fn job(&self, id: &str) -> Result<Job, ClientError> {

@@ -255,10 +255,7 @@ pub fn status_text(s: &StatusSnapshot) -> String {
         let _ = writeln!(
             out,
             "alert {} [{}] {}: {}",
-            a["name"].as_str().unwrap_or("?"),
-            a["severity"].as_str().unwrap_or("?"),
-            a["state"].as_str().unwrap_or("?"),
-            a["summary"].as_str().unwrap_or("")
+            a.name, a.severity, a.state, a.summary
         );
     }
     out

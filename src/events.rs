@@ -8,19 +8,28 @@
 //! backlog still holds, then live events, with no gap and no duplicate (both are
 //! taken under one lock). If its id is older than the backlog, it is told so
 //! ([`Resume::Gap`]) and should refetch the status snapshot.
+//!
+//! [`EventHub::stream`] is that subscription as one stream of [`StreamItem`]s —
+//! the backlog, then live events without repeats, and a [`Resync`] where events
+//! were missed — the one place both the API's SSE endpoint and the dashboard's
+//! local mode read from. Events are typed end to end: [`Event`] serialises for SSE
+//! and deserialises in the client, so no reader matches on strings.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::alerts::AlertChange;
 use crate::clock::Millis;
 use crate::queue::JobEvent;
+use crate::sync::lock;
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum EventKind {
     /// A job changed status or progress.
@@ -43,7 +52,7 @@ impl EventKind {
 }
 
 /// An event with its place in the stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: u64,
     pub at_ms: Millis,
@@ -51,14 +60,54 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// An event as a client reads it back (the kind left as JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RawEvent {
-    pub id: u64,
-    pub at_ms: Millis,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub data: serde_json::Value,
+/// Why a subscriber must refetch the status snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resync {
+    /// The id it resumed from is older than the backlog (or from another run).
+    Gap,
+    /// It read too slowly and the live channel dropped events.
+    Lagged,
+}
+
+impl Resync {
+    /// The sentence the SSE `resync` event carries.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Gap => "events were missed; refetch /api/v1/status",
+            Self::Lagged => "this client fell behind; refetch /api/v1/status",
+        }
+    }
+}
+
+/// The body of the SSE `resync` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncNotice {
+    pub reason: String,
+    /// Absent from daemons older than the typed stream: read as a gap.
+    #[serde(default = "gap")]
+    pub cause: Resync,
+}
+
+fn gap() -> Resync {
+    Resync::Gap
+}
+
+impl From<Resync> for ResyncNotice {
+    fn from(cause: Resync) -> Self {
+        Self {
+            reason: cause.reason().to_owned(),
+            cause,
+        }
+    }
+}
+
+/// One message of a subscriber's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Event(Arc<Event>),
+    /// Events were missed: refetch the snapshot, then carry on.
+    Resync(Resync),
 }
 
 /// Where a resuming subscriber starts.
@@ -115,9 +164,7 @@ impl EventHub {
 
     /// Stamps and sends one event.
     pub fn publish(&self, at_ms: Millis, kind: EventKind) {
-        let Ok(mut s) = self.inner.state.lock() else {
-            return;
-        };
+        let mut s = lock(&self.inner.state);
         let event = Arc::new(Event {
             id: s.next_id,
             at_ms,
@@ -134,10 +181,7 @@ impl EventHub {
 
     /// Subscribes to the events after `last_id` (`None`: live events only).
     pub fn subscribe(&self, last_id: Option<u64>) -> Subscription {
-        let s = match self.inner.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let s = lock(&self.inner.state);
         let live = self.inner.tx.subscribe();
         let Some(last) = last_id else {
             return Subscription {
@@ -160,9 +204,66 @@ impl EventHub {
         }
     }
 
+    /// Everything after `last_id` (`None`: live events only) as one stream: a
+    /// [`Resync::Gap`] first when the backlog does not reach back that far, then
+    /// the backlog, then live events — none twice — with a [`Resync::Lagged`]
+    /// wherever this reader fell behind. It ends when the hub is dropped.
+    pub fn stream(&self, last_id: Option<u64>) -> impl Stream<Item = StreamItem> + Send + use<> {
+        use futures::StreamExt;
+        let sub = self.subscribe(last_id);
+        let resync = matches!(sub.resume, Resume::Gap).then_some(StreamItem::Resync(Resync::Gap));
+        let newest = sub.backlog.last().map_or(last_id.unwrap_or(0), |e| e.id);
+        let backlog = sub.backlog.into_iter().map(StreamItem::Event);
+        let live = futures::stream::unfold((sub.live, newest), |(mut rx, newest)| async move {
+            loop {
+                match rx.recv().await {
+                    // Anything the backlog already sent is not sent again.
+                    Ok(e) if e.id <= newest => {}
+                    Ok(e) => {
+                        let id = e.id;
+                        return Some((StreamItem::Event(e), (rx, id)));
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        return Some((StreamItem::Resync(Resync::Lagged), (rx, newest)));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        });
+        futures::stream::iter(resync.into_iter().chain(backlog)).chain(live)
+    }
+
     /// The id the next event will get.
     pub fn next_id(&self) -> u64 {
-        self.inner.state.lock().map_or(0, |s| s.next_id)
+        lock(&self.inner.state).next_id
+    }
+}
+
+/// Events written as their JSON reads, for the dashboard's tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use super::Event;
+
+    /// An event's four fields, the kind by name.
+    pub struct RawEvent {
+        pub id: u64,
+        pub at_ms: crate::clock::Millis,
+        pub kind: String,
+        pub data: serde_json::Value,
+    }
+
+    /// The typed event `raw` describes.
+    pub fn event(raw: RawEvent) -> Arc<Event> {
+        let RawEvent {
+            id,
+            at_ms,
+            kind,
+            data,
+        } = raw;
+        let json = serde_json::json!({"id": id, "at_ms": at_ms, "type": kind, "data": data});
+        Arc::new(serde_json::from_value(json).expect("a valid event"))
     }
 }
 
@@ -213,7 +314,92 @@ mod tests {
         assert_eq!((v["id"].clone(), v["at_ms"].clone()), (1.into(), 7.into()));
         assert_eq!(v["type"], "job");
         assert_eq!(v["data"]["to"], "queued");
-        let raw: RawEvent = serde_json::from_value(v).unwrap();
-        assert_eq!(raw.kind, "job");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, *e);
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn job(n: i64) -> EventKind {
+        EventKind::Job(JobEvent {
+            id: ulid::Ulid::nil(),
+            queue: "q".into(),
+            from: None,
+            to: crate::queue::JobStatus::Running,
+            progress: None,
+            cancel_requested: false,
+            at_ms: n,
+        })
+    }
+
+    fn ids(items: &[StreamItem]) -> Vec<Option<u64>> {
+        items
+            .iter()
+            .map(|i| match i {
+                StreamItem::Event(e) => Some(e.id),
+                StreamItem::Resync(_) => None,
+            })
+            .collect()
+    }
+
+    async fn next(s: &mut (impl Stream<Item = StreamItem> + Unpin)) -> StreamItem {
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.next())
+            .await
+            .expect("the stream stalled")
+            .expect("the stream ended")
+    }
+
+    #[tokio::test]
+    async fn resume_sends_the_backlog_once_then_live_events() {
+        let hub = EventHub::new(8, 1);
+        for n in 0..3 {
+            hub.publish(n, job(n));
+        }
+        let mut s = Box::pin(hub.stream(Some(1)));
+        hub.publish(3, job(3));
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(next(&mut s).await);
+        }
+        // 2 and 3 from the backlog; 4 live (its copy in the backlog is not repeated).
+        assert_eq!(ids(&got), [Some(2), Some(3), Some(4)]);
+        hub.publish(4, job(4));
+        assert_eq!(ids(&[next(&mut s).await]), [Some(5)]);
+    }
+
+    #[tokio::test]
+    async fn a_gap_and_a_lag_each_ask_for_a_resync() {
+        let hub = EventHub::new(2, 1);
+        for n in 0..5 {
+            hub.publish(n, job(n));
+        }
+        // Ids 4 and 5 are kept; resuming after 1 missed 2 and 3.
+        let mut s = Box::pin(hub.stream(Some(1)));
+        assert_eq!(next(&mut s).await, StreamItem::Resync(Resync::Gap));
+        assert_eq!(ids(&[next(&mut s).await, next(&mut s).await]), [Some(4), Some(5)]);
+        // A reader that falls behind the live channel is told so, then goes on.
+        for n in 5..10 {
+            hub.publish(n, job(n));
+        }
+        assert_eq!(next(&mut s).await, StreamItem::Resync(Resync::Lagged));
+        assert!(matches!(next(&mut s).await, StreamItem::Event(e) if e.id > 5));
+        // Live only: nothing from before.
+        let mut live = Box::pin(hub.stream(None));
+        hub.publish(10, job(10));
+        assert_eq!(ids(&[next(&mut live).await]), [Some(11)]);
+    }
+
+    #[test]
+    fn resync_notices_read_back_and_old_ones_count_as_gaps() {
+        let n = ResyncNotice::from(Resync::Lagged);
+        let back: ResyncNotice = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert_eq!(back.cause, Resync::Lagged);
+        let old: ResyncNotice = serde_json::from_str(r#"{"reason":"x"}"#).unwrap();
+        assert_eq!(old.cause, Resync::Gap);
     }
 }

@@ -37,6 +37,9 @@
 //! - [`cli`]: the command line; [`commands`] runs its client subcommands (`submit`,
 //!   `jobs`, `status`) through [`client`], the typed API client.
 
+#[macro_use]
+pub mod names;
+
 pub mod alerts;
 pub mod api;
 pub mod cache;
@@ -55,8 +58,10 @@ pub mod metrics;
 pub mod queue;
 pub mod redis_store;
 pub mod s3;
+pub mod service;
 pub mod status;
 pub mod storage;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod webhook;

@@ -19,6 +19,7 @@ use crate::dispatch::{BackendStatus, Dispatcher, StoreHealth};
 use crate::queue::Counts;
 use crate::queue::Queue;
 use crate::storage::BucketUsage;
+use crate::sync::lock;
 
 /// The whole snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -45,8 +46,7 @@ pub struct StatusSnapshot {
     pub buckets: Vec<BucketUsage>,
     pub cache: CacheStatus,
     /// Pending and firing alerts, most severe first.
-    #[schema(value_type = Vec<Object>)]
-    pub alerts: Vec<serde_json::Value>,
+    pub alerts: Vec<crate::alerts::Alert>,
 }
 
 /// The store of each thing darkroom keeps — the queue, the caches, the outputs —
@@ -168,7 +168,7 @@ pub struct RecentGenerations {
 
 impl RecentGenerations {
     pub fn record(&self, at_ms: Millis, seconds: f64, success: bool, cache_hit: bool) {
-        let Ok(mut q) = self.inner.lock() else { return };
+        let mut q = lock(&self.inner);
         if q.len() == MAX_KEPT {
             q.pop_front();
         }
@@ -182,9 +182,7 @@ impl RecentGenerations {
 
     /// The statistics of the five minutes before `now_ms`.
     pub fn stats(&self, now_ms: Millis) -> GenerationStats {
-        let Ok(mut q) = self.inner.lock() else {
-            return GenerationStats::default();
-        };
+        let mut q = lock(&self.inner);
         while q.front().is_some_and(|f| f.at_ms < now_ms - WINDOW_MS) {
             q.pop_front();
         }

@@ -16,7 +16,82 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::clock::Clock as _;
-use crate::config::LogFormat;
+use crate::sync::lock;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `darkroom=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the section; errors name the key.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        EnvFilter::try_new(&self.level)
+            .map(drop)
+            .map_err(|e| crate::config::ConfigError::Invalid {
+                key: "log.level",
+                message: format!(
+                    "{:?} is not a tracing filter (info, debug, darkroom=debug,info): {e}",
+                    self.level
+                ),
+            })
+    }
+}
+
+/// How severe a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+named_enum!(LogLevel, "log level", {
+    Error => "ERROR",
+    Warn => "WARN",
+    Info => "INFO",
+    Debug => "DEBUG",
+    Trace => "TRACE",
+});
+
+impl From<&tracing::Level> for LogLevel {
+    fn from(level: &tracing::Level) -> Self {
+        match *level {
+            tracing::Level::ERROR => Self::Error,
+            tracing::Level::WARN => Self::Warn,
+            tracing::Level::INFO => Self::Info,
+            tracing::Level::DEBUG => Self::Debug,
+            tracing::Level::TRACE => Self::Trace,
+        }
+    }
+}
 
 /// Where the formatted log goes.
 pub enum Output<'a> {
@@ -83,8 +158,7 @@ pub struct LogLine {
     /// Numbered from 1 in the order logged; ask for lines after the last you saw.
     pub seq: u64,
     pub at_ms: i64,
-    /// `ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`.
-    pub level: String,
+    pub level: LogLevel,
     pub target: String,
     /// The message followed by its fields (`key=value`).
     pub message: String,
@@ -114,8 +188,8 @@ impl LogBuffer {
     }
 
     /// Adds a line, dropping the oldest beyond the capacity.
-    pub fn push(&self, at_ms: i64, level: &str, target: &str, message: String) {
-        let Ok(mut l) = self.inner.lock() else { return };
+    pub fn push(&self, at_ms: i64, level: LogLevel, target: &str, message: String) {
+        let mut l = lock(&self.inner);
         let seq = l.next;
         l.next += 1;
         if l.lines.len() == l.capacity {
@@ -124,7 +198,7 @@ impl LogBuffer {
         l.lines.push_back(LogLine {
             seq,
             at_ms,
-            level: level.to_owned(),
+            level,
             target: target.to_owned(),
             message,
         });
@@ -132,9 +206,7 @@ impl LogBuffer {
 
     /// Up to `limit` lines after `after`, the newest ones when more are kept.
     pub fn after(&self, after: u64, limit: usize) -> Vec<LogLine> {
-        let Ok(l) = self.inner.lock() else {
-            return Vec::new();
-        };
+        let l = lock(&self.inner);
         let newer: Vec<&LogLine> = l.lines.iter().filter(|x| x.seq > after).collect();
         let skip = newer.len().saturating_sub(limit);
         newer.into_iter().skip(skip).cloned().collect()
@@ -155,7 +227,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogBuffer {
         };
         self.push(
             crate::clock::SystemClock.now_ms(),
-            meta.level().as_str(),
+            meta.level().into(),
             meta.target(),
             message,
         );
@@ -212,7 +284,7 @@ mod tests {
         let lines = buffer.after(0, 10);
         // The capacity is 2: the first line is gone.
         assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [2, 3]);
-        assert_eq!(lines[0].level, "WARN");
+        assert_eq!(lines[0].level.as_str(), "WARN");
         assert_eq!(lines[0].message, "job attempt failed job=01J attempt=2");
         assert_eq!(buffer.after(2, 10).len(), 1);
         assert_eq!(buffer.after(0, 1)[0].seq, 3);

@@ -27,6 +27,7 @@ use crate::alerts::sign;
 use crate::cache::KvCache;
 use crate::dispatch::JobSpec;
 use crate::queue::{Job, JobStatus, ListQuery, Queue};
+use crate::sync::lock;
 use ulid::Ulid;
 
 /// How long one attempt may take.
@@ -191,7 +192,7 @@ impl Webhooks {
     /// Delivers, once at a time per job, unless already delivered.
     async fn deliver_once(&self, url: String, job: Job, shutdown: CancellationToken) {
         let id = job.id;
-        let fresh = self.inner.sending.lock().is_ok_and(|mut s| s.insert(id));
+        let fresh = lock(&self.inner.sending).insert(id);
         if !fresh {
             return;
         }
@@ -204,7 +205,8 @@ impl Webhooks {
                 tracing::warn!(job = %id, error = %e, "webhooks: cannot mark a delivery");
             }
         }
-        if let Ok(mut s) = self.inner.sending.lock() {
+        {
+            let mut s = lock(&self.inner.sending);
             s.remove(&id);
         }
     }

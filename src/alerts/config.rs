@@ -190,8 +190,13 @@ impl AlertsConfig {
         Duration::from_millis(self.evaluate_interval_ms.max(1))
     }
 
-    /// Checks values that parse but make no sense; the message starts with the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the section; the error names the key (`alerts.rules[2].threshold`).
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        self.first_problem().map_err(crate::config::ConfigError::Keyed)
+    }
+
+    /// The first value that parses but makes no sense, as `key: why`.
+    fn first_problem(&self) -> Result<(), String> {
         if self.evaluate_interval_ms == 0 {
             return Err("alerts.evaluate_interval_ms: must be at least 1".to_owned());
         }
@@ -281,7 +286,7 @@ mod tests {
     }
 
     fn error_of(config: &AlertsConfig) -> String {
-        config.validate().unwrap_err()
+        config.validate().unwrap_err().to_string()
     }
 
     #[test]
@@ -313,7 +318,7 @@ mod tests {
         );
         let failures = &config.rules[3];
         assert_eq!((failures.for_seconds, failures.window_seconds), (0, 900));
-        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.first_problem(), Ok(()));
     }
 
     #[test]
@@ -403,12 +408,12 @@ mod tests {
 
         config.notifiers[0].max_attempts = 3;
         config.notifiers[0].secret = Some("s3cret".to_owned());
-        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.first_problem(), Ok(()));
     }
 
     #[test]
     fn notifier_kinds_parse_and_print() {
-        for kind in NotifierKind::ALL {
+        for kind in &NotifierKind::ALL {
             assert_eq!(kind.to_string().parse::<NotifierKind>().unwrap(), *kind);
         }
         let err = "pager".parse::<NotifierKind>().unwrap_err();

@@ -18,51 +18,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Millis, SharedClock};
-
-/// `as_str`, `ALL`, `Display` and `FromStr` (case-insensitive, with an error that
-/// lists the valid names) for a fieldless enum whose serde names are given here.
-macro_rules! named_enum {
-    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl $ty {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
-            /// The name used in config files, JSON and the API.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name),+
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ::std::str::FromStr for $ty {
-            type Err = $crate::alerts::ParseNameError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .iter()
-                    .copied()
-                    .find(|value| value.as_str().eq_ignore_ascii_case(s.trim()))
-                    .ok_or_else(|| {
-                        $crate::alerts::ParseNameError::new($what, s, Self::ALL.iter().copied().map(Self::as_str))
-                    })
-            }
-        }
-    };
-}
+use crate::sync::lock;
 
 pub mod config;
 pub mod deliver;
@@ -76,27 +39,7 @@ pub use notify::{Notification, NotifyError, sign};
 pub use rules::{BackendHealth, DiskReading, Observation, RuleKind, Severity, StoreCheck, VramReading};
 pub use state::{Alert, AlertChange, AlertState};
 
-/// A string that names none of an enum's values ([`Severity`], [`AlertState`], ...).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} `{given}` (valid: {valid})")]
-pub struct ParseNameError {
-    /// What was being parsed ("severity", "alert state", ...).
-    pub what: &'static str,
-    /// What was given.
-    pub given: String,
-    /// The valid names, comma-separated.
-    pub valid: String,
-}
-
-impl ParseNameError {
-    fn new(what: &'static str, given: &str, valid: impl Iterator<Item = &'static str>) -> Self {
-        Self {
-            what,
-            given: given.to_owned(),
-            valid: valid.collect::<Vec<_>>().join(", "),
-        }
-    }
-}
+pub use crate::names::ParseNameError;
 
 /// Changes a slow [`Alerts::subscribe`] receiver may fall behind by before it lags.
 pub const EVENT_CAPACITY: usize = 256;
@@ -358,11 +301,6 @@ fn just_fired(changes: &[AlertChange], alert: &Alert) -> bool {
         matches!(change, AlertChange::Firing { alert: fired }
             if fired.name == alert.name && fired.instance == alert.instance)
     })
-}
-
-/// Locks `mutex`, ignoring poisoning: every critical section leaves the data whole.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

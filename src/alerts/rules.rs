@@ -16,7 +16,7 @@ use super::config::RuleConfig;
 use crate::clock::Millis;
 
 /// How bad a firing alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warning,

@@ -16,7 +16,7 @@ use super::rules::{Sample, Severity, seconds_to_ms};
 use crate::clock::Millis;
 
 /// Where one (rule, instance) pair is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
     /// The condition does not hold (what resolved and cleared alerts become).
@@ -34,7 +34,7 @@ named_enum!(AlertState, "alert state", {
 });
 
 /// One alert as the API, the event stream and the notifiers see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     /// The rule name.
     pub name: String,
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn states_parse_print_and_serialize_alike() {
-        for state in AlertState::ALL {
+        for state in &AlertState::ALL {
             assert_eq!(state.to_string().parse::<AlertState>().unwrap(), *state);
             assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }

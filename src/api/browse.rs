@@ -1,54 +1,17 @@
-//! What the dashboard's storage and log panels read, for either mode: a bucket's
+//! The storage and log endpoints the dashboard's remote mode reads: a bucket's
 //! keys one folder at a time (`GET /api/v1/buckets/{bucket}/objects`), a presigned
 //! URL for one of them (`GET /api/v1/buckets/{bucket}/presign`), and the daemon's
-//! recent log lines (`GET /api/v1/logs`). Scripts that want more use S3 itself.
-
-use std::time::SystemTime;
+//! recent log lines (`GET /api/v1/logs`). The work is the service layer's
+//! ([`crate::service::browse`]); these only read the query.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::query::Params;
-use crate::clock::Millis;
-use crate::storage::{ListQuery, StorageError};
-use crate::telemetry::LogLine;
-
-/// One folder of a bucket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ObjectPage {
-    pub bucket: String,
-    pub prefix: String,
-    /// The sub-folders (common prefixes ending in `/`).
-    pub prefixes: Vec<String>,
-    pub objects: Vec<ObjectEntry>,
-    /// More keys follow; pass `after` = the last key or prefix for them.
-    pub truncated: bool,
-}
-
-/// One key of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ObjectEntry {
-    pub key: String,
-    pub size: u64,
-    pub last_modified_ms: Millis,
-    pub content_type: String,
-}
-
-/// A presigned GET URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PresignedUrl {
-    pub url: String,
-    pub expires_ms: Millis,
-}
-
-/// Recent log lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LogPage {
-    pub lines: Vec<LogLine>,
-}
+use crate::service::browse::Folder;
+pub use crate::service::browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl};
 
 /// The keys and sub-folders directly under `prefix`.
 #[utoipa::path(
@@ -67,38 +30,12 @@ pub async fn objects(
     RawQuery(query): RawQuery,
 ) -> Result<Json<ObjectPage>, ApiError> {
     let params = Params::parse(query.as_deref());
-    let limit = params.u64("limit")?.unwrap_or(200);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1..=1000"));
-    }
-    let prefix = params.get("prefix").unwrap_or("").to_owned();
-    let query = ListQuery {
-        prefix: prefix.clone(),
-        delimiter: Some("/".into()),
-        start_after: params.get("after").map(str::to_owned),
-        max_keys: usize::try_from(limit).unwrap_or(1000),
+    let folder = Folder {
+        prefix: params.get("prefix").unwrap_or("").to_owned(),
+        after: params.get("after").map(str::to_owned),
+        limit: usize::try_from(params.u64("limit")?.unwrap_or(200)).unwrap_or(usize::MAX),
     };
-    let page = s
-        .storage
-        .list(&bucket, query)
-        .await
-        .map_err(|e| storage_error(&bucket, e))?;
-    Ok(Json(ObjectPage {
-        bucket,
-        prefix,
-        prefixes: page.common_prefixes,
-        objects: page
-            .objects
-            .into_iter()
-            .map(|(key, m)| ObjectEntry {
-                key,
-                size: m.size,
-                last_modified_ms: m.last_modified_ms,
-                content_type: m.attrs.content_type.unwrap_or_default(),
-            })
-            .collect(),
-        truncated: page.truncated,
-    }))
+    Ok(Json(s.svc.objects(&bucket, folder).await?))
 }
 
 /// A presigned GET URL for one object, valid for `comfyui.url_expiry_seconds`.
@@ -119,27 +56,8 @@ pub async fn presign(
     RawQuery(query): RawQuery,
 ) -> Result<Json<PresignedUrl>, ApiError> {
     let params = Params::parse(query.as_deref());
-    let key = params
-        .get("key")
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| ApiError::invalid("key", "the object's key is required"))?;
-    let presigner = s.presigner.as_ref().ok_or_else(|| {
-        ApiError::NoBackend(
-            "darkroom's S3 server is off (s3.enabled = false), so there is nothing to presign for".into(),
-        )
-    })?;
-    s.storage
-        .head_object(&bucket, key)
-        .await
-        .map_err(|e| storage_error(&bucket, e))?;
-    let url = presigner
-        .get_url(&bucket, key, s.url_expiry, SystemTime::now())
-        .map_err(|e| ApiError::Internal(format!("presign: {e}")))?;
-    let expiry_ms = i64::try_from(s.url_expiry.as_millis()).unwrap_or(i64::MAX);
-    Ok(Json(PresignedUrl {
-        url,
-        expires_ms: s.queue.now_ms().saturating_add(expiry_ms),
-    }))
+    let key = params.get("key").unwrap_or("");
+    Ok(Json(s.svc.presign(&bucket, key).await?))
 }
 
 /// The daemon's recent log lines, oldest first.
@@ -153,20 +71,7 @@ pub async fn presign(
 )]
 pub async fn logs(State(s): State<ApiState>, RawQuery(query): RawQuery) -> Result<Json<LogPage>, ApiError> {
     let params = Params::parse(query.as_deref());
-    let limit = params.u64("limit")?.unwrap_or(500);
-    if !(1..=2000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1..=2000"));
-    }
+    let limit = usize::try_from(params.u64("limit")?.unwrap_or(500)).unwrap_or(usize::MAX);
     let after = params.u64("after")?.unwrap_or(0);
-    Ok(Json(LogPage {
-        lines: s.logs.after(after, usize::try_from(limit).unwrap_or(2000)),
-    }))
-}
-
-fn storage_error(bucket: &str, e: StorageError) -> ApiError {
-    match e {
-        StorageError::NoSuchBucket(_) => ApiError::NotFound(format!("no bucket {bucket:?}")),
-        StorageError::NoSuchKey { key, .. } => ApiError::NotFound(format!("no object {key:?} in {bucket:?}")),
-        other => ApiError::Internal(format!("storage: {other}")),
-    }
+    Ok(Json(s.svc.logs(after, limit)?))
 }

@@ -1,15 +1,15 @@
 //! The one place API failures become HTTP answers: every error is JSON
 //! `{"error": {"code", "message", "field"?}}` with the status that says what kind
-//! of failure it is. Internal failures are logged with their cause and answered
-//! with a generic message; nothing internal leaks to the client.
+//! of failure it is — a [`ServiceError`] from the service layer, or one of the few
+//! failures only HTTP has. Internal failures are logged with their cause and
+//! answered with a generic message; nothing internal leaks to the client.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::dispatch::RequestError;
-use crate::queue::QueueError;
+use crate::service::ServiceError;
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -29,85 +29,37 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-/// An API failure.
+/// An API failure: a service's refusal, or one only HTTP has.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{message}")]
-    Invalid { field: Option<String>, message: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
     #[error("the request body is larger than {limit} bytes (api.max_body_bytes)")]
     TooLarge { limit: usize },
-    #[error("{0}")]
-    QueueFull(String),
     #[error("a valid `Authorization: Bearer <token>` header is required (api.token)")]
     Unauthorized,
-    #[error("{0}")]
-    NoBackend(String),
-    /// The queue or cache store (Redis) does not answer.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("internal error")]
-    Internal(String),
 }
 
 impl ApiError {
     /// A 400 naming `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: Some(field.into()),
-            message: message.into(),
-        }
+        Self::Service(ServiceError::invalid(field, message))
     }
 
     fn parts(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::NoBackend(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_backend"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
-    }
-}
-
-impl From<RequestError> for ApiError {
-    fn from(e: RequestError) -> Self {
-        Self::Invalid {
-            field: Some(e.field),
-            message: e.message,
-        }
-    }
-}
-
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> Self {
-        match e {
-            QueueError::NotFound(id) => Self::NotFound(format!("no job {id}")),
-            QueueError::InvalidTransition { .. } => Self::Conflict(e.to_string()),
-            QueueError::Invalid(m) => Self::Invalid {
-                field: None,
-                message: m,
-            },
-            QueueError::Redis(_) | QueueError::Unacknowledged { .. } | QueueError::Contention(_) => {
-                Self::Unavailable(format!("job queue: {e}"))
-            }
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::cache::CacheError> for ApiError {
-    fn from(e: crate::cache::CacheError) -> Self {
-        match e {
-            crate::cache::CacheError::Redis(_) => Self::Unavailable(format!("cache: {e}")),
-            other => Self::Internal(format!("cache: {other}")),
+        let service = match self {
+            Self::TooLarge { .. } => return (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unauthorized => return (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Service(e) => e,
+        };
+        match service {
+            ServiceError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            ServiceError::NoBackend(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_backend"),
+            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -116,16 +68,21 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let field = match &self {
-            Self::Invalid { field, .. } => field.clone(),
+            Self::Service(e) => e.field().map(str::to_owned),
             _ => None,
         };
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = %cause, "api: internal error");
-        }
+        let message = match &self {
+            // The cause is logged; the client learns only that it was not its fault.
+            Self::Service(ServiceError::Internal(cause)) => {
+                tracing::error!(error = %cause, "api: internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
-                message: self.to_string(),
+                message,
                 field,
             },
         };
@@ -146,8 +103,8 @@ pub fn json_error(e: &serde_json::Error) -> ApiError {
         let rest = text.split_once(p)?.1;
         Some(rest.split_once('`')?.0.to_owned())
     });
-    ApiError::Invalid {
+    ApiError::Service(ServiceError::Invalid {
         field: field.or_else(|| Some("body".into())),
         message: format!("the body is not a valid job request: {text}"),
-    }
+    })
 }

@@ -2,22 +2,21 @@
 //! Events. Each SSE message carries the hub's id, so a client that reconnects with
 //! `Last-Event-ID` gets what it missed from the backlog; when the backlog no longer
 //! reaches back that far it first gets a `resync` event (refetch
-//! `/api/v1/status`). Keep-alive comments every 15 s hold proxies open.
+//! `/api/v1/status`). The resume logic is the hub's ([`crate::events::EventHub::stream`]);
+//! this only renders it. Keep-alive comments every 15 s hold proxies open.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use futures::stream::{self, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use futures::stream::StreamExt;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::events::{Event, Resume};
+use crate::events::{ResyncNotice, StreamItem};
 
 /// The stream of job, alert and GPU events.
 #[utoipa::path(
@@ -41,38 +40,18 @@ pub async fn events(
         ),
         None => None,
     };
-    let sub = s.hub.subscribe(last);
-    let resync = matches!(sub.resume, Resume::Gap).then(|| {
-        SseEvent::default()
-            .event("resync")
-            .data(r#"{"reason":"events were missed; refetch /api/v1/status"}"#)
-    });
-    let newest = sub.backlog.last().map_or(last.unwrap_or(0), |e| e.id);
-    let backlog = stream::iter(sub.backlog).map(|e| Ok(to_sse(&e)));
-    let live = stream::unfold((sub.live, newest), |(mut rx, newest)| async move {
-        loop {
-            match rx.recv().await {
-                // Anything the backlog already sent is not sent again.
-                Ok(e) if e.id <= newest => {}
-                Ok(e) => return Some((Ok(to_sse(&e)), (rx, e.id))),
-                Err(RecvError::Lagged(_)) => {
-                    let ev = SseEvent::default()
-                        .event("resync")
-                        .data(r#"{"reason":"this client fell behind; refetch /api/v1/status"}"#);
-                    return Some((Ok(ev), (rx, newest)));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    });
-    let stream = stream::iter(resync.map(Ok)).chain(backlog).chain(live);
+    let stream = s.svc.hub.stream(last).map(|item| Ok(to_sse(&item)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn to_sse(e: &Arc<Event>) -> SseEvent {
-    let data = serde_json::to_string(&**e).unwrap_or_else(|_| "{}".into());
-    SseEvent::default()
-        .id(e.id.to_string())
-        .event(e.kind.name())
-        .data(data)
+fn to_sse(item: &StreamItem) -> SseEvent {
+    match item {
+        StreamItem::Event(e) => SseEvent::default()
+            .id(e.id.to_string())
+            .event(e.kind.name())
+            .data(serde_json::to_string(&**e).unwrap_or_else(|_| "{}".into())),
+        StreamItem::Resync(cause) => SseEvent::default()
+            .event("resync")
+            .data(serde_json::to_string(&ResyncNotice::from(*cause)).unwrap_or_else(|_| "{}".into())),
+    }
 }

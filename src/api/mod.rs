@@ -10,10 +10,9 @@
 //! - `/healthz`, `/readyz`, `/metrics` ([`ops`]).
 //!
 //! `/api/v1` takes a bearer token when `api.token` is set (the ops endpoints too
-//! with `api.protect_ops`); errors are JSON from one place ([`error`]).
+//! with `api.protect_ops`); errors are JSON from one place ([`error`]). Handlers
+//! only extract, call the service layer ([`crate::service`]) and map its errors.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -25,11 +24,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod browse;
+pub mod config;
 pub mod error;
 pub mod events;
 pub mod jobs;
@@ -38,40 +37,18 @@ pub mod ops;
 mod query;
 pub mod status;
 
+pub use crate::service::TemplateInfo;
+pub use config::ApiConfig;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use jobs::JobPage;
 
-use crate::cache::PromptCache;
-use crate::comfy::{ParamSpec, Templates};
-use crate::config::ApiConfig;
-use crate::dispatch::Dispatcher;
-use crate::events::EventHub;
-use crate::metrics::Metrics;
-use crate::queue::Queue;
-use crate::status::RecentGenerations;
-use crate::storage::ObjectStore;
+use crate::service::Services;
 
-/// What the handlers need; cheap to clone.
+/// What the handlers need: the services, and the API's own settings.
 #[derive(Clone)]
 pub struct ApiState {
-    pub storage: ObjectStore,
-    pub queue: Queue,
-    pub metrics: Metrics,
-    /// Where the S3 API listens, if it is enabled.
-    pub s3_addr: Option<SocketAddr>,
-    pub dispatcher: Dispatcher,
-    pub templates: Arc<Templates>,
-    pub hub: EventHub,
-    pub prompts: PromptCache,
-    pub recent: RecentGenerations,
-    pub alerts: Option<crate::alerts::Alerts>,
-    pub webhooks: Option<crate::webhook::Webhooks>,
-    pub gpu: crate::gpu::GpuMonitor,
+    pub svc: Services,
     pub config: Arc<ApiConfig>,
-    /// Makes presigned URLs (absent when the S3 server is off), valid this long.
-    pub presigner: Option<crate::s3::presign::Presigner>,
-    pub url_expiry: std::time::Duration,
-    pub logs: crate::telemetry::LogBuffer,
 }
 
 /// The router, separate from the listener so tests can drive it directly.
@@ -117,7 +94,9 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: Cancellatio
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
+    ApiError::Service(crate::service::ServiceError::NotFound(
+        "no such endpoint; see /api/v1/openapi.json".into(),
+    ))
 }
 
 /// Refuses requests without the configured bearer token.
@@ -159,40 +138,11 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
     }
 }
 
-/// Checks that `url` is an http(s) URL.
-pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        _ => Err(ApiError::invalid(
-            field,
-            format!("{url:?} is not an http:// or https:// URL"),
-        )),
-    }
-}
-
-/// A template and its parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TemplateInfo {
-    pub name: String,
-    pub description: String,
-    pub params: BTreeMap<String, ParamSpec>,
-}
-
 /// The workflow templates jobs can name, with their parameters.
 #[utoipa::path(
     get, path = "/api/v1/templates", tag = "jobs",
     responses((status = 200, body = Vec<TemplateInfo>), (status = 401, body = ErrorBody))
 )]
 pub async fn templates(State(s): State<ApiState>) -> Json<Vec<TemplateInfo>> {
-    let list = s
-        .templates
-        .names()
-        .filter_map(|n| s.templates.get(n).ok())
-        .map(|t| TemplateInfo {
-            name: t.name.clone(),
-            description: t.manifest.description.clone(),
-            params: t.manifest.params.clone(),
-        })
-        .collect();
-    Json(list)
+    Json(s.svc.templates())
 }

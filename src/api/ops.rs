@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::ApiState;
 use crate::metrics::Scrape;
+use crate::service::Services;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = String, content_type = "text/plain")))]
@@ -22,7 +23,8 @@ pub async fn healthz() -> &'static str {
     (status = 200, body = String, content_type = "text/plain"),
     (status = 503, description = "Not ready; the body says why", body = String, content_type = "text/plain"),
 ))]
-pub async fn readyz(State(s): State<ApiState>) -> Response {
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    let s = &state.svc;
     let mut problems = Vec::new();
     if let Err(e) = s.storage.list_buckets().await {
         problems.push(format!("object store: {e}"));
@@ -62,8 +64,9 @@ pub async fn readyz(State(s): State<ApiState>) -> Response {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics(State(s): State<ApiState>) -> Response {
-    let body = s.metrics.render(&scrape(&s).await);
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    let s = &state.svc;
+    let body = s.metrics.render(&scrape(s).await);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,
@@ -73,7 +76,7 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
 
 /// Reads what `/metrics` reports but other modules own. A part that cannot be
 /// read is logged and left out; the rest is still served.
-async fn scrape(s: &ApiState) -> Scrape {
+async fn scrape(s: &Services) -> Scrape {
     let counts = s
         .queue
         .counts()
@@ -105,10 +108,7 @@ async fn scrape(s: &ApiState) -> Scrape {
     };
     Scrape {
         counts,
-        oldest_queued_seconds: super::status::oldest_queued_seconds(s, s.queue.now_ms())
-            .await
-            .ok()
-            .flatten(),
+        oldest_queued_seconds: s.oldest_queued_seconds(s.queue.now_ms()).await.ok().flatten(),
         buckets,
         backends: s.dispatcher.backends(),
         cache_entries: usage.entries,

@@ -1,6 +1,7 @@
 //! Errors of the prompt cache and the key-value cache.
 
 use crate::store::StoreError;
+use crate::store::from_redb;
 
 /// What can go wrong with a cache operation.
 #[derive(Debug, thiserror::Error)]
@@ -23,13 +24,4 @@ impl crate::redis_store::Failure for CacheError {
     }
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for CacheError {
-            fn from(e: $t) -> Self {
-                Self::Store(e.into())
-            }
-        }
-    )*};
-}
-from_redb!(redb::TransactionError, redb::TableError, redb::StorageError);
+from_redb!(CacheError);

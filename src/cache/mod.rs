@@ -15,12 +15,14 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod config;
 mod error;
 mod key;
 mod kv;
 mod on_redis;
 mod prompt;
 
+pub use config::CacheSettings;
 pub use error::CacheError;
 pub use key::{CacheKey, ParseKeyError, canonical_json};
 pub use kv::KvCache;

@@ -26,6 +26,24 @@ struct Inner {
     http: reqwest::Client,
 }
 
+/// A ComfyUI server's base URL, checked (http or https) and ending in `/`: what
+/// [`ComfyClient::new`] and the `[comfyui]` validation both accept.
+pub fn parse_base_url(base_url: &str) -> Result<Url, ComfyError> {
+    let invalid = |reason: String| ComfyError::InvalidUrl {
+        url: base_url.to_owned(),
+        reason,
+    };
+    let mut base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(invalid("scheme must be http or https".into()));
+    }
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    Ok(base)
+}
+
 impl ComfyClient {
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8188`).
     pub fn new(base_url: &str) -> Result<Self, ComfyError> {
@@ -34,18 +52,11 @@ impl ComfyClient {
 
     /// Like [`Self::new`] with a per-request timeout (connects time out after 5 s).
     pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, ComfyError> {
+        let base = parse_base_url(base_url)?;
         let invalid = |reason: String| ComfyError::InvalidUrl {
             url: base_url.to_owned(),
             reason,
         };
-        let mut base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(invalid("scheme must be http or https".into()));
-        }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(timeout)

@@ -12,7 +12,7 @@ pub mod templates;
 mod types;
 mod ws;
 
-pub use client::ComfyClient;
+pub use client::{ComfyClient, parse_base_url};
 pub use error::{ComfyError, NodeError};
 pub use events::{BinaryImage, ComfyEvent, ExecutionError, ExecutionInterrupted, ImageFormat, NodeProgress};
 pub use templates::{Manifest, ParamSpec, ParamType, RenderedWorkflow, TemplateError, Templates};

@@ -7,21 +7,29 @@
 //! Unknown keys are errors that name the key and where it came from. The documented
 //! example, `config.toml` at the repository root, is embedded and must parse to the
 //! defaults (a test checks it).
+//!
+//! Each section belongs to the service that reads it — `[s3]` to [`crate::s3`],
+//! `[api]` to [`crate::api`], `[queue]` to [`crate::queue`], `[cache]` to
+//! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
+//! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
+//! [`crate::gpu`], `[log]` to [`crate::telemetry`] — which defines its type, its
+//! defaults and its `validate()`. This module only layers and assembles them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-mod redis;
-mod sections;
-mod storage;
-
-pub use redis::{Backend, RedisSettings};
-pub use sections::{
-    ApiConfig, BackendConfig, BucketConfig, CacheSettings, ComfyConfig, QueueSettings, S3Config,
-};
-pub use storage::{ExternalS3, StorageBackend, StorageConfig};
+use crate::alerts::AlertsConfig;
+use crate::api::ApiConfig;
+use crate::cache::CacheSettings;
+use crate::dispatch::{BackendConfig, ComfyConfig, StorageConfig};
+use crate::gpu::GpuConfig;
+use crate::queue::QueueSettings;
+use crate::redis_store::{Backend, RedisSettings};
+use crate::s3::S3Config;
+use crate::telemetry::LogConfig;
+pub use crate::telemetry::LogFormat;
 
 /// The documented example configuration shipped with darkroom.
 pub const EXAMPLE: &str = include_str!("../../config.toml");
@@ -42,8 +50,8 @@ pub struct Config {
     pub comfyui: ComfyConfig,
     pub storage: StorageConfig,
     pub redis: RedisSettings,
-    pub alerts: crate::alerts::AlertsConfig,
-    pub gpu: crate::gpu::GpuConfig,
+    pub alerts: AlertsConfig,
+    pub gpu: GpuConfig,
 }
 
 impl Default for Config {
@@ -59,35 +67,8 @@ impl Default for Config {
             comfyui: ComfyConfig::default(),
             storage: StorageConfig::default(),
             redis: RedisSettings::default(),
-            alerts: crate::alerts::AlertsConfig::default(),
-            gpu: crate::gpu::GpuConfig::default(),
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: "info".into(),
+            alerts: AlertsConfig::default(),
+            gpu: GpuConfig::default(),
         }
     }
 }
@@ -186,115 +167,20 @@ impl Config {
         }
     }
 
-    /// Checks values that parse but make no sense.
+    /// Checks values that parse but make no sense: each section's own rules,
+    /// then the ones that span sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                message: message.into(),
-            })
-        };
-        if self.s3.access_key.is_empty() != self.s3.secret_key.is_empty() {
-            return invalid(
-                "s3.access_key",
-                "set both s3.access_key and s3.secret_key, or neither (to generate them)",
-            );
-        }
-        if !self.s3.secret_key.is_empty() && self.s3.secret_key.len() < 8 {
-            return invalid("s3.secret_key", "must be at least 8 characters");
-        }
-        if self.s3.lifecycle_day_seconds == 0 {
-            return invalid("s3.lifecycle_day_seconds", "must be at least 1");
-        }
-        if self.queue.lease_seconds == 0 || self.queue.reaper_interval_ms == 0 {
-            return invalid(
-                "queue.lease_seconds",
-                "queue.lease_seconds and queue.reaper_interval_ms must be at least 1",
-            );
-        }
-        if self.queue.default_max_attempts == 0 {
-            return invalid("queue.default_max_attempts", "must be at least 1");
-        }
-        if self.cache.sweep_interval_seconds == 0 {
-            return invalid("cache.sweep_interval_seconds", "must be at least 1");
-        }
-        if self.s3.lifecycle_interval_seconds == 0 {
-            return invalid("s3.lifecycle_interval_seconds", "must be at least 1");
-        }
-        self.validate_comfyui()?;
+        self.s3.validate()?;
+        self.queue.validate()?;
+        self.cache.validate()?;
+        self.comfyui.validate()?;
         self.storage.validate()?;
         if self.queue.backend == Backend::Redis || self.cache.backend == Backend::Redis {
             self.redis.validate()?;
         }
-        self.validate_api()?;
-        self.alerts.validate().map_err(ConfigError::Keyed)?;
-        for b in &self.s3.buckets {
-            if let Err(e) = crate::storage::validate_bucket_name(&b.name) {
-                return Err(ConfigError::Invalid {
-                    key: "s3.buckets.name",
-                    message: format!("{:?}: {e}", b.name),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn validate_comfyui(&self) -> Result<(), ConfigError> {
-        let c = &self.comfyui;
-        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
-        for (i, b) in c.backends.iter().enumerate() {
-            if let Err(e) = crate::comfy::ComfyClient::new(&b.url) {
-                return invalid("comfyui.backends.url", format!("backend {}: {e}", i + 1));
-            }
-            if b.max_in_flight == 0 {
-                return invalid(
-                    "comfyui.backends.max_in_flight",
-                    format!("backend {} ({}): must be at least 1", i + 1, b.url),
-                );
-            }
-        }
-        if let Err(e) = crate::storage::validate_bucket_name(&c.output_bucket) {
-            return invalid("comfyui.output_bucket", format!("{:?}: {e}", c.output_bucket));
-        }
-        if c.url_expiry_seconds == 0 || c.url_expiry_seconds > 7 * 86_400 {
-            return invalid(
-                "comfyui.url_expiry_seconds",
-                "must be 1..=604800 (S3 presigned URLs last at most 7 days)".into(),
-            );
-        }
-        if c.health_interval_ms == 0 || c.poll_interval_ms == 0 || c.request_timeout_seconds == 0 {
-            return invalid(
-                "comfyui.health_interval_ms",
-                "comfyui.health_interval_ms, poll_interval_ms and request_timeout_seconds must be at least 1"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
-    fn validate_api(&self) -> Result<(), ConfigError> {
-        let a = &self.api;
-        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
-        if a.token.is_empty() && !a.addr.ip().is_loopback() {
-            return invalid(
-                "api.token",
-                format!(
-                    "the API would listen on {} (not loopback) without a token; set one with \
-                     `token = \"...\"` under [api] in the config file or DARKROOM_API__TOKEN=..., \
-                     or listen on 127.0.0.1",
-                    a.addr
-                ),
-            );
-        }
-        if a.max_body_bytes < 1024 {
-            return invalid("api.max_body_bytes", "must be at least 1024".into());
-        }
-        if a.events_backlog == 0 || a.webhook_max_attempts == 0 || a.max_queued == 0 {
-            return invalid(
-                "api.events_backlog",
-                "api.events_backlog, api.webhook_max_attempts and api.max_queued must be at least 1".into(),
-            );
-        }
+        self.api.validate()?;
+        self.alerts.validate()?;
+        self.log.validate()?;
         Ok(())
     }
 

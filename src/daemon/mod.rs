@@ -24,6 +24,7 @@ use crate::gpu::{ComfyStatsSource, GpuMonitor, GpuSource, NvmlSource, Sampler};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::s3::presign::Presigner;
+use crate::service::{Jobs, Services};
 use crate::status::RecentGenerations;
 use crate::storage::ObjectStore;
 use crate::webhook::{RetryPolicy, Webhooks};
@@ -48,7 +49,7 @@ pub struct Daemon {
     alerts: Alerts,
     gpu: GpuMonitor,
     gpu_sampler: Option<Sampler>,
-    api_state: crate::api::ApiState,
+    services: Services,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -109,34 +110,30 @@ impl Daemon {
             shutdown.clone(),
         ));
         let webhooks = start_webhooks(config, http, &queue, &kv, &shutdown, &mut tasks);
-        let api_listener = TcpListener::bind(config.api.addr)
-            .await
-            .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
-        let api_addr = api_listener.local_addr()?;
-        let api_state = crate::api::ApiState {
+        let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
+        let services = Services {
+            jobs: Jobs::new(
+                queue.clone(),
+                dispatcher.clone(),
+                templates,
+                config.api.job_limits(),
+            ),
             storage: storage.clone(),
             queue: queue.clone(),
             metrics,
             s3_addr,
             dispatcher: dispatcher.clone(),
-            templates: Arc::new(Templates::embedded().context("the embedded workflow templates")?),
             hub: hub.clone(),
             prompts: prompts.clone(),
             recent,
             alerts: Some(alerts.clone()),
             webhooks: Some(webhooks),
             gpu: gpu.clone(),
-            config: Arc::new(config.api.clone()),
             presigner: presigner.clone(),
             url_expiry: Duration::from_secs(config.comfyui.url_expiry_seconds),
             logs: crate::telemetry::logs().clone(),
         };
-        tasks.spawn(crate::api::serve(
-            api_listener,
-            api_state.clone(),
-            shutdown.clone(),
-        ));
-        tracing::info!(addr = %api_addr, "HTTP API listening");
+        let api_addr = serve_api(config, services.clone(), &shutdown, &mut tasks).await?;
         Ok(Self {
             s3_addr,
             presigner,
@@ -150,7 +147,7 @@ impl Daemon {
             alerts,
             gpu,
             gpu_sampler,
-            api_state,
+            services,
             shutdown,
             tasks,
         })
@@ -211,9 +208,9 @@ impl Daemon {
         &self.alerts
     }
 
-    /// What the API's handlers work on (the dashboard's local mode calls them).
-    pub fn api_state(&self) -> crate::api::ApiState {
-        self.api_state.clone()
+    /// The service layer (the dashboard's local mode calls it).
+    pub fn services(&self) -> Services {
+        self.services.clone()
     }
 
     /// A token that stops the daemon when cancelled.
@@ -231,13 +228,33 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || sampler.stop()).await;
         }
         // Dropping the last handles joins each store's writer and closes its file.
-        drop(self.api_state);
+        drop(self.services);
         drop(self.storage);
         drop(self.queue);
         drop(self.prompts);
         drop(self.kv);
         tracing::info!("darkroom stopped");
     }
+}
+
+/// Binds the HTTP API's listener and serves the services on it.
+async fn serve_api(
+    config: &Config,
+    services: Services,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(config.api.addr)
+        .await
+        .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
+    let addr = listener.local_addr()?;
+    let state = crate::api::ApiState {
+        svc: services,
+        config: Arc::new(config.api.clone()),
+    };
+    tasks.spawn(crate::api::serve(listener, state, shutdown.clone()));
+    tracing::info!(%addr, "HTTP API listening");
+    Ok(addr)
 }
 
 /// Starts delivering job webhooks.

@@ -10,12 +10,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{KvCache, PromptCache, PromptCacheConfig};
+use crate::cache::{KvCache, PromptCache};
 use crate::clock::SharedClock;
-use crate::config::{Backend, Config, StorageBackend};
+use crate::config::Config;
+use crate::dispatch::StorageBackend;
 use crate::dispatch::{DispatchSettings, Dispatcher, GenerationObserver, S3Sink, SharedSink, StoreSink};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::redis_store::Backend;
 use crate::redis_store::RedisStore;
 use crate::s3::presign::Presigner;
 use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
@@ -139,7 +141,10 @@ pub(super) async fn start_dispatcher(
         }
     }
     let (dispatcher, task) = Dispatcher::start(
-        DispatchSettings::from_config(config),
+        DispatchSettings::new(
+            &config.comfyui,
+            Duration::from_secs(config.shutdown_grace_seconds),
+        ),
         stores.queue.clone(),
         Some(stores.prompts.clone()),
         sink,
@@ -160,10 +165,7 @@ pub(super) async fn open_queue_and_caches(
 ) -> anyhow::Result<(Queue, PromptCache, KvCache)> {
     let dir = config.data_dir.clone();
     let queue_config = config.queue.to_queue_config();
-    let prompt_config = PromptCacheConfig {
-        ttl: Duration::from_secs(config.cache.prompt_ttl_seconds),
-        max_bytes: config.cache.prompt_max_bytes,
-    };
+    let prompt_config = config.cache.prompt_cache();
     let (queue_backend, cache_backend) = (config.queue.backend, config.cache.backend);
     let redis_settings = config.redis.clone();
     let clock = clock.clone();

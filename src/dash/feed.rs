@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Msg;
-use super::link::{Link, StreamItem};
+use super::link::{Link, LinkError};
 use super::state::Data;
+use crate::events::{EventKind, StreamItem};
 
 /// How many jobs the table starts with.
 const INITIAL_JOBS: usize = 200;
@@ -43,7 +44,7 @@ pub async fn run(link: Arc<dyn Link>, tx: mpsc::Sender<Msg>, stop: CancellationT
             }
             Ok(Ended::Closed) => "the daemon closed the event stream".to_owned(),
             Ok(Ended::Gone) => return,
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         if tx.send(Msg::Data(Data::Disconnected(reason))).await.is_err() {
             return;
@@ -73,7 +74,7 @@ async fn session(
     link: &dyn Link,
     tx: &mpsc::Sender<Msg>,
     last_id: &mut Option<u64>,
-) -> Result<Ended, String> {
+) -> Result<Ended, LinkError> {
     let snapshot = link.status().await?;
     // While the queue's Redis is down there are no jobs to list; the rest (GPUs,
     // backends, alerts, log) still shows, and the session starts over once it is back.
@@ -125,14 +126,14 @@ async fn session(
             item = stream.next() => match item {
                 Some(Ok(StreamItem::Event(e))) => {
                     *last_id = Some(e.id);
-                    if e.kind == "job" && e.data.get("from") != e.data.get("to")
-                        && let Some(id) = e.data.get("id").and_then(|v| v.as_str())
+                    if let EventKind::Job(job) = &e.kind
+                        && job.from != Some(job.to)
                     {
-                        changed.insert(id.to_owned());
+                        changed.insert(job.id.to_string());
                     }
                     vec![Data::Event(e)]
                 }
-                Some(Ok(StreamItem::Resync)) => return Ok(Ended::Resync),
+                Some(Ok(StreamItem::Resync(_))) => return Ok(Ended::Resync),
                 Some(Err(e)) => return Err(e),
                 None => return Ok(Ended::Closed),
             },
@@ -178,7 +179,7 @@ async fn session(
 
 /// A fresh snapshot, or `None` when the queue's store has just come back after
 /// not answering: the session starts over to list the jobs again.
-async fn refreshed(link: &dyn Link, queue_down: &mut bool) -> Result<Option<Data>, String> {
+async fn refreshed(link: &dyn Link, queue_down: &mut bool) -> Result<Option<Data>, LinkError> {
     let snapshot = link.status().await?;
     let was_down = std::mem::replace(queue_down, snapshot.queue.unavailable.is_some());
     if was_down && !*queue_down {

@@ -2,10 +2,11 @@
 //! left empty to keep them), submit. Values are typed by the template's parameter
 //! types here, and the daemon checks them again and names any it refuses.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::api::TemplateInfo;
 use crate::comfy::ParamType;
+use crate::dispatch::JobRequest;
+use crate::service::TemplateInfo;
 
 /// The form's fields.
 #[derive(Debug, Clone)]
@@ -85,7 +86,7 @@ impl Form {
     }
 
     /// The job request, or the parameter whose text is not of its type.
-    pub fn request(&self) -> Result<Value, String> {
+    pub fn request(&self) -> Result<JobRequest, String> {
         let t = self.current().ok_or("the daemon offers no templates")?;
         let mut params = Map::new();
         for ((name, spec), text) in self.params().into_iter().zip(&self.values) {
@@ -106,7 +107,11 @@ impl Form {
             };
             params.insert(name.clone(), value);
         }
-        Ok(json!({"template": t.name, "params": params}))
+        Ok(JobRequest {
+            template: Some(t.name.clone()),
+            params,
+            ..JobRequest::default()
+        })
     }
 }
 
@@ -116,6 +121,13 @@ pub mod tests {
 
     use super::*;
     use crate::comfy::ParamSpec;
+
+    use serde_json::json;
+
+    /// A request as its JSON reads.
+    fn req(v: Value) -> JobRequest {
+        serde_json::from_value(v).unwrap()
+    }
 
     fn spec(kind: ParamType) -> ParamSpec {
         serde_json::from_value(json!({"node": "1", "input": "x", "type": match kind {
@@ -147,7 +159,10 @@ pub mod tests {
     #[test]
     fn typed_values_and_named_mistakes() {
         let mut f = Form::new(templates());
-        assert_eq!(f.request().unwrap(), json!({"template": "noop", "params": {}}));
+        assert_eq!(
+            f.request().unwrap(),
+            req(json!({"template": "noop", "params": {}}))
+        );
         f.next_row();
         for c in "12x".chars() {
             f.type_char(c);
@@ -158,13 +173,13 @@ pub mod tests {
         f.type_char('p');
         assert_eq!(
             f.request().unwrap(),
-            json!({"template": "noop", "params": {"color": 12, "filename_prefix": "p"}})
+            req(json!({"template": "noop", "params": {"color": 12, "filename_prefix": "p"}}))
         );
         // Back on the template row, another template clears the values.
         f.next_row();
         assert_eq!(f.row, 0);
         f.cycle_template(true);
         assert_eq!(f.values, [""]);
-        assert_eq!(f.request().unwrap()["template"], "txt2img");
+        assert_eq!(f.request().unwrap().template.as_deref(), Some("txt2img"));
     }
 }

@@ -58,7 +58,7 @@ const TICK: Duration = Duration::from_millis(250);
 pub async fn run_local(config: crate::config::Config, options: Options) -> anyhow::Result<()> {
     let daemon = crate::daemon::Daemon::start(&config, crate::clock::system()).await?;
     let link = Arc::new(LocalLink {
-        state: daemon.api_state(),
+        services: daemon.services(),
     });
     let result = run(link, true, options).await;
     eprintln!("darkroom: stopping; running jobs get the grace period to finish…");
@@ -148,18 +148,25 @@ fn execute(link: &Arc<dyn Link>, command: Command, tx: &mpsc::Sender<Msg>, state
     let (link, tx) = (link.clone(), tx.clone());
     tokio::spawn(async move {
         let outcome = match command {
-            Command::Cancel(id) => Outcome::Cancelled(link.cancel(&id).await),
-            Command::Retry(id) => Outcome::Retried(link.retry(&id).await),
-            Command::Submit(request) => Outcome::Submitted(link.submit(request).await),
-            Command::ListObjects { bucket, prefix } => Outcome::Objects(link.objects(&bucket, &prefix).await),
+            Command::Cancel(id) => Outcome::Cancelled(text(link.cancel(&id).await)),
+            Command::Retry(id) => Outcome::Retried(text(link.retry(&id).await)),
+            Command::Submit(request) => Outcome::Submitted(text(link.submit(request).await)),
+            Command::ListObjects { bucket, prefix } => {
+                Outcome::Objects(text(link.objects(&bucket, &prefix).await))
+            }
             Command::Presign { bucket, key } => {
-                let result = link.presign(&bucket, &key).await;
+                let result = text(link.presign(&bucket, &key).await);
                 Outcome::Presigned { key, result }
             }
             Command::Quit => return,
         };
         let _ = tx.send(Msg::Outcome(Box::new(outcome))).await;
     });
+}
+
+/// An outcome as the state keeps it: the error as the text to show.
+fn text<T>(r: Result<T, link::LinkError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
 }
 
 /// Reads the terminal's input on a thread of its own (crossterm blocks).

@@ -5,17 +5,19 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use ulid::Ulid;
 
 use super::form::Form;
 use crate::alerts::{Alert, AlertChange, AlertState};
-use crate::api::TemplateInfo;
-use crate::api::browse::{ObjectPage, PresignedUrl};
 use crate::clock::Millis;
-use crate::events::RawEvent;
+use crate::dispatch::JobRequest;
+use crate::events::{Event, EventKind};
 use crate::gpu::GpuReport;
 use crate::queue::{Job, JobEvent, JobStatus};
+use crate::service::{ObjectPage, PresignedUrl, TemplateInfo};
 use crate::status::StatusSnapshot;
 use crate::telemetry::LogLine;
 
@@ -85,7 +87,7 @@ pub enum Data {
     },
     /// The periodic refresh of counts, rates, backends and buckets.
     Snapshot(Box<StatusSnapshot>),
-    Event(RawEvent),
+    Event(Arc<Event>),
     /// A job read in full (after it changed status).
     Job(Box<Job>),
     /// New log lines; `reset` replaces what is shown (a fresh connection).
@@ -114,7 +116,7 @@ pub enum Outcome {
 pub enum Command {
     Cancel(String),
     Retry(String),
-    Submit(Value),
+    Submit(JobRequest),
     ListObjects {
         bucket: String,
         prefix: String,
@@ -254,7 +256,7 @@ impl State {
                 self.set_snapshot(*snapshot);
             }
             Data::Snapshot(s) => self.set_snapshot(*s),
-            Data::Event(e) => self.apply_event(e),
+            Data::Event(e) => self.apply_event(&e),
             Data::Job(job) => self.put_job(*job),
             Data::Logs { lines, reset } => {
                 if reset {
@@ -280,36 +282,21 @@ impl State {
     }
 
     fn set_snapshot(&mut self, s: StatusSnapshot) {
-        self.alerts = s
-            .alerts
-            .iter()
-            .filter_map(|v| serde_json::from_value(v.clone()).ok())
-            .collect();
+        self.alerts.clone_from(&s.alerts);
         self.push_gpu(&s.gpus);
         self.snapshot = Some(s);
     }
 
-    fn apply_event(&mut self, e: RawEvent) {
-        match e.kind.as_str() {
-            "job" => {
-                if let Ok(ev) = serde_json::from_value::<JobEvent>(e.data) {
-                    self.job_event(&ev);
+    fn apply_event(&mut self, e: &Event) {
+        match &e.kind {
+            EventKind::Job(ev) => self.job_event(ev),
+            EventKind::Alert(change) => self.alert_change(change),
+            EventKind::Gpu(report) => {
+                self.push_gpu(report);
+                if let Some(s) = &mut self.snapshot {
+                    s.gpus = report.clone();
                 }
             }
-            "alert" => {
-                if let Ok(change) = serde_json::from_value::<AlertChange>(e.data) {
-                    self.alert_change(&change);
-                }
-            }
-            "gpu" => {
-                if let Ok(report) = serde_json::from_value::<GpuReport>(e.data) {
-                    self.push_gpu(&report);
-                    if let Some(s) = &mut self.snapshot {
-                        s.gpus = report;
-                    }
-                }
-            }
-            _ => {}
         }
     }
 

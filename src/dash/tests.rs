@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::keys::handle;
 use super::state::{Command, Conn, Data, Modal, Outcome, Panel, State};
-use crate::events::RawEvent;
+use crate::events::test_support::{RawEvent, event as typed};
 use crate::queue::{Job, JobStatus};
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -146,7 +146,7 @@ fn the_form_submits_a_template_request() {
     assert_eq!(
         cmd,
         Some(Command::Submit(
-            json!({"template": "noop", "params": {"color": 5}})
+            serde_json::from_value(json!({"template": "noop", "params": {"color": 5}})).unwrap()
         ))
     );
     // A refused submit comes back as a message naming the field.
@@ -180,12 +180,12 @@ fn events_update_jobs_and_alerts_and_freeze_holds_them() {
     let mut s = connected(false, false);
     let queued = s.visible_jobs()[1].id;
     let event = |id: u64, data: serde_json::Value| {
-        Data::Event(RawEvent {
+        Data::Event(typed(RawEvent {
             id,
             at_ms: 5,
             kind: "job".into(),
             data,
-        })
+        }))
     };
     handle(&mut s, ch('f'));
     s.apply(event(2, json!({"id": queued.to_string(), "queue": "comfyui", "from": "queued", "to": "running",
@@ -198,24 +198,24 @@ fn events_update_jobs_and_alerts_and_freeze_holds_them() {
     handle(&mut s, ch('f'));
     assert_eq!(s.jobs[&queued].status, JobStatus::Running);
     assert!((s.jobs[&queued].progress.as_ref().unwrap().fraction - 0.5).abs() < f32::EPSILON);
-    s.apply(Data::Event(RawEvent {
+    s.apply(Data::Event(typed(RawEvent {
         id: 3,
         at_ms: 6,
         kind: "alert".into(),
         data: json!({"change": "firing", "alert": {"name": "backend_down", "instance": "http://x", "severity": "critical",
             "state": "firing", "value": 1.0, "threshold": 1.0, "active_since_ms": 1, "firing_since_ms": 2, "summary": "backend down"}}),
-    }));
+    })));
     assert_eq!(
         s.critical_firing().map(|a| a.summary.as_str()),
         Some("backend down")
     );
-    s.apply(Data::Event(RawEvent {
+    s.apply(Data::Event(typed(RawEvent {
         id: 4,
         at_ms: 7,
         kind: "alert".into(),
         data: json!({"change": "resolved", "resolved_ms": 7, "alert": {"name": "backend_down", "instance": "http://x",
             "severity": "critical", "state": "inactive", "value": 0.0, "threshold": 1.0, "active_since_ms": 1, "summary": "backend down"}}),
-    }));
+    })));
     assert!(s.alerts.is_empty());
     s.apply(Data::Disconnected("connection refused".into()));
     assert!(matches!(s.conn, Conn::Disconnected { .. }));

@@ -16,8 +16,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::config::BackendConfig;
 use crate::comfy::{ComfyClient, ComfyError};
-use crate::config::BackendConfig;
+use crate::sync::lock;
 
 /// One ComfyUI server.
 #[derive(Debug)]
@@ -80,7 +81,7 @@ impl Backend {
     }
 
     pub fn status(&self) -> BackendStatus {
-        let vram = self.vram.lock().ok().and_then(|v| *v);
+        let vram = *lock(&self.vram);
         BackendStatus {
             vram_total_bytes: vram.map(|v| v.0),
             vram_free_bytes: vram.map(|v| v.1),
@@ -90,7 +91,7 @@ impl Backend {
             max_in_flight: self.max_in_flight,
             completed: self.completed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
-            last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            last_error: lock(&self.last_error).clone(),
         }
     }
 
@@ -100,9 +101,7 @@ impl Backend {
     }
 
     fn set_error(&self, error: Option<String>) {
-        if let Ok(mut e) = self.last_error.lock() {
-            *e = error;
-        }
+        *lock(&self.last_error) = error;
     }
 }
 
@@ -199,9 +198,7 @@ impl Pool {
                                 let (t, f) = acc.unwrap_or_default();
                                 Some((t + d.vram_total, f + d.vram_free))
                             });
-                            if let Ok(mut v) = backend.vram.lock() {
-                                *v = vram;
-                            }
+                            *lock(&backend.vram) = vram;
                             pool.mark_up(&backend);
                         }
                         Err(e) => pool.mark_down(&backend, &e),

@@ -29,67 +29,28 @@ use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
 mod backend;
+mod config;
 mod outputs;
 mod progress;
 mod request;
 mod run;
 mod s3_sink;
+mod storage_config;
 
 pub use backend::{Backend, BackendStatus, Pool, Slot};
+pub use config::{BackendConfig, ComfyConfig, DispatchSettings};
 pub use outputs::{
     JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreHealth, StoreSink, content_type_of,
     metadata_key, output_key,
 };
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
 pub use s3_sink::S3Sink;
+pub use storage_config::{ExternalS3, MIN_PART_SIZE, StorageBackend, StorageConfig};
 
 use crate::cache::PromptCache;
 use crate::comfy::ComfyError;
-use crate::config::Config;
 use crate::queue::{Job, JobStatus, Queue};
-
-/// How the dispatcher behaves (from `[comfyui]` and `shutdown_grace_seconds`).
-#[derive(Debug, Clone)]
-pub struct DispatchSettings {
-    pub backends: Vec<crate::config::BackendConfig>,
-    pub output_bucket: String,
-    pub url_expiry: Duration,
-    pub health_interval: Duration,
-    pub poll_interval: Duration,
-    pub request_timeout: Duration,
-    /// How long running jobs may go on after shutdown begins.
-    pub grace: Duration,
-    /// Names this node's leases (`host:pid`).
-    pub worker: String,
-}
-
-impl DispatchSettings {
-    pub fn from_config(config: &Config) -> Self {
-        let c = &config.comfyui;
-        Self {
-            backends: c.backends.clone(),
-            output_bucket: c.output_bucket.clone(),
-            url_expiry: Duration::from_secs(c.url_expiry_seconds),
-            health_interval: Duration::from_millis(c.health_interval_ms),
-            poll_interval: Duration::from_millis(c.poll_interval_ms),
-            request_timeout: Duration::from_secs(c.request_timeout_seconds),
-            grace: Duration::from_secs(config.shutdown_grace_seconds),
-            worker: worker_name(),
-        }
-    }
-}
-
-/// `hostname:pid`, so a lease says which node holds it.
-fn worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "darkroom".into());
-    // The random part keeps names apart where hostnames and pids repeat (containers
-    // all run as pid 1), since leases on a shared Redis queue are told apart by it.
-    format!("{host}:{}:{:04x}", std::process::id(), rand::random::<u16>())
-}
+use crate::sync::lock;
 
 /// One finished attempt, for metrics and alerts.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,20 +91,22 @@ pub(crate) struct Shared {
 impl Shared {
     fn watch(&self, id: Ulid) -> Arc<Notify> {
         let signal = Arc::new(Notify::new());
-        if let Ok(mut s) = self.signals.lock() {
+        {
+            let mut s = lock(&self.signals);
             s.insert(id, signal.clone());
         }
         signal
     }
 
     fn forget(&self, id: Ulid) {
-        if let Ok(mut s) = self.signals.lock() {
+        {
+            let mut s = lock(&self.signals);
             s.remove(&id);
         }
     }
 
     fn signal(&self, id: Option<Ulid>) {
-        let Ok(s) = self.signals.lock() else { return };
+        let s = lock(&self.signals);
         match id {
             Some(id) => {
                 if let Some(n) = s.get(&id) {
@@ -156,7 +119,8 @@ impl Shared {
 
     /// Remembers (`Some`) or forgets (`None`) the backend a job last failed on.
     fn set_failed_on(&self, id: Ulid, backend: Option<&str>) {
-        if let Ok(mut m) = self.failed_on.lock() {
+        {
+            let mut m = lock(&self.failed_on);
             match backend {
                 Some(b) => m.insert(id, b.to_owned()),
                 None => m.remove(&id),
@@ -165,7 +129,7 @@ impl Shared {
     }
 
     fn failed_on(&self, id: Ulid) -> Option<String> {
-        self.failed_on.lock().ok()?.get(&id).cloned()
+        lock(&self.failed_on).get(&id).cloned()
     }
 
     fn observe(&self, job: &Job, success: bool, cache_hit: bool, retried: bool, seconds: f64) {

@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use super::outputs::{OutputSink, SinkError, StoreHealth};
-use crate::config::ExternalS3;
+use super::storage_config::ExternalS3;
 
 /// The sink.
 pub struct S3Sink {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Millis, SharedClock};
+use crate::sync::lock;
 
 mod attribution;
 mod fallback;
@@ -189,7 +190,7 @@ impl GpuMonitor {
 
     /// The latest report.
     pub fn report(&self) -> GpuReport {
-        self.inner.lock().map(|s| s.report.clone()).unwrap_or_default()
+        lock(&self.inner).report.clone()
     }
 
     /// Wakes on every new report (the value counts them).
@@ -199,15 +200,15 @@ impl GpuMonitor {
 
     /// The recent history of device `index`, oldest first.
     pub fn history(&self, index: u32) -> Vec<HistoryPoint> {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|s| s.history.get(&index).map(|h| h.iter().copied().collect()))
+        lock(&self.inner)
+            .history
+            .get(&index)
+            .map(|h| h.iter().copied().collect())
             .unwrap_or_default()
     }
 
     fn set(&self, report: GpuReport) {
-        let Ok(mut s) = self.inner.lock() else { return };
+        let mut s = lock(&self.inner);
         let keep = s.keep.max(1);
         for d in &report.devices {
             let h = s.history.entry(d.index).or_default();
@@ -236,7 +237,8 @@ impl GpuMonitor {
     ) -> (Self, Sampler) {
         let monitor = Self::default();
         let every = Duration::from_millis(config.sample_interval_ms.max(10));
-        if let Ok(mut s) = monitor.inner.lock() {
+        {
+            let mut s = lock(&monitor.inner);
             let per_sec = 1000 / config.sample_interval_ms.clamp(1, 1000);
             s.keep = usize::try_from(config.history_seconds.saturating_mul(per_sec)).unwrap_or(600);
         }

@@ -26,6 +26,7 @@ use prometheus_client::registry::Registry;
 use crate::dispatch::{BackendStatus, Generation};
 use crate::queue::{Counts, JobStatus};
 use crate::storage::BucketUsage;
+use crate::sync::lock;
 
 mod gpu;
 mod text;
@@ -492,7 +493,7 @@ impl<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send +
     /// Moves the counter for `labels` up to `total`.
     fn sync(&self, labels: &L, total: u64) {
         let counter = self.family.get_or_create(labels);
-        let Ok(mut seen) = self.seen.lock() else { return };
+        let mut seen = lock(&self.seen);
         let before = seen.insert(labels.clone(), total).unwrap_or(0);
         if total > before {
             counter.inc_by(total - before);

@@ -2,6 +2,7 @@
 //! a transition the job's status does not allow, a stale lease) that the API maps to
 //! 404 / 409.
 
+use crate::store::from_redb;
 use ulid::Ulid;
 
 use super::job::JobStatus;
@@ -69,13 +70,4 @@ impl crate::redis_store::Failure for QueueError {
     }
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for QueueError {
-            fn from(e: $t) -> Self {
-                Self::Store(e.into())
-            }
-        }
-    )*};
-}
-from_redb!(redb::TransactionError, redb::TableError, redb::StorageError);
+from_redb!(QueueError);

@@ -1,12 +1,13 @@
 //! Job ids and ready-order stamps: ULIDs from one monotonic generator, stamped with
 //! the queue's clock, so ids sort by creation and FIFO needs no stored counter.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ulid::Ulid;
 
 use crate::clock::Millis;
+use crate::sync::lock;
 
 /// A monotonic ULID generator shared by the queue's callers and its writer.
 #[derive(Default)]
@@ -20,7 +21,7 @@ impl IdSource {
     pub(crate) fn next(&self, now: Millis) -> Ulid {
         let ms = u64::try_from(now).unwrap_or(0);
         let at = UNIX_EPOCH + Duration::from_millis(ms);
-        let mut generator = self.generator.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut generator = lock(&self.generator);
         generator
             .generate_from_datetime(at)
             .unwrap_or_else(|_| Ulid::from_parts(ms, rand::random()))

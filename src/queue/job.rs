@@ -4,8 +4,6 @@
 //! These are plain data with serde so the API can send them as they are; every rule
 //! about how they change lives in the queue's operations, not here.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,57 +35,22 @@ pub enum JobStatus {
     Cancelled,
 }
 
+named_enum!(JobStatus, "job status", {
+    Queued => "queued",
+    Scheduled => "scheduled",
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
+/// A string that names no [`JobStatus`].
+pub type ParseStatusError = crate::names::ParseNameError;
+
 impl JobStatus {
-    /// Every status, in life order.
-    pub const ALL: [Self; 6] = [
-        Self::Queued,
-        Self::Scheduled,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// The lowercase name used in JSON, the CLI and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Scheduled => "scheduled",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     /// True for `succeeded`, `failed` and `cancelled`: nothing runs it any more.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A string that names no [`JobStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job status `{given}` (valid: queued, scheduled, running, succeeded, failed, cancelled)")]
-pub struct ParseStatusError {
-    /// What was given.
-    pub given: String,
-}
-
-impl FromStr for JobStatus {
-    type Err = ParseStatusError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| ParseStatusError { given: s.to_owned() })
     }
 }
 

@@ -42,7 +42,7 @@ mod redis_backend;
 mod tables;
 mod txn;
 
-pub use config::{Backoff, QueueConfig};
+pub use config::{Backoff, QueueConfig, QueueSettings};
 pub use error::QueueError;
 pub use job::{
     AttemptError, Claimed, Directive, Enqueued, FailureKind, Job, JobEvent, JobStatus, Lease, NewJob,

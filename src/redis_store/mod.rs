@@ -11,12 +11,15 @@
 //! transitions run on blocking threads (as redb's do), and a blocking `XREAD` for
 //! events gets a [`dedicated`](RedisStore::dedicated) connection of its own.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use crate::sync::lock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionLike, RedisError};
 
-use crate::config::RedisSettings;
+mod settings;
+
+pub use settings::{Backend, RedisSettings};
 
 /// Why darkroom cannot use the Redis server.
 #[derive(Debug, thiserror::Error)]
@@ -207,19 +210,14 @@ impl RedisStore {
     where
         E: Failure + From<RedisError>,
     {
-        let pooled = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let pooled = lock(&self.inner.pool).pop();
         let mut conn = match pooled {
             Some(conn) if conn.is_open() => conn,
             _ => self.open(Some(self.inner.timeout))?,
         };
         let result = f(&mut conn);
         let broken = result.as_ref().err().is_some_and(Failure::breaks_connection);
-        let mut pool = self.inner.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pool = lock(&self.inner.pool);
         if broken {
             // The others were opened to the same server: most likely as dead.
             pool.clear();

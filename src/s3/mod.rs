@@ -19,6 +19,7 @@ use crate::storage::ObjectStore;
 mod access;
 mod bucket_ops;
 mod checksum;
+pub mod config;
 mod convert;
 mod error;
 mod list_ops;
@@ -27,6 +28,7 @@ mod object_ops;
 pub mod presign;
 mod service;
 
+pub use config::{BucketConfig, S3Config};
 pub use convert::{millis, timestamp};
 
 /// The owner darkroom reports in listings (it has one account).

@@ -1,6 +1,7 @@
 //! What the object store can refuse or fail at. The S3 adapter maps each variant to
 //! one S3 error code in one place (`s3::error`).
 
+use crate::store::from_redb;
 use std::path::PathBuf;
 
 use crate::store::StoreError;
@@ -57,21 +58,7 @@ impl StorageError {
     }
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StorageError {
-            fn from(e: $t) -> Self {
-                Self::Store(StoreError::from(e))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(StorageError);
 
 impl From<serde_json::Error> for StorageError {
     fn from(e: serde_json::Error) -> Self {

@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::{Millis, SharedClock};
 use crate::store::Store;
+use crate::sync::lock;
 
 pub mod blobs;
 mod buckets;
@@ -133,15 +134,12 @@ impl ObjectStore {
     /// The last objects lifecycle rules expired since start (at most
     /// [`RECENT_EXPIRATIONS`]), oldest first.
     pub fn recent_expirations(&self) -> Vec<Expiration> {
-        self.inner
-            .expirations
-            .lock()
-            .map(|q| q.iter().cloned().collect())
-            .unwrap_or_default()
+        lock(&self.inner.expirations).iter().cloned().collect()
     }
 
     pub(crate) fn record_expiration(&self, bucket: &str, key: &str) {
-        if let Ok(mut q) = self.inner.expirations.lock() {
+        {
+            let mut q = lock(&self.inner.expirations);
             if q.len() == RECENT_EXPIRATIONS {
                 q.pop_front();
             }

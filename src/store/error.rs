@@ -29,18 +29,23 @@ impl StoreError {
     }
 }
 
+/// `From` every redb error type for an error enum that wraps [`StoreError`] (or
+/// for `StoreError` itself), so `?` works on redb calls in any store-backed module.
 macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                Self::Redb(e.into())
+    ($target:ty) => {
+        from_redb!(@one $target, redb::TransactionError);
+        from_redb!(@one $target, redb::TableError);
+        from_redb!(@one $target, redb::StorageError);
+        from_redb!(@one $target, redb::CommitError);
+    };
+    (@one $target:ty, $source:ty) => {
+        impl From<$source> for $target {
+            fn from(e: $source) -> Self {
+                Self::from($crate::store::StoreError::from(redb::Error::from(e)))
             }
         }
-    )*};
+    };
 }
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+pub(crate) use from_redb;
+
+from_redb!(StoreError);

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 mod error;
 pub use error::StoreError;
+pub(crate) use error::from_redb;
 
 /// How many operations one transaction takes at most.
 const MAX_BATCH: usize = 256;

@@ -166,7 +166,7 @@ async fn no_backend_is_503_and_unknown_paths_are_json_404() {
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
     let down =
-        server_with(|c| c.comfyui.backends = vec![darkroom::config::BackendConfig::new(&dead_url)]).await;
+        server_with(|c| c.comfyui.backends = vec![darkroom::dispatch::BackendConfig::new(&dead_url)]).await;
     let r = reqwest::get(format!("http://{}/readyz", down.daemon.api_addr()))
         .await
         .unwrap();

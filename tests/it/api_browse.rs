@@ -12,7 +12,7 @@ use crate::support::server_with;
 #[tokio::test]
 async fn browse_a_bucket_by_folder_and_presign_an_object() {
     let server = server_with(|c| {
-        c.s3.buckets = vec![darkroom::config::BucketConfig {
+        c.s3.buckets = vec![darkroom::s3::BucketConfig {
             name: "outputs".into(),
             public_read: false,
             expire_days: 0,
@@ -114,8 +114,8 @@ async fn status_lists_lifecycle_rules_and_logs_answer_in_order() {
     // The log endpoint serves the process's buffer (this test process logs
     // nothing through it unless a subscriber is installed; the lines are what
     // the buffer holds, in order).
-    darkroom::telemetry::logs().push(1, "INFO", "it", "first line".into());
-    darkroom::telemetry::logs().push(2, "WARN", "it", "second line".into());
+    darkroom::telemetry::logs().push(1, darkroom::telemetry::LogLevel::Info, "it", "first line".into());
+    darkroom::telemetry::logs().push(2, darkroom::telemetry::LogLevel::Warn, "it", "second line".into());
     let logs = api.get("/api/v1/logs?limit=2000").await;
     assert_eq!(logs.status, 200, "{}", logs.text);
     let lines = logs.json()["lines"].as_array().unwrap().clone();

@@ -159,13 +159,13 @@ fn the_compose_file_validates_and_darkroom_accepts_its_environment() {
     });
     let url = env["DARKROOM_REDIS__URL"].as_str().unwrap();
     let local = url.replace("@redis:6379", &format!("@127.0.0.1:{}", server.port));
-    let settings = darkroom::config::RedisSettings {
+    let settings = darkroom::redis_store::RedisSettings {
         url: local.clone(),
         ..server.settings()
     };
     darkroom::redis_store::RedisStore::connect(&settings).unwrap();
     let (_, without_password) = local.split_once('@').unwrap();
-    let refused = darkroom::config::RedisSettings {
+    let refused = darkroom::redis_store::RedisSettings {
         url: format!("redis://{without_password}"),
         ..settings
     };

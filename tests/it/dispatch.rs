@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use darkroom::clock::ManualClock;
-use darkroom::config::{BackendConfig, Config};
+use darkroom::config::Config;
+use darkroom::dispatch::BackendConfig;
 use darkroom::dispatch::{JobRequest, JobResult};
 use darkroom::queue::{FailureKind, Job, JobStatus, Queue};
 use serde_json::{Value, json};

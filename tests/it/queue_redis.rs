@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use darkroom::clock::SystemClock;
-use darkroom::config::RedisSettings;
 use darkroom::queue::{JobStatus, NewJob, Queue, QueueConfig, QueueError};
+use darkroom::redis_store::RedisSettings;
 use darkroom::redis_store::RedisStore;
 use serde_json::json;
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc;
 
-use darkroom::config::RedisSettings;
+use darkroom::redis_store::RedisSettings;
 use darkroom::redis_store::RedisStore;
 
 /// A running redis-server.

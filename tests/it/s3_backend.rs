@@ -5,8 +5,9 @@
 //! status reports the endpoint's health, and an endpoint that does not answer is
 //! reported, not fatal.
 
-use darkroom::config::{Config, ExternalS3, StorageBackend};
+use darkroom::config::Config;
 use darkroom::daemon::Daemon;
+use darkroom::dispatch::{ExternalS3, StorageBackend};
 use darkroom::dispatch::{OutputSink, S3Sink};
 use serde_json::json;
 

@@ -164,7 +164,7 @@ async fn background_sweeper_expires_config_buckets() {
         |c| {
             c.s3.lifecycle_day_seconds = 1;
             c.s3.lifecycle_interval_seconds = 1;
-            c.s3.buckets = vec![darkroom::config::BucketConfig {
+            c.s3.buckets = vec![darkroom::s3::BucketConfig {
                 name: "darkchannel-temp".into(),
                 public_read: false,
                 expire_days: 1,

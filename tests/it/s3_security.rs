@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use darkroom::config::BucketConfig;
+use darkroom::s3::BucketConfig;
 
 use crate::support::{ACCESS_KEY, ServeProcess, body_bytes, client, code, server, server_with, spawn_serve};
 

@@ -1,6 +1,7 @@
 //! The log panel: the daemon's recent lines (its in-memory log buffer), coloured
 //! by level, following the tail unless scrolled back.
 
+use crate::telemetry::LogLevel;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -19,11 +20,11 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
         .logs
         .range(start..end)
         .map(|l| {
-            let style = match l.level.as_str() {
-                "ERROR" => theme.bad(),
-                "WARN" => theme.warn(),
-                "INFO" => theme.good(),
-                _ => theme.dim(),
+            let style = match l.level {
+                LogLevel::Error => theme.bad(),
+                LogLevel::Warn => theme.warn(),
+                LogLevel::Info => theme.good(),
+                LogLevel::Debug | LogLevel::Trace => theme.dim(),
             };
             let head = format!("{} {:<5} ", fmt::clock(l.at_ms), l.level);
             let rest = fmt::fit(

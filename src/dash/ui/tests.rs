@@ -10,7 +10,10 @@ use serde_json::json;
 use super::{Theme, draw};
 use crate::dash::form::Form;
 use crate::dash::state::{Browse, Data, Modal, Panel, State};
-use crate::events::RawEvent;
+use std::sync::Arc;
+
+use crate::events::Event;
+use crate::events::test_support::{RawEvent, event};
 use crate::queue::Job;
 use crate::status::StatusSnapshot;
 
@@ -143,12 +146,12 @@ fn state(gpus: bool) -> State {
         for d in &mut report.devices {
             d.utilization_ratio = Some(f64::from((i * 7 + d.index * 30) % 100) / 100.0);
         }
-        s.apply(Data::Event(RawEvent {
+        s.apply(Data::Event(event(RawEvent {
             id: 42 + u64::from(i),
             at_ms: NOW,
             kind: "gpu".into(),
             data: serde_json::to_value(report).unwrap(),
-        }));
+        })));
     }
     s.apply(Data::Logs {
         lines: vec![
@@ -180,14 +183,14 @@ fn log_line(seq: u64, level: &str, target: &str, message: &str) -> crate::teleme
     crate::telemetry::LogLine {
         seq,
         at_ms: NOW - 30_000,
-        level: level.into(),
+        level: level.parse().unwrap(),
         target: target.into(),
         message: message.into(),
     }
 }
 
-fn firing() -> RawEvent {
-    RawEvent {
+fn firing() -> Arc<Event> {
+    event(RawEvent {
         id: 200,
         at_ms: NOW,
         kind: "alert".into(),
@@ -195,7 +198,7 @@ fn firing() -> RawEvent {
             "name": "vram_high", "instance": "http://127.0.0.1:8188", "severity": "critical", "state": "firing",
             "value": 0.97, "threshold": 0.95, "active_since_ms": NOW - 180_000, "firing_since_ms": NOW - 60_000,
             "summary": "VRAM 97% used on http://127.0.0.1:8188 (threshold 95%)"}}),
-    }
+    })
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! `[redis]`, and the `backend` switch of `[queue]` and `[cache]`: the Redis server
-//! that several darkroom nodes share for their job queue and caches.
+//! that several darkroom nodes share for their job queue and caches. This module
+//! owns the section: its defaults and its validation.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use crate::config::ConfigError;
 
 /// Where the queue (or the caches) live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -50,7 +51,8 @@ impl Default for RedisSettings {
 }
 
 impl RedisSettings {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the section; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {}
@@ -59,7 +61,7 @@ impl RedisSettings {
                     "redis.url",
                     format!(
                         "`{}` is not a redis://host:port/db or rediss://host:port/db URL",
-                        crate::redis_store::redact(&self.url)
+                        super::redact(&self.url)
                     ),
                 );
             }

@@ -1,11 +1,12 @@
 //! `[storage]`: where job outputs go — darkroom's own object store (`embedded`,
 //! the default) or an external S3 endpoint (`s3`: MinIO, AWS, any S3) that
 //! several darkroom nodes can share. With `s3`, darkroom's own S3 server can be
-//! turned off (`s3.enabled = false`).
+//! turned off (`s3.enabled = false`). The dispatcher's output sinks read it, so
+//! the section and its validation live beside them.
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use crate::config::ConfigError;
 
 /// The section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -60,7 +61,8 @@ impl Default for ExternalS3 {
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 impl StorageConfig {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the section; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.backend == StorageBackend::Embedded {
             return Ok(());
         }

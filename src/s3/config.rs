@@ -1,0 +1,105 @@
+//! `[s3]`: the S3-compatible server — where it listens, its credentials, the
+//! object store's durability and size limits, lifecycle timing and the buckets made
+//! at start. This module owns the section: its defaults and its validation.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// The S3-compatible server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub enabled: bool,
+    pub addr: SocketAddr,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    pub public_url: String,
+    pub max_object_size: u64,
+    pub fsync: bool,
+    pub inline_max_bytes: usize,
+    pub lifecycle_day_seconds: u64,
+    pub lifecycle_interval_seconds: u64,
+    pub buckets: Vec<BucketConfig>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        let bucket = |name: &str, expire_days| BucketConfig {
+            name: name.into(),
+            public_read: false,
+            expire_days,
+        };
+        Self {
+            enabled: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            access_key: String::new(),
+            secret_key: String::new(),
+            region: "us-east-1".into(),
+            public_url: String::new(),
+            max_object_size: 5 * 1024 * 1024 * 1024,
+            fsync: true,
+            inline_max_bytes: 32 * 1024,
+            lifecycle_day_seconds: 86_400,
+            lifecycle_interval_seconds: 60,
+            buckets: vec![
+                bucket("comfyui-outputs", 0),
+                bucket("darkchannel-jobs", 0),
+                bucket("darkchannel-output", 0),
+                bucket("darkchannel-refs", 0),
+                bucket("darkchannel-temp", 1),
+            ],
+        }
+    }
+}
+
+/// A bucket created at startup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    pub name: String,
+    #[serde(default)]
+    pub public_read: bool,
+    /// Lifecycle days after which objects expire; 0 means never.
+    #[serde(default)]
+    pub expire_days: u32,
+}
+
+impl S3Config {
+    /// Checks the section; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.access_key.is_empty() != self.secret_key.is_empty() {
+            return invalid(
+                "s3.access_key",
+                "set both s3.access_key and s3.secret_key, or neither (to generate them)",
+            );
+        }
+        if !self.secret_key.is_empty() && self.secret_key.len() < 8 {
+            return invalid("s3.secret_key", "must be at least 8 characters");
+        }
+        if self.lifecycle_day_seconds == 0 {
+            return invalid("s3.lifecycle_day_seconds", "must be at least 1");
+        }
+        if self.lifecycle_interval_seconds == 0 {
+            return invalid("s3.lifecycle_interval_seconds", "must be at least 1");
+        }
+        for b in &self.buckets {
+            if let Err(e) = crate::storage::validate_bucket_name(&b.name) {
+                return Err(ConfigError::Invalid {
+                    key: "s3.buckets.name",
+                    message: format!("{:?}: {e}", b.name),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! What a service call can end with, for every front end alike: the API maps each
+//! variant to an HTTP status and code ([`crate::api::ApiError`]), the dashboard
+//! shows its text, the CLI prints it. Errors of the modules below (queue, cache,
+//! request checks) become these in one place, here.
+
+use crate::cache::CacheError;
+use crate::dispatch::RequestError;
+use crate::queue::QueueError;
+
+/// A refused or failed service call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is wrong; `field` names the part at fault.
+    #[error("{message}")]
+    Invalid { field: Option<String>, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing is not in a state that allows it (cancel a finished job).
+    #[error("{0}")]
+    Conflict(String),
+    /// Admission: too many jobs are waiting.
+    #[error("{0}")]
+    QueueFull(String),
+    /// Nothing could ever serve it (no ComfyUI backend, the S3 server off).
+    #[error("{0}")]
+    NoBackend(String),
+    /// The queue or cache store (Redis) does not answer.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault inside darkroom; the text is for logs, not for clients.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// A refusal naming `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// The field at fault, if the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<RequestError> for ServiceError {
+    fn from(e: RequestError) -> Self {
+        Self::Invalid {
+            field: Some(e.field),
+            message: e.message,
+        }
+    }
+}
+
+impl From<QueueError> for ServiceError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotFound(id) => Self::NotFound(format!("no job {id}")),
+            QueueError::InvalidTransition { .. } => Self::Conflict(e.to_string()),
+            QueueError::Invalid(m) => Self::Invalid {
+                field: None,
+                message: m,
+            },
+            QueueError::Redis(_) | QueueError::Unacknowledged { .. } | QueueError::Contention(_) => {
+                Self::Unavailable(format!("job queue: {e}"))
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CacheError> for ServiceError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Redis(_) => Self::Unavailable(format!("cache: {e}")),
+            other => Self::Internal(format!("cache: {other}")),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The jobs service: every rule about admitting, reading, listing, cancelling and
+//! retrying a job, in one place, callable without HTTP. The API's handlers, the
+//! dashboard's local mode and (through the API) the CLI all go through it.
+//!
+//! Admission, in order: the webhook URL is checked, the request is validated and
+//! rendered ([`JobRequest::into_new_job`]), a ComfyUI backend must be configured
+//! (else no job could ever run), and fewer than `api.max_queued` jobs may be
+//! waiting. A submit may then wait up to `api.max_wait_seconds` for the job to end.
+//! Listings page through every status in [`LIST_ORDER`] with an opaque cursor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use ulid::Ulid;
+
+use super::ServiceError;
+use crate::comfy::Templates;
+use crate::dispatch::{Dispatcher, JobRequest, QUEUE};
+use crate::queue::{Job, JobStatus, ListQuery, Queue, QueueError};
+
+/// Order of the statuses when a listing spans all of them: live work first.
+pub const LIST_ORDER: [JobStatus; 6] = [
+    JobStatus::Running,
+    JobStatus::Queued,
+    JobStatus::Scheduled,
+    JobStatus::Succeeded,
+    JobStatus::Failed,
+    JobStatus::Cancelled,
+];
+
+/// The admission limits (from `[api]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Submits are refused while this many jobs are queued.
+    pub max_queued: u64,
+    /// The longest a submit may wait for its job, in seconds.
+    pub max_wait_seconds: u64,
+}
+
+/// One page of jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobPage {
+    /// Without their payload; `GET /api/v1/jobs/{id}` has it.
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobListing {
+    /// One status, or all of them in [`LIST_ORDER`].
+    pub status: Option<JobStatus>,
+    /// 1..=500.
+    pub limit: usize,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl JobListing {
+    /// The first `limit` jobs of every status.
+    pub fn newest(limit: usize) -> Self {
+        Self {
+            status: None,
+            limit,
+            cursor: None,
+        }
+    }
+}
+
+/// A submitted job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// As it is now: finished if it ended within the wait.
+    pub job: Job,
+    /// False when an idempotency key matched an earlier job, which is returned.
+    pub created: bool,
+}
+
+/// The jobs service; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    queue: Queue,
+    dispatcher: Dispatcher,
+    templates: Arc<Templates>,
+    limits: JobLimits,
+}
+
+impl Jobs {
+    pub fn new(queue: Queue, dispatcher: Dispatcher, templates: Arc<Templates>, limits: JobLimits) -> Self {
+        Self {
+            queue,
+            dispatcher,
+            templates,
+            limits,
+        }
+    }
+
+    /// The workflow templates jobs can name.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// Admits `request` and queues it; with `wait_seconds`, holds until the job
+    /// ends or the wait is over, whichever comes first.
+    pub async fn submit(
+        &self,
+        request: JobRequest,
+        wait_seconds: Option<u64>,
+    ) -> Result<Submitted, ServiceError> {
+        if let Some(w) = wait_seconds
+            && w > self.limits.max_wait_seconds
+        {
+            return Err(ServiceError::invalid(
+                "wait",
+                format!(
+                    "at most {} seconds (api.max_wait_seconds)",
+                    self.limits.max_wait_seconds
+                ),
+            ));
+        }
+        // Subscribed before the enqueue, so an end that comes at once is not missed.
+        let mut events = self.queue.subscribe();
+        let enqueued = self.admit(request).await?;
+        let mut job = enqueued.job;
+        if let Some(seconds) = wait_seconds {
+            let deadline = tokio::time::sleep(Duration::from_secs(seconds));
+            tokio::pin!(deadline);
+            while !job.status.is_terminal() {
+                let refetch = tokio::select! {
+                    () = &mut deadline => break,
+                    e = events.recv() => match e {
+                        Ok(e) => e.id == job.id,
+                        Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => break,
+                    },
+                };
+                if refetch && let Some(j) = self.queue.get(job.id).await? {
+                    job = j;
+                }
+            }
+        }
+        Ok(Submitted {
+            job,
+            created: enqueued.created,
+        })
+    }
+
+    /// Every admission rule, then the enqueue.
+    async fn admit(&self, request: JobRequest) -> Result<crate::queue::Enqueued, ServiceError> {
+        if let Some(url) = &request.webhook {
+            check_url("webhook", url)?;
+        }
+        let new = request.into_new_job(&self.templates)?;
+        if self.dispatcher.backends().is_empty() {
+            return Err(ServiceError::NoBackend(
+                "no ComfyUI backend is configured, so no job could ever run: set comfyui.backends or pass --comfyui URL"
+                    .into(),
+            ));
+        }
+        let queued = self.queue.counts().await?.queued;
+        if queued >= self.limits.max_queued {
+            return Err(ServiceError::QueueFull(format!(
+                "{queued} jobs are already queued (api.max_queued = {}); try again later",
+                self.limits.max_queued
+            )));
+        }
+        Ok(self.queue.enqueue(new).await?)
+    }
+
+    /// One job, with its payload, progress, result and every attempt's error.
+    pub async fn get(&self, id: Ulid) -> Result<Job, ServiceError> {
+        self.queue
+            .get(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))
+    }
+
+    /// A page of jobs: one status, or all of them in [`LIST_ORDER`].
+    pub async fn list(&self, listing: JobListing) -> Result<JobPage, ServiceError> {
+        let JobListing {
+            status: only,
+            limit,
+            cursor,
+        } = listing;
+        if !(1..=500).contains(&limit) {
+            return Err(ServiceError::invalid("limit", "must be 1..=500"));
+        }
+        // The cursor is `status` or `status.inner`: where in which status to go on.
+        let (mut status, mut after) = match cursor.as_deref() {
+            Some(c) => {
+                let (st, inner) = c.split_once('.').unwrap_or((c, ""));
+                let st = st
+                    .parse::<JobStatus>()
+                    .map_err(|_| ServiceError::invalid("cursor", "not a cursor this API returned"))?;
+                (st, (!inner.is_empty()).then(|| inner.to_owned()))
+            }
+            None => (only.unwrap_or(LIST_ORDER[0]), None),
+        };
+        if only.is_some_and(|o| o != status) {
+            return Err(ServiceError::invalid(
+                "cursor",
+                "belongs to a listing of another status",
+            ));
+        }
+        let mut jobs = Vec::new();
+        loop {
+            let mut q = ListQuery::new(status, limit - jobs.len());
+            q.queue = Some(QUEUE.into());
+            q.after = after.take();
+            let page = self.queue.list(q).await.map_err(|e| match e {
+                QueueError::Invalid(m) => ServiceError::invalid("cursor", m),
+                other => other.into(),
+            })?;
+            jobs.extend(page.jobs);
+            if let Some(next) = page.next {
+                return Ok(JobPage {
+                    jobs,
+                    next_cursor: Some(format!("{status}.{next}")),
+                });
+            }
+            let following = LIST_ORDER
+                .iter()
+                .position(|x| *x == status)
+                .and_then(|i| LIST_ORDER.get(i + 1));
+            match (only, following) {
+                (None, Some(next)) if jobs.len() < limit => status = *next,
+                (None, Some(next)) => {
+                    return Ok(JobPage {
+                        jobs,
+                        next_cursor: Some(next.to_string()),
+                    });
+                }
+                _ => {
+                    return Ok(JobPage {
+                        jobs,
+                        next_cursor: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Cancels a job: at once when waiting, on ComfyUI when running.
+    pub async fn cancel(&self, id: Ulid) -> Result<Job, ServiceError> {
+        Ok(self.queue.cancel(id).await?)
+    }
+
+    /// Runs a failed or cancelled job again, with fresh attempts.
+    pub async fn retry(&self, id: Ulid) -> Result<Job, ServiceError> {
+        Ok(self.queue.retry(id).await?)
+    }
+}
+
+/// A job id as a client wrote it.
+pub fn parse_id(id: &str) -> Result<Ulid, ServiceError> {
+    id.parse()
+        .map_err(|_| ServiceError::invalid("id", format!("{id:?} is not a job id (a 26-character ULID)")))
+}
+
+/// Checks that `url` is an http(s) URL.
+pub fn check_url(field: &str, url: &str) -> Result<(), ServiceError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(ServiceError::invalid(
+            field,
+            format!("{url:?} is not an http:// or https:// URL"),
+        )),
+    }
+}

@@ -1,0 +1,61 @@
+//! The service layer: what darkroom offers its users — submit and manage jobs,
+//! read the status, follow events, browse outputs, read the log — as typed calls
+//! with typed errors, callable without HTTP. The HTTP API ([`crate::api`]) only
+//! extracts, calls and maps errors; the dashboard's local mode calls these same
+//! functions in-process, and its remote mode (and the CLI) reach them through the
+//! typed API client, getting the same Rust types back.
+//!
+//! - [`jobs`]: admission rules (backend configured, `max_queued`, validation),
+//!   `?wait`, get, list with a cursor, cancel, retry;
+//! - [`status`]: the status collector behind every status view;
+//! - [`browse`]: one folder of a bucket, presigned URLs, log lines, templates;
+//! - events: [`crate::events::EventHub::stream`] (backlog, resume and `resync`).
+//!
+//! A new rule about who may do what, or what a job may ask for, goes here once.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub mod browse;
+pub mod error;
+pub mod jobs;
+pub mod status;
+
+pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl, TemplateInfo};
+pub use error::ServiceError;
+pub use jobs::{JobLimits, JobListing, JobPage, Jobs, Submitted};
+
+use crate::alerts::Alerts;
+use crate::cache::PromptCache;
+use crate::dispatch::Dispatcher;
+use crate::events::EventHub;
+use crate::gpu::GpuMonitor;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::s3::presign::Presigner;
+use crate::status::RecentGenerations;
+use crate::storage::ObjectStore;
+use crate::telemetry::LogBuffer;
+use crate::webhook::Webhooks;
+
+/// Every service and what they read; cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub jobs: Jobs,
+    pub storage: ObjectStore,
+    pub queue: Queue,
+    pub metrics: Metrics,
+    /// Where the S3 API listens, if it is enabled.
+    pub s3_addr: Option<SocketAddr>,
+    pub dispatcher: Dispatcher,
+    pub hub: EventHub,
+    pub prompts: PromptCache,
+    pub recent: RecentGenerations,
+    pub alerts: Option<Alerts>,
+    pub webhooks: Option<Webhooks>,
+    pub gpu: GpuMonitor,
+    /// Makes presigned URLs (absent when the S3 server is off), valid this long.
+    pub presigner: Option<Presigner>,
+    pub url_expiry: Duration,
+    pub logs: LogBuffer,
+}
