@@ -159,13 +159,13 @@ pub async fn status(remote: &Remote, json: bool) -> anyhow::Result<()> {
 
 /// The status snapshot for a person.
 /// `embedded`, or `s3 http://minio:9000 reachable (3 ms)` / `redis redis://... UNREACHABLE: why`.
-pub fn output_store_text(h: &crate::dispatch::StoreHealth) -> String {
-    let mut text = h.backend.clone();
+pub fn output_store_text(h: &crate::stores::StoreHealth) -> String {
+    let mut text = h.backend.to_string();
     if let Some(e) = &h.endpoint {
         text.push(' ');
         text.push_str(e);
     }
-    if h.backend != "embedded" {
+    if h.is_shared() {
         if h.reachable {
             text.push_str(" reachable");
         } else {

@@ -5,20 +5,18 @@
 //!
 //! Rates and percentiles come from [`RecentGenerations`], a bounded window of the
 //! attempts the dispatcher finished, fed by the daemon. Where things are kept, and
-//! whether each store answers, is [`StoreChecks`] — also what `/metrics` exports and
-//! the `store_down` alert watches.
+//! whether each store answers, is [`crate::stores`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::PromptCache;
 use crate::clock::Millis;
-use crate::dispatch::{BackendStatus, Dispatcher, StoreHealth};
+use crate::dispatch::{AttemptEnd, BackendStatus};
+use crate::object_store::BucketUsage;
 use crate::queue::Counts;
-use crate::queue::Queue;
-use crate::storage::BucketUsage;
+use crate::stores::StoreHealth;
 use crate::sync::lock;
 
 /// The whole snapshot.
@@ -34,70 +32,19 @@ pub struct StatusSnapshot {
     pub backends: Vec<BackendStatus>,
     /// Where outputs are stored (`embedded` or an external `s3` endpoint) and
     /// whether it answers.
-    pub output_store: crate::dispatch::StoreHealth,
+    pub output_store: StoreHealth,
     /// Where the job queue lives (`embedded` or `redis` with its endpoint) and
     /// whether it answers a PING.
-    #[serde(default = "crate::dispatch::StoreHealth::embedded")]
-    pub queue_store: crate::dispatch::StoreHealth,
+    #[serde(default = "StoreHealth::embedded")]
+    pub queue_store: StoreHealth,
     /// Where the caches live, likewise.
-    #[serde(default = "crate::dispatch::StoreHealth::embedded")]
-    pub cache_store: crate::dispatch::StoreHealth,
+    #[serde(default = "StoreHealth::embedded")]
+    pub cache_store: StoreHealth,
     /// darkroom's own buckets.
     pub buckets: Vec<BucketUsage>,
     pub cache: CacheStatus,
     /// Pending and firing alerts, most severe first.
     pub alerts: Vec<crate::alerts::Alert>,
-}
-
-/// The store of each thing darkroom keeps — the queue, the caches, the outputs —
-/// checked now (a PING for Redis, a HeadBucket for S3; embedded ones always answer).
-#[derive(Debug, Clone)]
-pub struct StoreChecks {
-    pub queue: StoreHealth,
-    pub cache: StoreHealth,
-    pub outputs: StoreHealth,
-}
-
-impl StoreChecks {
-    /// Checks all three at once.
-    pub async fn run(queue: &Queue, prompts: &PromptCache, dispatcher: &Dispatcher) -> Self {
-        let (queue, cache, outputs) = tokio::join!(
-            StoreHealth::of_redis(queue.redis()),
-            StoreHealth::of_redis(prompts.redis()),
-            dispatcher.output_store()
-        );
-        Self {
-            queue,
-            cache,
-            outputs,
-        }
-    }
-
-    /// Each with its role: `queue`, `cache`, `outputs`.
-    pub fn by_role(&self) -> [(&'static str, &StoreHealth); 3] {
-        [
-            ("queue", &self.queue),
-            ("cache", &self.cache),
-            ("outputs", &self.outputs),
-        ]
-    }
-
-    /// The shared (not embedded) ones, as the `store_down` alert reads them.
-    pub fn shared(&self) -> Vec<crate::alerts::StoreCheck> {
-        self.by_role()
-            .into_iter()
-            .filter(|(_, h)| h.backend != "embedded")
-            .map(|(role, h)| crate::alerts::StoreCheck {
-                instance: role.to_owned(),
-                store: h
-                    .endpoint
-                    .as_ref()
-                    .map_or_else(|| h.backend.clone(), |e| format!("{} {e}", h.backend)),
-                up: h.reachable,
-                error: h.error.clone(),
-            })
-            .collect()
-    }
 }
 
 /// The queue at a glance.
@@ -151,8 +98,7 @@ pub struct CacheStatus {
 struct Finished {
     at_ms: Millis,
     seconds: f64,
-    success: bool,
-    cache_hit: bool,
+    end: AttemptEnd,
 }
 
 /// The window the rates are computed over.
@@ -167,17 +113,12 @@ pub struct RecentGenerations {
 }
 
 impl RecentGenerations {
-    pub fn record(&self, at_ms: Millis, seconds: f64, success: bool, cache_hit: bool) {
+    pub fn record(&self, at_ms: Millis, seconds: f64, end: AttemptEnd) {
         let mut q = lock(&self.inner);
         if q.len() == MAX_KEPT {
             q.pop_front();
         }
-        q.push_back(Finished {
-            at_ms,
-            seconds,
-            success,
-            cache_hit,
-        });
+        q.push_back(Finished { at_ms, seconds, end });
     }
 
     /// The statistics of the five minutes before `now_ms`.
@@ -191,11 +132,11 @@ impl RecentGenerations {
         if q.is_empty() {
             return GenerationStats::default();
         }
-        let failures = q.iter().filter(|f| !f.success).count();
-        let hits = q.iter().filter(|f| f.cache_hit).count();
+        let failures = q.iter().filter(|f| !f.end.succeeded()).count();
+        let hits = q.iter().filter(|f| f.end.cache_hit()).count();
         let mut times: Vec<f64> = q
             .iter()
-            .filter(|f| f.success && !f.cache_hit)
+            .filter(|f| f.end == AttemptEnd::Generated)
             .map(|f| f.seconds)
             .collect();
         times.sort_by(f64::total_cmp);
@@ -231,9 +172,14 @@ mod tests {
     #[test]
     fn stats_cover_the_last_five_minutes() {
         let r = RecentGenerations::default();
-        r.record(0, 100.0, true, false);
+        r.record(0, 100.0, AttemptEnd::Generated);
         for i in 1..=10 {
-            r.record(400_000 + i, f64::from(u32::try_from(i).unwrap()), i != 10, i == 9);
+            let end = match i {
+                9 => AttemptEnd::CacheHit,
+                10 => AttemptEnd::Failed { retried: false },
+                _ => AttemptEnd::Generated,
+            };
+            r.record(400_000 + i, f64::from(u32::try_from(i).unwrap()), end);
         }
         let s = r.stats(400_100);
         // The first one is older than the window.

@@ -36,7 +36,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         problems.push(format!("prompt cache: {e}"));
     }
     let outputs = s.dispatcher.output_store().await;
-    if outputs.backend == "embedded" {
+    if !outputs.is_shared() {
         if s.s3_addr.is_none() {
             problems
                 .push("outputs are stored here but the S3 API is disabled (s3.enabled = false)".to_string());
@@ -90,7 +90,7 @@ async fn scrape(s: &Services) -> Scrape {
         .map_err(|e| tracing::warn!(error = %e, "metrics: cannot read bucket usage"))
         .unwrap_or_default();
     let usage = s.prompts.usage().await.unwrap_or_default();
-    let stores = crate::status::StoreChecks::run(&s.queue, &s.prompts, &s.dispatcher).await;
+    let stores = crate::stores::StoreChecks::run(&s.queue, &s.prompts, &s.dispatcher).await;
     let stats = s.prompts.stats();
     let lifecycle = s.storage.counters();
     let (alerts_firing, alert_notifications) = match &s.alerts {
@@ -124,12 +124,12 @@ async fn scrape(s: &Services) -> Scrape {
             .map_or((0, 0, 0), crate::webhook::Webhooks::counts),
         alert_notifications,
         alerts_firing,
-        disk: crate::storage::disk_space(s.storage.root()),
+        disk: crate::object_store::disk_space(s.storage.root()),
         gpu: s.gpu.report(),
         stores: stores
             .by_role()
             .into_iter()
-            .map(|(role, h)| (role.to_owned(), h.backend.clone(), h.reachable))
+            .map(|(role, h)| (role.to_owned(), h.backend.to_string(), h.reachable))
             .collect(),
     }
 }

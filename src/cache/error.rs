@@ -1,7 +1,7 @@
 //! Errors of the prompt cache and the key-value cache.
 
-use crate::store::StoreError;
-use crate::store::from_redb;
+use crate::redb_store::StoreError;
+use crate::redb_store::from_redb;
 
 /// What can go wrong with a cache operation.
 #[derive(Debug, thiserror::Error)]

@@ -19,8 +19,8 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use super::CacheError;
 use super::on_redis::RedisKv;
 use crate::clock::{Millis, SharedClock};
+use crate::redb_store::Store;
 use crate::redis_store::RedisStore;
-use crate::store::Store;
 
 const VALUES: TableDefinition<&str, &[u8]> = TableDefinition::new("cache_kv");
 const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("cache_kv_expiry");

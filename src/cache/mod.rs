@@ -5,8 +5,8 @@
 //! With `cache.backend = "redis"` both live on the shared Redis server instead
 //! (`on_redis`), so every node sees one node's cached results.
 //!
-//! Both take a [`Store`](crate::store::Store) — normally their own file opened with
-//! [`crate::store::Store::open_compacted`] (`{data_dir}/cache.redb`), so cache churn never
+//! Both take a [`Store`](crate::redb_store::Store) — normally their own file opened with
+//! [`crate::redb_store::Store::open_compacted`] (`{data_dir}/cache.redb`), so cache churn never
 //! fragments the job queue's file — and the injectable clock, so TTL tests move time
 //! instead of sleeping. [`spawn_sweeper`] removes expired entries in the background.
 

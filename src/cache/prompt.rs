@@ -28,8 +28,8 @@ use super::CacheError;
 use super::key::CacheKey;
 use super::on_redis::RedisPrompts;
 use crate::clock::{Millis, SharedClock};
+use crate::redb_store::Store;
 use crate::redis_store::RedisStore;
-use crate::store::Store;
 
 const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache_prompt");
 const LRU: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("cache_prompt_lru");

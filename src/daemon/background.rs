@@ -22,9 +22,9 @@ pub(super) fn observer(metrics: &Metrics, recent: &RecentGenerations, alerts: &A
     let (metrics, recent, alerts) = (metrics.clone(), recent.clone(), alerts.clone());
     Arc::new(move |g: &Generation| {
         metrics.generation(g);
-        recent.record(g.at_ms, g.seconds, g.success, g.cache_hit);
-        if !g.cache_hit {
-            alerts.record_generation(g.at_ms, g.success, g.seconds);
+        recent.record(g.at_ms, g.seconds, g.end);
+        if !g.end.cache_hit() {
+            alerts.record_generation(g.at_ms, g.end.succeeded(), g.seconds);
         }
     })
 }
@@ -105,7 +105,7 @@ pub(super) async fn evaluate_alerts(
             data_dir.clone(),
         );
         async move {
-            let stores = crate::status::StoreChecks::run(&queue, &prompts, &dispatcher).await;
+            let stores = crate::stores::StoreChecks::run(&queue, &prompts, &dispatcher).await;
             let backends = dispatcher.backends();
             let gpus = gpu.report();
             let obs = Observation {
@@ -131,9 +131,11 @@ pub(super) async fn evaluate_alerts(
                         healthy: b.healthy,
                     })
                     .collect(),
-                disk: crate::storage::disk_space(&data_dir).map(|(free_bytes, total_bytes)| DiskReading {
-                    free_bytes,
-                    total_bytes,
+                disk: crate::object_store::disk_space(&data_dir).map(|(free_bytes, total_bytes)| {
+                    DiskReading {
+                        free_bytes,
+                        total_bytes,
+                    }
                 }),
                 stores: stores.shared(),
             };

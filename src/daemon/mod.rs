@@ -22,11 +22,11 @@ use crate::dispatch::Dispatcher;
 use crate::events::EventHub;
 use crate::gpu::{ComfyStatsSource, GpuMonitor, GpuSource, NvmlSource, Sampler};
 use crate::metrics::Metrics;
+use crate::object_store::ObjectStore;
 use crate::queue::Queue;
 use crate::s3::presign::Presigner;
 use crate::service::{Jobs, Services};
 use crate::status::RecentGenerations;
-use crate::storage::ObjectStore;
 use crate::webhook::{RetryPolicy, Webhooks};
 
 mod background;

@@ -16,12 +16,12 @@ use crate::config::Config;
 use crate::dispatch::StorageBackend;
 use crate::dispatch::{DispatchSettings, Dispatcher, GenerationObserver, S3Sink, SharedSink, StoreSink};
 use crate::metrics::Metrics;
+use crate::object_store::{LifecycleRule, ObjectStore, StorageOptions};
 use crate::queue::Queue;
+use crate::redb_store::Store;
 use crate::redis_store::Backend;
 use crate::redis_store::RedisStore;
 use crate::s3::presign::Presigner;
-use crate::storage::{LifecycleRule, ObjectStore, StorageOptions};
-use crate::store::Store;
 
 /// The stores every service works on.
 pub(super) struct Stores {

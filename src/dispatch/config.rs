@@ -80,7 +80,7 @@ impl ComfyConfig {
                 );
             }
         }
-        if let Err(e) = crate::storage::validate_bucket_name(&self.output_bucket) {
+        if let Err(e) = crate::object_store::validate_bucket_name(&self.output_bucket) {
             return invalid("comfyui.output_bucket", format!("{:?}: {e}", self.output_bucket));
         }
         if self.url_expiry_seconds == 0 || self.url_expiry_seconds > 7 * 86_400 {

@@ -40,8 +40,8 @@ mod storage_config;
 pub use backend::{Backend, BackendStatus, Pool, Slot};
 pub use config::{BackendConfig, ComfyConfig, DispatchSettings};
 pub use outputs::{
-    JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreHealth, StoreSink, content_type_of,
-    metadata_key, output_key,
+    JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, metadata_key,
+    output_key,
 };
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
 pub use s3_sink::S3Sink;
@@ -52,15 +52,39 @@ use crate::comfy::ComfyError;
 use crate::queue::{Job, JobStatus, Queue};
 use crate::sync::lock;
 
+/// How an attempt ended, as metrics, rates and alerts count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// ComfyUI generated the outputs.
+    Generated,
+    /// Served from the prompt cache; no GPU ran.
+    CacheHit,
+    /// Failed; `retried` when the job went back to the queue for another attempt.
+    Failed { retried: bool },
+}
+
+impl AttemptEnd {
+    /// Generated or served from the cache.
+    pub fn succeeded(self) -> bool {
+        !matches!(self, Self::Failed { .. })
+    }
+
+    pub fn cache_hit(self) -> bool {
+        self == Self::CacheHit
+    }
+
+    /// A failure that put the job back in the queue.
+    pub fn retried(self) -> bool {
+        self == Self::Failed { retried: true }
+    }
+}
+
 /// One finished attempt, for metrics and alerts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
     /// The checkpoint the workflow loads, or `none`.
     pub model: String,
-    pub success: bool,
-    pub cache_hit: bool,
-    /// A failure that put the job back in the queue for another attempt.
-    pub retried: bool,
+    pub end: AttemptEnd,
     /// From claim to the recorded outcome.
     pub seconds: f64,
     /// How long the job waited before its first attempt (first attempts only).
@@ -132,7 +156,7 @@ impl Shared {
         lock(&self.failed_on).get(&id).cloned()
     }
 
-    fn observe(&self, job: &Job, success: bool, cache_hit: bool, retried: bool, seconds: f64) {
+    fn observe(&self, job: &Job, end: AttemptEnd, seconds: f64) {
         if let Some(observer) = &self.observer {
             #[allow(clippy::cast_precision_loss)]
             let queue_wait_seconds = (job.attempts == 1)
@@ -141,9 +165,7 @@ impl Shared {
                 .map(|started| (started - job.created_ms).max(0) as f64 / 1000.0);
             observer(&Generation {
                 model: model_of(&job.payload),
-                success,
-                cache_hit,
-                retried,
+                end,
                 seconds,
                 queue_wait_seconds,
                 at_ms: self.queue.now_ms(),
@@ -207,7 +229,7 @@ impl Dispatcher {
     }
 
     /// Where outputs are stored and whether it answers.
-    pub async fn output_store(&self) -> StoreHealth {
+    pub async fn output_store(&self) -> crate::stores::StoreHealth {
         self.shared.sink.health(&self.shared.settings.output_bucket).await
     }
 

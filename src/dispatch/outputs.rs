@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::{CachedObject, CachedResult};
+use crate::object_store::{ObjectAttrs, ObjectStore, StorageError};
 use crate::s3::presign::Presigner;
-use crate::storage::{ObjectAttrs, ObjectStore, StorageError};
+use crate::stores::StoreHealth;
 
 /// Storing an output failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,50 +41,6 @@ pub trait OutputSink: Send + Sync + 'static {
     /// What holds the outputs and whether it answers (checked on `bucket`), for
     /// status and the dashboard.
     async fn health(&self, bucket: &str) -> StoreHealth;
-}
-
-/// The output store as status reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StoreHealth {
-    /// `embedded` or `s3`.
-    pub backend: String,
-    /// The external endpoint (absent for the embedded store).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    pub reachable: bool,
-    /// How long the check took (an S3 HeadBucket), when one was made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl StoreHealth {
-    /// A store inside darkroom: always there.
-    pub fn embedded() -> Self {
-        Self {
-            backend: "embedded".into(),
-            endpoint: None,
-            reachable: true,
-            latency_ms: None,
-            error: None,
-        }
-    }
-
-    /// A Redis server's health from a PING (`None`: the store is embedded).
-    pub async fn of_redis(store: Option<&crate::redis_store::RedisStore>) -> Self {
-        let Some(store) = store else {
-            return Self::embedded();
-        };
-        let ping = store.ping().await;
-        Self {
-            backend: "redis".into(),
-            endpoint: Some(store.endpoint().to_owned()),
-            reachable: ping.is_ok(),
-            latency_ms: ping.as_ref().ok().map(|p| p.latency.as_secs_f64() * 1000.0),
-            error: ping.err().map(|e| e.to_string()),
-        }
-    }
 }
 
 /// Outputs into darkroom's own object store, with URLs from its presigner.
@@ -130,13 +87,7 @@ impl OutputSink for StoreSink {
     }
 
     async fn health(&self, _bucket: &str) -> StoreHealth {
-        StoreHealth {
-            backend: "embedded".into(),
-            endpoint: None,
-            reachable: true,
-            latency_ms: None,
-            error: None,
-        }
+        StoreHealth::embedded()
     }
 
     async fn url(&self, bucket: &str, key: &str, expires: Duration) -> Option<String> {

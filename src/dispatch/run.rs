@@ -10,11 +10,11 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
-use super::Shared;
 use super::backend::{Backend, Slot};
 use super::outputs::{JobResult, OutputObject, content_type_of, metadata_key, output_key};
 use super::progress::ProgressTracker;
 use super::request::JobSpec;
+use super::{AttemptEnd, Shared};
 use crate::cache::{CacheKey, PromptCache};
 use crate::comfy::{
     BinaryImage, ComfyError, Completion, ImageFormat, ImageType, OutputImage, PromptFailure, PromptState,
@@ -417,7 +417,12 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
             if !result.cache_hit {
                 backend.record(true);
             }
-            shared.observe(&claimed.job, true, result.cache_hit, false, seconds);
+            let end = if result.cache_hit {
+                AttemptEnd::CacheHit
+            } else {
+                AttemptEnd::Generated
+            };
+            shared.observe(&claimed.job, end, seconds);
             persist(shared, id, || queue.complete(lease, result.to_value()))
                 .await
                 .map(drop)
@@ -427,13 +432,13 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
             backend.record(false);
             let job = persist(shared, id, || queue.fail(lease, message.clone())).await;
             let again = job.as_ref().is_ok_and(|j| !j.status.is_terminal());
-            shared.observe(&claimed.job, false, false, again, seconds);
+            shared.observe(&claimed.job, AttemptEnd::Failed { retried: again }, seconds);
             shared.set_failed_on(id, again.then_some(backend.url.as_str()));
             job.map(drop)
         }
         Outcome::Fatal(message) => {
             tracing::warn!(job = %id, error = %message, "job failed");
-            shared.observe(&claimed.job, false, false, false, seconds);
+            shared.observe(&claimed.job, AttemptEnd::Failed { retried: false }, seconds);
             persist(shared, id, || queue.fail_permanently(lease, message.clone()))
                 .await
                 .map(drop)

@@ -15,8 +15,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
-use super::outputs::{OutputSink, SinkError, StoreHealth};
+use super::outputs::{OutputSink, SinkError};
 use super::storage_config::ExternalS3;
+use crate::stores::{StoreHealth, StoreKind};
 
 /// The sink.
 pub struct S3Sink {
@@ -211,7 +212,7 @@ impl OutputSink for S3Sink {
             Err(e) => (false, Some(DisplayErrorContext(&e).to_string())),
         };
         StoreHealth {
-            backend: "s3".into(),
+            backend: StoreKind::S3,
             endpoint: Some(self.endpoint.clone()),
             reachable,
             latency_ms,

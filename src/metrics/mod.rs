@@ -24,8 +24,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::dispatch::{BackendStatus, Generation};
+use crate::object_store::BucketUsage;
 use crate::queue::{Counts, JobStatus};
-use crate::storage::BucketUsage;
 use crate::sync::lock;
 
 mod gpu;
@@ -364,16 +364,16 @@ impl Metrics {
         if let Some(wait) = g.queue_wait_seconds {
             i.queue_wait.observe(wait);
         }
-        if g.retried {
+        if g.end.retried() {
             i.retries.inc();
         }
-        if g.cache_hit {
+        if g.end.cache_hit() {
             return;
         }
         i.generation_seconds.observe(g.seconds);
         i.generations
             .get_or_create(&StatusModel {
-                status: if g.success { "success" } else { "failure" }.into(),
+                status: if g.end.succeeded() { "success" } else { "failure" }.into(),
                 model: g.model.clone(),
             })
             .inc();

@@ -2,11 +2,11 @@
 //! a transition the job's status does not allow, a stale lease) that the API maps to
 //! 404 / 409.
 
-use crate::store::from_redb;
+use crate::redb_store::from_redb;
 use ulid::Ulid;
 
 use super::job::JobStatus;
-use crate::store::StoreError;
+use crate::redb_store::StoreError;
 
 /// What can go wrong with a queue operation.
 #[derive(Debug, thiserror::Error)]

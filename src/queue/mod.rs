@@ -51,8 +51,8 @@ pub use job::{
 pub use read::{Counts, ListQuery, Page};
 
 use crate::clock::{Millis, SharedClock};
+use crate::redb_store::Store;
 use crate::redis_store::RedisStore;
-use crate::store::Store;
 use backend::JobTables;
 use ids::IdSource;
 use job::duration_ms;
@@ -160,11 +160,11 @@ impl Queue {
         }
     }
 
-    /// `embedded` or `redis`.
-    pub fn backend_name(&self) -> &'static str {
+    /// Where the queue lives: `embedded` or `redis`.
+    pub fn kind(&self) -> crate::stores::StoreKind {
         match self.inner.backend {
-            Backend::Embedded(_) => "embedded",
-            Backend::Redis(_) => "redis",
+            Backend::Embedded(_) => crate::stores::StoreKind::Embedded,
+            Backend::Redis(_) => crate::stores::StoreKind::Redis,
         }
     }
 

@@ -6,7 +6,7 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result, s3_error};
 
-use crate::storage::ObjectStore;
+use crate::object_store::ObjectStore;
 
 pub struct Access {
     store: ObjectStore,

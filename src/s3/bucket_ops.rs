@@ -4,7 +4,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::convert;
-use crate::storage::ObjectStore;
+use crate::object_store::ObjectStore;
 
 type Out<T> = S3Result<S3Response<T>>;
 

@@ -8,7 +8,7 @@ use s3s::checksum::ChecksumHasher;
 use s3s::dto::ChecksumAlgorithm;
 use s3s::{S3Result, s3_error};
 
-use crate::storage::{Checksums, ObjectStore, StagedBlob};
+use crate::object_store::{Checksums, ObjectStore, StagedBlob};
 
 /// The checksums a client declared for one body.
 #[derive(Debug, Default)]
@@ -175,7 +175,7 @@ macro_rules! declared {
         $crate::s3::checksum::Declared {
             content_md5: $input.content_md5,
             algorithm: $input.checksum_algorithm,
-            sums: $crate::storage::Checksums {
+            sums: $crate::object_store::Checksums {
                 crc32: $input.checksum_crc32,
                 crc32c: $input.checksum_crc32c,
                 sha1: $input.checksum_sha1,

@@ -93,7 +93,7 @@ impl S3Config {
             return invalid("s3.lifecycle_interval_seconds", "must be at least 1");
         }
         for b in &self.buckets {
-            if let Err(e) = crate::storage::validate_bucket_name(&b.name) {
+            if let Err(e) = crate::object_store::validate_bucket_name(&b.name) {
                 return Err(ConfigError::Invalid {
                     key: "s3.buckets.name",
                     message: format!("{:?}: {e}", b.name),

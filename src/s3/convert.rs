@@ -8,7 +8,7 @@ use s3s::dto::{
 use s3s::{S3Result, s3_error};
 
 use crate::clock::Millis;
-use crate::storage::{LifecycleRule, ObjectAttrs, ObjectMeta};
+use crate::object_store::{LifecycleRule, ObjectAttrs, ObjectMeta};
 
 /// Milliseconds since the epoch as an S3 timestamp.
 pub fn timestamp(ms: Millis) -> Timestamp {

@@ -3,7 +3,7 @@
 
 use s3s::{S3Error, S3ErrorCode};
 
-use crate::storage::StorageError;
+use crate::object_store::StorageError;
 
 impl From<StorageError> for S3Error {
     fn from(e: StorageError) -> Self {

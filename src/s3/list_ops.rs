@@ -9,7 +9,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::convert;
-use crate::storage::{ListPage, ListQuery, ObjectStore};
+use crate::object_store::{ListPage, ListQuery, ObjectStore};
 
 type Out<T> = S3Result<S3Response<T>>;
 

@@ -1,6 +1,6 @@
 //! The S3-compatible server: the `s3s` crate speaks the protocol (routing, XML,
 //! SigV4 including presigned URLs and aws-chunked bodies); this module adapts it to
-//! darkroom's [`ObjectStore`](crate::storage::ObjectStore). Handlers stay thin: they
+//! darkroom's [`ObjectStore`](crate::object_store::ObjectStore). Handlers stay thin: they
 //! translate types and call the store. Also here: who may do what (signed requests,
 //! plus unsigned reads of public-read buckets) and MinIO's health endpoints.
 
@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::storage::ObjectStore;
+use crate::object_store::ObjectStore;
 
 mod access;
 mod bucket_ops;

@@ -7,7 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
 use super::object_ops::copy_source;
-use crate::storage::ObjectStore;
+use crate::object_store::ObjectStore;
 
 type Out<T> = S3Result<S3Response<T>>;
 

@@ -10,7 +10,7 @@ use tokio_util::io::ReaderStream;
 
 use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
-use crate::storage::{ObjectAttrs, ObjectBody, ObjectMeta, ObjectStore, PutConditions};
+use crate::object_store::{ObjectAttrs, ObjectBody, ObjectMeta, ObjectStore, PutConditions};
 
 type Out<T> = S3Result<S3Response<T>>;
 

@@ -10,7 +10,7 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 
 use super::{bucket_ops, list_ops, multipart_ops, object_ops};
 use crate::metrics::Metrics;
-use crate::storage::ObjectStore;
+use crate::object_store::ObjectStore;
 
 pub struct DarkroomS3 {
     store: ObjectStore,

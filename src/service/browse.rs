@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{ServiceError, Services};
 use crate::clock::Millis;
 use crate::comfy::ParamSpec;
-use crate::storage::{ListQuery, StorageError};
+use crate::object_store::{ListQuery, StorageError};
 use crate::telemetry::LogLine;
 
 /// One folder of a bucket.

@@ -31,10 +31,10 @@ use crate::dispatch::Dispatcher;
 use crate::events::EventHub;
 use crate::gpu::GpuMonitor;
 use crate::metrics::Metrics;
+use crate::object_store::ObjectStore;
 use crate::queue::Queue;
 use crate::s3::presign::Presigner;
 use crate::status::RecentGenerations;
-use crate::storage::ObjectStore;
 use crate::telemetry::LogBuffer;
 use crate::webhook::Webhooks;
 

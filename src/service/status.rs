@@ -9,7 +9,8 @@
 
 use super::{ServiceError, Services};
 use crate::queue::{JobStatus, ListQuery};
-use crate::status::{CacheStatus, QueueStatus, StatusSnapshot, StoreChecks};
+use crate::status::{CacheStatus, QueueStatus, StatusSnapshot};
+use crate::stores::StoreChecks;
 
 impl Services {
     /// Reads every part of the snapshot.

@@ -8,7 +8,7 @@ use darkroom::cache::{
     CacheKey, CachedObject, CachedResult, KvCache, PromptCache, PromptCacheConfig, canonical_json,
 };
 use darkroom::clock::{Clock, ManualClock};
-use darkroom::store::Store;
+use darkroom::redb_store::Store;
 use serde_json::json;
 
 use darkroom::redis_store::RedisStore;

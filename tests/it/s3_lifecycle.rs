@@ -8,7 +8,7 @@ use aws_sdk_s3::types::{
     LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter, Tag,
 };
 use darkroom::clock::{Clock, ManualClock, SystemClock};
-use darkroom::storage::StorageEvent;
+use darkroom::object_store::StorageEvent;
 
 use crate::support::{code, server_with_clock};
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use darkroom::storage::ObjectAttrs;
+use darkroom::object_store::ObjectAttrs;
 use futures::StreamExt;
 
 use crate::support::server;

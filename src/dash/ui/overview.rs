@@ -110,15 +110,15 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
     };
     let text = crate::commands::output_store_text;
     let stores = [&s.queue_store, &s.cache_store, &s.output_store];
-    let line = if stores.iter().all(|h| h.backend == "embedded") {
-        "queue, cache, outputs: embedded".to_owned()
-    } else {
+    let line = if stores.iter().any(|h| h.is_shared()) {
         format!(
             "queue: {}  cache: {}  outputs: {}",
             text(&s.queue_store),
             text(&s.cache_store),
             text(&s.output_store)
         )
+    } else {
+        "queue, cache, outputs: embedded".to_owned()
     };
     let all_reachable = stores.iter().all(|h| h.reachable);
     let store_line = Line::styled(

@@ -170,7 +170,7 @@ fn state(gpus: bool) -> State {
             log_line(
                 3,
                 "INFO",
-                "darkroom::storage::lifecycle",
+                "darkroom::object_store::lifecycle",
                 "lifecycle: object expired bucket=comfyui-outputs key=jobs/01JOLD/ComfyUI_00001_.png",
             ),
         ],
@@ -213,8 +213,8 @@ fn overview() {
 fn overview_on_shared_redis_and_s3() {
     let mut s = state(true);
     let snapshot = s.snapshot.as_mut().unwrap();
-    let redis = crate::dispatch::StoreHealth {
-        backend: "redis".into(),
+    let redis = crate::stores::StoreHealth {
+        backend: crate::stores::StoreKind::Redis,
         endpoint: Some("redis://redis:6379/0".into()),
         reachable: true,
         latency_ms: Some(0.4),
@@ -222,8 +222,8 @@ fn overview_on_shared_redis_and_s3() {
     };
     snapshot.queue_store = redis.clone();
     snapshot.cache_store = redis;
-    snapshot.output_store = crate::dispatch::StoreHealth {
-        backend: "s3".into(),
+    snapshot.output_store = crate::stores::StoreHealth {
+        backend: crate::stores::StoreKind::S3,
         endpoint: Some("http://minio:9000".into()),
         reachable: false,
         latency_ms: None,

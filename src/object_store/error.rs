@@ -1,10 +1,10 @@
 //! What the object store can refuse or fail at. The S3 adapter maps each variant to
 //! one S3 error code in one place (`s3::error`).
 
-use crate::store::from_redb;
+use crate::redb_store::from_redb;
 use std::path::PathBuf;
 
-use crate::store::StoreError;
+use crate::redb_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -41,7 +41,7 @@ macro_rules! from_redb {
     (@one $target:ty, $source:ty) => {
         impl From<$source> for $target {
             fn from(e: $source) -> Self {
-                Self::from($crate::store::StoreError::from(redb::Error::from(e)))
+                Self::from($crate::redb_store::StoreError::from(redb::Error::from(e)))
             }
         }
     };

@@ -16,7 +16,7 @@ use redb::ReadableTable;
 use tokio::sync::broadcast;
 
 use crate::clock::{Millis, SharedClock};
-use crate::store::Store;
+use crate::redb_store::Store;
 use crate::sync::lock;
 
 pub mod blobs;
