@@ -180,8 +180,12 @@ async fn job_webhook_is_signed_and_retried() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, first) = hits.recv().await.unwrap();
-    let (headers, second) = hits.recv().await.unwrap();
+    let (_, first) = crate::support::bounded("a webhook delivery", hits.recv())
+        .await
+        .unwrap();
+    let (headers, second) = crate::support::bounded("a webhook delivery", hits.recv())
+        .await
+        .unwrap();
     assert_eq!(first, second, "a retry sends the same body");
     assert_eq!(
         header(&headers, "x-darkroom-signature"),
@@ -235,7 +239,9 @@ async fn alert_rules_fire_and_resolve_to_a_notifier() {
 
     let mut firing = Vec::new();
     while firing.len() < 2 {
-        let (headers, body) = hits.recv().await.unwrap();
+        let (headers, body) = crate::support::bounded("a webhook delivery", hits.recv())
+            .await
+            .unwrap();
         assert_eq!(
             header(&headers, "x-darkroom-signature"),
             sign("alert-secret", &body)
@@ -273,7 +279,9 @@ async fn alert_rules_fire_and_resolve_to_a_notifier() {
     comfy.ctl.release();
     let mut resolved = Vec::new();
     while resolved.len() < 2 {
-        let (_, body) = hits.recv().await.unwrap();
+        let (_, body) = crate::support::bounded("a webhook delivery", hits.recv())
+            .await
+            .unwrap();
         let n: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(n["status"], "resolved", "{n}");
         resolved.push(n["alert"]["name"].as_str().unwrap().to_owned());
@@ -432,7 +440,12 @@ async fn a_webhook_cut_off_by_a_restart_is_delivered_after_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    let cut_off: Value = serde_json::from_slice(&hits.recv().await.unwrap()).unwrap();
+    let cut_off: Value = serde_json::from_slice(
+        &crate::support::bounded("a webhook delivery", hits.recv())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(cut_off["job"]["id"], json!(id));
     first.shutdown().await;
 

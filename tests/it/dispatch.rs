@@ -50,13 +50,16 @@ async fn submit(server: &TestServer, request: JobRequest) -> Ulid {
 /// Waits until job `id` satisfies `done`, watching the queue's events.
 pub async fn wait_job(queue: &Queue, id: Ulid, done: impl Fn(&Job) -> bool) -> Job {
     let mut events = queue.subscribe();
-    loop {
-        let job = queue.get(id).await.unwrap().unwrap();
-        if done(&job) {
-            return job;
+    let wait = async {
+        loop {
+            let job = queue.get(id).await.unwrap().unwrap();
+            if done(&job) {
+                return job;
+            }
+            let _ = events.recv().await;
         }
-        let _ = events.recv().await;
-    }
+    };
+    crate::support::bounded(&format!("job {id}"), wait).await
 }
 
 pub async fn finished(queue: &Queue, id: Ulid) -> Job {

@@ -154,7 +154,9 @@ impl Ctl {
     /// Waits until a prompt is held at the gate; returns its id.
     pub async fn wait_held(&self) -> String {
         let mut rx = self.held.subscribe();
-        let held = rx.wait_for(Option::is_some).await.unwrap();
+        let held = bounded("a prompt held at the gate", rx.wait_for(Option::is_some))
+            .await
+            .unwrap();
         held.clone().unwrap()
     }
     /// Lets the held prompt go on.
@@ -189,12 +191,16 @@ impl Ctl {
     /// Waits until `n` prompts have finished (success, error or interrupt).
     pub async fn wait_finished(&self, n: u64) {
         let mut rx = self.finished.subscribe();
-        rx.wait_for(|c| *c >= n).await.unwrap();
+        bounded(&format!("{n} finished prompts"), rx.wait_for(|c| *c >= n))
+            .await
+            .unwrap();
     }
     /// Waits until `n` interrupt or queue-delete requests have arrived.
     pub async fn wait_stops(&self, n: usize) {
         let mut rx = self.stops.subscribe();
-        rx.wait_for(|c| *c >= n).await.unwrap();
+        bounded(&format!("{n} interrupts or deletes"), rx.wait_for(|c| *c >= n))
+            .await
+            .unwrap();
     }
     pub fn prompts_received(&self) -> usize {
         self.lock().prompts_received
@@ -519,4 +525,13 @@ async fn serve_ws(ctl: Arc<Ctl>, client_id: String, mut socket: WebSocket) {
             inc = socket.recv() => if !matches!(inc, Some(Ok(_))) { return },
         }
     }
+}
+
+/// Awaits `f`, failing the test with `what` after two minutes — a broken feature
+/// fails instead of hanging the suite. (This file is shared with the benches, so it
+/// does not lean on the test crate's support module.)
+async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(120), f)
+        .await
+        .unwrap_or_else(|elapsed| panic!("gave up waiting for {what}: {elapsed}"))
 }

@@ -269,9 +269,12 @@ async fn without_nvml_the_daemon_falls_back_to_comfyuis_system_stats() {
 
 async fn wait_for(gpu: &GpuMonitor, done: impl Fn(&GpuMonitor) -> bool) {
     let mut samples = gpu.subscribe();
-    while !done(gpu) {
-        samples.changed().await.unwrap();
-    }
+    let wait = async {
+        while !done(gpu) {
+            samples.changed().await.unwrap();
+        }
+    };
+    crate::support::bounded("a GPU sample", wait).await;
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ async fn acknowledged_puts_survive_sigkill() {
             }));
         }
         drop(enough_tx);
-        enough_rx.recv().await;
+        crate::support::bounded("enough written", enough_rx.recv()).await;
         serve.child.kill().unwrap(); // SIGKILL
         serve.child.wait().unwrap();
         for t in tasks {

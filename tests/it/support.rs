@@ -11,6 +11,18 @@ use darkroom::config::Config;
 use darkroom::daemon::Daemon;
 use tempfile::TempDir;
 
+/// How long any test waits for something that should happen before calling the
+/// feature broken (generous: the machine may be busy; no timing is asserted).
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Awaits `f`, failing the test with `what` if it takes longer than [`WAIT_LIMIT`]
+/// — so a broken feature fails instead of hanging the suite.
+pub async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(WAIT_LIMIT, f)
+        .await
+        .unwrap_or_else(|elapsed| panic!("gave up waiting for {what}: {elapsed} ({WAIT_LIMIT:?})"))
+}
+
 pub const ACCESS_KEY: &str = "darkroom-test";
 pub const SECRET_KEY: &str = "darkroom-test-secret";
 
