@@ -270,7 +270,7 @@ pub fn gpu(lib: &str, json: bool, once: bool) -> anyhow::Result<()> {
         let report = match source.as_mut() {
             Ok(s) => crate::gpu::GpuMonitor::sample_once(s, now),
             Err(e) => crate::gpu::GpuReport {
-                source: "none".into(),
+                source: crate::gpu::ReadingSource::None,
                 unavailable: Some(e.to_string()),
                 at_ms: now,
                 ..crate::gpu::GpuReport::default()

@@ -51,6 +51,13 @@ macro_rules! named_enum {
             }
         }
 
+        /// Compares with a name, as JSON and the API spell it.
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
         impl ::std::str::FromStr for $ty {
             type Err = $crate::names::ParseNameError;
 

@@ -1,6 +1,6 @@
 //! The ComfyUI client: everything darkroom says to a ComfyUI server, in its real
-//! API as recorded in `shared/comfyui/` — submit over HTTP, follow over the
-//! WebSocket, read results from `/history` and files from `/view`, cancel with
+//! API as recorded from a real server (`tests/fixtures/comfyui/`) — submit over
+//! HTTP, follow over the WebSocket, read results from `/history` and files from `/view`, cancel with
 //! `/queue` delete and `/interrupt` — plus the workflow [`templates`] that jobs
 //! name instead of sending a full workflow. The dispatcher builds on this; it does
 //! not speak HTTP to ComfyUI itself.

@@ -180,6 +180,7 @@ impl Config {
         }
         self.api.validate()?;
         self.alerts.validate()?;
+        self.gpu.validate()?;
         self.log.validate()?;
         Ok(())
     }

@@ -70,8 +70,8 @@ pub(super) async fn forward_gpu(gpu: crate::gpu::GpuMonitor, hub: EventHub, shut
         let send = match &last {
             None => true,
             Some(prev) if report.devices.is_empty() => {
-                (prev.source.as_str(), &prev.unavailable, prev.devices.len())
-                    != (report.source.as_str(), &report.unavailable, 0)
+                (prev.source, &prev.unavailable, prev.devices.len())
+                    != (report.source, &report.unavailable, 0)
             }
             Some(prev) => report.at_ms.saturating_sub(prev.at_ms) >= 1000,
         };

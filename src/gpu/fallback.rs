@@ -18,8 +18,8 @@ impl ComfyStatsSource {
 }
 
 impl GpuSource for ComfyStatsSource {
-    fn name(&self) -> &'static str {
-        "comfyui"
+    fn name(&self) -> super::ReadingSource {
+        super::ReadingSource::Comfyui
     }
 
     fn sample(&mut self) -> Result<Vec<GpuReading>, GpuError> {

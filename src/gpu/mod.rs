@@ -39,6 +39,28 @@ pub struct GpuConfig {
     pub history_seconds: u64,
 }
 
+impl GpuConfig {
+    /// Checks the section; errors name the key.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(crate::config::ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.sample_interval_ms == 0 {
+            return invalid("gpu.sample_interval_ms", "must be at least 1");
+        }
+        if self.enabled && self.nvml_lib.trim().is_empty() {
+            return invalid(
+                "gpu.nvml_lib",
+                "must name the NVML library (libnvidia-ml.so.1 or a path), or set gpu.enabled = false",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for GpuConfig {
     fn default() -> Self {
         Self {
@@ -50,10 +72,29 @@ impl Default for GpuConfig {
     }
 }
 
+/// Where GPU readings come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadingSource {
+    /// The NVIDIA driver's library, on this machine.
+    Nvml,
+    /// The ComfyUI backends' `/system_stats` (VRAM only).
+    Comfyui,
+    /// No readings (NVML missing and no backend to ask, or telemetry off).
+    #[default]
+    None,
+}
+
+named_enum!(ReadingSource, "GPU reading source", {
+    Nvml => "nvml",
+    Comfyui => "comfyui",
+    None => "none",
+});
+
 /// A source of GPU readings.
 pub trait GpuSource: Send {
-    /// `nvml`, `comfyui`, ...
-    fn name(&self) -> &'static str;
+    /// Which source this is.
+    fn name(&self) -> ReadingSource;
     /// The driver version, when the source knows it.
     fn driver_version(&self) -> Option<String> {
         None
@@ -134,7 +175,7 @@ pub struct GpuReading {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GpuReport {
     /// The source the readings come from (`nvml`, `comfyui`), or `none`.
-    pub source: String,
+    pub source: ReadingSource,
     /// Why NVML (or every source) is not in use, said once and kept here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
@@ -181,7 +222,7 @@ impl GpuMonitor {
     pub fn disabled(reason: &str) -> Self {
         let m = Self::default();
         m.set(GpuReport {
-            source: "none".into(),
+            source: ReadingSource::None,
             unavailable: Some(reason.into()),
             ..GpuReport::default()
         });
@@ -257,14 +298,14 @@ impl GpuMonitor {
     pub fn sample_once(source: &mut dyn GpuSource, at_ms: Millis) -> GpuReport {
         match source.sample() {
             Ok(devices) => GpuReport {
-                source: source.name().into(),
+                source: source.name(),
                 unavailable: None,
                 driver_version: source.driver_version(),
                 at_ms,
                 devices,
             },
             Err(e) => GpuReport {
-                source: "none".into(),
+                source: ReadingSource::None,
                 unavailable: Some(e.to_string()),
                 at_ms,
                 ..GpuReport::default()
@@ -313,7 +354,7 @@ fn sample_loop(
         let at_ms = clock.now_ms();
         let report = match source.as_mut() {
             None => GpuReport {
-                source: "none".into(),
+                source: ReadingSource::None,
                 unavailable: unavailable.clone(),
                 at_ms,
                 ..GpuReport::default()
@@ -322,7 +363,7 @@ fn sample_loop(
                 Ok(devices) => {
                     last_error = None;
                     GpuReport {
-                        source: s.name().into(),
+                        source: s.name(),
                         unavailable: unavailable.clone(),
                         driver_version: s.driver_version(),
                         at_ms,
@@ -332,14 +373,14 @@ fn sample_loop(
                 Err(e) => {
                     let text = e.to_string();
                     if last_error.as_deref() != Some(text.as_str()) {
-                        tracing::warn!(source = s.name(), error = %text, "GPU sampling failed");
+                        tracing::warn!(source = %s.name(), error = %text, "GPU sampling failed");
                         last_error = Some(text.clone());
                     }
                     if matches!(e, GpuError::Unavailable(_)) && unavailable.is_none() {
                         unavailable = Some(text);
                     }
                     GpuReport {
-                        source: s.name().into(),
+                        source: s.name(),
                         unavailable: unavailable.clone(),
                         at_ms,
                         ..GpuReport::default()
@@ -391,8 +432,8 @@ mod tests {
     struct Fixed(Vec<GpuReading>);
 
     impl GpuSource for Fixed {
-        fn name(&self) -> &'static str {
-            "memory"
+        fn name(&self) -> ReadingSource {
+            ReadingSource::Nvml
         }
         fn sample(&mut self) -> Result<Vec<GpuReading>, GpuError> {
             Ok(self.0.clone())
@@ -415,7 +456,7 @@ mod tests {
         }
         let h = m.history(0);
         assert_eq!(h.iter().map(|p| p.at_ms).collect::<Vec<_>>(), [2, 3, 4]);
-        assert_eq!(m.report().source, "memory");
+        assert_eq!(m.report().source, ReadingSource::Nvml);
         let off = GpuMonitor::disabled("gpu.enabled = false");
         assert_eq!(off.report().unavailable.as_deref(), Some("gpu.enabled = false"));
     }

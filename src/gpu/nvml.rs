@@ -68,8 +68,8 @@ fn opt<T>(r: Result<T, NvmlError>) -> Option<T> {
 }
 
 impl GpuSource for NvmlSource {
-    fn name(&self) -> &'static str {
-        "nvml"
+    fn name(&self) -> super::ReadingSource {
+        super::ReadingSource::Nvml
     }
 
     fn driver_version(&self) -> Option<String> {

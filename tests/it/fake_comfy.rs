@@ -1,8 +1,8 @@
 //! A fake ComfyUI for tests: a real axum HTTP + WebSocket server on a port-0
 //! listener that answers with the shapes recorded from a real ComfyUI in
-//! `tests/fixtures/comfyui/` (copied from `shared/comfyui/`). It runs one prompt at a
-//! time and emits the recorded message order. Tests script it through [`Ctl`]: hold
-//! a prompt at a gate until released, fail the next prompt with `execution_error`,
+//! `tests/fixtures/comfyui/`. It runs one prompt at a time and emits the recorded
+//! message order. Tests script it through [`Ctl`]: hold a prompt at a gate until
+//! released, fail the next prompt with `execution_error`,
 //! drop the WebSocket mid-job, restart (forgetting queue and history), and count
 //! what reached it. Nothing here sleeps to wait for something: the runner waits on
 //! `Notify`s. The one sleep is `set_work`, simulated GPU time for the scale-out

@@ -32,7 +32,7 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
         .as_ref()
         .map(|s| match &s.gpus.driver_version {
             Some(v) => format!("{}, driver {v}", s.gpus.source),
-            None => s.gpus.source.clone(),
+            None => s.gpus.source.to_string(),
         })
         .unwrap_or_default();
     frame.render_widget(
