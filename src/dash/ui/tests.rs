@@ -170,7 +170,7 @@ fn state(gpus: bool) -> State {
             log_line(
                 3,
                 "INFO",
-                "darkroom::object_store::lifecycle",
+                "darkroom::storage::lifecycle",
                 "lifecycle: object expired bucket=comfyui-outputs key=jobs/01JOLD/ComfyUI_00001_.png",
             ),
         ],
