@@ -45,6 +45,26 @@ pub struct StatusSnapshot {
     pub cache: CacheStatus,
     /// Pending and firing alerts, most severe first.
     pub alerts: Vec<crate::alerts::Alert>,
+    /// Where this daemon listens and how to log in to its S3 API (absent from
+    /// daemons older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// Where a daemon listens, what a newcomer needs to use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Endpoints {
+    /// The HTTP API (`http://127.0.0.1:9080`).
+    pub api_url: String,
+    /// The S3 API, absent when darkroom's S3 server is off (`s3.enabled = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_url: Option<String>,
+    /// The S3 access key (never the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_access_key: Option<String>,
+    /// Where the S3 secret key is: the generated credentials file, or the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_secret_in: Option<String>,
 }
 
 /// The queue at a glance.

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::credentials::S3Login;
 use crate::cache::{KvCache, PromptCache};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -22,6 +23,7 @@ use crate::redb_store::Store;
 use crate::redis_store::Backend;
 use crate::redis_store::RedisStore;
 use crate::s3::presign::Presigner;
+use crate::status::Endpoints;
 
 /// The stores every service works on.
 pub(super) struct Stores {
@@ -45,18 +47,28 @@ pub(super) async fn open_stores(config: &Config, clock: &SharedClock) -> anyhow:
     })
 }
 
-/// Binds the S3 listener and starts serving; returns its address and presigner.
+/// darkroom's own S3 server, once it listens.
+pub(super) struct S3Server {
+    pub addr: std::net::SocketAddr,
+    /// What presigned URLs and clients use (`s3.public_url`, else the address).
+    pub public_url: String,
+    pub presigner: Presigner,
+    pub login: S3Login,
+}
+
+/// Binds the S3 listener and starts serving.
 pub(super) async fn start_s3(
     config: &Config,
     storage: &ObjectStore,
     metrics: &Metrics,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<Option<(std::net::SocketAddr, Presigner)>> {
+) -> anyhow::Result<Option<S3Server>> {
     if !config.s3.enabled {
         return Ok(None);
     }
-    let credentials = super::credentials::resolve_credentials(config)?;
+    let login = super::credentials::resolve_credentials(config)?;
+    let credentials = &login.credentials;
     let listener = TcpListener::bind(config.s3.addr)
         .await
         .with_context(|| format!("s3.addr: cannot listen on {}", config.s3.addr))?;
@@ -67,11 +79,26 @@ pub(super) async fn start_s3(
         config.s3.public_url.clone()
     };
     let presigner = Presigner::new(credentials.clone(), &config.s3.region, &public_url)?;
-    let service = crate::s3::build(storage.clone(), &credentials, &config.s3.region, metrics.clone());
+    let service = crate::s3::build(storage.clone(), credentials, &config.s3.region, metrics.clone());
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     tasks.spawn(crate::s3::serve(listener, service, shutdown.clone(), grace));
     tracing::info!(%addr, "S3 API listening");
-    Ok(Some((addr, presigner)))
+    Ok(Some(S3Server {
+        addr,
+        public_url,
+        presigner,
+        login,
+    }))
+}
+
+/// Where the daemon listens and how to log in to its S3 API, for the status.
+pub(super) fn endpoints(s3: Option<&S3Server>, api_addr: std::net::SocketAddr) -> Endpoints {
+    Endpoints {
+        api_url: format!("http://{api_addr}"),
+        s3_url: s3.map(|s| s.public_url.clone()),
+        s3_access_key: s3.map(|s| s.login.credentials.access_key.clone()),
+        s3_secret_in: s3.map(|s| s.login.secret_in.clone()),
+    }
 }
 
 /// Opens the object store and creates the buckets the config declares.

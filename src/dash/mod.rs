@@ -56,11 +56,16 @@ const TICK: Duration = Duration::from_millis(250);
 /// Runs the daemon with the dashboard; quitting (after confirmation) stops the
 /// daemon as SIGTERM does. Logs go to `<data_dir>/darkroom.log` and the log panel.
 pub async fn run_local(config: crate::config::Config, options: Options) -> anyhow::Result<()> {
-    let daemon = crate::daemon::Daemon::start(&config, crate::clock::system()).await?;
+    let mut daemon = crate::daemon::Daemon::start(&config, crate::clock::system()).await?;
     let link = Arc::new(LocalLink {
         services: daemon.services(),
     });
     let result = run(link, true, options).await;
+    // Shown once the terminal is the shell's again: drawn before, the dashboard
+    // would cover it (the overview says where the secret is meanwhile).
+    if let Some(notice) = daemon.take_credentials_notice() {
+        eprint!("{notice}");
+    }
     eprintln!("darkroom: stopping; running jobs get the grace period to finish…");
     daemon.shutdown().await;
     result

@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::object_store::ObjectStore;
 use crate::queue::Queue;
 use crate::s3::presign::Presigner;
-use crate::status::RecentGenerations;
+use crate::status::{Endpoints, RecentGenerations};
 use crate::telemetry::LogBuffer;
 use crate::webhook::Webhooks;
 
@@ -58,4 +58,6 @@ pub struct Services {
     pub presigner: Option<Presigner>,
     pub url_expiry: Duration,
     pub logs: LogBuffer,
+    /// Where the daemon listens, for the status snapshot.
+    pub endpoints: Option<Endpoints>,
 }

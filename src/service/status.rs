@@ -65,6 +65,7 @@ impl Services {
                 .as_ref()
                 .map(crate::alerts::Alerts::active)
                 .unwrap_or_default(),
+            endpoints: self.endpoints.clone(),
         })
     }
 

@@ -119,6 +119,56 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
     assert!(log.contains("darkroom stopped"), "{log}");
 }
 
+/// A newcomer's first `darkroom`: no credentials configured, no ComfyUI yet. The
+/// overview says where the S3 and HTTP APIs listen, the access key and where the
+/// secret is, and how to add a ComfyUI; the generated pair is printed once the
+/// dashboard has given the terminal back — not underneath it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_says_where_everything_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "cd {} && env -u DARKROOM_S3__ACCESS_KEY -u DARKROOM_S3__SECRET_KEY -u MINIO_ROOT_USER \
+         -u MINIO_ROOT_PASSWORD DARKROOM_DATA_DIR=data {BIN} --s3-addr 127.0.0.1:0 --api-addr 127.0.0.1:0 \
+         --nvml-lib /nonexistent/libnvidia-ml.so.1",
+        dir.path().display(),
+    );
+    tokio::task::block_in_place(move || {
+        let t = Tmux::start(&command, 100, 30);
+        let s = t.wait_for("the endpoints", |s| {
+            s.contains("● connected") && s.contains("secret key in data/credentials.toml")
+        });
+        keep("local-first-start", &s);
+        assert!(s.contains("S3   http://127.0.0.1:"), "{s}");
+        assert!(s.contains("API  http://127.0.0.1:"), "{s}");
+        assert!(
+            s.contains("no ComfyUI backend configured (comfyui.backends or --comfyui URL)"),
+            "{s}"
+        );
+        let shown = s
+            .split("access key ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no access key on the overview:\n{s}"))
+            .to_owned();
+        // The secret never appears on the dashboard.
+        let file = std::fs::read_to_string(dir.path().join("data/credentials.toml")).unwrap();
+        let stored: toml::Table = toml::from_str(&file).unwrap();
+        let secret = stored["secret_key"].as_str().unwrap();
+        assert_eq!(stored["access_key"].as_str(), Some(shown.as_str()));
+        assert!(!s.contains(secret), "{s}");
+
+        t.keys(&["q"]);
+        t.wait_text("Quit and stop the daemon?");
+        t.keys(&["y"]);
+        assert_eq!(t.wait_exit(), 0);
+        // Back on the normal screen: the pair, shown once, after the dashboard.
+        let after = t.scrollback();
+        assert_eq!(after.matches("generated S3 credentials").count(), 1, "{after}");
+        assert!(after.contains(&format!("access key: {shown}")), "{after}");
+        assert!(after.contains(&format!("secret key: {secret}")), "{after}");
+    });
+}
+
 /// A `darkroom serve` whose API listens on `port` (0: any).
 fn serve(data: &Path, comfy: &str, port: u16) -> Serve {
     Serve::spawn(serve_command(data, comfy, port))

@@ -129,8 +129,13 @@ impl Tmux {
 
     /// Waits for the program to exit; returns its exit status. (The line may have
     /// scrolled into the history, so that is read too.)
+    /// Everything the pane printed, scrolled-off lines included.
+    pub fn scrollback(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-S", "-", "-t", "main"])
+    }
+
     pub fn wait_exit(&self) -> i32 {
-        let all = || self.tmux(&["capture-pane", "-p", "-S", "-", "-t", "main"]);
+        let all = || self.scrollback();
         self.wait_for("the program to exit", |_| all().contains("[exited "));
         let text = all();
         let at = text.rfind("[exited ").unwrap_or(0) + "[exited ".len();

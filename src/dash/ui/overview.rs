@@ -1,5 +1,7 @@
 //! The first panel, everything at a glance: a line per GPU, the queue and its
-//! throughput, the ComfyUI backends, active alerts, and as many recent jobs as fit.
+//! throughput, the ComfyUI backends (or how to add one), where the S3 and HTTP APIs
+//! listen and where the S3 credentials are, active alerts, and as many recent jobs
+//! as fit.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -17,16 +19,22 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
     let queue_lines = queue_lines(state, theme);
     let backend_lines = backend_lines(state, theme, width);
     let alert_lines = alert_lines(state, theme, width);
+    let endpoint_lines = endpoint_lines(state, theme, width);
     let height = |n: usize| u16::try_from(n + 1).unwrap_or(u16::MAX);
-    let [gpu_area, queue_area, backend_area, alert_area, jobs_area] = Layout::vertical([
+    let optional = |lines: &[Line<'_>]| if lines.is_empty() { 0 } else { height(lines.len()) };
+    let [
+        gpu_area,
+        queue_area,
+        backend_area,
+        endpoint_area,
+        alert_area,
+        jobs_area,
+    ] = Layout::vertical([
         Constraint::Length(height(gpu_lines.len())),
         Constraint::Length(height(queue_lines.len())),
         Constraint::Length(height(backend_lines.len())),
-        Constraint::Length(if alert_lines.is_empty() {
-            0
-        } else {
-            height(alert_lines.len())
-        }),
+        Constraint::Length(optional(&endpoint_lines)),
+        Constraint::Length(optional(&alert_lines)),
         Constraint::Min(0),
     ])
     .areas(area);
@@ -39,6 +47,12 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
         Paragraph::new(backend_lines).block(boxed(" Backends ".into())),
         backend_area,
     );
+    if !endpoint_lines.is_empty() {
+        frame.render_widget(
+            Paragraph::new(endpoint_lines).block(boxed(" Endpoints ".into())),
+            endpoint_area,
+        );
+    }
     if !alert_lines.is_empty() {
         frame.render_widget(
             Paragraph::new(alert_lines).block(boxed(" Alerts ".into())),
@@ -163,6 +177,34 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
         })
         .collect();
     lines.push(store_line);
+    lines
+}
+
+/// Where the daemon listens and how to log in to its S3 API — what a newcomer
+/// needs first (the generated secret itself is shown once, outside the dashboard).
+fn endpoint_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'static>> {
+    let Some(e) = state.snapshot.as_ref().and_then(|s| s.endpoints.as_ref()) else {
+        return Vec::new();
+    };
+    let fit = |text: String| fmt::fit(&text, width);
+    let mut lines = match (&e.s3_url, &e.s3_access_key) {
+        (Some(url), Some(key)) => vec![
+            Line::raw(fit(format!("S3   {url}  access key {key}"))),
+            Line::styled(
+                fit(format!(
+                    "     secret key in {}",
+                    e.s3_secret_in.as_deref().unwrap_or("the configuration")
+                )),
+                theme.dim(),
+            ),
+        ],
+        (Some(url), None) => vec![Line::raw(fit(format!("S3   {url}")))],
+        (None, _) => vec![Line::styled("S3   off (s3.enabled = false)", theme.dim())],
+    };
+    lines.push(Line::raw(fit(format!(
+        "API  {}  (`darkroom dash --url` attaches; OpenAPI at /api/v1/openapi.json)",
+        e.api_url
+    ))));
     lines
 }
 

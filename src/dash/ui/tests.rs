@@ -209,6 +209,33 @@ fn overview() {
     insta::assert_snapshot!("overview_no_gpu_80x24", render(&state(false), 80, 24));
 }
 
+/// A first start: no backend yet, generated S3 credentials. The overview says
+/// where S3 and the API listen, the access key, where the secret is, and how to
+/// add a ComfyUI.
+#[test]
+fn overview_of_a_first_start() {
+    let mut s = state(false);
+    let snapshot = s.snapshot.as_mut().unwrap();
+    snapshot.backends.clear();
+    snapshot.endpoints = Some(crate::status::Endpoints {
+        api_url: "http://127.0.0.1:9080".into(),
+        s3_url: Some("http://127.0.0.1:9000".into()),
+        s3_access_key: Some("K7Q2M4TZ8N1VX5RB3LCW".into()),
+        s3_secret_in: Some("./data/credentials.toml".into()),
+    });
+    s.jobs.clear();
+    let screen = render(&s, 80, 24);
+    for expected in [
+        "S3   http://127.0.0.1:9000  access key K7Q2M4TZ8N1VX5RB3LCW",
+        "secret key in ./data/credentials.toml",
+        "API  http://127.0.0.1:9080",
+        "no ComfyUI backend configured (comfyui.backends or --comfyui URL)",
+    ] {
+        assert!(screen.contains(expected), "{expected:?} missing:\n{screen}");
+    }
+    insta::assert_snapshot!("overview_first_start_80x24", screen);
+}
+
 #[test]
 fn overview_on_shared_redis_and_s3() {
     let mut s = state(true);
