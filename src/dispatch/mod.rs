@@ -38,7 +38,7 @@ mod s3_sink;
 pub use backend::{Backend, BackendStatus, Pool, Slot};
 pub use outputs::{
     JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreHealth, StoreSink, content_type_of,
-    metadata_key, output_key,
+    copied_key, job_of_key, metadata_key, output_key,
 };
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
 pub use s3_sink::S3Sink;
