@@ -418,7 +418,8 @@ impl Queue {
             .await
     }
 
-    /// Records the result; the job is `succeeded` and will never run again.
+    /// Records the result; the job is `succeeded` (progress 1.0) and will never run
+    /// again.
     pub async fn complete(&self, lease: &Lease, result: Value) -> Result<Job, QueueError> {
         let lease = lease.clone();
         self.apply(move |t, ctx| txn::complete(t, ctx, &lease, result.clone()))

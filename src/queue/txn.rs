@@ -234,11 +234,17 @@ fn leased_job(t: &mut dyn JobTables, lease: &Lease, action: &'static str) -> Res
     Ok(job)
 }
 
-/// Records the result of a running job: `succeeded`, for good.
+/// Records the result of a running job: `succeeded`, for good, its progress full
+/// (not the last step its worker happened to report).
 pub(crate) fn complete(t: &mut dyn JobTables, ctx: &Ctx, lease: &Lease, result: Value) -> Outcome<Job> {
     let mut job = leased_job(t, lease, "complete")?;
     let before = Position::of(&job);
     job.result = Some(result);
+    job.progress = Some(Progress {
+        fraction: 1.0,
+        message: None,
+        at_ms: ctx.now,
+    });
     ctx.finish(&mut job, JobStatus::Succeeded);
     t.put(Some(&before), &mut job)?;
     let event = JobEvent::of(&job, Some(JobStatus::Running), ctx.now);

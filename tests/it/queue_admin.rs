@@ -288,9 +288,27 @@ async fn every_transition_is_broadcast_after_commit(kind: Kind) {
             (Some(Running), Scheduled, None),
             (Some(Scheduled), Queued, None),
             (Some(Queued), Running, None),
-            (Some(Running), Succeeded, None),
+            (Some(Running), Succeeded, Some(1.0)),
         ]
     );
+}
+
+async fn a_succeeded_job_is_at_full_progress(kind: Kind) {
+    let t = TestQueue::new(kind);
+    let id = t.put("gen", "a").await;
+    let claimed = t.claim("gen").await.unwrap();
+    t.queue
+        .progress(&claimed.lease, 0.25, Some("node 2 (ImageInvert)".into()))
+        .await
+        .unwrap();
+    let done = t.queue.complete(&claimed.lease, json!("ok")).await.unwrap();
+    let stored = t.queue.get(id).await.unwrap().unwrap();
+    for job in [done, stored] {
+        let progress = job.progress.expect("a succeeded job has progress");
+        assert!((progress.fraction - 1.0).abs() < f32::EPSILON, "{progress:?}");
+        assert_eq!(progress.message, None);
+        assert_eq!(progress.at_ms, t.now());
+    }
 }
 
 async fn invalid_requests_are_refused(kind: Kind) {
@@ -348,5 +366,6 @@ on_both_backends!(
     list_pages_through_a_status_with_a_cursor,
     counts_follow_every_transition,
     every_transition_is_broadcast_after_commit,
+    a_succeeded_job_is_at_full_progress,
     invalid_requests_are_refused,
 );
