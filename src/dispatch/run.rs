@@ -1,8 +1,9 @@
 //! One attempt of one job, from the claim to the queue's record of how it ended:
-//! prompt-cache lookup (a hit gets its own copies of the cached outputs), submit
-//! to the reserved backend, follow it (progress into the job, heartbeats, cancel
-//! and timeout), store the outputs and metadata, fill the cache. Every way it can
-//! end is an [`Outcome`], reported to the queue in one place ([`report`]).
+//! prompt-cache lookup (a hit gets its own copies of the cached outputs), the
+//! reserved backend recorded on the job, submit to it, follow it (progress into
+//! the job, heartbeats, cancel and timeout), store the outputs and metadata, fill
+//! the cache. Every way it can end is an [`Outcome`], reported to the queue in one
+//! place ([`report`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,12 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
         return Outcome::Done(result);
     }
     let backend = &slot.backend;
+    // The job names its backend from now on (the jobs table, GET /jobs/{id}).
+    match shared.queue.running_on(&claimed.lease, &backend.url).await {
+        Ok(Directive::Stop(reason)) => return Outcome::Stopped(reason),
+        Ok(Directive::Continue { .. }) => {}
+        Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot record the job's backend"),
+    }
     let client_id = format!("darkroom-{}-{}", job.id, claimed.lease.attempt);
     // Listen first: ComfyUI does not keep messages for a client with no socket.
     let events = match backend.client.connect_events(&client_id).await {

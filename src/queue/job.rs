@@ -166,6 +166,12 @@ pub struct Job {
     /// While `running`: when the lease lapses unless extended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until_ms: Option<Millis>,
+    /// The server (a ComfyUI URL) running the current attempt, as its worker
+    /// reported once it chose one ([`crate::queue::Queue::running_on`]); kept after
+    /// the attempt ends, so a finished or failed job names where it last ran.
+    /// Cleared by the next claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// Set by a cancel while running; the worker sees it in its heartbeat answer.
     #[serde(default)]
     pub cancel_requested: bool,

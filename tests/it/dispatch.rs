@@ -247,6 +247,31 @@ async fn deleting_a_hits_objects_leaves_the_originals() {
 }
 
 #[tokio::test]
+async fn a_running_job_names_its_backend_and_a_finished_one_is_at_full_progress() {
+    let comfy = FakeComfy::start().await;
+    comfy.ctl.hold(true);
+    let server = daemon(&[&comfy], |_| {}).await;
+    let q = server.daemon.queue();
+    let id = submit(&server, noop(json!({"color": 13}))).await;
+    tokio::time::timeout(std::time::Duration::from_secs(30), comfy.ctl.wait_held())
+        .await
+        .expect("the prompt reaches the fake ComfyUI");
+    let api = crate::api_support::Api::new(server.daemon.api_addr(), None).await;
+    let running = api.get(&format!("/api/v1/jobs/{id}")).await.json();
+    assert_eq!(running["status"], "running", "{running}");
+    assert_eq!(running["backend"], json!(comfy.url), "{running}");
+    comfy.ctl.hold(false);
+    comfy.ctl.release();
+    let job = tokio::time::timeout(std::time::Duration::from_secs(30), finished(q, id))
+        .await
+        .expect("the job finishes");
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(job.backend.as_deref(), Some(comfy.url.as_str()));
+    let progress = job.progress.expect("a finished job has progress");
+    assert!((progress.fraction - 1.0).abs() < f32::EPSILON, "{progress:?}");
+}
+
+#[tokio::test]
 async fn stale_cache_entry_whose_outputs_were_deleted_runs_again() {
     let comfy = FakeComfy::start().await;
     let server = daemon(&[&comfy], |_| {}).await;
