@@ -278,6 +278,7 @@ mod tests {
             from: None,
             to: crate::queue::JobStatus::Queued,
             progress: None,
+            backend: None,
             cancel_requested: false,
             at_ms: n,
         })
@@ -332,6 +333,7 @@ mod stream_tests {
             from: None,
             to: crate::queue::JobStatus::Running,
             progress: None,
+            backend: None,
             cancel_requested: false,
             at_ms: n,
         })

@@ -304,6 +304,9 @@ impl State {
         if let Some(job) = self.jobs.get_mut(&ev.id) {
             job.status = ev.to;
             job.cancel_requested = ev.cancel_requested;
+            if ev.backend.is_some() {
+                job.backend.clone_from(&ev.backend);
+            }
             if ev.progress.is_some() || ev.to != JobStatus::Running {
                 job.progress.clone_from(&ev.progress);
             }

@@ -274,3 +274,22 @@ fn storage_browses_folders_and_presigns_objects() {
     handle(&mut s, key(KeyCode::Esc));
     assert!(s.storage_view.browse.is_none());
 }
+
+/// The backend is recorded just after a job starts running (a running -> running
+/// event): the table learns it from that event, without re-reading the job.
+#[test]
+fn a_running_jobs_backend_arrives_with_its_event() {
+    let mut s = connected(false, false);
+    let queued = s.visible_jobs()[1].id;
+    for (id, backend) in [(2, None), (3, Some("http://10.0.0.7:8188"))] {
+        s.apply(Data::Event(typed(RawEvent {
+            id,
+            at_ms: 5,
+            kind: "job".into(),
+            data: json!({"id": queued.to_string(), "queue": "comfyui", "from": "running", "to": "running",
+                "backend": backend, "cancel_requested": false, "at_ms": 5}),
+        })));
+    }
+    assert_eq!(s.jobs[&queued].status, JobStatus::Running);
+    assert_eq!(s.jobs[&queued].backend.as_deref(), Some("http://10.0.0.7:8188"));
+}

@@ -40,8 +40,8 @@ mod storage_config;
 pub use backend::{Backend, BackendStatus, Pool, Slot};
 pub use config::{BackendConfig, ComfyConfig, DispatchSettings};
 pub use outputs::{
-    JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, metadata_key,
-    output_key,
+    JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, copied_key,
+    job_of_key, metadata_key, output_key,
 };
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
 pub use s3_sink::S3Sink;

@@ -1,5 +1,5 @@
-//! Where a job's images go: the [`OutputSink`] interface (put, exists, presigned
-//! URL), implemented over darkroom's own object store without an HTTP round trip
+//! Where a job's images go: the [`OutputSink`] interface (put, copy, exists,
+//! presigned URL), implemented over darkroom's own object store without an HTTP round trip
 //! ([`StoreSink`]) and over an external S3 endpoint ([`super::s3_sink::S3Sink`]). Also the
 //! shape of what a finished job returns ([`JobResult`]) and the key layout
 //! `jobs/{job_id}/{n}-{filename}` + `jobs/{job_id}/metadata.json`.
@@ -32,6 +32,16 @@ pub enum SinkError {
 pub trait OutputSink: Send + Sync + 'static {
     /// Stores `bytes` at `bucket/key`; returns the stored size.
     async fn put(&self, bucket: &str, key: &str, bytes: Bytes, content_type: &str) -> Result<u64, SinkError>;
+    /// Copies `src_bucket/src_key` to `dst_bucket/dst_key` where the bytes are (a
+    /// cache hit's outputs under its own job): by reference on the embedded store,
+    /// a server-side CopyObject on S3. Never downloads the bytes.
+    async fn copy(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+    ) -> Result<(), SinkError>;
     /// Whether `bucket/key` is still there (a cached result may have expired).
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError>;
     /// A download URL valid for `expires`, when the store can make one.
@@ -69,6 +79,30 @@ impl OutputSink for StoreSink {
             r => r?,
         };
         Ok(meta.size)
+    }
+
+    async fn copy(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+    ) -> Result<(), SinkError> {
+        let copy = || {
+            self.storage
+                .copy_object((src_bucket, src_key), (dst_bucket, dst_key), None)
+        };
+        match copy().await {
+            // The destination bucket was deleted: make it again (as `put` does).
+            Err(StorageError::NoSuchBucket(b)) if b == dst_bucket && b != src_bucket => {
+                self.ensure_bucket(dst_bucket).await?;
+                copy().await?;
+            }
+            r => {
+                r?;
+            }
+        }
+        Ok(())
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError> {
@@ -128,7 +162,7 @@ pub struct JobResult {
     pub backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_id: Option<String>,
-    /// `jobs/{id}/metadata.json` in the output bucket (absent for a cache hit).
+    /// `jobs/{id}/metadata.json` in the output bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_key: Option<String>,
     /// Time from submit to ComfyUI until the outputs were stored.
@@ -179,6 +213,20 @@ pub fn output_key(job_id: &str, n: usize, filename: &str) -> String {
     format!("jobs/{job_id}/{n}-{name}")
 }
 
+/// The job whose output `key` is (`jobs/{job_id}/...`), if it follows that layout.
+pub fn job_of_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("jobs/")?;
+    let (job, name) = rest.split_once('/')?;
+    (!job.is_empty() && !name.is_empty()).then_some(job)
+}
+
+/// The key a cache hit of job `job_id` gets for the cached output `key`: the same
+/// `{n}-{filename}` name, under its own job's prefix.
+pub fn copied_key(job_id: &str, key: &str) -> String {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    format!("jobs/{job_id}/{name}")
+}
+
 /// The key of a job's metadata document.
 pub fn metadata_key(job_id: &str) -> String {
     format!("jobs/{job_id}/metadata.json")
@@ -213,6 +261,10 @@ mod tests {
             "jobs/01J/1-noop_00001_.png"
         );
         assert_eq!(metadata_key("01J"), "jobs/01J/metadata.json");
+        assert_eq!(job_of_key("jobs/01J/1-a.png"), Some("01J"));
+        assert_eq!(job_of_key("other/01J/1-a.png"), None);
+        assert_eq!(job_of_key("jobs/01J"), None);
+        assert_eq!(copied_key("01K", "jobs/01J/2-a.png"), "jobs/01K/2-a.png");
         assert_eq!(content_type_of("a.PNG"), "image/png");
         assert_eq!(content_type_of("a.jpeg"), "image/jpeg");
         assert_eq!(content_type_of("noext"), "application/octet-stream");

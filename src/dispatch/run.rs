@@ -1,5 +1,6 @@
 //! One attempt of one job, from the claim to the queue's record of how it ended:
-//! prompt-cache lookup, submit to the reserved backend, follow it (progress into
+//! prompt-cache lookup (a hit gets its own copies of the cached outputs), the
+//! reserved backend recorded on the job, submit to it, follow it (progress into
 //! the job, heartbeats, cancel and timeout), store the outputs and metadata, fill
 //! the cache. Every way it can end is an [`Outcome`], reported to the queue in one
 //! place ([`report`]).
@@ -11,7 +12,9 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use super::backend::{Backend, Slot};
-use super::outputs::{JobResult, OutputObject, content_type_of, metadata_key, output_key};
+use super::outputs::{
+    JobResult, OutputObject, content_type_of, copied_key, job_of_key, metadata_key, output_key,
+};
 use super::progress::ProgressTracker;
 use super::request::JobSpec;
 use super::{AttemptEnd, Shared};
@@ -59,11 +62,17 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
     };
     let cache_key = spec.cache.then(|| CacheKey::of(&spec.workflow, &[]));
     if let (Some(cache), Some(key)) = (&shared.cache, &cache_key)
-        && let Some(result) = from_cache(shared, cache, key).await
+        && let Some(result) = from_cache(shared, cache, key, job, &spec).await
     {
         return Outcome::Done(result);
     }
     let backend = &slot.backend;
+    // The job names its backend from now on (the jobs table, GET /jobs/{id}).
+    match shared.queue.running_on(&claimed.lease, &backend.url).await {
+        Ok(Directive::Stop(reason)) => return Outcome::Stopped(reason),
+        Ok(Directive::Continue { .. }) => {}
+        Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot record the job's backend"),
+    }
     let client_id = format!("darkroom-{}-{}", job.id, claimed.lease.attempt);
     // Listen first: ComfyUI does not keep messages for a client with no socket.
     let events = match backend.client.connect_events(&client_id).await {
@@ -214,8 +223,18 @@ fn backend_failure(slot: &Slot, e: &ComfyError) -> Outcome {
     Outcome::Retry(e.to_string())
 }
 
-/// A cached result whose objects still exist, with fresh URLs.
-async fn from_cache(shared: &Shared, cache: &PromptCache, key: &CacheKey) -> Option<JobResult> {
+/// A cached result whose objects still exist, served as this job's own: each
+/// object copied under `jobs/{id}/` with its `{n}-{filename}` name (by reference
+/// on the embedded store, server-side on S3), a `metadata.json` naming the job it
+/// was served from, fresh URLs. `None` (run the job) when the entry is missing or
+/// stale, or the copies cannot be made.
+async fn from_cache(
+    shared: &Shared,
+    cache: &PromptCache,
+    key: &CacheKey,
+    job: &Job,
+    spec: &JobSpec,
+) -> Option<JobResult> {
     let hit = match cache.get(key).await {
         Ok(hit) => hit?,
         Err(e) => {
@@ -230,33 +249,79 @@ async fn from_cache(shared: &Shared, cache: &PromptCache, key: &CacheKey) -> Opt
             return None;
         }
     }
+    let bucket = shared.settings.output_bucket.as_str();
+    let id = job.id.to_string();
+    let served_from = hit
+        .objects
+        .iter()
+        .find_map(|o| job_of_key(&o.key))
+        .map(str::to_owned);
+    let mut outputs = Vec::with_capacity(hit.objects.len());
+    for o in hit.objects {
+        let dst = copied_key(&id, &o.key);
+        // A retried job may find its own outputs in the cache: they are in place.
+        let in_place = o.bucket == bucket && o.key == dst;
+        if !in_place && let Err(e) = shared.sink.copy(&o.bucket, &o.key, bucket, &dst).await {
+            tracing::warn!(job = %id, error = %e, "cannot copy a cached output; running the job");
+            return None;
+        }
+        outputs.push(OutputObject {
+            bucket: bucket.to_owned(),
+            key: dst,
+            size: o.size,
+            content_type: o.content_type,
+            url: None,
+        });
+    }
+    let finished_ms = shared.queue.now_ms();
+    let metadata = json!({
+        "job_id": id,
+        "cache_hit": true,
+        "served_from": served_from,
+        "template": spec.template,
+        "params": spec.params,
+        "workflow": spec.workflow,
+        "attempt": job.attempts,
+        "timings": {
+            "created_ms": job.created_ms,
+            "started_ms": job.started_ms,
+            "finished_ms": finished_ms,
+        },
+        "outputs": outputs,
+    });
+    let meta_key = match store_metadata(shared, &id, &metadata).await {
+        Ok(k) => k,
+        Err(message) => {
+            tracing::warn!(job = %id, error = %message, "cache hit; running the job");
+            return None;
+        }
+    };
     let mut result = JobResult {
-        outputs: hit
-            .objects
-            .into_iter()
-            .map(|o| OutputObject {
-                bucket: o.bucket,
-                key: o.key,
-                size: o.size,
-                content_type: o.content_type,
-                url: None,
-            })
-            .collect(),
+        outputs,
         cache_hit: true,
         backend: None,
         prompt_id: None,
-        metadata_key: None,
+        metadata_key: Some(meta_key),
         generation_ms: None,
         urls_expire_ms: None,
     };
     result
-        .presign(
-            shared.sink.as_ref(),
-            shared.settings.url_expiry,
-            shared.queue.now_ms(),
-        )
+        .presign(shared.sink.as_ref(), shared.settings.url_expiry, finished_ms)
         .await;
     Some(result)
+}
+
+/// Stores job `id`'s `metadata.json` in the output bucket; returns its key.
+async fn store_metadata(shared: &Shared, id: &str, metadata: &serde_json::Value) -> Result<String, String> {
+    let bucket = shared.settings.output_bucket.as_str();
+    let key = metadata_key(id);
+    let body = serde_json::to_vec_pretty(metadata).unwrap_or_default();
+    shared
+        .sink
+        .put(bucket, &key, body.into(), "application/json")
+        .await
+        .map_err(|e| format!("cannot store {bucket}/{key}: {e}"))?;
+    Ok(key)
 }
 
 /// Cancels a prompt on ComfyUI: removed from its queue while pending, interrupted
@@ -340,9 +405,9 @@ async fn store_outputs(
         .await?;
     }
     let finished_ms = shared.queue.now_ms();
-    let meta_key = metadata_key(&id);
     let metadata = json!({
         "job_id": id,
+        "cache_hit": false,
         "template": run.spec.template,
         "params": run.spec.params,
         "workflow": run.spec.workflow,
@@ -358,12 +423,7 @@ async fn store_outputs(
         },
         "outputs": outputs,
     });
-    let body = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
-    shared
-        .sink
-        .put(bucket, &meta_key, body.into(), "application/json")
-        .await
-        .map_err(|e| format!("cannot store {bucket}/{meta_key}: {e}"))?;
+    let meta_key = store_metadata(shared, &id, &metadata).await?;
     let mut result = JobResult {
         outputs,
         cache_hit: false,

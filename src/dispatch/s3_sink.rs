@@ -2,7 +2,8 @@
 //! another darkroom) through `aws-sdk-s3`, so several darkroom nodes can share
 //! one bucket: small outputs in one PutObject, large ones in parts (aborted on
 //! failure, so no half upload lingers), URLs presigned by the SDK for that
-//! endpoint, and a HeadBucket of the output bucket as the health check.
+//! endpoint, a server-side CopyObject for a cache hit's outputs, and a HeadBucket
+//! of the output bucket as the health check.
 
 use std::time::{Duration, Instant};
 
@@ -161,6 +162,29 @@ impl OutputSink for S3Sink {
         Ok(size)
     }
 
+    async fn copy(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+    ) -> Result<(), SinkError> {
+        self.client
+            .copy_object()
+            .bucket(dst_bucket)
+            .key(dst_key)
+            .copy_source(copy_source(src_bucket, src_key))
+            .send()
+            .await
+            .map_err(|e| {
+                self.remote(
+                    &format!("cannot copy {src_bucket}/{src_key} to {dst_bucket}/{dst_key}"),
+                    &e,
+                )
+            })?;
+        Ok(())
+    }
+
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError> {
         match self.client.head_object().bucket(bucket).key(key).send().await {
             Ok(_) => Ok(true),
@@ -218,5 +242,30 @@ impl OutputSink for S3Sink {
             latency_ms,
             error,
         }
+    }
+}
+
+/// The `x-amz-copy-source` of `bucket/key`: percent-encoded, slashes kept.
+fn copy_source(bucket: &str, key: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
+    for b in format!("{bucket}/{key}").bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_source_is_percent_encoded() {
+        assert_eq!(
+            super::copy_source("out", "jobs/01J/1-a b+c.png"),
+            "out/jobs/01J/1-a%20b%2Bc.png"
+        );
     }
 }

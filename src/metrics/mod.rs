@@ -182,6 +182,14 @@ impl Metrics {
             "Generations that ran on ComfyUI, by status (success, failure) and model",
             Family::<StatusModel, Counter>::default()
         );
+        // Both statuses from the start (with no model yet), so a failure-rate rule
+        // reads 0 on a fresh node instead of nothing.
+        for status in ["success", "failure"] {
+            let _ = generations.get_or_create(&StatusModel {
+                status: status.into(),
+                model: String::new(),
+            });
+        }
         let queue_wait = reg!(
             "darkroom_queue_wait_seconds",
             "Time jobs waited in the queue before their first attempt started",

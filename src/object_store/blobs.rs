@@ -92,7 +92,8 @@ impl Blobs {
         self.root.join(id.get(..2).unwrap_or("00")).join(id)
     }
 
-    fn new_id() -> String {
+    /// A fresh random blob id.
+    pub(super) fn new_id() -> String {
         hex::encode(rand::random::<[u8; 16]>())
     }
 

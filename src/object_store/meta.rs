@@ -22,6 +22,12 @@ pub const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("par
 pub const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline_blobs");
 /// upload id -> [`CompletedUpload`], so a retried CompleteMultipartUpload succeeds.
 pub const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed_uploads");
+/// blob id -> how many objects refer to that blob file *beyond the first*. A blob
+/// file with no entry has exactly one owner (every blob written before copies
+/// shared files, so older data directories need no migration); CopyObject adds
+/// one instead of copying bytes, and a delete or overwrite takes one away, freeing
+/// the file only when none is left (see `objects::release`).
+pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketMeta {

@@ -5,7 +5,9 @@
 //! Metadata lives in redb (see [`meta`]); bytes live in blob files (see [`blobs`]).
 //! A write streams into a new blob, fsyncs it, then commits metadata through the
 //! group-commit writer; an overwrite swaps the metadata atomically and deletes the
-//! old blob afterwards. A reader opens the blob file before it streams, so an
+//! old blob afterwards, unless another object still shares it (a copy refers to
+//! its source's blob file instead of copying the bytes; [`meta::BLOB_REFS`] counts
+//! the extra owners). A reader opens the blob file before it streams, so an
 //! overwrite or delete never cuts a download short.
 
 use std::collections::HashSet;
@@ -183,6 +185,7 @@ impl ObjectStore {
             txn.open_table(meta::PARTS)?;
             txn.open_table(meta::COMPLETED)?;
             txn.open_table(meta::INLINE)?;
+            txn.open_table(meta::BLOB_REFS)?;
             Ok::<_, StorageError>(())
         })
     }

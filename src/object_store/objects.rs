@@ -1,5 +1,5 @@
 //! Object operations: put (stage a blob, then commit metadata), open for reading,
-//! head, delete, copy and tagging.
+//! head, delete, copy (by reference to the source's blob file) and tagging.
 
 use std::fs::File;
 
@@ -251,26 +251,88 @@ impl ObjectStore {
 
     /// Copies `src_bucket/src_key` to `dst_bucket/dst_key`. With `replace` the new
     /// object gets those attributes, otherwise the source's (metadata directive COPY).
+    ///
+    /// No bytes are copied for an object in a blob file: the copy refers to the same
+    /// file (one more reference in [`meta::BLOB_REFS`]), which is deleted only once
+    /// the last object using it is deleted or overwritten. A small inline object's
+    /// bytes are copied into a row of its own. Source and destination are read and
+    /// written in one transaction, so a concurrent delete of the source cannot free
+    /// the bytes under the copy.
     pub async fn copy_object(
         &self,
         (src_bucket, src_key): (&str, &str),
         (dst_bucket, dst_key): (&str, &str),
         replace: Option<ObjectAttrs>,
     ) -> Result<ObjectMeta, StorageError> {
-        self.head_bucket(dst_bucket).await?;
-        let (staged, src) = self.stage_copy((src_bucket, src_key), None, true).await?;
-        let record = ObjectMeta {
-            size: staged.size,
-            etag: src.etag.clone(),
-            last_modified_ms: self.now(),
-            blob: staged.id.clone(),
-            attrs: replace.unwrap_or(src.attrs),
-            checksums: src.checksums,
-            parts: src.parts,
-            inline: staged.inline.is_some(),
-        };
-        self.commit_record(dst_bucket, dst_key, staged, record, PutConditions::default())
-            .await
+        let (src_bucket, src_key) = (src_bucket.to_string(), src_key.to_string());
+        let (dst_bucket, dst_key) = (dst_bucket.to_string(), dst_key.to_string());
+        let now = self.now();
+        let (record, old) = self
+            .inner
+            .db
+            .write(move |txn| {
+                require_bucket(&txn.open_table(meta::BUCKETS)?, &dst_bucket)?;
+                let src = match txn
+                    .open_table(meta::OBJECTS)?
+                    .get((src_bucket.as_str(), src_key.as_str()))?
+                {
+                    Some(v) => meta::decode::<ObjectMeta>(v.value())?,
+                    None => {
+                        require_bucket(&txn.open_table(meta::BUCKETS)?, &src_bucket)?;
+                        return Err(StorageError::NoSuchKey {
+                            bucket: src_bucket,
+                            key: src_key,
+                        });
+                    }
+                };
+                let blob = if src.inline {
+                    let mut inline = txn.open_table(meta::INLINE)?;
+                    let bytes = match inline.get(src.blob.as_str())? {
+                        Some(v) => v.value().to_vec(),
+                        None => {
+                            return Err(StorageError::io(
+                                "(inline blob)",
+                                std::io::ErrorKind::NotFound.into(),
+                            ));
+                        }
+                    };
+                    let id = super::blobs::Blobs::new_id();
+                    inline.insert(id.as_str(), bytes.as_slice())?;
+                    id
+                } else {
+                    // Taken before the destination's old version is released, so a
+                    // copy onto itself keeps its file.
+                    add_reference(txn, &src.blob)?;
+                    src.blob.clone()
+                };
+                let record = ObjectMeta {
+                    size: src.size,
+                    etag: src.etag,
+                    last_modified_ms: now,
+                    blob,
+                    attrs: replace.unwrap_or(src.attrs),
+                    checksums: src.checksums,
+                    parts: src.parts,
+                    inline: src.inline,
+                };
+                let mut objects = txn.open_table(meta::OBJECTS)?;
+                let old = match objects.insert(
+                    (dst_bucket.as_str(), dst_key.as_str()),
+                    meta::encode(&record)?.as_slice(),
+                )? {
+                    Some(v) => Some(meta::decode::<ObjectMeta>(v.value())?),
+                    None => None,
+                };
+                drop(objects);
+                let freed = match old {
+                    Some(o) => release(txn, &o)?,
+                    None => None,
+                };
+                Ok((record, freed))
+            })
+            .await?;
+        self.remove_blobs(old.into_iter().collect()).await;
+        Ok(record)
     }
 
     /// Replaces the tags of `bucket/key`.
@@ -300,8 +362,9 @@ impl ObjectStore {
     }
 }
 
-/// Frees the bytes of a version that was replaced or deleted: an inline row is
-/// removed in the same transaction; a blob file's id is returned so the caller can
+/// Lets go of the bytes of a version that was replaced or deleted: an inline row is
+/// removed in the same transaction; a blob file that other objects still share
+/// loses one reference and stays; otherwise its id is returned so the caller can
 /// delete the file once the transaction has committed.
 pub(super) fn release(
     txn: &redb::WriteTransaction,
@@ -309,10 +372,32 @@ pub(super) fn release(
 ) -> Result<Option<String>, StorageError> {
     if old.inline {
         txn.open_table(meta::INLINE)?.remove(old.blob.as_str())?;
-        Ok(None)
-    } else {
-        Ok(Some(old.blob.clone()))
+        return Ok(None);
     }
+    let mut refs = txn.open_table(meta::BLOB_REFS)?;
+    let extra = refs.get(old.blob.as_str())?.map(|v| v.value());
+    match extra {
+        None | Some(0) => {
+            refs.remove(old.blob.as_str())?;
+            Ok(Some(old.blob.clone()))
+        }
+        Some(1) => {
+            refs.remove(old.blob.as_str())?;
+            Ok(None)
+        }
+        Some(n) => {
+            refs.insert(old.blob.as_str(), n - 1)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Records one more object using blob file `blob`.
+fn add_reference(txn: &redb::WriteTransaction, blob: &str) -> Result<(), StorageError> {
+    let mut refs = txn.open_table(meta::BLOB_REFS)?;
+    let extra = refs.get(blob)?.map_or(0, |v| v.value());
+    refs.insert(blob, extra.saturating_add(1))?;
+    Ok(())
 }
 
 /// Reads the metadata of `bucket/key` from a snapshot.

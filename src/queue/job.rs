@@ -129,6 +129,12 @@ pub struct Job {
     /// While `running`: when the lease lapses unless extended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until_ms: Option<Millis>,
+    /// The server (a ComfyUI URL) running the current attempt, as its worker
+    /// reported once it chose one ([`crate::queue::Queue::running_on`]); kept after
+    /// the attempt ends, so a finished or failed job names where it last ran.
+    /// Cleared by the next claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// Set by a cancel while running; the worker sees it in its heartbeat answer.
     #[serde(default)]
     pub cancel_requested: bool,
@@ -318,6 +324,9 @@ pub struct JobEvent {
     pub to: JobStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// The ComfyUI backend running (or last running) it, once one is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     pub cancel_requested: bool,
     pub at_ms: Millis,
 }
@@ -330,6 +339,7 @@ impl JobEvent {
             from,
             to: job.status,
             progress: job.progress.clone(),
+            backend: job.backend.clone(),
             cancel_requested: job.cancel_requested,
             at_ms,
         }

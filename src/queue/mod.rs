@@ -303,6 +303,7 @@ impl Queue {
             finished_ms: None,
             lease_owner: None,
             lease_until_ms: None,
+            backend: None,
             cancel_requested: false,
             progress: None,
             result: None,
@@ -402,7 +403,16 @@ impl Queue {
     /// Extends the lease and answers whether the worker should go on.
     pub async fn heartbeat(&self, lease: &Lease) -> Result<Directive, QueueError> {
         let lease = lease.clone();
-        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, None))
+        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, None, None))
+            .await
+    }
+
+    /// A heartbeat that also records which server runs the attempt (a ComfyUI
+    /// URL), so the job shows it while running ([`Job::backend`]).
+    pub async fn running_on(&self, lease: &Lease, backend: &str) -> Result<Directive, QueueError> {
+        let lease = lease.clone();
+        let backend = backend.to_owned();
+        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, None, Some(&backend)))
             .await
     }
 
@@ -414,11 +424,12 @@ impl Queue {
         message: Option<String>,
     ) -> Result<Directive, QueueError> {
         let lease = lease.clone();
-        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, Some((fraction, message.clone()))))
+        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, Some((fraction, message.clone())), None))
             .await
     }
 
-    /// Records the result; the job is `succeeded` and will never run again.
+    /// Records the result; the job is `succeeded` (progress 1.0) and will never run
+    /// again.
     pub async fn complete(&self, lease: &Lease, result: Value) -> Result<Job, QueueError> {
         let lease = lease.clone();
         self.apply(move |t, ctx| txn::complete(t, ctx, &lease, result.clone()))

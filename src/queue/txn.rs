@@ -129,6 +129,7 @@ pub(crate) fn claim(
         job.started_ms = Some(ctx.now);
         job.lease_owner = Some(worker.to_owned());
         job.lease_until_ms = Some(ctx.lease_until(&job));
+        job.backend = None;
         job.cancel_requested = false;
         job.progress = None;
         job.not_before_ms = None;
@@ -165,13 +166,15 @@ fn stop_reason(job: &Job, lease: &Lease) -> StopReason {
     }
 }
 
-/// Extends the lease (never past the attempt's timeout), records progress, and tells
-/// the worker whether to go on. An attempt found past its timeout is ended here.
+/// Extends the lease (never past the attempt's timeout), records progress and the
+/// backend running the attempt, and tells the worker whether to go on. An attempt
+/// found past its timeout is ended here.
 pub(crate) fn heartbeat(
     t: &mut dyn JobTables,
     ctx: &Ctx,
     lease: &Lease,
     progress: Option<(f32, Option<String>)>,
+    backend: Option<&str>,
 ) -> Outcome<Directive> {
     let Some(mut job) = t.load(lease.id)? else {
         return Ok((Directive::Stop(StopReason::LeaseLost), Vec::new()));
@@ -198,6 +201,12 @@ pub(crate) fn heartbeat(
             at_ms: ctx.now,
         });
         events.push(JobEvent::of(&job, Some(JobStatus::Running), ctx.now));
+    }
+    if let Some(backend) = backend {
+        job.backend = Some(backend.to_owned());
+        if events.is_empty() {
+            events.push(JobEvent::of(&job, Some(JobStatus::Running), ctx.now));
+        }
     }
     t.put(Some(&before), &mut job)?;
     let directive = if job.cancel_requested {
@@ -234,11 +243,17 @@ fn leased_job(t: &mut dyn JobTables, lease: &Lease, action: &'static str) -> Res
     Ok(job)
 }
 
-/// Records the result of a running job: `succeeded`, for good.
+/// Records the result of a running job: `succeeded`, for good, its progress full
+/// (not the last step its worker happened to report).
 pub(crate) fn complete(t: &mut dyn JobTables, ctx: &Ctx, lease: &Lease, result: Value) -> Outcome<Job> {
     let mut job = leased_job(t, lease, "complete")?;
     let before = Position::of(&job);
     job.result = Some(result);
+    job.progress = Some(Progress {
+        fraction: 1.0,
+        message: None,
+        at_ms: ctx.now,
+    });
     ctx.finish(&mut job, JobStatus::Succeeded);
     t.put(Some(&before), &mut job)?;
     let event = JobEvent::of(&job, Some(JobStatus::Running), ctx.now);
@@ -267,6 +282,7 @@ pub(crate) fn release(t: &mut dyn JobTables, ctx: &Ctx, lease: &Lease) -> Outcom
     job.lease_owner = None;
     job.lease_until_ms = None;
     job.progress = None;
+    job.backend = None;
     job.started_ms = None;
     if job.cancel_requested {
         ctx.finish(&mut job, JobStatus::Cancelled);

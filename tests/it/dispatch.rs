@@ -129,14 +129,20 @@ async fn identical_request_is_served_from_the_prompt_cache() {
     let server = daemon(&[&comfy], |_| {}).await;
     let q = server.daemon.queue();
     let first = result(&finished(q, submit(&server, noop(json!({"color": 7}))).await).await);
-    let second = result(&finished(q, submit(&server, noop(json!({"color": 7}))).await).await);
+    let second_id = submit(&server, noop(json!({"color": 7}))).await;
+    let second = result(&finished(q, second_id).await);
     assert_eq!(
         comfy.ctl.prompts_received(),
         1,
         "the second job must not reach ComfyUI"
     );
     assert!(second.cache_hit);
-    assert_eq!(second.outputs[0].key, first.outputs[0].key);
+    // The hit's outputs are its own, under its own id, with the original's names.
+    assert_ne!(second.outputs[0].key, first.outputs[0].key);
+    assert_eq!(
+        second.outputs[0].key,
+        format!("jobs/{second_id}/1-noop_00001_.png")
+    );
     let (status, _, bytes) = download(second.outputs[0].url.as_deref().unwrap()).await;
     assert_eq!((status, bytes.as_slice()), (200, PNG));
 
@@ -146,6 +152,127 @@ async fn identical_request_is_served_from_the_prompt_cache() {
     assert!(!result(&finished(q, submit(&server, fresh).await).await).cache_hit);
     assert!(!result(&finished(q, submit(&server, noop(json!({"color": 8}))).await).await).cache_hit);
     assert_eq!(comfy.ctl.prompts_received(), 3);
+}
+
+async fn get_bytes(server: &TestServer, key: &str) -> Vec<u8> {
+    let got = server
+        .client
+        .get_object()
+        .bucket("comfyui-outputs")
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+    crate::support::body_bytes(got).await
+}
+
+async fn delete(server: &TestServer, keys: &[&str]) {
+    for key in keys {
+        server
+            .client
+            .delete_object()
+            .bucket("comfyui-outputs")
+            .key(*key)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_cache_hit_gets_its_own_objects_sharing_the_originals_bytes() {
+    let comfy = FakeComfy::start().await;
+    // Every object in a blob file (none inline), so sharing is visible on disk.
+    let server = daemon(&[&comfy], |c| c.s3.inline_max_bytes = 0).await;
+    let blobs = || crate::support::blob_files(&server.dir.path().join("data"));
+    let q = server.daemon.queue();
+    let a = submit(&server, noop(json!({"color": 11}))).await;
+    let first = result(&finished(q, a).await);
+    assert_eq!(blobs(), 2, "the image and metadata.json");
+    let b = submit(&server, noop(json!({"color": 11}))).await;
+    let hit = result(&finished(q, b).await);
+    assert!(hit.cache_hit);
+    assert_eq!(comfy.ctl.prompts_received(), 1);
+
+    // Its own objects under its own id, same names, same bytes; fresh URLs to them.
+    assert_eq!(hit.outputs.len(), first.outputs.len());
+    let (orig, own) = (&first.outputs[0], &hit.outputs[0]);
+    assert_eq!(own.key, format!("jobs/{b}/1-noop_00001_.png"));
+    assert_eq!(orig.key, format!("jobs/{a}/1-noop_00001_.png"));
+    assert_eq!((own.size, own.content_type.as_str()), (orig.size, "image/png"));
+    assert_eq!(get_bytes(&server, &own.key).await, PNG);
+    let url = own.url.as_deref().unwrap();
+    assert!(url.contains(&format!("/jobs/{b}/")), "{url}");
+    assert_eq!(download(url).await.2, PNG);
+
+    // Its own metadata.json, naming the job it was served from.
+    let meta_key = hit.metadata_key.clone().unwrap();
+    assert_eq!(meta_key, format!("jobs/{b}/metadata.json"));
+    let meta: Value = serde_json::from_slice(&get_bytes(&server, &meta_key).await).unwrap();
+    assert_eq!(meta["job_id"], json!(b.to_string()));
+    assert_eq!(meta["cache_hit"], json!(true));
+    assert_eq!(meta["served_from"], json!(a.to_string()));
+    assert_eq!(meta["template"], json!("noop"));
+    assert_eq!(meta["params"]["color"], json!(11));
+    assert!(meta["workflow"].is_object(), "{meta}");
+    assert_eq!(meta["outputs"][0]["key"], json!(own.key));
+
+    // The image's bytes are shared, not copied: one more metadata file only.
+    assert_eq!(blobs(), 3);
+    // Deleting the original's objects leaves the hit's readable...
+    let orig_meta = first.metadata_key.clone().unwrap();
+    delete(&server, &[&orig.key, &orig_meta]).await;
+    assert_eq!(get_bytes(&server, &own.key).await, PNG);
+    assert_eq!(blobs(), 2, "the shared image stays");
+    // ...and the image's file goes with the last object using it.
+    delete(&server, &[&own.key, &meta_key]).await;
+    assert_eq!(blobs(), 0);
+}
+
+#[tokio::test]
+async fn deleting_a_hits_objects_leaves_the_originals() {
+    let comfy = FakeComfy::start().await;
+    let server = daemon(&[&comfy], |c| c.s3.inline_max_bytes = 0).await;
+    let q = server.daemon.queue();
+    let a = submit(&server, noop(json!({"color": 12}))).await;
+    let first = result(&finished(q, a).await);
+    let b = submit(&server, noop(json!({"color": 12}))).await;
+    let hit = result(&finished(q, b).await);
+    assert!(hit.cache_hit);
+    let own_meta = hit.metadata_key.clone().unwrap();
+    delete(&server, &[&hit.outputs[0].key, &own_meta]).await;
+    assert_eq!(get_bytes(&server, &first.outputs[0].key).await, PNG);
+    // The entry still serves: a third request is a hit too.
+    let c = submit(&server, noop(json!({"color": 12}))).await;
+    let third = result(&finished(q, c).await);
+    assert!(third.cache_hit);
+    assert_eq!(get_bytes(&server, &third.outputs[0].key).await, PNG);
+    assert_eq!(comfy.ctl.prompts_received(), 1);
+}
+
+#[tokio::test]
+async fn a_running_job_names_its_backend_and_a_finished_one_is_at_full_progress() {
+    let comfy = FakeComfy::start().await;
+    comfy.ctl.hold(true);
+    let server = daemon(&[&comfy], |_| {}).await;
+    let q = server.daemon.queue();
+    let id = submit(&server, noop(json!({"color": 13}))).await;
+    tokio::time::timeout(std::time::Duration::from_secs(30), comfy.ctl.wait_held())
+        .await
+        .expect("the prompt reaches the fake ComfyUI");
+    let api = crate::api_support::Api::new(server.daemon.api_addr(), None).await;
+    let running = api.get(&format!("/api/v1/jobs/{id}")).await.json();
+    assert_eq!(running["status"], "running", "{running}");
+    assert_eq!(running["backend"], json!(comfy.url), "{running}");
+    comfy.ctl.hold(false);
+    comfy.ctl.release();
+    let job = tokio::time::timeout(std::time::Duration::from_secs(30), finished(q, id))
+        .await
+        .expect("the job finishes");
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(job.backend.as_deref(), Some(comfy.url.as_str()));
+    let progress = job.progress.expect("a finished job has progress");
+    assert!((progress.fraction - 1.0).abs() < f32::EPSILON, "{progress:?}");
 }
 
 #[tokio::test]

@@ -16,6 +16,22 @@ fn value(text: &str, series: &str) -> u64 {
 }
 
 #[tokio::test]
+async fn generation_counters_are_exported_before_the_first_generation() {
+    let s = server().await;
+    let text = reqwest::get(format!("http://{}/metrics", s.daemon.api_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // A failure-rate rule reads 0 on a fresh node, not nothing.
+    for status in ["success", "failure"] {
+        let series = format!("comfyui_generations_total{{status=\"{status}\",model=\"\"}}");
+        assert_eq!(value(&text, &series), 0, "{series}");
+    }
+}
+
+#[tokio::test]
 async fn health_readiness_and_metrics() {
     let s = server().await;
     let api = format!("http://{}", s.daemon.api_addr());

@@ -288,9 +288,73 @@ async fn every_transition_is_broadcast_after_commit(kind: Kind) {
             (Some(Running), Scheduled, None),
             (Some(Scheduled), Queued, None),
             (Some(Queued), Running, None),
-            (Some(Running), Succeeded, None),
+            (Some(Running), Succeeded, Some(1.0)),
         ]
     );
+}
+
+async fn a_succeeded_job_is_at_full_progress(kind: Kind) {
+    let t = TestQueue::new(kind);
+    let id = t.put("gen", "a").await;
+    let claimed = t.claim("gen").await.unwrap();
+    t.queue
+        .progress(&claimed.lease, 0.25, Some("node 2 (ImageInvert)".into()))
+        .await
+        .unwrap();
+    let done = t.queue.complete(&claimed.lease, json!("ok")).await.unwrap();
+    let stored = t.queue.get(id).await.unwrap().unwrap();
+    for job in [done, stored] {
+        let progress = job.progress.expect("a succeeded job has progress");
+        assert!((progress.fraction - 1.0).abs() < f32::EPSILON, "{progress:?}");
+        assert_eq!(progress.message, None);
+        assert_eq!(progress.at_ms, t.now());
+    }
+}
+
+async fn the_backend_running_an_attempt_is_recorded_until_the_next_claim(kind: Kind) {
+    let t = TestQueue::new(kind);
+    let id = t.put("gen", "a").await;
+    let claimed = t.claim("gen").await.unwrap();
+    assert_eq!(claimed.job.backend, None);
+    let mut events = t.queue.subscribe();
+    let directive = t
+        .queue
+        .running_on(&claimed.lease, "http://gpu-1:8188")
+        .await
+        .unwrap();
+    assert!(matches!(directive, Directive::Continue { .. }), "{directive:?}");
+    // (On Redis the claim's own event may still be on its way.)
+    let event = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.from == Some(JobStatus::Running) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("an event for the running job");
+    assert_eq!((event.id, event.to), (id, JobStatus::Running));
+    let running = t.queue.get(id).await.unwrap().unwrap();
+    assert_eq!(running.backend.as_deref(), Some("http://gpu-1:8188"));
+    // Progress does not lose it; a failed attempt keeps where it ran.
+    t.queue.progress(&claimed.lease, 0.5, None).await.unwrap();
+    let failed = t.queue.fail(&claimed.lease, "oom").await.unwrap();
+    assert_eq!(failed.backend.as_deref(), Some("http://gpu-1:8188"));
+    // The next attempt starts with none, until its worker says.
+    t.queue.promote_due(t.now() + 3_600_000).await.unwrap();
+    let again = t.claim("gen").await.unwrap();
+    assert_eq!(again.job.backend, None);
+    assert_eq!(t.queue.get(id).await.unwrap().unwrap().backend, None);
+    // A stale lease cannot set it.
+    assert_eq!(
+        t.queue
+            .running_on(&claimed.lease, "http://gpu-9:8188")
+            .await
+            .unwrap(),
+        Directive::Stop(StopReason::LeaseLost)
+    );
+    assert_eq!(t.queue.get(id).await.unwrap().unwrap().backend, None);
 }
 
 async fn invalid_requests_are_refused(kind: Kind) {
@@ -348,5 +412,7 @@ on_both_backends!(
     list_pages_through_a_status_with_a_cursor,
     counts_follow_every_transition,
     every_transition_is_broadcast_after_commit,
+    a_succeeded_job_is_at_full_progress,
+    the_backend_running_an_attempt_is_recorded_until_the_next_claim,
     invalid_requests_are_refused,
 );

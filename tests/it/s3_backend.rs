@@ -98,6 +98,51 @@ async fn outputs_go_to_the_external_endpoint_with_urls_presigned_for_it() {
 }
 
 #[tokio::test]
+async fn a_cache_hit_copies_the_outputs_under_its_own_id_on_the_endpoint() {
+    let store = server().await;
+    let comfy = FakeComfy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir, &store.endpoint, &comfy).await;
+    let api = Api::new(node.api_addr(), None).await;
+    let request = json!({"template": "noop", "params": {"color": 21}});
+    let first = api.post("/api/v1/jobs?wait=30", Some(&request)).await.json();
+    let hit = api.post("/api/v1/jobs?wait=30", Some(&request)).await.json();
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(hit["result"]["cache_hit"], true, "{hit}");
+    assert_eq!(comfy.ctl.prompts_received(), 1);
+    let (a, b) = (first["id"].as_str().unwrap(), hit["id"].as_str().unwrap());
+    let out = &hit["result"]["outputs"][0];
+    let key = out["key"].as_str().unwrap();
+    assert_eq!(key, format!("jobs/{b}/1-noop_00001_.png"), "{hit}");
+    let get = |key: String| {
+        let client = store.client.clone();
+        async move {
+            let got = client
+                .get_object()
+                .bucket("comfyui-outputs")
+                .key(&key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{key} is not on the endpoint: {e:?}"));
+            crate::support::body_bytes(got).await
+        }
+    };
+    assert_eq!(get(key.to_owned()).await, PNG);
+    let url = out["url"].as_str().unwrap();
+    assert!(url.contains(&format!("/jobs/{b}/")), "{url}");
+    assert_eq!(
+        reqwest::get(url).await.unwrap().bytes().await.unwrap().as_ref(),
+        PNG
+    );
+    let meta_key = hit["result"]["metadata_key"].as_str().unwrap();
+    assert_eq!(meta_key, format!("jobs/{b}/metadata.json"));
+    let meta: serde_json::Value = serde_json::from_slice(&get(meta_key.to_owned()).await).unwrap();
+    assert_eq!(meta["served_from"], json!(a), "{meta}");
+    assert_eq!(meta["cache_hit"], json!(true), "{meta}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn large_outputs_upload_in_parts_and_missing_ones_are_told_apart() {
     let store = server().await;
     let sink = S3Sink::new(&ExternalS3 {

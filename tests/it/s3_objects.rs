@@ -444,3 +444,130 @@ async fn small_objects_live_inline_and_large_ones_in_files() {
     }
     assert_eq!(blob_files(&s.dir.path().join("data")), 0);
 }
+
+#[tokio::test]
+async fn a_copy_shares_the_blob_file_until_the_last_object_using_it_goes() {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    use darkroom::clock::{Clock, ManualClock, SystemClock};
+    use darkroom::object_store::LifecycleRule;
+
+    let clock = ManualClock::new(SystemClock.now_ms());
+    let s = crate::support::server_with_clock(|c| c.s3.lifecycle_day_seconds = 10, clock.clone()).await;
+    let c = &s.client;
+    let blobs = || blob_files(&s.dir.path().join("data"));
+    let read = |key: &'static str| async move {
+        body_bytes(c.get_object().bucket("cpy").key(key).send().await.unwrap()).await
+    };
+    let copy = |from: &'static str, to: &'static str| {
+        c.copy_object()
+            .bucket("cpy")
+            .key(to)
+            .copy_source(format!("cpy/{from}"))
+            .send()
+    };
+    c.create_bucket().bucket("cpy").send().await.unwrap();
+    let v1 = data(100 * 1024, 1);
+    c.put_object()
+        .bucket("cpy")
+        .key("orig")
+        .body(ByteStream::from(v1.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blobs(), 1);
+    for to in ["a", "b", "tmp/c"] {
+        copy("orig", to).await.unwrap();
+    }
+    assert_eq!(blobs(), 1, "copies refer to the source's file");
+    // A copy onto itself (new metadata) keeps its bytes.
+    c.copy_object()
+        .bucket("cpy")
+        .key("a")
+        .copy_source("cpy/a")
+        .metadata_directive(MetadataDirective::Replace)
+        .content_type("image/png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read("a").await, v1);
+
+    // Delete: the others keep the file.
+    c.delete_object().bucket("cpy").key("orig").send().await.unwrap();
+    assert_eq!((read("a").await, blobs()), (v1.clone(), 1));
+    // Overwrite by a put: the others keep the old bytes.
+    let v2 = data(90 * 1024, 2);
+    c.put_object()
+        .bucket("cpy")
+        .key("a")
+        .body(ByteStream::from(v2.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((read("a").await, read("b").await, blobs()), (v2, v1.clone(), 2));
+    // Overwrite by a completed multipart upload.
+    let upload = c
+        .create_multipart_upload()
+        .bucket("cpy")
+        .key("b")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let v3 = data(70 * 1024, 3);
+    let part = c
+        .upload_part()
+        .bucket("cpy")
+        .key("b")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(v3.clone()))
+        .send()
+        .await
+        .unwrap();
+    c.complete_multipart_upload()
+        .bucket("cpy")
+        .key("b")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((read("b").await, read("tmp/c").await, blobs()), (v3, v1, 3));
+    // Lifecycle expiry of the last object using the first file frees it.
+    let store = s.daemon.storage();
+    let rule = LifecycleRule {
+        enabled: true,
+        prefix: "tmp/".into(),
+        expiration_days: Some(1),
+        ..LifecycleRule::default()
+    };
+    store.set_lifecycle("cpy", vec![rule]).await.unwrap();
+    clock.advance_ms(15_000);
+    let swept = store.sweep_lifecycle(clock.now_ms()).await.unwrap();
+    assert_eq!(swept.expired, [("cpy".to_owned(), "tmp/c".to_owned())]);
+    assert_eq!(blobs(), 2);
+    c.delete_object().bucket("cpy").key("a").send().await.unwrap();
+    c.delete_object().bucket("cpy").key("b").send().await.unwrap();
+    assert_eq!(blobs(), 0);
+
+    // A small (inline) object's copy outlives its source too.
+    c.put_object()
+        .bucket("cpy")
+        .key("small")
+        .body(ByteStream::from_static(b"tiny"))
+        .send()
+        .await
+        .unwrap();
+    copy("small", "small-copy").await.unwrap();
+    c.delete_object().bucket("cpy").key("small").send().await.unwrap();
+    assert_eq!(read("small-copy").await, b"tiny");
+}

@@ -114,8 +114,11 @@ fn progress_of(j: &Job) -> (f64, Option<String>) {
         .map_or((0.0, None), |p| (f64::from(p.fraction), p.message.clone()))
 }
 
+/// The backend running the job (or that last ran it), else the one its result names.
 fn backend_of(j: &Job) -> Option<&str> {
-    j.result.as_ref()?.get("backend")?.as_str()
+    j.backend
+        .as_deref()
+        .or_else(|| j.result.as_ref()?.get("backend")?.as_str())
 }
 
 fn field(label: &str, value: String, theme: Theme) -> Line<'static> {
@@ -171,10 +174,10 @@ fn detail_lines(state: &State, job: &Job, theme: Theme) -> Vec<Line<'static>> {
             ));
         }
     }
+    if let Some(b) = backend_of(job) {
+        lines.push(field("backend", b.to_owned(), theme));
+    }
     if let Some(r) = &job.result {
-        if let Some(b) = r.get("backend").and_then(Value::as_str) {
-            lines.push(field("backend", b.to_owned(), theme));
-        }
         if r.get("cache_hit").and_then(Value::as_bool) == Some(true) {
             lines.push(field(
                 "cache",

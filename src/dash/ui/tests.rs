@@ -92,6 +92,7 @@ fn job(n: u64, status: &str) -> Job {
     match status {
         "running" => {
             j["started_ms"] = json!(created + 2_000);
+            j["backend"] = json!("http://10.0.0.7:8188");
             j["progress"] = json!({"fraction": 0.4, "message": "node 3 (KSampler)", "at_ms": NOW});
         }
         "succeeded" => {
@@ -282,6 +283,15 @@ fn jobs_table_and_details() {
         .id;
     s.jobs_view.detail = Some(done);
     insta::assert_snapshot!("job_succeeded_160x48", render(&s, 160, 48));
+    // A running job names the backend running it before it has a result.
+    let running = s
+        .visible_jobs()
+        .into_iter()
+        .find(|j| j.status == crate::queue::JobStatus::Running)
+        .unwrap()
+        .id;
+    s.jobs_view.detail = Some(running);
+    insta::assert_snapshot!("job_running_80x24", render(&s, 80, 24));
     s.jobs_view.detail = None;
     s.jobs_view.filter = "txt2img".into();
     s.jobs_view.filtering = true;
