@@ -247,16 +247,7 @@ impl OutputSink for S3Sink {
 
 /// The `x-amz-copy-source` of `bucket/key`: percent-encoded, slashes kept.
 fn copy_source(bucket: &str, key: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
-    for b in format!("{bucket}/{key}").bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    crate::s3::presign::encode(&format!("{bucket}/{key}"), true)
 }
 
 #[cfg(test)]

@@ -115,8 +115,9 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 /// SigV4 URI encoding: everything but unreserved characters, and `/` too unless
-/// `keep_slash` (object keys keep their slashes in the path).
-fn encode(s: &str, keep_slash: bool) -> String {
+/// `keep_slash` (object keys keep their slashes in the path). Also what an
+/// `x-amz-copy-source` header wants.
+pub fn encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {

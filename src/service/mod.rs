@@ -9,6 +9,7 @@
 //!   `?wait`, get, list with a cursor, cancel, retry;
 //! - [`status`]: the status collector behind every status view;
 //! - [`browse`]: one folder of a bucket, presigned URLs, log lines, templates;
+//! - [`ops`]: readiness and the readings `/metrics` exports;
 //! - events: [`crate::events::EventHub::stream`] (backlog, resume and `resync`).
 //!
 //! A new rule about who may do what, or what a job may ask for, goes here once.
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub mod browse;
 pub mod error;
 pub mod jobs;
+pub mod ops;
 pub mod status;
 
 pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl, TemplateInfo};

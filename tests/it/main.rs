@@ -51,3 +51,4 @@ mod s3_list;
 mod s3_multipart;
 mod s3_objects;
 mod s3_security;
+mod service_jobs;
