@@ -77,6 +77,15 @@ impl ApiConfig {
         Ok(())
     }
 
+    /// How job webhooks are retried (in flight ones stop at shutdown).
+    pub fn webhook_retries(&self) -> crate::webhook::RetryPolicy {
+        crate::webhook::RetryPolicy {
+            max_attempts: self.webhook_max_attempts,
+            backoff_ms: self.webhook_backoff_ms,
+            stop_in_flight: true,
+        }
+    }
+
     /// The jobs service's admission limits.
     pub fn job_limits(&self) -> crate::service::JobLimits {
         crate::service::JobLimits {

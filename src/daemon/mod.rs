@@ -27,7 +27,7 @@ use crate::queue::Queue;
 use crate::s3::presign::Presigner;
 use crate::service::{Jobs, Services};
 use crate::status::RecentGenerations;
-use crate::webhook::{RetryPolicy, Webhooks};
+use crate::webhook::Webhooks;
 
 mod background;
 mod credentials;
@@ -257,11 +257,7 @@ fn start_webhooks(
     let webhooks = Webhooks::new(
         http,
         config.api.webhook_secret.clone(),
-        RetryPolicy {
-            max_attempts: config.api.webhook_max_attempts,
-            backoff_ms: config.api.webhook_backoff_ms,
-            stop_in_flight: true,
-        },
+        config.api.webhook_retries(),
         Some(kv.clone()),
     );
     let task = webhooks.spawn(queue.clone(), shutdown.clone());

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::dispatch::StorageBackend;
 use crate::dispatch::{DispatchSettings, Dispatcher, GenerationObserver, S3Sink, SharedSink, StoreSink};
 use crate::metrics::Metrics;
-use crate::object_store::{LifecycleRule, ObjectStore, StorageOptions};
+use crate::object_store::{LifecycleRule, ObjectStore};
 use crate::queue::Queue;
 use crate::redb_store::Store;
 use crate::redis_store::Backend;
@@ -103,13 +103,7 @@ pub(super) fn endpoints(s3: Option<&S3Server>, api_addr: std::net::SocketAddr) -
 
 /// Opens the object store and creates the buckets the config declares.
 pub(super) async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow::Result<ObjectStore> {
-    let opts = StorageOptions {
-        fsync: config.s3.fsync,
-        max_object_size: config.s3.max_object_size,
-        lifecycle_day_ms: i64::try_from(config.s3.lifecycle_day_seconds.saturating_mul(1000))
-            .unwrap_or(i64::MAX),
-        inline_max: config.s3.inline_max_bytes,
-    };
+    let opts = config.s3.storage_options();
     let root = config.data_dir.clone();
     let store_clock = clock.clone();
     let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))

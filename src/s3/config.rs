@@ -69,6 +69,17 @@ pub struct BucketConfig {
 }
 
 impl S3Config {
+    /// The object store's working options.
+    pub fn storage_options(&self) -> crate::object_store::StorageOptions {
+        crate::object_store::StorageOptions {
+            fsync: self.fsync,
+            max_object_size: self.max_object_size,
+            lifecycle_day_ms: i64::try_from(self.lifecycle_day_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            inline_max: self.inline_max_bytes,
+        }
+    }
+
     /// Checks the section; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: &str| {
