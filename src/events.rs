@@ -29,7 +29,7 @@ use crate::queue::JobEvent;
 use crate::sync::lock;
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum EventKind {
     /// A job changed status or progress.
@@ -51,8 +51,8 @@ impl EventKind {
     }
 }
 
-/// An event with its place in the stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An event with its place in the stream: the `data` of each SSE message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: u64,
     pub at_ms: Millis,
@@ -61,7 +61,7 @@ pub struct Event {
 }
 
 /// Why a subscriber must refetch the status snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Resync {
     /// The id it resumed from is older than the backlog (or from another run).
@@ -81,7 +81,7 @@ impl Resync {
 }
 
 /// The body of the SSE `resync` event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResyncNotice {
     pub reason: String,
     /// Absent from daemons older than the typed stream: read as a gap.

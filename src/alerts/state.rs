@@ -54,7 +54,7 @@ pub struct Alert {
 }
 
 /// One transition, as returned by [`super::Alerts::evaluate`] and broadcast.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum AlertChange {
     /// Inactive -> pending.

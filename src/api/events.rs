@@ -23,7 +23,7 @@ use crate::events::{ResyncNotice, StreamItem};
     get, path = "/api/v1/events", tag = "events",
     params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id")),
     responses(
-        (status = 200, description = "text/event-stream; each event's `event` is its type (job, alert, gpu, resync), `id` its number and `data` the JSON of the hub's event", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream; each event's `event` is its type (job, alert, gpu, resync), `id` its number and `data` the JSON of an `Event` (a `ResyncNotice` for resync)", content_type = "text/event-stream", body = String),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     )
 )]

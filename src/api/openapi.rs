@@ -17,6 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
     ),
+    components(schemas(crate::events::Event, crate::events::ResyncNotice)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -38,4 +39,22 @@ impl utoipa::Modify for BearerAuth {
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event stream's messages and the snapshot's alerts are described by the
+    /// same Rust types that serialise them.
+    #[test]
+    fn events_and_alerts_are_typed_in_the_document() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for name in ["Event", "ResyncNotice", "Alert", "JobEvent", "AlertChange"] {
+            assert!(schemas.get(name).is_some(), "no {name} schema");
+        }
+        let alerts = &schemas["StatusSnapshot"]["properties"]["alerts"]["items"]["$ref"];
+        assert_eq!(alerts, "#/components/schemas/Alert");
+    }
 }

@@ -315,8 +315,9 @@ pub struct Enqueued {
 }
 
 /// A change to one job, as broadcast to subscribers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEvent {
+    #[schema(value_type = String)]
     pub id: Ulid,
     pub queue: String,
     /// `None` when the job was just created.
