@@ -2,9 +2,10 @@
 //! the repository root walks one job through these modules.
 //!
 //! The daemon ([`daemon`]) wires these services together and owns shutdown. The
-//! front ends — the HTTP API ([`api`]), the dashboard ([`dash`]) and the command
-//! line ([`cli`], [`commands`], [`client`]) — call one service layer ([`service`])
-//! and hold no rules of their own:
+//! front ends — the HTTP API ([`api`]) with OpenAI's Images API beside it
+//! ([`openai`]), the dashboard ([`dash`]) and the command line ([`cli`],
+//! [`commands`], [`client`]) — call one service layer ([`service`]) and hold no
+//! rules of their own:
 //!
 //! - [`service`]: submit (every admission rule and `?wait`), get, list, cancel and
 //!   retry jobs; the status collector; browsing outputs and logs; typed errors.
@@ -57,6 +58,7 @@ pub mod events;
 pub mod gpu;
 pub mod metrics;
 pub mod object_store;
+pub mod openai;
 pub mod queue;
 pub mod redb_store;
 pub mod redis_store;

@@ -49,6 +49,8 @@ use crate::service::Services;
 pub struct ApiState {
     pub svc: Services,
     pub config: Arc<ApiConfig>,
+    /// How `/v1` (OpenAI's Images API) maps requests onto templates.
+    pub openai: Arc<crate::openai::OpenAiConfig>,
 }
 
 /// The router, separate from the listener so tests can drive it directly.
@@ -76,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
     }
     Router::new()
         .nest("/api/v1", api)
+        .nest("/v1", crate::openai::router(&state))
         .merge(ops)
         .fallback(not_found)
         .with_state(state)
@@ -101,20 +104,24 @@ async fn not_found() -> ApiError {
 
 /// Refuses requests without the configured bearer token.
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if s.config.token.is_empty() {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), s.config.token.as_bytes()) {
+    if token_ok(&s.config, req.headers()) {
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// The request carries `api.token` as its bearer token, or none is required.
+pub(crate) fn token_ok(config: &ApiConfig, headers: &axum::http::HeaderMap) -> bool {
+    if config.token.is_empty() {
+        return true;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(given.as_bytes(), config.token.as_bytes())
 }
 
 /// Compares without an early exit, so timing does not reveal the token.

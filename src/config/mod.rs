@@ -12,8 +12,9 @@
 //! `[api]` to [`crate::api`], `[queue]` to [`crate::queue`], `[cache]` to
 //! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
 //! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
-//! [`crate::gpu`], `[log]` to [`crate::telemetry`] — which defines its type, its
-//! defaults and its `validate()`. This module only layers and assembles them.
+//! [`crate::gpu`], `[openai]` to [`crate::openai`], `[log]` to
+//! [`crate::telemetry`] — which defines its type, its defaults and its
+//! `validate()`. This module only layers and assembles them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::api::ApiConfig;
 use crate::cache::CacheSettings;
 use crate::dispatch::{BackendConfig, ComfyConfig, StorageConfig};
 use crate::gpu::GpuConfig;
+use crate::openai::OpenAiConfig;
 use crate::queue::QueueSettings;
 use crate::redis_store::{Backend, RedisSettings};
 use crate::s3::S3Config;
@@ -52,6 +54,7 @@ pub struct Config {
     pub redis: RedisSettings,
     pub alerts: AlertsConfig,
     pub gpu: GpuConfig,
+    pub openai: OpenAiConfig,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             redis: RedisSettings::default(),
             alerts: AlertsConfig::default(),
             gpu: GpuConfig::default(),
+            openai: OpenAiConfig::default(),
         }
     }
 }
@@ -181,6 +185,7 @@ impl Config {
         self.api.validate()?;
         self.alerts.validate()?;
         self.gpu.validate()?;
+        self.openai.validate()?;
         self.log.validate()?;
         Ok(())
     }

@@ -133,6 +133,7 @@ impl Daemon {
         let api_state = crate::api::ApiState {
             svc: services.clone(),
             config: Arc::new(config.api.clone()),
+            openai: Arc::new(config.openai.clone()),
         };
         tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
         tracing::info!(addr = %api_addr, "HTTP API listening");

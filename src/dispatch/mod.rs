@@ -234,6 +234,11 @@ impl Dispatcher {
     }
 
     /// The output bucket.
+    /// The bytes of a stored output (`bucket/key` of a job's result).
+    pub async fn read_output(&self, bucket: &str, key: &str) -> Result<bytes::Bytes, SinkError> {
+        self.shared.sink.get(bucket, key).await
+    }
+
     pub fn output_bucket(&self) -> &str {
         &self.shared.settings.output_bucket
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::{CachedObject, CachedResult};
-use crate::object_store::{ObjectAttrs, ObjectStore, StorageError};
+use crate::object_store::{ObjectAttrs, ObjectBody, ObjectStore, StorageError};
 use crate::s3::presign::Presigner;
 use crate::stores::StoreHealth;
 
@@ -42,6 +42,9 @@ pub trait OutputSink: Send + Sync + 'static {
         dst_bucket: &str,
         dst_key: &str,
     ) -> Result<(), SinkError>;
+    /// Reads `bucket/key` whole (an output handed back inline, as OpenAI's
+    /// `b64_json` wants).
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, SinkError>;
     /// Whether `bucket/key` is still there (a cached result may have expired).
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError>;
     /// A download URL valid for `expires`, when the store can make one.
@@ -103,6 +106,23 @@ impl OutputSink for StoreSink {
             }
         }
         Ok(())
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, SinkError> {
+        match self.storage.open_object(bucket, key).await?.body {
+            ObjectBody::Inline(bytes) => Ok(bytes),
+            ObjectBody::File(mut file) => {
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| Bytes::from(bytes))
+                });
+                let path = format!("{bucket}/{key}");
+                read.await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|e| StorageError::io(&path, e).into())
+            }
+        }
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError> {

@@ -185,6 +185,20 @@ impl OutputSink for S3Sink {
         Ok(())
     }
 
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, SinkError> {
+        let what = format!("GET {bucket}/{key}");
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.remote(&what, &e))?;
+        let body = object.body.collect().await.map_err(|e| self.remote(&what, &e))?;
+        Ok(body.into_bytes())
+    }
+
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError> {
         match self.client.head_object().bucket(bucket).key(key).send().await {
             Ok(_) => Ok(true),

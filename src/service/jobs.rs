@@ -122,31 +122,41 @@ impl Jobs {
                 ),
             ));
         }
-        // Subscribed before the enqueue, so an end that comes at once is not missed.
-        let mut events = self.queue.subscribe();
         let enqueued = self.admit(request).await?;
-        let mut job = enqueued.job;
-        if let Some(seconds) = wait_seconds {
-            let deadline = tokio::time::sleep(Duration::from_secs(seconds));
-            tokio::pin!(deadline);
-            while !job.status.is_terminal() {
-                let refetch = tokio::select! {
-                    () = &mut deadline => break,
-                    e = events.recv() => match e {
-                        Ok(e) => e.id == job.id,
-                        Err(RecvError::Lagged(_)) => true,
-                        Err(RecvError::Closed) => break,
-                    },
-                };
-                if refetch && let Some(j) = self.queue.get(job.id).await? {
-                    job = j;
-                }
+        let job = match wait_seconds {
+            Some(seconds) => {
+                self.wait_for(enqueued.job.id, Duration::from_secs(seconds))
+                    .await?
             }
-        }
+            None => enqueued.job,
+        };
         Ok(Submitted {
             job,
             created: enqueued.created,
         })
+    }
+
+    /// Job `id` once it has ended, or as it is when `wait` is over.
+    pub async fn wait_for(&self, id: Ulid, wait: Duration) -> Result<Job, ServiceError> {
+        // Subscribed before the first read, so an end between the two is not missed.
+        let mut events = self.queue.subscribe();
+        let mut job = self.get(id).await?;
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        while !job.status.is_terminal() {
+            let refetch = tokio::select! {
+                () = &mut deadline => break,
+                e = events.recv() => match e {
+                    Ok(e) => e.id == id,
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => break,
+                },
+            };
+            if refetch {
+                job = self.get(id).await?;
+            }
+        }
+        Ok(job)
     }
 
     /// Every admission rule, then the enqueue.
