@@ -2,8 +2,9 @@
 # Runs darkroom's whole test suite: style, lints and every test.
 #
 # Installs what the tests need first, idempotently (curl, a C compiler for the fake
-# NVML library, prometheus's promtool, tmux, docker-compose, redis-server and openssl via apt-get, awscli and boto3 via pip), so no
-# test is ever skipped for a missing tool.
+# NVML library, prometheus's promtool, tmux, docker-compose, redis-server and
+# openssl via apt-get; awscli, boto3 and the openai SDK via pip), so no test is
+# ever skipped for a missing tool.
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/darkroom/target) so repeated
 # runs and fresh clones reuse them.
 set -euo pipefail
@@ -35,9 +36,9 @@ if [ "${#apt_needed[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
 fi
 
-if ! command -v aws >/dev/null 2>&1 || ! python3 -c 'import boto3' >/dev/null 2>&1; then
-    echo "test.sh: installing awscli and boto3" >&2
-    python3 -m pip install -q awscli boto3
+if ! command -v aws >/dev/null 2>&1 || ! python3 -c 'import boto3, openai' >/dev/null 2>&1; then
+    echo "test.sh: installing awscli, boto3 and openai" >&2
+    python3 -m pip install -q awscli boto3 openai
 fi
 
 cargo fmt --check

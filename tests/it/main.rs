@@ -34,6 +34,7 @@ mod dispatch;
 mod gpu;
 mod metrics;
 mod multi_node;
+mod openai;
 mod queue;
 mod queue_admin;
 mod queue_crash;
