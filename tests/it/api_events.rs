@@ -78,7 +78,10 @@ impl Sse {
                     data: serde_json::from_str(&data).unwrap(),
                 };
             }
-            let chunk = self.resp.chunk().await.unwrap().expect("the event stream ended");
+            let chunk = crate::support::bounded("the next event", self.resp.chunk())
+                .await
+                .unwrap()
+                .expect("the event stream ended");
             self.buf.push_str(&String::from_utf8_lossy(&chunk));
         }
     }

@@ -15,15 +15,24 @@ impl Serve {
     /// Spawns `command` (a `darkroom serve ...`) and waits for its API line.
     pub fn spawn(mut command: Command) -> Self {
         let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // Read on a thread of its own, which keeps reading so later output never
+        // meets a closed pipe; the wait for the ready line is bounded.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let api = loop {
-            let line = lines.next().expect("darkroom serve exited").unwrap();
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .expect("darkroom serve exited or printed no API line within two minutes");
             if let Some(url) = line.strip_prefix("darkroom: HTTP API on ") {
                 break url.to_owned();
             }
         };
-        // Keep reading, so its later output never meets a closed pipe.
-        std::thread::spawn(move || for _ in lines {});
         Self { child, api }
     }
 }

@@ -184,11 +184,19 @@ pub fn spawn_serve(
     .stdout(std::process::Stdio::piped());
     configure(&mut cmd);
     let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
-    // Keep reading: a closed pipe would make darkroom's later lines fail (EPIPE).
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    // The first line, read on a thread that then keeps reading (a closed pipe would
+    // make darkroom's later lines fail with EPIPE); the wait for it is bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = stdout.read_line(&mut first);
+        let _ = tx.send(first);
+        std::io::copy(&mut stdout, &mut std::io::sink())
+    });
+    let line = rx
+        .recv_timeout(WAIT_LIMIT)
+        .expect("darkroom serve printed nothing within the wait limit");
     let endpoint = line
         .trim()
         .strip_prefix("darkroom: S3 API on ")
