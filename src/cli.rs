@@ -66,6 +66,21 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         nvml_lib: Option<String>,
     },
+    /// Check a data directory no daemon holds: every object's bytes (size, MD5),
+    /// orphan blob files, every database's integrity. Exit 0 clean, 1 problems
+    /// found, 2 could not run.
+    Verify {
+        /// The data directory (default: data_dir from the configuration).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Delete orphan blob files; mark objects with missing or corrupt bytes
+        /// damaged, so reads name them instead of serving wrong bytes.
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a running daemon's status (queue, backends, storage, cache, alerts).
     Status {
         #[command(flatten)]

@@ -349,3 +349,66 @@ pub fn gpu_text(r: &crate::gpu::GpuReport) -> String {
     }
     out
 }
+
+/// `darkroom verify`: checks the data directory at `dir` (with `repair`, mends it)
+/// and prints what it found; `Ok(true)` when nothing was wrong.
+pub fn verify(dir: &std::path::Path, repair: bool, json: bool) -> anyhow::Result<bool> {
+    use crate::object_store::verify::{Finding, verify};
+    let report = verify(dir, repair)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(report.clean());
+    }
+    println!(
+        "{}: {} objects, {} read, {} multipart checked by size only; databases {}",
+        dir.display(),
+        report.objects,
+        crate::dash::ui::fmt::bytes(report.bytes),
+        report.size_only,
+        report.databases.join(", ")
+    );
+    for f in &report.findings {
+        let line = match f {
+            Finding::MissingBlob { bucket, key, blob } => {
+                format!("missing   {bucket}/{key}: blob {blob} is gone")
+            }
+            Finding::WrongSize {
+                bucket,
+                key,
+                expected,
+                found,
+                ..
+            } => format!("truncated {bucket}/{key}: {found} bytes, {expected} recorded"),
+            Finding::WrongChecksum {
+                bucket,
+                key,
+                expected,
+                found,
+                ..
+            } => format!("corrupt   {bucket}/{key}: MD5 {found}, ETag {expected}"),
+            Finding::Orphan { blob, bytes } => {
+                format!("orphan    blob {blob} ({bytes} bytes) belongs to no object")
+            }
+            Finding::Damaged { bucket, key, why } => {
+                format!("damaged   {bucket}/{key}: {why} (marked earlier)")
+            }
+            Finding::CorruptDatabase { file, message } => format!("database  {file}: {message}"),
+        };
+        println!("{line}");
+    }
+    if repair {
+        println!(
+            "repaired: {} orphan blob files removed, {} objects marked damaged",
+            report.orphans_removed, report.marked_damaged
+        );
+    }
+    println!(
+        "{}",
+        if report.clean() {
+            "clean".to_owned()
+        } else {
+            format!("{} problems", report.findings.len())
+        }
+    );
+    Ok(report.clean())
+}

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
+        Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
         Some(Command::Gpu { json, once, nvml_lib }) => {
             let overrides = Overrides {
                 nvml_lib,
@@ -76,6 +77,29 @@ fn dashboard(args: &ServeArgs, readonly: bool) -> anyhow::Result<()> {
         loaded.config,
         darkroom::dash::Options { readonly },
     ))
+}
+
+/// `darkroom verify`: 0 clean, 1 problems found, 2 could not run.
+fn verify(data: Option<std::path::PathBuf>, repair: bool, json: bool) -> ExitCode {
+    let overrides = Overrides {
+        data_dir: data,
+        ..Overrides::default()
+    };
+    let dir = match Config::load(None, &overrides) {
+        Ok(l) => l.config.data_dir,
+        Err(e) => {
+            eprintln!("darkroom: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match darkroom::commands::verify(&dir, repair, json) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("darkroom: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Runs a client subcommand on a small runtime.

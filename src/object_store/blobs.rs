@@ -87,6 +87,14 @@ impl Blobs {
         })
     }
 
+    /// The blob directory at `root` as it is, creating nothing (for inspection).
+    pub fn existing(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            fsync: false,
+        }
+    }
+
     /// Where blob `id` lives.
     pub fn path(&self, id: &str) -> PathBuf {
         self.root.join(id.get(..2).unwrap_or("00")).join(id)

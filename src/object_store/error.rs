@@ -36,6 +36,13 @@ pub enum StorageError {
     BadDigest(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// `darkroom verify --repair` found its bytes missing or corrupt.
+    #[error("object {key:?} in bucket {bucket:?} is damaged ({why}); restore it from a backup or delete it")]
+    Damaged {
+        bucket: String,
+        key: String,
+        why: String,
+    },
     #[error("disk full while writing {path}")]
     StorageFull { path: PathBuf },
     #[error("{path}: {source}")]

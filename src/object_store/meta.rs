@@ -91,6 +91,10 @@ pub struct ObjectMeta {
     /// The bytes live in the `INLINE` table under `blob`, not in a file.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inline: bool,
+    /// Why the bytes cannot be trusted (set by `darkroom verify --repair` when the
+    /// blob is missing, truncated or corrupt): reads answer this instead of wrong bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

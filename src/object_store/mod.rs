@@ -30,6 +30,7 @@ pub mod meta;
 mod multipart;
 mod names;
 mod objects;
+pub mod verify;
 
 pub use blobs::StagedBlob;
 pub use buckets::{BucketUsage, Expiration};

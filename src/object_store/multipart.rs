@@ -219,6 +219,7 @@ impl ObjectStore {
             checksums: meta::Checksums::default(),
             parts: u32::try_from(chosen.len()).unwrap_or(u32::MAX),
             inline: false,
+            damaged: None,
         };
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let expected: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();

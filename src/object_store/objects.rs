@@ -106,6 +106,7 @@ impl ObjectStore {
             checksums,
             parts: 0,
             inline: staged.inline.is_some(),
+            damaged: None,
         };
         self.commit_record(bucket, key, staged, record, conditions).await
     }
@@ -197,6 +198,13 @@ impl ObjectStore {
         loop {
             let txn = self.inner.db.read()?;
             let meta = get_meta(&txn, bucket, key)?;
+            if let Some(why) = &meta.damaged {
+                return Err(StorageError::Damaged {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    why: why.clone(),
+                });
+            }
             if meta.inline {
                 let bytes = match txn.open_table(meta::INLINE)?.get(meta.blob.as_str())? {
                     Some(v) => Bytes::copy_from_slice(v.value()),
@@ -314,6 +322,8 @@ impl ObjectStore {
                     checksums: src.checksums,
                     parts: src.parts,
                     inline: src.inline,
+                    // A copy shares the bytes, so their damage too.
+                    damaged: src.damaged,
                 };
                 let mut objects = txn.open_table(meta::OBJECTS)?;
                 let old = match objects.insert(

@@ -32,6 +32,10 @@ impl From<StorageError> for S3Error {
                 err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
                 return err;
             }
+            E::Damaged { .. } => {
+                tracing::warn!(error = %e, "read of a damaged object refused");
+                return S3Error::with_message(S3ErrorCode::InternalError, e.to_string());
+            }
             E::Io { .. } | E::Store(_) => {
                 tracing::error!(error = %e, "internal storage error");
                 return S3Error::with_message(S3ErrorCode::InternalError, "internal storage error");

@@ -53,3 +53,4 @@ mod s3_multipart;
 mod s3_objects;
 mod s3_security;
 mod service_jobs;
+mod verify;
