@@ -56,6 +56,8 @@ pub mod dash;
 pub mod dispatch;
 pub mod events;
 pub mod gpu;
+pub mod link;
+pub mod mcp;
 pub mod metrics;
 pub mod object_store;
 pub mod openai;

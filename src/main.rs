@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Some(Command::Config(ConfigCommand::Check { file })) => check_config(file.as_deref()),
         Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
+        Some(Command::Mcp { remote }) => mcp(&remote),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
         Some(Command::Gpu { json, once, nvml_lib }) => {
             let overrides = Overrides {
@@ -76,6 +77,17 @@ fn dashboard(args: &ServeArgs, readonly: bool) -> anyhow::Result<()> {
         loaded.config,
         darkroom::dash::Options { readonly },
     ))
+}
+
+/// `darkroom mcp`: stdout carries MCP's messages, so the log goes to stderr
+/// (warnings only unless RUST_LOG says otherwise).
+fn mcp(remote: &darkroom::cli::Remote) -> anyhow::Result<()> {
+    darkroom::telemetry::init(
+        darkroom::config::LogFormat::Text,
+        "warn",
+        &darkroom::telemetry::Output::Stderr,
+    )?;
+    client(darkroom::mcp::serve_stdio(&remote.url, remote.token.clone()))
 }
 
 /// Runs a client subcommand on a small runtime.
