@@ -80,11 +80,12 @@ fn dashboard(args: &ServeArgs, readonly: bool) -> anyhow::Result<()> {
 }
 
 /// `darkroom mcp`: stdout carries MCP's messages, so the log goes to stderr
-/// (warnings only unless RUST_LOG says otherwise).
+/// (warnings only unless RUST_LOG says otherwise; rmcp's warning for each
+/// refused request is left out, the client has the answer).
 fn mcp(remote: &darkroom::cli::Remote) -> anyhow::Result<()> {
     darkroom::telemetry::init(
         darkroom::config::LogFormat::Text,
-        "warn",
+        "warn,rmcp=error",
         &darkroom::telemetry::Output::Stderr,
     )?;
     client(darkroom::mcp::serve_stdio(&remote.url, remote.token.clone()))

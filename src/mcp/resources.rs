@@ -26,7 +26,11 @@ pub const RECENT_OUTPUTS: usize = 20;
 pub const MAX_READ_BYTES: u64 = 32 << 20;
 
 /// What stays as it is in a URI path segment (RFC 3986 unreserved).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// `darkroom://outputs/{bucket}/{key}`.
 pub fn output_uri(bucket: &str, key: &str) -> String {
@@ -52,12 +56,22 @@ pub enum Target {
 pub fn parse(uri: &str) -> Result<Target, ErrorData> {
     let bad = || {
         ErrorData::invalid_params(
-            format!("{uri:?} is not a darkroom resource: darkroom://jobs/{{id}} or darkroom://outputs/{{bucket}}/{{key}}"),
+            format!(
+                "{uri:?} is not a darkroom resource: darkroom://jobs/{{id}} or darkroom://outputs/{{bucket}}/{{key}}"
+            ),
             None,
         )
     };
-    let decode = |s: &str| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| bad());
-    if let Some(id) = uri.strip_prefix(JOBS).filter(|id| !id.is_empty() && !id.contains('/')) {
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| bad())
+    };
+    if let Some(id) = uri
+        .strip_prefix(JOBS)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+    {
         return Ok(Target::Job(decode(id)?));
     }
     let (bucket, key) = uri
@@ -143,7 +157,10 @@ mod tests {
     #[test]
     fn uris_round_trip() {
         let uri = output_uri("comfyui-outputs", "jobs/01J/0-a b+c%.png");
-        assert_eq!(uri, "darkroom://outputs/comfyui-outputs/jobs/01J/0-a%20b%2Bc%25.png");
+        assert_eq!(
+            uri,
+            "darkroom://outputs/comfyui-outputs/jobs/01J/0-a%20b%2Bc%25.png"
+        );
         assert_eq!(
             parse(&uri).unwrap(),
             Target::Output {

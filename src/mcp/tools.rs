@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures::StreamExt as _;
-use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam, ProgressToken, RequestMetaObject};
+use rmcp::model::{
+    CallToolResult, ContentBlock, ProgressNotificationParam, ProgressToken, RequestMetaObject,
+};
 use rmcp::{Peer, RoleServer, handler::server::wrapper::Parameters, schemars, tool, tool_router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -101,7 +103,9 @@ pub struct ListOutputs {
 
 /// JSON text content.
 fn json_text<T: serde::Serialize>(value: &T) -> ContentBlock {
-    ContentBlock::text(serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")))
+    ContentBlock::text(
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+    )
 }
 
 fn answer<T: serde::Serialize>(r: Result<T, LinkError>) -> CallToolResult {

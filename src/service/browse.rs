@@ -156,7 +156,10 @@ impl Services {
         if bytes.len() as u64 > limit {
             return Err(ServiceError::invalid(
                 "key",
-                format!("{bucket}/{key} is {} bytes, more than the {limit} read inline; download its URL", bytes.len()),
+                format!(
+                    "{bucket}/{key} is {} bytes, more than the {limit} read inline; download its URL",
+                    bytes.len()
+                ),
             ));
         }
         Ok(bytes)
