@@ -22,6 +22,8 @@ const JOBS: &str = "darkroom://jobs/";
 const OUTPUTS: &str = "darkroom://outputs/";
 /// How many recent outputs `resources/list` offers.
 pub const RECENT_OUTPUTS: usize = 20;
+/// How many pages of 500 succeeded jobs `resources/list` looks through.
+const SCAN_PAGES: usize = 4;
 /// The largest output `resources/read` returns.
 pub const MAX_READ_BYTES: u64 = 32 << 20;
 
@@ -65,7 +67,7 @@ pub fn parse(uri: &str) -> Result<Target, ErrorData> {
     let decode = |s: &str| {
         percent_decode_str(s)
             .decode_utf8()
-            .map(|c| c.into_owned())
+            .map(std::borrow::Cow::into_owned)
             .map_err(|_| bad())
     };
     if let Some(id) = uri
@@ -87,20 +89,31 @@ pub fn parse(uri: &str) -> Result<Target, ErrorData> {
 }
 
 impl McpServer {
-    /// The first output of each of the newest succeeded jobs.
+    /// The first output of each of the newest succeeded jobs. Finished jobs
+    /// list in purge order (oldest first), so this pages through up to
+    /// [`SCAN_PAGES`] pages and keeps the newest.
     pub(super) async fn recent_outputs(&self) -> Result<ListResourcesResult, ErrorData> {
-        let listing = JobListing {
-            status: Some(JobStatus::Succeeded),
-            limit: RECENT_OUTPUTS,
-            cursor: None,
-        };
-        let page = self
-            .link
-            .jobs(listing)
-            .await
-            .map_err(|e| resource_error("resources/list", &e))?;
-        let mut jobs = page.jobs;
-        jobs.sort_by_key(|j| std::cmp::Reverse(j.finished_ms));
+        let mut jobs = Vec::new();
+        let mut cursor = None;
+        for _ in 0..SCAN_PAGES {
+            let listing = JobListing {
+                status: Some(JobStatus::Succeeded),
+                limit: 500,
+                cursor,
+            };
+            let page = self
+                .link
+                .jobs(listing)
+                .await
+                .map_err(|e| resource_error("resources/list", &e))?;
+            jobs.extend(page.jobs);
+            jobs.sort_by_key(|j| std::cmp::Reverse(j.finished_ms));
+            jobs.truncate(RECENT_OUTPUTS);
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
         let resources = jobs
             .iter()
             .filter_map(|job| {
