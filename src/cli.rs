@@ -2,7 +2,8 @@
 //! terminal dashboard; `darkroom serve` runs it headless; `darkroom dash` attaches
 //! the dashboard to a running daemon; `darkroom config check`
 //! validates a configuration and prints the effective one; `submit`, `jobs` and
-//! `status` are thin clients of a running daemon's HTTP API.
+//! `status` are thin clients of a running daemon's HTTP API, and `mcp` serves
+//! MCP over stdio in front of it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +81,12 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (Claude
+    /// Desktop, Claude Code), calling a running daemon's API.
+    Mcp {
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Print a running daemon's status (queue, backends, storage, cache, alerts).
     Status {

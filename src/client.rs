@@ -21,6 +21,9 @@ pub enum ClientError {
     #[error("darkroom answered {status}: {message}{}", field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
     Api {
         status: u16,
+        /// The API's error code (`invalid_request`, `not_found`, ...; empty when
+        /// the answer was not darkroom's JSON).
+        code: String,
         message: String,
         field: Option<String>,
     },
@@ -93,11 +96,13 @@ impl ApiClient {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(e) => ClientError::Api {
                     status: status.as_u16(),
+                    code: e.error.code,
                     message: e.error.message,
                     field: e.error.field,
                 },
                 Err(_) => ClientError::Api {
                     status: status.as_u16(),
+                    code: String::new(),
                     message: String::from_utf8_lossy(&bytes).trim().to_owned(),
                     field: None,
                 },
@@ -193,6 +198,43 @@ impl ApiClient {
         Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
     }
 
+    /// The bytes behind a URL the daemon handed out (an output's presigned URL),
+    /// refused past `limit` bytes. The API's token is not sent: the URL carries its
+    /// own signature and may point at another host (`s3.public_url`).
+    pub async fn download(&self, url: &str, limit: u64) -> Result<bytes::Bytes, ClientError> {
+        let unreachable = |source| ClientError::Unreachable {
+            url: url.to_owned(),
+            source,
+        };
+        let mut resp = self
+            .http
+            .get(url)
+            .timeout(SHORT)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !resp.status().is_success() {
+            return Err(ClientError::Api {
+                status: resp.status().as_u16(),
+                code: String::new(),
+                message: format!("GET {url} answered {}", resp.status()),
+                field: None,
+            });
+        }
+        let too_large = || ClientError::Invalid(format!("{url}: larger than {limit} bytes"));
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > limit {
+                return Err(too_large());
+            }
+        }
+        Ok(body.into())
+    }
+
     /// Opens `/api/v1/events`, resuming after `last_id`. The stream ends when the
     /// connection does.
     pub async fn events(
@@ -214,6 +256,7 @@ impl ApiClient {
         if !resp.status().is_success() {
             return Err(ClientError::Api {
                 status: resp.status().as_u16(),
+                code: String::new(),
                 message: resp.text().await.unwrap_or_default().trim().to_owned(),
                 field: None,
             });

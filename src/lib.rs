@@ -3,9 +3,10 @@
 //!
 //! The daemon ([`daemon`]) wires these services together and owns shutdown. The
 //! front ends — the HTTP API ([`api`]) with OpenAI's Images API beside it
-//! ([`openai`]), the dashboard ([`dash`]) and the command line ([`cli`],
-//! [`commands`], [`client`]) — call one service layer ([`service`]) and hold no
-//! rules of their own:
+//! ([`openai`]), the MCP server for agents ([`mcp`]), the dashboard ([`dash`]) and
+//! the command line ([`cli`], [`commands`], [`client`]) — call one service layer
+//! ([`service`]) and hold no rules of their own; the dashboard and the MCP server
+//! reach it in-process or over the API through one [`link::Link`]:
 //!
 //! - [`service`]: submit (every admission rule and `?wait`), get, list, cancel and
 //!   retry jobs; the status collector; browsing outputs and logs; typed errors.
@@ -56,6 +57,8 @@ pub mod dash;
 pub mod dispatch;
 pub mod events;
 pub mod gpu;
+pub mod link;
+pub mod mcp;
 pub mod metrics;
 pub mod object_store;
 pub mod openai;

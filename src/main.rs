@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Some(Command::Config(ConfigCommand::Check { file })) => check_config(file.as_deref()),
         Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
+        Some(Command::Mcp { remote }) => mcp(&remote),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
         Some(Command::Gpu { json, once, nvml_lib }) => {
@@ -100,6 +101,18 @@ fn verify(data: Option<std::path::PathBuf>, repair: bool, json: bool) -> ExitCod
             ExitCode::from(2)
         }
     }
+}
+
+/// `darkroom mcp`: stdout carries MCP's messages, so the log goes to stderr
+/// (warnings only unless RUST_LOG says otherwise; rmcp's warning for each
+/// refused request is left out, the client has the answer).
+fn mcp(remote: &darkroom::cli::Remote) -> anyhow::Result<()> {
+    darkroom::telemetry::init(
+        darkroom::config::LogFormat::Text,
+        "warn,rmcp=error",
+        &darkroom::telemetry::Output::Stderr,
+    )?;
+    client(darkroom::mcp::serve_stdio(&remote.url, remote.token.clone()))
 }
 
 /// Runs a client subcommand on a small runtime.

@@ -52,15 +52,15 @@ impl ApiError {
             Self::Unauthorized => return (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Service(e) => e,
         };
-        match service {
-            ServiceError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ServiceError::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
-            ServiceError::NoBackend(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_backend"),
-            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
+        let status = match service {
+            ServiceError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::NoBackend(_) | ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, service.code())
     }
 }
 

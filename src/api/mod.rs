@@ -7,7 +7,9 @@
 //! - `/api/v1/status`, `/api/v1/templates`, `/api/v1/openapi.json` (here, [`openapi`]);
 //! - `/api/v1/buckets/{bucket}/objects|presign`, `/api/v1/logs` ([`browse`]), for
 //!   the dashboard's storage browser and log panel;
-//! - `/healthz`, `/readyz`, `/metrics` ([`ops`]).
+//! - `/healthz`, `/readyz`, `/metrics` ([`ops`]);
+//! - `/v1` (OpenAI's Images API, [`crate::openai`]) and `/mcp` (MCP's Streamable
+//!   HTTP transport, [`crate::mcp::http`]), behind the same token.
 //!
 //! `/api/v1` takes a bearer token when `api.token` is set (the ops endpoints too
 //! with `api.protect_ops`); errors are JSON from one place ([`error`]). Handlers
@@ -51,6 +53,8 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
     /// How `/v1` (OpenAI's Images API) maps requests onto templates.
     pub openai: Arc<crate::openai::OpenAiConfig>,
+    /// The daemon's shutdown: ends MCP sessions (`/mcp`) and their streams.
+    pub shutdown: CancellationToken,
 }
 
 /// The router, separate from the listener so tests can drive it directly.
@@ -76,9 +80,16 @@ pub fn router(state: ApiState) -> Router {
     if state.config.protect_ops {
         ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     }
+    let mcp = Router::new()
+        .route_service(
+            "/mcp",
+            crate::mcp::http::service(&state.svc, &state.config, &state.shutdown),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v1", api)
         .nest("/v1", crate::openai::router(&state))
+        .merge(mcp)
         .merge(ops)
         .fallback(not_found)
         .with_state(state)

@@ -134,6 +134,7 @@ impl Daemon {
             svc: services.clone(),
             config: Arc::new(config.api.clone()),
             openai: Arc::new(config.openai.clone()),
+            shutdown: shutdown.clone(),
         };
         tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
         tracing::info!(addr = %api_addr, "HTTP API listening");

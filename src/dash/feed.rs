@@ -20,6 +20,7 @@ use super::Msg;
 use super::link::{Link, LinkError};
 use super::state::Data;
 use crate::events::{EventKind, StreamItem};
+use crate::service::JobListing;
 
 /// How many jobs the table starts with.
 const INITIAL_JOBS: usize = 200;
@@ -79,7 +80,7 @@ async fn session(
     // While the queue's Redis is down there are no jobs to list; the rest (GPUs,
     // backends, alerts, log) still shows, and the session starts over once it is back.
     let mut queue_down = snapshot.queue.unavailable.is_some();
-    let jobs = match link.jobs(INITIAL_JOBS).await {
+    let jobs = match link.jobs(JobListing::newest(INITIAL_JOBS)).await.map(|p| p.jobs) {
         Ok(jobs) => jobs,
         Err(_) if queue_down => Vec::new(),
         Err(e) => return Err(e),

@@ -20,14 +20,13 @@ use tokio_util::sync::CancellationToken;
 pub mod feed;
 pub mod form;
 pub mod keys;
-pub mod link;
 pub mod state;
 pub mod ui;
 
 #[cfg(test)]
 mod tests;
 
-pub use link::{Link, LocalLink, RemoteLink};
+pub use crate::link::{self, Link, LocalLink, RemoteLink};
 pub use state::State;
 
 use state::{Command, Data, Outcome};

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{ServiceError, Services};
 use crate::clock::Millis;
 use crate::comfy::ParamSpec;
+use crate::dispatch::SinkError;
 use crate::object_store::{ListQuery, StorageError};
 use crate::telemetry::LogLine;
 
@@ -135,6 +137,32 @@ impl Services {
             url,
             expires_ms: self.queue.now_ms().saturating_add(expiry_ms),
         })
+    }
+
+    /// An output's bytes, read whole from where outputs are stored (darkroom's
+    /// object store or the external S3), refused when larger than `limit`.
+    pub async fn read_output(&self, bucket: &str, key: &str, limit: u64) -> Result<Bytes, ServiceError> {
+        if key.is_empty() {
+            return Err(ServiceError::invalid("key", "the object's key is required"));
+        }
+        let bytes = self
+            .dispatcher
+            .read_output(bucket, key)
+            .await
+            .map_err(|e| match e {
+                SinkError::Storage(e) => storage_error(bucket, e),
+                SinkError::Remote { .. } => ServiceError::Unavailable(e.to_string()),
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(ServiceError::invalid(
+                "key",
+                format!(
+                    "{bucket}/{key} is {} bytes, more than the {limit} read inline; download its URL",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes)
     }
 
     /// Up to `limit` (1..=2000) of the daemon's log lines after `after`, oldest first.

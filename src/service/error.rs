@@ -41,6 +41,21 @@ impl ServiceError {
         }
     }
 
+    /// The stable, machine-readable name of the kind of failure, the same for
+    /// every front end: `invalid_request`, `not_found`, `conflict`, `queue_full`,
+    /// `no_backend`, `store_unavailable`, `internal`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "invalid_request",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::QueueFull(_) => "queue_full",
+            Self::NoBackend(_) => "no_backend",
+            Self::Unavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// The field at fault, if the error names one.
     pub fn field(&self) -> Option<&str> {
         match self {

@@ -32,6 +32,7 @@ mod daemon;
 mod dash;
 mod dispatch;
 mod gpu;
+mod mcp;
 mod metrics;
 mod multi_node;
 mod openai;

@@ -1,9 +1,11 @@
-//! Where the dashboard's data comes from and its actions go: [`Link`], with two
-//! implementations. [`RemoteLink`] is the HTTP API and its Server-Sent Events (the
-//! typed [`ApiClient`]); [`LocalLink`] calls the service layer in-process and
-//! reads the event hub's stream directly. Both hand back the same Rust types and a
-//! typed [`LinkError`], so everything above this module is one code path, and no
-//! JSON is made inside the process.
+//! Where a front end's data comes from and its actions go, whether the daemon is
+//! in this process or behind its HTTP API: [`Link`], with two implementations.
+//! [`RemoteLink`] is the HTTP API and its Server-Sent Events (the typed
+//! [`ApiClient`]); [`LocalLink`] calls the service layer in-process and reads the
+//! event hub's stream directly. Both hand back the same Rust types and a typed
+//! [`LinkError`], so everything above this module is one code path, and no JSON
+//! is made inside the process. The dashboard ([`crate::dash`]) and the MCP server
+//! ([`crate::mcp`]) both work through it.
 
 use std::pin::Pin;
 
@@ -16,7 +18,9 @@ use crate::events::{Event, ResyncNotice, StreamItem};
 use crate::queue::Job;
 use crate::service::browse::Folder;
 use crate::service::jobs::parse_id;
-use crate::service::{JobListing, LogPage, ObjectPage, PresignedUrl, ServiceError, Services, TemplateInfo};
+use crate::service::{
+    JobListing, JobPage, LogPage, ObjectPage, PresignedUrl, ServiceError, Services, TemplateInfo,
+};
 use crate::status::StatusSnapshot;
 
 /// The event stream; it ends when the connection does.
@@ -33,6 +37,45 @@ pub enum LinkError {
     Local(#[from] ServiceError),
 }
 
+impl LinkError {
+    /// darkroom's error code: the service's (`invalid_request`, `not_found`, ...),
+    /// the API's, or `unreachable` / `bad_answer` when the API could not be used.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Local(e) => e.code(),
+            Self::Remote(ClientError::Api { code, .. }) if !code.is_empty() => code,
+            Self::Remote(ClientError::Api { .. }) => "api_error",
+            Self::Remote(ClientError::Unreachable { .. }) => "unreachable",
+            Self::Remote(ClientError::Decode(_)) => "bad_answer",
+            Self::Remote(ClientError::Invalid(_)) => "invalid_request",
+        }
+    }
+
+    /// The request field at fault, when the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Local(e) => e.field(),
+            Self::Remote(ClientError::Api { field, .. }) => field.as_deref(),
+            Self::Remote(_) => None,
+        }
+    }
+
+    /// The words without the field (the local service's own message; an
+    /// internal error's cause too, for the caller to decide whether to show it).
+    pub fn message(&self) -> String {
+        match self {
+            Self::Local(e) => e.to_string(),
+            Self::Remote(ClientError::Api { message, .. }) => message.clone(),
+            Self::Remote(e) => e.to_string(),
+        }
+    }
+
+    /// A fault inside this process's daemon, whose text is for the log only.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::Local(ServiceError::Internal(_)))
+    }
+}
+
 /// A service error as the dashboard shows it (the field named, as the HTTP API
 /// does; an internal error's cause too, since the operator owns this process).
 fn local_text(e: &ServiceError) -> String {
@@ -42,14 +85,15 @@ fn local_text(e: &ServiceError) -> String {
     }
 }
 
-/// What the dashboard needs from a daemon.
+/// What the front ends need from a daemon.
 #[async_trait]
 pub trait Link: Send + Sync + 'static {
     /// Where it is attached (`local` or the URL).
     fn describe(&self) -> String;
     async fn status(&self) -> Result<StatusSnapshot, LinkError>;
-    /// The newest work first (running, queued, ... then finished).
-    async fn jobs(&self, limit: usize) -> Result<Vec<Job>, LinkError>;
+    /// A page of jobs; without a status, the newest work first (running, queued,
+    /// ... then finished).
+    async fn jobs(&self, listing: JobListing) -> Result<JobPage, LinkError>;
     async fn job(&self, id: &str) -> Result<Job, LinkError>;
     async fn templates(&self) -> Result<Vec<TemplateInfo>, LinkError>;
     async fn logs(&self, after: u64) -> Result<LogPage, LinkError>;
@@ -59,6 +103,8 @@ pub trait Link: Send + Sync + 'static {
     async fn retry(&self, id: &str) -> Result<Job, LinkError>;
     async fn objects(&self, bucket: &str, prefix: &str) -> Result<ObjectPage, LinkError>;
     async fn presign(&self, bucket: &str, key: &str) -> Result<PresignedUrl, LinkError>;
+    /// An output's bytes, refused past `limit` bytes.
+    async fn read_output(&self, bucket: &str, key: &str, limit: u64) -> Result<bytes::Bytes, LinkError>;
 }
 
 /// How many log lines one read returns.
@@ -77,8 +123,12 @@ impl Link for RemoteLink {
     async fn status(&self) -> Result<StatusSnapshot, LinkError> {
         Ok(self.client.status().await?)
     }
-    async fn jobs(&self, limit: usize) -> Result<Vec<Job>, LinkError> {
-        Ok(self.client.jobs(None, limit, None).await?.jobs)
+    async fn jobs(&self, listing: JobListing) -> Result<JobPage, LinkError> {
+        let status = listing.status.map(|s| s.to_string());
+        Ok(self
+            .client
+            .jobs(status.as_deref(), listing.limit, listing.cursor.as_deref())
+            .await?)
     }
     async fn job(&self, id: &str) -> Result<Job, LinkError> {
         Ok(self.client.job(id).await?)
@@ -121,6 +171,11 @@ impl Link for RemoteLink {
     async fn presign(&self, bucket: &str, key: &str) -> Result<PresignedUrl, LinkError> {
         Ok(self.client.presign(bucket, key).await?)
     }
+    /// Through a presigned URL: the API hands out URLs, not bytes.
+    async fn read_output(&self, bucket: &str, key: &str, limit: u64) -> Result<bytes::Bytes, LinkError> {
+        let url = self.client.presign(bucket, key).await?.url;
+        Ok(self.client.download(&url, limit).await?)
+    }
 }
 
 /// The daemon in this process: the service layer called directly.
@@ -136,8 +191,8 @@ impl Link for LocalLink {
     async fn status(&self) -> Result<StatusSnapshot, LinkError> {
         Ok(self.services.status().await?)
     }
-    async fn jobs(&self, limit: usize) -> Result<Vec<Job>, LinkError> {
-        Ok(self.services.jobs.list(JobListing::newest(limit)).await?.jobs)
+    async fn jobs(&self, listing: JobListing) -> Result<JobPage, LinkError> {
+        Ok(self.services.jobs.list(listing).await?)
     }
     async fn job(&self, id: &str) -> Result<Job, LinkError> {
         Ok(self.services.jobs.get(parse_id(id)?).await?)
@@ -165,5 +220,8 @@ impl Link for LocalLink {
     }
     async fn presign(&self, bucket: &str, key: &str) -> Result<PresignedUrl, LinkError> {
         Ok(self.services.presign(bucket, key).await?)
+    }
+    async fn read_output(&self, bucket: &str, key: &str, limit: u64) -> Result<bytes::Bytes, LinkError> {
+        Ok(self.services.read_output(bucket, key, limit).await?)
     }
 }
