@@ -16,6 +16,7 @@
 mod api_support;
 mod fake_comfy;
 mod lossy_proxy;
+mod mcp_http_client;
 mod serve;
 mod support;
 mod tmux;

@@ -1,8 +1,10 @@
 //! The MCP server against the daemon and the fake ComfyUI: over stdio, the real
 //! `darkroom mcp` child driven by rmcp's own client (tools and their schemas,
 //! generate_image with its image and progress, cancel, refusals, malformed
-//! arguments, unknown tools, resources); over Streamable HTTP, raw JSON-RPC on `/mcp` with
-//! reqwest (the session handshake, tools, the token).
+//! arguments, unknown tools, resources); over Streamable HTTP on `/mcp`, rmcp's
+//! client too, through our reqwest 0.12 (`mcp_http_client`): the token, tools,
+//! generate_image with its image, refusals. Raw JSON-RPC only for what rmcp's
+//! client cannot show: darkroom's 401 body, a session's request without the token.
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -12,7 +14,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResult, ProgressNotificationParam, ReadResourceRequestParams,
     ResourceContents,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{ClientInitializeError, NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use serde_json::{Map, Value, json};
@@ -20,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::dispatch::{daemon, finished};
 use crate::fake_comfy::{FakeComfy, PNG};
+use crate::mcp_http_client;
 use crate::support::{TestServer, bounded};
 
 const TOKEN: &str = "mcp-test-token";
@@ -362,66 +365,94 @@ async fn rpc(
     (status, session, answer)
 }
 
+/// rmcp's client over Streamable HTTP on `/mcp` (see `mcp_http_client`),
+/// connected and initialized, or the transport's refusal.
+async fn http(
+    url: &str,
+    token: Option<&str>,
+) -> Result<(Client, mpsc::UnboundedReceiver<ProgressNotificationParam>), ClientInitializeError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = bounded(
+        "the MCP handshake over HTTP",
+        Recorder { progress: tx }.serve(mcp_http_client::transport(url, token)),
+    )
+    .await?;
+    Ok((client, rx))
+}
+
 #[tokio::test]
-async fn http_transport_speaks_json_rpc_behind_the_token() {
+async fn http_transport_serves_rmcp_client_behind_the_token() {
     let comfy = FakeComfy::start().await;
     let s = daemon(&[&comfy], |c| c.api.token = TOKEN.into()).await;
     let url = format!("http://{}/mcp", s.daemon.api_addr());
+
+    // Without the token, or with another, rmcp's client cannot connect: the
+    // initialize POST meets the 401 and its Bearer challenge...
+    for token in [None, Some("wrong")] {
+        let Err(e) = http(&url, token).await else {
+            panic!("{token:?}: connected without the token");
+        };
+        let debug = format!("{e:?}");
+        assert!(
+            debug.contains("AuthRequired") && debug.contains("Bearer"),
+            "{token:?}: {e}: {debug}"
+        );
+    }
+    // ...which is darkroom's own error body, as on /api/v1.
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "darkroom-test", "version": "0"}}});
-
-    // Without the token, or with another: 401, as on /api/v1.
     for token in [None, Some("wrong")] {
         let (status, _, body) = rpc(&url, token, None, &initialize).await;
         assert_eq!(status, 401, "{token:?}: {body}");
         assert_eq!(body["error"]["code"], "unauthorized", "{body}");
     }
 
-    let (status, session, init) = rpc(&url, Some(TOKEN), None, &initialize).await;
-    assert_eq!(status, 200, "{init}");
-    assert_eq!(init["result"]["serverInfo"]["name"], "darkroom", "{init}");
-    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
-    assert!(init["result"]["capabilities"]["resources"].is_object(), "{init}");
-    let session = session.expect("initialize answered without Mcp-Session-Id");
-    let session = Some(session.as_str());
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let (status, _, _) = rpc(&url, Some(TOKEN), session, &initialized).await;
-    assert_eq!(status, 202);
+    let (client, _progress) = http(&url, Some(TOKEN)).await.unwrap();
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "darkroom");
+    assert!(info.capabilities.tools.is_some(), "{info:?}");
+    assert!(info.capabilities.resources.is_some(), "{info:?}");
 
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    let (_, _, tools) = rpc(&url, Some(TOKEN), session, &list).await;
-    let names: BTreeSet<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{tools}"))
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    // Every tool, each with an object input schema.
+    let tools = bounded("tools/list over HTTP", client.list_all_tools())
+        .await
+        .unwrap();
+    let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names, BTreeSet::from(TOOLS));
+    for t in &tools {
+        assert_eq!(t.input_schema.get("type"), Some(&json!("object")), "{}", t.name);
+    }
 
     // In the daemon the tools call the services in-process; the image is read
     // from the object store.
-    let generate = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-        "name": "generate_image", "arguments": {"template": "noop"},
-        "_meta": {"progressToken": "p1"}}});
-    let (_, _, r) = rpc(&url, Some(TOKEN), session, &generate).await;
-    let result: CallToolResult =
-        serde_json::from_value(r["result"].clone()).unwrap_or_else(|e| panic!("{e}: {r}"));
-    assert_eq!(result.is_error, Some(false), "{r}");
-    assert_eq!(job_of(&result)["status"], "succeeded");
-    assert_eq!(image_of(&result), (PNG.to_vec(), "image/png".to_owned()));
+    let r = call(&client, "generate_image", json!({"template": "noop"})).await;
+    assert_eq!(r.is_error, Some(false), "{r:?}");
+    let job = job_of(&r);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let url_of_output = job["result"]["outputs"][0]["url"].as_str().unwrap();
+    assert!(url_of_output.starts_with("http://"), "{job}");
+    assert_eq!(image_of(&r), (PNG.to_vec(), "image/png".to_owned()));
 
-    let bad = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
-        "name": "get_job", "arguments": {"id": "not-a-ulid"}}});
-    let (_, _, r) = rpc(&url, Some(TOKEN), session, &bad).await;
-    assert_eq!(r["result"]["isError"], true, "{r}");
-    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    // A refusal is a tool error naming darkroom's code and the field.
+    let r = call(&client, "get_job", json!({"id": "not-a-ulid"})).await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let text = &texts(&r)[0];
     assert!(
         text.starts_with("invalid_request: ") && text.ends_with("(field id)"),
         "{text}"
     );
+    bounded("the HTTP client to close", client.cancel())
+        .await
+        .unwrap();
 
-    // Without the token a session's requests are refused too.
-    let (status, _, _) = rpc(&url, None, session, &list).await;
+    // The token is checked on every request, not only at the handshake: a
+    // session's requests without it are refused too (raw, as rmcp's client
+    // always sends its token).
+    let (status, session, _) = rpc(&url, Some(TOKEN), None, &initialize).await;
+    assert_eq!(status, 200);
+    let session = session.expect("initialize answered without Mcp-Session-Id");
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, _, _) = rpc(&url, None, Some(&session), &list).await;
     assert_eq!(status, 401);
 }
