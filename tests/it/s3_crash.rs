@@ -235,14 +235,7 @@ async fn shutdown_lets_an_in_flight_put_finish() {
     // The acknowledged object is there after a restart on the same data.
     let mut config = config;
     config.data_dir = data_dir;
-    let daemon = darkroom::daemon::Daemon::start(&config, darkroom::clock::system())
-        .await
-        .unwrap();
-    let c = client(
-        &format!("http://{}", daemon.s3_addr().unwrap()),
-        ACCESS_KEY,
-        SECRET_KEY,
-    );
+    let (daemon, c) = crate::support::daemon_on(&config).await;
     let got = c
         .get_object()
         .bucket("drain")

@@ -78,6 +78,14 @@ async fn start(tweak: impl FnOnce(&mut Config), clock: Option<ManualClock>) -> T
     }
 }
 
+/// A daemon started in-process on `config` (an existing data directory, say) and
+/// an S3 client of it.
+pub async fn daemon_on(config: &Config) -> (Daemon, Client) {
+    let daemon = Daemon::start(config, darkroom::clock::system()).await.unwrap();
+    let endpoint = format!("http://{}", daemon.s3_addr().unwrap());
+    (daemon, client(&endpoint, ACCESS_KEY, SECRET_KEY))
+}
+
 pub fn client(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())

@@ -10,7 +10,7 @@ use std::process::Command;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 
-use crate::support::{ACCESS_KEY, SECRET_KEY, TestServer, client, data, server, test_config};
+use crate::support::{TestServer, daemon_on, data, server, test_config};
 
 fn verify(data_dir: &Path, extra: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_darkroom"))
@@ -147,16 +147,7 @@ async fn verify_finds_the_four_corruptions_and_repair_marks_what_it_cannot_mend(
     );
 
     // A daemon on the repaired directory names the damage instead of sending wrong bytes.
-    let mut config = test_config(&dir);
-    config.data_dir.clone_from(&data_dir);
-    let daemon = darkroom::daemon::Daemon::start(&config, darkroom::clock::system())
-        .await
-        .unwrap();
-    let c = client(
-        &format!("http://{}", daemon.s3_addr().unwrap()),
-        ACCESS_KEY,
-        SECRET_KEY,
-    );
+    let (daemon, c) = daemon_on(&test_config(&dir)).await;
     let err = c
         .get_object()
         .bucket("verified")
