@@ -23,6 +23,9 @@ use crate::comfy::Templates;
 use crate::dispatch::{JobRequest, JobResult, OutputObject};
 use crate::queue::{Job, JobStatus};
 
+/// The largest image handed back as `b64_json` (bigger ones: ask for a URL).
+const MAX_INLINE_BYTES: u64 = 64 << 20;
+
 /// OpenAI's image generation request (fields darkroom has no use for, such as
 /// `quality`, `style` or `user`, are accepted and ignored).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -178,12 +181,8 @@ pub async fn generations(State(s): State<ApiState>, body: Body) -> Result<Json<I
             Format::Base64 => {
                 let bytes = s
                     .svc
-                    .dispatcher
-                    .read_output(&image.bucket, &image.key)
-                    .await
-                    .map_err(|e| {
-                        OpenAiError::internal(&format!("reading {}/{}: {e}", image.bucket, image.key))
-                    })?;
+                    .read_output(&image.bucket, &image.key, MAX_INLINE_BYTES)
+                    .await?;
                 (
                     None,
                     Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
