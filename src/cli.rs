@@ -82,6 +82,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Back up: a consistent snapshot of the databases and the blobs they need, to
+    /// a directory or s3://bucket/prefix, copying only blobs the destination lacks.
+    /// Through the daemon at --url while it serves, or with --data on a data
+    /// directory no daemon holds.
+    Backup(BackupArgs),
+    /// Rebuild a data directory from a backup, checking every file's SHA-256.
+    Restore(RestoreArgs),
     /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (Claude
     /// Desktop, Claude Code), calling a running daemon's API.
     Mcp {
@@ -96,6 +103,65 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `darkroom backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// A directory or s3://bucket/prefix (default with --url: the daemon's
+    /// backup.dest).
+    pub dest: Option<String>,
+    /// Back up this data directory (no daemon may hold it) instead of asking the
+    /// daemon at --url.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Keep the newest N snapshots (0: all; default backup.keep).
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// List DEST's snapshots (complete and partial) instead.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub s3: S3DestArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `darkroom restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup: a directory or s3://bucket/prefix.
+    pub src: String,
+    /// The data directory to rebuild (default: data_dir from the configuration).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The snapshot to restore (default: the newest complete one).
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Option<String>,
+    /// Replace the databases and blobs of a data directory that is not empty.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub s3: S3DestArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The S3 endpoint of an `s3://` backup destination, for the command line (the
+/// keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, as for awscli).
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3DestArgs {
+    /// The S3 endpoint (MinIO, another darkroom); default AWS_ENDPOINT_URL, else
+    /// AWS itself.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The region (default AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
 }
 
 /// Where the daemon's API is.

@@ -171,6 +171,22 @@ impl ApiClient {
         Ok(self.call(Method::GET, "/api/v1/status", None, SHORT).await?.1)
     }
 
+    /// Asks the daemon to take a backup now; answers when it is complete (a large
+    /// first backup can take a while: no timeout short of a day).
+    pub async fn backup(
+        &self,
+        request: &crate::service::BackupRequest,
+    ) -> Result<crate::backup::BackupReport, ClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let day = Duration::from_hours(24);
+        Ok(self.call(Method::POST, "/api/v1/backups", Some(body), day).await?.1)
+    }
+
+    /// The backup schedule and how backups have gone.
+    pub async fn backup_status(&self) -> Result<crate::backup::BackupStatus, ClientError> {
+        Ok(self.call(Method::GET, "/api/v1/backups", None, SHORT).await?.1)
+    }
+
     pub async fn templates(&self) -> Result<Vec<TemplateInfo>, ClientError> {
         Ok(self.call(Method::GET, "/api/v1/templates", None, SHORT).await?.1)
     }

@@ -25,6 +25,8 @@
 //!   lifecycle — with metadata in redb and bytes in blob files.
 //! - [`s3`]: the S3-compatible server (the `s3s` crate) over [`object_store`], so
 //!   awscli, boto3, rclone and n8n's S3 node can use darkroom instead of MinIO.
+//! - [`backup`]: consistent snapshots of the data directory to a folder or S3,
+//!   incremental, scheduled with retention; restore with hash checks.
 //! - [`metrics`]: the Prometheus registry and what darkroom records in it.
 //! - [`alerts`]: built-in alert rules, their pending/firing/resolved states and the
 //!   notifiers (webhook, Slack, Alertmanager).
@@ -45,6 +47,7 @@ pub mod names;
 
 pub mod alerts;
 pub mod api;
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod client;

@@ -27,6 +27,12 @@ fn main() -> ExitCode {
         Some(Command::Mcp { remote }) => mcp(&remote),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
+        Some(Command::Backup(args)) => {
+            with_data_dir(args.data.clone()).and_then(|c| client(darkroom::commands::backup::backup(&args, &c)))
+        }
+        Some(Command::Restore(args)) => {
+            with_data_dir(args.data.clone()).and_then(|c| client(darkroom::commands::backup::restore(&args, &c)))
+        }
         Some(Command::Gpu { json, once, nvml_lib }) => {
             let overrides = Overrides {
                 nvml_lib,
@@ -81,13 +87,18 @@ fn dashboard(args: &ServeArgs, readonly: bool) -> anyhow::Result<()> {
 }
 
 /// `darkroom verify`: 0 clean, 1 problems found, 2 could not run.
-fn verify(data: Option<std::path::PathBuf>, repair: bool, json: bool) -> ExitCode {
+/// The configuration (for `data_dir` and `[backup]`), with `--data` over it.
+fn with_data_dir(data: Option<std::path::PathBuf>) -> anyhow::Result<Config> {
     let overrides = Overrides {
         data_dir: data,
         ..Overrides::default()
     };
-    let dir = match Config::load(None, &overrides) {
-        Ok(l) => l.config.data_dir,
+    Ok(Config::load(None, &overrides)?.config)
+}
+
+fn verify(data: Option<std::path::PathBuf>, repair: bool, json: bool) -> ExitCode {
+    let dir = match with_data_dir(data) {
+        Ok(c) => c.data_dir,
         Err(e) => {
             eprintln!("darkroom: {e}");
             return ExitCode::from(2);

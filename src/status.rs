@@ -49,6 +49,10 @@ pub struct StatusSnapshot {
     /// daemons older than this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// The backup schedule and the last backup (absent from daemons that take
+    /// none, and from daemons older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupStatus>,
 }
 
 /// Where a daemon listens, what a newcomer needs to use it.

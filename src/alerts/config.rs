@@ -181,6 +181,14 @@ pub fn default_rules() -> Vec<RuleConfig> {
             0,
             Severity::Critical,
         ),
+        rule(
+            "DarkroomBackupStale",
+            RuleKind::BackupAgeAbove,
+            2.0,
+            0,
+            0,
+            Severity::Warning,
+        ),
     ]
 }
 
@@ -307,6 +315,7 @@ mod tests {
                 "ComfyUIBackendDown",
                 "DarkroomDiskLow",
                 "DarkroomStoreDown",
+                "DarkroomBackupStale",
             ]
         );
         let critical = &config.rules[1];

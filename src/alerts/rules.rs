@@ -58,6 +58,9 @@ pub enum RuleKind {
     /// A shared store (the queue's or the cache's Redis, the outputs' S3) not
     /// answering its check (the threshold is unused).
     StoreDown,
+    /// The last good backup is older than the threshold times the backup
+    /// interval (`[backup]`; no schedule, no sample).
+    BackupAgeAbove,
 }
 
 named_enum!(RuleKind, "rule kind", {
@@ -68,6 +71,7 @@ named_enum!(RuleKind, "rule kind", {
     BackendDown => "backend_down",
     DiskFreeBelow => "disk_free_below",
     StoreDown => "store_down",
+    BackupAgeAbove => "backup_age_above",
 });
 
 impl RuleKind {
@@ -121,6 +125,17 @@ pub struct DiskReading {
     pub total_bytes: u64,
 }
 
+/// How old the last good backup is, when backups are scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BackupReading {
+    /// Seconds since the last good backup (since the daemon started, if none).
+    pub age_seconds: f64,
+    /// Seconds between scheduled backups.
+    pub interval_seconds: f64,
+    /// There was a good backup at all.
+    pub ever: bool,
+}
+
 /// What one evaluation looks at, filled in by the daemon.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {
@@ -131,6 +146,8 @@ pub struct Observation {
     pub disk: Option<DiskReading>,
     /// Shared stores only: an embedded one cannot be unreachable.
     pub stores: Vec<StoreCheck>,
+    /// Scheduled backups only.
+    pub backup: Option<BackupReading>,
 }
 
 /// One rule's reading of one instance.
@@ -250,6 +267,21 @@ pub(super) fn samples(rule: &RuleConfig, obs: &Observation, history: &History, n
                 let free = ratio(disk.free_bytes, disk.total_bytes);
                 let summary = format!("data volume {} free (threshold {})", percent(free), percent(threshold));
                 Sample::global(free, free < threshold, summary)
+            })
+            .into_iter()
+            .collect(),
+        RuleKind::BackupAgeAbove => obs
+            .backup
+            .filter(|b| b.interval_seconds > 0.0)
+            .map(|b| {
+                let intervals = b.age_seconds / b.interval_seconds;
+                let age = span(b.age_seconds as u64);
+                let summary = if b.ever {
+                    format!("the last good backup is {age} old ({intervals:.1} intervals; threshold {threshold})")
+                } else {
+                    format!("no good backup in the {age} since start ({intervals:.1} intervals; threshold {threshold})")
+                };
+                Sample::global(intervals, intervals > threshold, summary)
             })
             .into_iter()
             .collect(),

@@ -58,7 +58,7 @@ impl ApiError {
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::NoBackend(_) | ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceError::Failed(_) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, service.code())
     }

@@ -7,6 +7,7 @@
 //! - `/api/v1/status`, `/api/v1/templates`, `/api/v1/openapi.json` (here, [`openapi`]);
 //! - `/api/v1/buckets/{bucket}/objects|presign`, `/api/v1/logs` ([`browse`]), for
 //!   the dashboard's storage browser and log panel;
+//! - `/api/v1/backups` ([`backups`]): take a backup now, read the schedule's state;
 //! - `/healthz`, `/readyz`, `/metrics` ([`ops`]);
 //! - `/v1` (OpenAI's Images API, [`crate::openai`]) and `/mcp` (MCP's Streamable
 //!   HTTP transport, [`crate::mcp::http`]), behind the same token.
@@ -29,6 +30,7 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod backups;
 pub mod browse;
 pub mod config;
 pub mod error;
@@ -66,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs/{id}/retry", post(jobs::retry))
         .route("/events", get(events::events))
         .route("/status", get(status::status))
+        .route("/backups", post(backups::create).get(backups::status))
         .route("/templates", get(templates))
         .route("/buckets/{bucket}/objects", get(browse::objects))
         .route("/buckets/{bucket}/presign", get(browse::presign))

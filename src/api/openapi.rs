@@ -16,6 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::events::events, super::status::status, super::templates, document,
         super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
+        super::backups::create, super::backups::status,
     ),
     components(schemas(crate::events::Event, crate::events::ResyncNotice)),
     modifiers(&BearerAuth),

@@ -338,6 +338,14 @@ impl PromptCache {
         Ok(all)
     }
 
+    /// The embedded database the entries live in (for backups), or `None` on Redis.
+    pub fn redb(&self) -> Option<&Store> {
+        match &self.inner.backend {
+            Backend::Embedded(store) => Some(store),
+            Backend::Redis(_) => None,
+        }
+    }
+
     /// The Redis server the cache lives on, if it does.
     pub fn redis(&self) -> Option<&RedisStore> {
         match &self.inner.backend {

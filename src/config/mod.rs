@@ -12,7 +12,7 @@
 //! `[api]` to [`crate::api`], `[queue]` to [`crate::queue`], `[cache]` to
 //! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
 //! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
-//! [`crate::gpu`], `[openai]` to [`crate::openai`], `[log]` to
+//! [`crate::gpu`], `[openai]` to [`crate::openai`], `[backup]` to [`crate::backup`], `[log]` to
 //! [`crate::telemetry`] — which defines its type, its defaults and its
 //! `validate()`. This module only layers and assembles them.
 
@@ -26,6 +26,7 @@ use crate::api::ApiConfig;
 use crate::cache::CacheSettings;
 use crate::dispatch::{BackendConfig, ComfyConfig, StorageConfig};
 use crate::gpu::GpuConfig;
+use crate::backup::BackupConfig;
 use crate::openai::OpenAiConfig;
 use crate::queue::QueueSettings;
 use crate::redis_store::{Backend, RedisSettings};
@@ -55,6 +56,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub gpu: GpuConfig,
     pub openai: OpenAiConfig,
+    pub backup: BackupConfig,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             gpu: GpuConfig::default(),
             openai: OpenAiConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -186,6 +189,7 @@ impl Config {
         self.alerts.validate()?;
         self.gpu.validate()?;
         self.openai.validate()?;
+        self.backup.validate()?;
         self.log.validate()?;
         Ok(())
     }

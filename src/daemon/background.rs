@@ -87,7 +87,7 @@ pub(super) async fn evaluate_alerts(
     alerts: Alerts,
     dispatcher: Dispatcher,
     (queue, prompts): (Queue, PromptCache),
-    gpu: crate::gpu::GpuMonitor,
+    (gpu, backups): (crate::gpu::GpuMonitor, crate::backup::Backups),
     data_dir: PathBuf,
     shutdown: CancellationToken,
 ) {
@@ -104,6 +104,7 @@ pub(super) async fn evaluate_alerts(
             gpu.clone(),
             data_dir.clone(),
         );
+        let backup = backups.reading();
         async move {
             let stores = crate::stores::StoreChecks::run(&queue, &prompts, &dispatcher).await;
             let backends = dispatcher.backends();
@@ -138,6 +139,7 @@ pub(super) async fn evaluate_alerts(
                     }
                 }),
                 stores: stores.shared(),
+                backup,
             };
             alerts.evaluate(&obs);
         }

@@ -96,15 +96,21 @@ impl Daemon {
             hub.clone(),
             shutdown.clone(),
         ));
+        let backups = crate::backup::Backups::new(
+            crate::backup::Source::live(&storage, &queue, &prompts),
+            config.backup.clone(),
+            clock.clone(),
+        );
+        tasks.spawn(backups.clone().run_schedule(shutdown.clone()));
+        let webhooks = start_webhooks(config, http, &queue, &kv, &shutdown, &mut tasks);
         tasks.spawn(background::evaluate_alerts(
             alerts.clone(),
             dispatcher.clone(),
             (queue.clone(), prompts.clone()),
-            gpu.clone(),
+            (gpu.clone(), backups.clone()),
             config.data_dir.clone(),
             shutdown.clone(),
         ));
-        let webhooks = start_webhooks(config, http, &queue, &kv, &shutdown, &mut tasks);
         let (api_listener, api_addr) = bind_api(config).await?;
         let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
         let services = Services {
@@ -129,6 +135,7 @@ impl Daemon {
             url_expiry: Duration::from_secs(config.comfyui.url_expiry_seconds),
             logs: crate::telemetry::logs().clone(),
             endpoints: Some(open::endpoints(s3.as_ref(), api_addr)),
+            backups: Some(backups),
         };
         let api_state = crate::api::ApiState {
             svc: services.clone(),

@@ -28,6 +28,7 @@ use crate::object_store::BucketUsage;
 use crate::queue::{Counts, JobStatus};
 use crate::sync::lock;
 
+mod backup;
 mod gpu;
 mod text;
 
@@ -84,6 +85,8 @@ pub struct Scrape {
     pub gpu: crate::gpu::GpuReport,
     /// (role, backend, answers) of the queue's, the cache's and the outputs' stores.
     pub stores: Vec<(String, String, bool)>,
+    /// The backup schedule and the last backup (absent: this daemon takes none).
+    pub backup: Option<crate::backup::BackupStatus>,
 }
 
 /// Cheap `Clone` handle on the registry and the metrics darkroom records.
@@ -125,6 +128,7 @@ struct Inner {
     disk_free: Gauge,
     disk_total: Gauge,
     gpu: gpu::GpuMetrics,
+    backup: backup::BackupMetrics,
 }
 
 impl Default for Metrics {
@@ -299,6 +303,7 @@ impl Metrics {
             Gauge::default()
         );
         let gpu = gpu::GpuMetrics::register(&mut r);
+        let backup = backup::BackupMetrics::register(&mut r);
         let build = Family::<Build, Gauge>::default();
         build
             .get_or_create(&Build {
@@ -340,6 +345,7 @@ impl Metrics {
                 disk_free,
                 disk_total,
                 gpu,
+                backup,
             }),
         }
     }
@@ -462,6 +468,7 @@ impl Metrics {
                 .set(gauge_i64(*n));
         }
         i.gpu.set(&s.gpu);
+        i.backup.set(s.backup.as_ref());
         if let Some((free, total)) = s.disk {
             i.disk_free.set(gauge_i64(free));
             i.disk_total.set(gauge_i64(total));

@@ -13,18 +13,50 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 
 use super::error::StorageError;
+use crate::sync::lock;
 
 /// The blob directory and how carefully it writes.
 #[derive(Debug, Clone)]
 pub struct Blobs {
     root: PathBuf,
     fsync: bool,
+    holds: Arc<Mutex<Holds>>,
+}
+
+/// Backups in progress, and the deletions they put off.
+#[derive(Debug, Default)]
+struct Holds {
+    count: usize,
+    deferred: Vec<String>,
+}
+
+/// While alive, no blob file is deleted: deletions wait until the last hold is
+/// dropped. A backup takes one before it snapshots the index, so every blob the
+/// snapshot references is still there when it is copied.
+#[derive(Debug)]
+pub struct BlobHold {
+    blobs: Blobs,
+}
+
+impl Drop for BlobHold {
+    fn drop(&mut self) {
+        let deferred = {
+            let mut holds = lock(&self.blobs.holds);
+            holds.count -= 1;
+            if holds.count > 0 {
+                return;
+            }
+            std::mem::take(&mut holds.deferred)
+        };
+        self.blobs.delete_files(&deferred);
+    }
 }
 
 /// A blob written and synced (or held in memory, when inline) but not yet
@@ -84,6 +116,7 @@ impl Blobs {
         Ok(Self {
             root: root.to_path_buf(),
             fsync,
+            holds: Arc::default(),
         })
     }
 
@@ -92,7 +125,14 @@ impl Blobs {
         Self {
             root: root.to_path_buf(),
             fsync: false,
+            holds: Arc::default(),
         }
+    }
+
+    /// Puts off every deletion until the returned hold is dropped.
+    pub fn hold(&self) -> BlobHold {
+        lock(&self.holds).count += 1;
+        BlobHold { blobs: self.clone() }
     }
 
     /// Where blob `id` lives.
@@ -268,8 +308,20 @@ impl Blobs {
         Ok(staged)
     }
 
-    /// Deletes blobs that metadata no longer references (blocking; missing is fine).
+    /// Deletes blobs that metadata no longer references (blocking; missing is fine),
+    /// or, while a [`BlobHold`] is alive, when the last hold goes.
     pub fn remove(&self, ids: &[String]) {
+        {
+            let mut holds = lock(&self.holds);
+            if holds.count > 0 {
+                holds.deferred.extend_from_slice(ids);
+                return;
+            }
+        }
+        self.delete_files(ids);
+    }
+
+    fn delete_files(&self, ids: &[String]) {
         for id in ids {
             let path = self.path(id);
             if let Err(e) = std::fs::remove_file(&path)

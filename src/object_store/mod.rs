@@ -32,7 +32,7 @@ mod names;
 mod objects;
 pub mod verify;
 
-pub use blobs::StagedBlob;
+pub use blobs::{BlobHold, StagedBlob};
 pub use buckets::{BucketUsage, Expiration};
 
 /// How many recent lifecycle expirations the store remembers for the dashboard.
@@ -193,19 +193,18 @@ impl ObjectStore {
 
     fn reconcile(&self) -> Result<usize, StorageError> {
         let txn = self.inner.db.read()?;
-        let mut referenced = HashSet::new();
-        for row in txn.open_table(meta::OBJECTS)?.iter()? {
-            let (_, v) = row?;
-            let o: ObjectMeta = meta::decode(v.value())?;
-            if !o.inline {
-                referenced.insert(o.blob);
-            }
-        }
-        for row in txn.open_table(meta::PARTS)?.iter()? {
-            let (_, v) = row?;
-            referenced.insert(meta::decode::<PartMeta>(v.value())?.blob);
-        }
+        let referenced: HashSet<String> = referenced_blobs(&txn)?.into_iter().map(|b| b.id).collect();
         self.inner.blobs.reconcile(&referenced)
+    }
+
+    /// The database engine under the index (for backups, which pause its writer).
+    pub fn redb(&self) -> &Store {
+        &self.inner.db
+    }
+
+    /// The blob files (for backups, which copy them and hold their deletion).
+    pub fn blobs(&self) -> &blobs::Blobs {
+        &self.inner.blobs
     }
 
     /// Deletes blobs after the metadata that referenced them is gone.
@@ -228,6 +227,48 @@ impl ObjectStore {
             .await
             .map_err(|e| StorageError::io("(reader task)", std::io::Error::other(e)))?
     }
+}
+
+/// A blob file the index refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub id: String,
+    /// Its recorded size in bytes.
+    pub size: u64,
+    /// Whom it belongs to, for messages: `bucket/key`, or `bucket/key (upload
+    /// UPLOAD part N)` for a part of an unfinished multipart upload.
+    pub owner: String,
+}
+
+/// Every blob file the index in `txn` refers to — objects' (not inline, not marked
+/// damaged) and the parts of unfinished multipart uploads — once each.
+pub fn referenced_blobs(txn: &redb::ReadTransaction) -> Result<Vec<BlobRef>, StorageError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for row in txn.open_table(meta::OBJECTS)?.iter()? {
+        let (k, v) = row?;
+        let o: ObjectMeta = meta::decode(v.value())?;
+        if !o.inline && o.damaged.is_none() && seen.insert(o.blob.clone()) {
+            let (bucket, key) = k.value();
+            out.push(BlobRef {
+                id: o.blob,
+                size: o.size,
+                owner: format!("{bucket}/{key}"),
+            });
+        }
+    }
+    for row in txn.open_table(meta::PARTS)?.iter()? {
+        let (_, v) = row?;
+        let p: PartMeta = meta::decode(v.value())?;
+        if seen.insert(p.blob.clone()) {
+            out.push(BlobRef {
+                id: p.blob,
+                size: p.size,
+                owner: "a part of an unfinished multipart upload".into(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Fails with `NoSuchBucket` unless `bucket` exists in the transaction's view.

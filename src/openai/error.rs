@@ -145,7 +145,7 @@ impl From<ServiceError> for OpenAiError {
                 Some("service_unavailable"),
                 m,
             ),
-            ServiceError::Internal(cause) => Self::internal(&cause),
+            ServiceError::Failed(cause) | ServiceError::Internal(cause) => Self::internal(&cause),
         }
     }
 }

@@ -168,6 +168,14 @@ impl Queue {
         }
     }
 
+    /// The embedded database the entries live in (for backups), or `None` on Redis.
+    pub fn redb(&self) -> Option<&Store> {
+        match &self.inner.backend {
+            Backend::Embedded(store) => Some(store),
+            Backend::Redis(_) => None,
+        }
+    }
+
     /// The Redis server the queue lives on, if it does.
     pub fn redis(&self) -> Option<&RedisStore> {
         match &self.inner.backend {
@@ -498,6 +506,12 @@ impl Queue {
     /// Ends running attempts whose lease lapsed or whose timeout passed by `now`.
     pub async fn reap_expired(&self, now: Millis) -> Result<usize, QueueError> {
         self.maintain(now, txn::reap_expired).await
+    }
+
+    /// Gives back every running job without counting its attempt: they run
+    /// again. For a queue restored from a backup, whose workers are gone.
+    pub async fn release_all_running(&self) -> Result<usize, QueueError> {
+        self.maintain(self.now_ms(), txn::release_all_running).await
     }
 
     /// Makes scheduled jobs due by `now` ready.

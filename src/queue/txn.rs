@@ -425,6 +425,26 @@ pub(crate) fn reap_expired(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
     Ok((keys.len(), events))
 }
 
+/// Gives back every running job without counting the attempt, as
+/// [`release`] does: for a queue restored from a backup, whose workers are gone.
+pub(crate) fn release_all_running(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
+    let keys = t.due(JobStatus::Running, Millis::MAX, MAINTENANCE_BATCH)?;
+    let mut events = Vec::with_capacity(keys.len());
+    for &(at, id) in &keys {
+        let Some(job) = job_at(t, id, &Position::Timed(JobStatus::Running, at))? else {
+            continue;
+        };
+        let lease = Lease {
+            id: job.id,
+            worker: job.lease_owner.clone().unwrap_or_default(),
+            attempt: job.attempts,
+            claim: job.claims,
+        };
+        events.extend(release(t, ctx, &lease)?.1);
+    }
+    Ok((keys.len(), events))
+}
+
 /// Deletes finished jobs whose TTL has passed.
 pub(crate) fn purge_expired(t: &mut dyn JobTables, ctx: &Ctx) -> Outcome<usize> {
     let mut purged = 0;

@@ -30,6 +30,43 @@ const STRAGGLER_WAIT: std::time::Duration = std::time::Duration::from_micros(200
 
 type Op = Box<dyn FnOnce(Option<&WriteTransaction>) -> Box<dyn FnOnce(bool) + Send> + Send>;
 
+/// What the writer thread receives: an operation for the next batch, or a request
+/// to stop writing for a while (see [`Store::pause`]).
+enum Msg {
+    Op(Op),
+    Pause(Pause),
+}
+
+/// A pause request: the writer says it has stopped on `paused`, then waits until
+/// `resume` is dropped.
+struct Pause {
+    paused: mpsc::SyncSender<()>,
+    resume: mpsc::Receiver<()>,
+}
+
+impl Pause {
+    fn hold(self) {
+        if self.paused.send(()).is_ok() {
+            // Returns when the guard's sender is dropped.
+            let _ = self.resume.recv();
+        }
+    }
+}
+
+/// While alive, the database file on disk is exactly its last commit and nothing
+/// writes to it (see [`Store::pause`]); dropping it lets the writer go on.
+pub struct WritesPaused {
+    _resume: mpsc::SyncSender<()>,
+    path: PathBuf,
+}
+
+impl WritesPaused {
+    /// The file that is quiet now.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// Cheap `Clone` handle on the database and its writer thread.
 #[derive(Clone)]
 pub struct Store {
@@ -39,7 +76,7 @@ pub struct Store {
 struct Inner {
     db: Arc<Database>,
     path: PathBuf,
-    tx: Option<mpsc::Sender<Op>>,
+    tx: Option<mpsc::Sender<Msg>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -78,7 +115,7 @@ impl Store {
                 source: e,
             })?;
         let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel::<Op>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("darkroom-db-writer".into())
@@ -152,8 +189,29 @@ impl Store {
             })
         });
         let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
-        tx.send(op).map_err(|_| E::from(StoreError::Closed))?;
+        tx.send(Msg::Op(op)).map_err(|_| E::from(StoreError::Closed))?;
         reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// Stops writes (blocking): the writer commits the batch it is building, then
+    /// waits until the returned guard is dropped. Meanwhile the file holds exactly
+    /// the last commit, as after a crash at that moment, so a byte copy of it is a
+    /// consistent snapshot that redb opens (and repairs, as after a crash). Writers
+    /// queue up meanwhile; readers are not affected. For backups: keep it short.
+    pub fn pause(&self) -> Result<WritesPaused, StoreError> {
+        let (paused_tx, paused_rx) = mpsc::sync_channel(1);
+        let (resume_tx, resume_rx) = mpsc::sync_channel(1);
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(Msg::Pause(Pause {
+            paused: paused_tx,
+            resume: resume_rx,
+        }))
+        .map_err(|_| StoreError::Closed)?;
+        paused_rx.recv().map_err(|_| StoreError::Closed)?;
+        Ok(WritesPaused {
+            _resume: resume_tx,
+            path: self.inner.path.clone(),
+        })
     }
 
     /// Like [`Store::write`] for code that is already on a blocking thread.
@@ -168,34 +226,45 @@ impl Store {
     }
 }
 
-/// Takes whatever operations are already waiting, up to [`MAX_BATCH`].
-fn drain(rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
-    while batch.len() < MAX_BATCH {
+/// Takes whatever operations are already waiting, up to [`MAX_BATCH`]. A pause
+/// request ends the batch: it is kept in `pause` and honoured after the commit.
+fn drain(rx: &mpsc::Receiver<Msg>, batch: &mut Vec<Op>, pause: &mut Option<Pause>) {
+    while batch.len() < MAX_BATCH && pause.is_none() {
         match rx.try_recv() {
-            Ok(op) => batch.push(op),
+            Ok(Msg::Op(op)) => batch.push(op),
+            Ok(Msg::Pause(p)) => *pause = Some(p),
             Err(_) => break,
         }
     }
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>, quick_repair: bool) {
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<Msg>, quick_repair: bool) {
     let mut previous = 0usize;
     while let Ok(first) = rx.recv() {
+        let first = match first {
+            Msg::Op(op) => op,
+            Msg::Pause(p) => {
+                p.hold();
+                continue;
+            }
+        };
         let mut batch = vec![first];
-        drain(rx, &mut batch);
+        let mut pause = None;
+        drain(rx, &mut batch, &mut pause);
         // Under steady concurrency, callers answered by the last commit are about to
         // come back: when this batch is smaller than the last one, wait a moment for
         // them instead of paying a whole fsync for half a batch. A lone caller
         // (previous batch of one) never waits.
         if batch.len() < previous {
             let deadline = std::time::Instant::now() + STRAGGLER_WAIT;
-            while batch.len() < previous.min(MAX_BATCH) {
+            while batch.len() < previous.min(MAX_BATCH) && pause.is_none() {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 match rx.recv_timeout(left) {
-                    Ok(op) => {
+                    Ok(Msg::Op(op)) => {
                         batch.push(op);
-                        drain(rx, &mut batch);
+                        drain(rx, &mut batch, &mut pause);
                     }
+                    Ok(Msg::Pause(p)) => pause = Some(p),
                     Err(_) => break,
                 }
             }
@@ -224,6 +293,9 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>, quick_repair: bool) {
         };
         for finish in finishers {
             finish(committed);
+        }
+        if let Some(p) = pause {
+            p.hold();
         }
     }
 }

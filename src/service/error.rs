@@ -27,6 +27,10 @@ pub enum ServiceError {
     /// The queue or cache store (Redis) does not answer.
     #[error("{0}")]
     Unavailable(String),
+    /// An operation the caller asked for (a backup) failed; the text says why and
+    /// is for the caller.
+    #[error("{0}")]
+    Failed(String),
     /// A fault inside darkroom; the text is for logs, not for clients.
     #[error("{0}")]
     Internal(String),
@@ -43,7 +47,7 @@ impl ServiceError {
 
     /// The stable, machine-readable name of the kind of failure, the same for
     /// every front end: `invalid_request`, `not_found`, `conflict`, `queue_full`,
-    /// `no_backend`, `store_unavailable`, `internal`.
+    /// `no_backend`, `store_unavailable`, `failed`, `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Invalid { .. } => "invalid_request",
@@ -52,6 +56,7 @@ impl ServiceError {
             Self::QueueFull(_) => "queue_full",
             Self::NoBackend(_) => "no_backend",
             Self::Unavailable(_) => "store_unavailable",
+            Self::Failed(_) => "failed",
             Self::Internal(_) => "internal",
         }
     }

@@ -10,6 +10,7 @@
 //! - [`status`]: the status collector behind every status view;
 //! - [`browse`]: one folder of a bucket, presigned URLs, log lines, templates;
 //! - [`ops`]: readiness and the readings `/metrics` exports;
+//! - [`backups`]: take a backup now, read how the scheduled ones went;
 //! - events: [`crate::events::EventHub::stream`] (backlog, resume and `resync`).
 //!
 //! A new rule about who may do what, or what a job may ask for, goes here once.
@@ -17,12 +18,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub mod backups;
 pub mod browse;
 pub mod error;
 pub mod jobs;
 pub mod ops;
 pub mod status;
 
+pub use backups::BackupRequest;
 pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl, TemplateInfo};
 pub use error::ServiceError;
 pub use jobs::{JobLimits, JobListing, JobPage, Jobs, Submitted};
@@ -62,4 +65,6 @@ pub struct Services {
     pub logs: LogBuffer,
     /// Where the daemon listens, for the status snapshot.
     pub endpoints: Option<Endpoints>,
+    /// Backups of the data directory (absent in front ends without one).
+    pub backups: Option<crate::backup::Backups>,
 }

@@ -103,6 +103,7 @@ impl Services {
                 .into_iter()
                 .map(|(role, h)| (role.to_owned(), h.backend.to_string(), h.reachable))
                 .collect(),
+            backup: self.backup_status(),
         }
     }
 }

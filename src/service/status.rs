@@ -66,6 +66,7 @@ impl Services {
                 .map(crate::alerts::Alerts::active)
                 .unwrap_or_default(),
             endpoints: self.endpoints.clone(),
+            backup: self.backup_status(),
         })
     }
 

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+pub mod backup;
+
 use anyhow::Context;
 
 use crate::clock::Clock as _;
