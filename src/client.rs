@@ -179,7 +179,10 @@ impl ApiClient {
     ) -> Result<crate::backup::BackupReport, ClientError> {
         let body = serde_json::to_vec(request).map_err(|e| ClientError::Invalid(e.to_string()))?;
         let day = Duration::from_hours(24);
-        Ok(self.call(Method::POST, "/api/v1/backups", Some(body), day).await?.1)
+        Ok(self
+            .call(Method::POST, "/api/v1/backups", Some(body), day)
+            .await?
+            .1)
     }
 
     /// The backup schedule and how backups have gone.

@@ -27,12 +27,10 @@ fn main() -> ExitCode {
         Some(Command::Mcp { remote }) => mcp(&remote),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
-        Some(Command::Backup(args)) => {
-            with_data_dir(args.data.clone()).and_then(|c| client(darkroom::commands::backup::backup(&args, &c)))
-        }
-        Some(Command::Restore(args)) => {
-            with_data_dir(args.data.clone()).and_then(|c| client(darkroom::commands::backup::restore(&args, &c)))
-        }
+        Some(Command::Backup(args)) => with_data_dir(args.data.clone())
+            .and_then(|c| client(darkroom::commands::backup::backup(&args, &c))),
+        Some(Command::Restore(args)) => with_data_dir(args.data.clone())
+            .and_then(|c| client(darkroom::commands::backup::restore(&args, &c))),
         Some(Command::Gpu { json, once, nvml_lib }) => {
             let overrides = Overrides {
                 nvml_lib,

@@ -36,7 +36,9 @@ pub mod state;
 pub use config::{AlertsConfig, NotifierConfig, NotifierKind, RuleConfig};
 pub use deliver::DeliveryCounts;
 pub use notify::{Notification, NotifyError, sign};
-pub use rules::{BackendHealth, BackupReading, DiskReading, Observation, RuleKind, Severity, StoreCheck, VramReading};
+pub use rules::{
+    BackendHealth, BackupReading, DiskReading, Observation, RuleKind, Severity, StoreCheck, VramReading,
+};
 pub use state::{Alert, AlertChange, AlertState};
 
 pub use crate::names::ParseNameError;

@@ -105,7 +105,10 @@ impl BackupConfig {
         if let Some(rest) = self.dest.strip_prefix("s3://")
             && rest.split('/').next().is_none_or(str::is_empty)
         {
-            return invalid("backup.dest", format!("{:?}: expected s3://bucket/prefix", self.dest));
+            return invalid(
+                "backup.dest",
+                format!("{:?}: expected s3://bucket/prefix", self.dest),
+            );
         }
         Ok(())
     }
@@ -159,7 +162,13 @@ mod tests {
             interval: "daily".into(),
             ..BackupConfig::default()
         };
-        assert!(config.validate().unwrap_err().to_string().contains("backup.interval"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backup.interval")
+        );
     }
 
     #[test]

@@ -158,7 +158,8 @@ impl Dest {
                 {
                     hasher.update(&chunk);
                     size += chunk.len() as u64;
-                    file.write_all(&chunk).map_err(|e| BackupError::io(dst.display(), e))?;
+                    file.write_all(&chunk)
+                        .map_err(|e| BackupError::io(dst.display(), e))?;
                 }
                 file.sync_all().map_err(|e| BackupError::io(dst.display(), e))?;
                 Ok(Hashed {
@@ -220,7 +221,8 @@ impl Dest {
                     .into_paginator()
                     .send();
                 while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| self.err(format!("LIST {prefix}: {}", DisplayErrorContext(e))))?;
+                    let page =
+                        page.map_err(|e| self.err(format!("LIST {prefix}: {}", DisplayErrorContext(e))))?;
                     for object in page.contents() {
                         if let Some(key) = object.key() {
                             out.push(s.rel(key).to_owned());
@@ -258,7 +260,9 @@ impl Dest {
                         .key(s.key(rel))
                         .send()
                         .await
-                        .map_err(|e| self.err(format!("DELETE {}: {}", s.key(rel), DisplayErrorContext(e))))?;
+                        .map_err(|e| {
+                            self.err(format!("DELETE {}: {}", s.key(rel), DisplayErrorContext(e)))
+                        })?;
                 }
                 Ok(())
             }
@@ -294,7 +298,8 @@ impl S3Dest {
         if self.prefix.is_empty() {
             key
         } else {
-            key.strip_prefix(&self.prefix).map_or(key, |k| k.trim_start_matches('/'))
+            key.strip_prefix(&self.prefix)
+                .map_or(key, |k| k.trim_start_matches('/'))
         }
     }
 }
@@ -352,12 +357,15 @@ fn copy_hashing(src: &Path, dst: &Path) -> Result<Hashed, BackupError> {
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
     loop {
-        let n = input.read(&mut buf).map_err(|e| BackupError::io(src.display(), e))?;
+        let n = input
+            .read(&mut buf)
+            .map_err(|e| BackupError::io(src.display(), e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| BackupError::io(tmp.display(), e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| BackupError::io(tmp.display(), e))?;
         size += n as u64;
     }
     drop(out);
@@ -375,7 +383,9 @@ pub fn hash_file(path: &Path) -> Result<Hashed, BackupError> {
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
     loop {
-        let n = input.read(&mut buf).map_err(|e| BackupError::io(path.display(), e))?;
+        let n = input
+            .read(&mut buf)
+            .map_err(|e| BackupError::io(path.display(), e))?;
         if n == 0 {
             break;
         }
@@ -392,7 +402,8 @@ pub fn hash_file(path: &Path) -> Result<Hashed, BackupError> {
 fn write_durably(dst: &Path, bytes: &[u8]) -> Result<(), BackupError> {
     let tmp = partial_name(dst);
     let mut out = create_with_dirs(&tmp)?;
-    out.write_all(bytes).map_err(|e| BackupError::io(tmp.display(), e))?;
+    out.write_all(bytes)
+        .map_err(|e| BackupError::io(tmp.display(), e))?;
     out.sync_all().map_err(|e| BackupError::io(tmp.display(), e))?;
     std::fs::rename(&tmp, dst).map_err(|e| BackupError::io(dst.display(), e))?;
     sync_dir(dst)
@@ -414,7 +425,9 @@ pub(super) fn sync_dir(path: &Path) -> Result<(), BackupError> {
 
 /// The temporary name a file is written under before it is renamed into place.
 fn partial_name(dst: &Path) -> PathBuf {
-    let name = dst.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let name = dst
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     dst.with_file_name(format!(".{name}.partial"))
 }
 

@@ -48,17 +48,19 @@ pub async fn restore(
 ) -> Result<RestoreReport, BackupError> {
     let inventory = Inventory::read(src).await?;
     let manifest = match id {
-        Some(id) => inventory
-            .complete
-            .iter()
-            .find(|m| m.id == id)
-            .ok_or_else(|| BackupError::NoSnapshot {
-                dest: src.describe(),
-                id: id.to_owned(),
-            })?,
-        None => inventory.latest().ok_or_else(|| BackupError::NoSnapshots {
-            dest: src.describe(),
-        })?,
+        Some(id) => {
+            inventory
+                .complete
+                .iter()
+                .find(|m| m.id == id)
+                .ok_or_else(|| BackupError::NoSnapshot {
+                    dest: src.describe(),
+                    id: id.to_owned(),
+                })?
+        }
+        None => inventory
+            .latest()
+            .ok_or_else(|| BackupError::NoSnapshots { dest: src.describe() })?,
     };
     check_target(data_dir, force)?;
     let staging = data_dir.join(RESTORING);
@@ -113,7 +115,10 @@ async fn fetch(src: &Dest, manifest: &Manifest, staging: &Path) -> Result<(), Ba
     });
     let blobs = manifest.blobs.iter().map(|b| (b, staging.join(&b.path)));
     futures::stream::iter(files.chain(blobs).map(|(entry, local)| async move {
-        let got = src.get_file(&entry.path, &local).await.map_err(|e| missing(manifest, entry, e))?;
+        let got = src
+            .get_file(&entry.path, &local)
+            .await
+            .map_err(|e| missing(manifest, entry, e))?;
         check(manifest, entry, &got)
     }))
     .buffer_unordered(PARALLEL_FETCHES)
@@ -131,11 +136,13 @@ async fn fetch(src: &Dest, manifest: &Manifest, staging: &Path) -> Result<(), Ba
 /// A file the manifest lists but the destination lacks is a corrupt snapshot.
 fn missing(manifest: &Manifest, entry: &FileEntry, e: BackupError) -> BackupError {
     match e {
-        BackupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => BackupError::Corrupt {
-            snapshot: manifest.id.clone(),
-            file: entry.path.clone(),
-            why: "missing".into(),
-        },
+        BackupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            BackupError::Corrupt {
+                snapshot: manifest.id.clone(),
+                file: entry.path.clone(),
+                why: "missing".into(),
+            }
+        }
         other => other,
     }
 }

@@ -153,7 +153,10 @@ impl Backups {
             let now = self.inner.clock.now_ms();
             let (last, failed_at) = {
                 let state = lock(&self.inner.state);
-                (state.last_success_ms, state.last_error.as_ref().and(state.last_attempt_ms))
+                (
+                    state.last_success_ms,
+                    state.last_error.as_ref().and(state.last_attempt_ms),
+                )
             };
             let mut due = schedule.next_after(last, now);
             if let Some(failed) = failed_at {
@@ -175,13 +178,17 @@ impl Backups {
     async fn learn_last_success(&self) {
         let inner = &self.inner;
         let found = match Dest::parse(&inner.config.dest, &inner.config.s3) {
-            Ok(dest) => Inventory::read(&dest).await.map(|i| i.latest().map(|m| m.created_ms)),
+            Ok(dest) => Inventory::read(&dest)
+                .await
+                .map(|i| i.latest().map(|m| m.created_ms)),
             Err(e) => Err(e),
         };
         match found {
             Ok(Some(ms)) => lock(&inner.state).last_success_ms = Some(ms),
             Ok(None) => {}
-            Err(e) => tracing::warn!(dest = %inner.config.dest, error = %e, "backup: cannot read the destination's snapshots"),
+            Err(e) => {
+                tracing::warn!(dest = %inner.config.dest, error = %e, "backup: cannot read the destination's snapshots")
+            }
         }
     }
 }
@@ -193,7 +200,11 @@ impl Backups {
 pub async fn prune(dest: &Dest, keep: usize, current: &str) -> Result<Vec<String>, BackupError> {
     let inventory = Inventory::read(dest).await?;
     let complete = &inventory.complete;
-    let drop_count = if keep == 0 { 0 } else { complete.len().saturating_sub(keep) };
+    let drop_count = if keep == 0 {
+        0
+    } else {
+        complete.len().saturating_sub(keep)
+    };
     let (old, kept) = complete.split_at(drop_count);
     let mut removed = Vec::new();
     for manifest in old {
@@ -209,7 +220,10 @@ pub async fn prune(dest: &Dest, keep: usize, current: &str) -> Result<Vec<String
         dest.delete(&files).await?;
         removed.push(id.clone());
     }
-    let needed: HashSet<&str> = kept.iter().flat_map(|m| m.blobs.iter().map(|b| b.path.as_str())).collect();
+    let needed: HashSet<&str> = kept
+        .iter()
+        .flat_map(|m| m.blobs.iter().map(|b| b.path.as_str()))
+        .collect();
     let unneeded: Vec<String> = dest
         .list(BLOBS)
         .await?

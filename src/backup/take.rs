@@ -9,9 +9,10 @@
 //!    database files (not the blobs); reads never stop.
 //! 3. Each staged copy is opened with redb (which recovers it as after a crash at
 //!    that commit) and integrity-checked; the index copy lists the blobs it needs.
-//! 4. Blobs the destination does not hold yet are copied; the ones it holds (and a
-//!    complete manifest vouches for) are not. Then the database files, then —
-//!    after everything is durable — the manifest, which makes the snapshot
+//! 4. The database files are copied (the snapshot shows at the destination, as
+//!    partial), then the blobs the destination does not hold yet — the ones it
+//!    holds, and a complete manifest vouches for, are not copied again — and,
+//!    after everything is durable, the manifest, which makes the snapshot
 //!    complete.
 
 use std::collections::{HashMap, HashSet};
@@ -113,7 +114,12 @@ impl Source {
             }
             let started = Instant::now();
             for guard in &paused {
-                let name = guard.path().file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let name = guard
+                    .path()
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
                 let copy = staging.join(&name);
                 std::fs::copy(guard.path(), &copy).map_err(|e| BackupError::io(guard.path().display(), e))?;
                 files.push((name, copy));
@@ -134,13 +140,17 @@ impl Source {
                 continue;
             }
             let mut db = redb::Database::create(path).map_err(|e| BackupError::db(path.display(), e))?;
-            if db.check_integrity().map_err(|e| BackupError::db(path.display(), e))? {
+            if db
+                .check_integrity()
+                .map_err(|e| BackupError::db(path.display(), e))?
+            {
                 tracing::debug!(file = %name, "snapshot copy passed redb's integrity check");
             } else {
                 tracing::warn!(file = %name, "snapshot copy was repaired by redb's integrity check");
             }
             if name == "objects.redb" {
-                let txn = redb::ReadableDatabase::begin_read(&db).map_err(|e| BackupError::db(path.display(), e))?;
+                let txn = redb::ReadableDatabase::begin_read(&db)
+                    .map_err(|e| BackupError::db(path.display(), e))?;
                 blobs = referenced_blobs(&txn).map_err(|e| BackupError::db(path.display(), e))?;
             }
         }
@@ -175,7 +185,12 @@ pub struct BackupReport {
 
 /// Takes a snapshot of `source` at `now_ms` into `dest`, then keeps the newest
 /// `keep` snapshots (0: keep all).
-pub async fn backup(source: &Source, dest: &Dest, keep: usize, now_ms: Millis) -> Result<BackupReport, BackupError> {
+pub async fn backup(
+    source: &Source,
+    dest: &Dest,
+    keep: usize,
+    now_ms: Millis,
+) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let id = snapshot_id(now_ms);
     let inventory = Inventory::read(dest).await?;
@@ -228,6 +243,20 @@ async fn ship(
     files: Vec<(String, PathBuf)>,
     blob_refs: Vec<BlobRef>,
 ) -> Result<(Manifest, (u64, u64)), BackupError> {
+    // The database files first: from now on the destination shows this snapshot,
+    // partial until its manifest is written.
+    let mut copied = (0u64, 0u64);
+    let mut entries = Vec::with_capacity(files.len());
+    for (name, path) in files {
+        let rel = format!("{SNAPSHOTS}/{id}/{name}");
+        let hashed = dest.put_file(&rel, &path).await?;
+        copied.1 += hashed.size;
+        entries.push(FileEntry {
+            path: rel,
+            size: hashed.size,
+            sha256: hashed.sha256,
+        });
+    }
     // Blobs a complete snapshot vouches for and the destination still holds.
     let present: HashSet<String> = dest.list(BLOBS).await?.into_iter().collect();
     let mut known: HashMap<&str, &FileEntry> = HashMap::new();
@@ -275,7 +304,6 @@ async fn ship(
     .buffer_unordered(PARALLEL_COPIES)
     .try_collect::<Vec<_>>()
     .await?;
-    let mut copied = (0u64, 0u64);
     let mut blobs = Vec::with_capacity(copies.len());
     for (entry, new) in copies {
         if new {
@@ -285,17 +313,6 @@ async fn ship(
         blobs.push(entry);
     }
     blobs.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut entries = Vec::with_capacity(files.len());
-    for (name, path) in files {
-        let rel = format!("{SNAPSHOTS}/{id}/{name}");
-        let hashed = dest.put_file(&rel, &path).await?;
-        copied.1 += hashed.size;
-        entries.push(FileEntry {
-            path: rel,
-            size: hashed.size,
-            sha256: hashed.sha256,
-        });
-    }
     dest.sync().await?;
     let manifest = Manifest {
         format: FORMAT,
@@ -306,7 +323,8 @@ async fn ship(
         files: entries,
         blobs,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::io(id, std::io::Error::other(e)))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::io(id, std::io::Error::other(e)))?;
     dest.put_bytes(&Manifest::path(id), json).await?;
     Ok((manifest, copied))
 }

@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use crate::backup::{BackupReport, Dest, Inventory, RestoreReport, Source};
 use crate::cli::{BackupArgs, RestoreArgs, S3DestArgs};
-use crate::clock::Clock as _;
 use crate::client::ApiClient;
+use crate::clock::Clock as _;
 use crate::config::Config;
 use crate::dash::ui::fmt::bytes;
 use crate::dispatch::ExternalS3;
@@ -91,7 +91,10 @@ async fn list(dest: &Dest, json: bool) -> anyhow::Result<()> {
         if s.complete {
             println!("{}  complete  {} files  {}", s.id, s.files, bytes(s.bytes));
         } else {
-            println!("{}  PARTIAL   (a backup that did not finish; never restored, pruned by the next backup)", s.id);
+            println!(
+                "{}  PARTIAL   (a backup that did not finish; never restored, pruned by the next backup)",
+                s.id
+            );
         }
     }
     Ok(())

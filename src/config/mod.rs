@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::alerts::AlertsConfig;
 use crate::api::ApiConfig;
+use crate::backup::BackupConfig;
 use crate::cache::CacheSettings;
 use crate::dispatch::{BackendConfig, ComfyConfig, StorageConfig};
 use crate::gpu::GpuConfig;
-use crate::backup::BackupConfig;
 use crate::openai::OpenAiConfig;
 use crate::queue::QueueSettings;
 use crate::redis_store::{Backend, RedisSettings};

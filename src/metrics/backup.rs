@@ -41,7 +41,10 @@ impl BackupMetrics {
                 "darkroom_backup_duration_seconds",
                 "How long the last good backup by this daemon took",
             ),
-            bytes: f("darkroom_backup_bytes", "Bytes the last good backup's snapshot holds"),
+            bytes: f(
+                "darkroom_backup_bytes",
+                "Bytes the last good backup's snapshot holds",
+            ),
             copied: f(
                 "darkroom_backup_copied_bytes",
                 "Bytes the last good backup copied (the rest were in earlier snapshots)",
@@ -84,5 +87,48 @@ impl BackupMetrics {
             put(&self.bytes, last.bytes as f64);
             put(&self.copied, last.bytes_copied as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backup::{BackupState, BackupStatus};
+    use crate::metrics::{Metrics, Scrape};
+
+    fn series(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn backup_series_appear_only_with_something_to_say() {
+        let metrics = Metrics::new();
+        let none = metrics.render(&Scrape::default());
+        assert_eq!(series(&none, "darkroom_backup_interval_seconds"), None);
+        let status = BackupStatus {
+            dest: Some("/backups".into()),
+            interval_seconds: Some(86_400),
+            state: BackupState {
+                last_success_ms: Some(1_700_000_000_500),
+                ..BackupState::default()
+            },
+            ..BackupStatus::default()
+        };
+        let text = metrics.render(&Scrape {
+            backup: Some(status),
+            ..Scrape::default()
+        });
+        assert_eq!(series(&text, "darkroom_backup_interval_seconds"), Some(86_400.0));
+        assert_eq!(
+            series(&text, "darkroom_backup_last_success_timestamp_seconds"),
+            Some(1_700_000_000.5)
+        );
+        assert_eq!(series(&text, "darkroom_backup_running"), Some(0.0));
+        assert_eq!(
+            series(&text, "darkroom_backup_duration_seconds"),
+            None,
+            "no backup by this daemon yet"
+        );
     }
 }

@@ -24,6 +24,7 @@ mod tmux;
 mod api;
 mod api_browse;
 mod api_events;
+mod backup;
 mod cache;
 mod cli_client;
 mod comfy_client;
