@@ -13,7 +13,7 @@
 //! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
 //! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
 //! [`crate::gpu`], `[openai]` to [`crate::openai`], `[log]` to
-//! [`crate::telemetry`] — which defines its type, its defaults and its
+//! [`crate::telemetry`], `[dash]` to [`crate::dash`] — which defines its type, its defaults and its
 //! `validate()`. This module only layers and assembles them.
 
 use std::net::SocketAddr;
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::alerts::AlertsConfig;
 use crate::api::ApiConfig;
 use crate::cache::CacheSettings;
+use crate::dash::DashConfig;
 use crate::dispatch::{BackendConfig, ComfyConfig, StorageConfig};
 use crate::gpu::GpuConfig;
 use crate::openai::OpenAiConfig;
@@ -55,6 +56,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub gpu: GpuConfig,
     pub openai: OpenAiConfig,
+    pub dash: DashConfig,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             gpu: GpuConfig::default(),
             openai: OpenAiConfig::default(),
+            dash: DashConfig::default(),
         }
     }
 }

@@ -129,6 +129,7 @@ impl Daemon {
             url_expiry: Duration::from_secs(config.comfyui.url_expiry_seconds),
             logs: crate::telemetry::logs().clone(),
             endpoints: Some(open::endpoints(s3.as_ref(), api_addr)),
+            thumbnails: crate::service::pictures::ThumbnailCache::default(),
         };
         let api_state = crate::api::ApiState {
             svc: services.clone(),

@@ -9,6 +9,7 @@
 //!   `?wait`, get, list with a cursor, cancel, retry;
 //! - [`status`]: the status collector behind every status view;
 //! - [`browse`]: one folder of a bucket, presigned URLs, log lines, templates;
+//! - [`pictures`]: thumbnails of job outputs and live previews of running jobs;
 //! - [`ops`]: readiness and the readings `/metrics` exports;
 //! - events: [`crate::events::EventHub::stream`] (backlog, resume and `resync`).
 //!
@@ -21,6 +22,7 @@ pub mod browse;
 pub mod error;
 pub mod jobs;
 pub mod ops;
+pub mod pictures;
 pub mod status;
 
 pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl, TemplateInfo};
@@ -62,4 +64,6 @@ pub struct Services {
     pub logs: LogBuffer,
     /// Where the daemon listens, for the status snapshot.
     pub endpoints: Option<Endpoints>,
+    /// Thumbnails of outputs made lately.
+    pub thumbnails: pictures::ThumbnailCache,
 }
