@@ -23,7 +23,7 @@ use crate::dispatch::OutputObject;
 use crate::queue::{Job, JobStatus};
 
 /// The smallest body that shows a picture beside the facts.
-pub const PICTURE_MIN_WIDTH: u16 = 60;
+pub const PICTURE_MIN_WIDTH: u16 = 70;
 pub const PICTURE_MIN_HEIGHT: u16 = 8;
 
 pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect, wanted: &mut Vec<Key>) {

@@ -28,6 +28,8 @@ mod overview;
 pub mod picture;
 mod storage;
 #[cfg(test)]
+mod picture_tests;
+#[cfg(test)]
 mod tests;
 
 pub use fmt::Theme;
