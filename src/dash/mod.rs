@@ -105,6 +105,11 @@ pub async fn run(link: Arc<dyn Link>, local: bool, options: Options) -> anyhow::
     let mut terminal = Screen::open()?;
     // Asked before the input thread starts, so the terminal's answers are not read as keys.
     state.graphics = picture::protocol::detect(options.image_protocol);
+    if state.graphics.is_some() {
+        // Under NO_COLOR the theme draws no colours itself; a picture's colours
+        // are its content, so crossterm must not drop them.
+        ratatui::crossterm::style::force_color_output(true);
+    }
     if let Ok(size) = terminal.terminal.size() {
         state.screen = (size.width, size.height);
     }
