@@ -210,7 +210,11 @@ impl ApiClient {
 
     /// The live preview of running job `id`; `None` while the newest frame is
     /// still `newer_than` (the frame the caller has).
-    pub async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, ClientError> {
+    pub async fn preview(
+        &self,
+        id: &str,
+        newer_than: Option<u64>,
+    ) -> Result<Option<LivePreview>, ClientError> {
         let path = format!("/api/v1/jobs/{id}/preview");
         let etag = newer_than.map(|seq| format!("\"p{seq}\""));
         let Some((headers, bytes)) = self.get_bytes(&path, etag.as_deref()).await? else {

@@ -76,7 +76,10 @@ pub async fn thumbnail(
     } else {
         let mut r = Body::from(thumb.bytes).into_response();
         let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
         h.insert(SOURCE_WIDTH, thumb.source_width.into());
         h.insert(SOURCE_HEIGHT, thumb.source_height.into());
         r
@@ -165,7 +168,10 @@ mod tests {
         assert!(!if_none_match(&h, "\"c\""));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(if_none_match(&h, "\"c\""));
-        h.insert(header::ACCEPT, HeaderValue::from_static("image/avif,image/webp;q=0.9,*/*"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("image/avif,image/webp;q=0.9,*/*"),
+        );
         assert!(accepts_webp(&h));
     }
 }

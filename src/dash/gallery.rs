@@ -23,7 +23,10 @@ pub struct Tile<'a> {
 impl Tile<'_> {
     pub fn source(&self) -> Source {
         match &self.output {
-            Some((n, _)) => Source::Output { job: self.job.id, n: *n },
+            Some((n, _)) => Source::Output {
+                job: self.job.id,
+                n: *n,
+            },
             None => Source::Live { job: self.job.id },
         }
     }
@@ -54,21 +57,29 @@ pub fn tiles(state: &State) -> Vec<Tile<'_>> {
     let filter = state.gallery.filter.to_lowercase();
     let mut running: Vec<&Job> = Vec::new();
     let mut finished: Vec<&Job> = Vec::new();
-    for job in state.jobs.values().filter(|j| filter.is_empty() || matches(j, &filter)) {
+    for job in state
+        .jobs
+        .values()
+        .filter(|j| filter.is_empty() || matches(j, &filter))
+    {
         match job.status {
             JobStatus::Running => running.push(job),
             JobStatus::Succeeded => finished.push(job),
             _ => {}
         }
     }
-    running.sort_by(|a, b| b.id.cmp(&a.id));
-    finished.sort_by(|a, b| (b.finished_ms, b.id).cmp(&(a.finished_ms, a.id)));
-    let mut tiles: Vec<Tile> = running.into_iter().map(|job| Tile { job, output: None }).collect();
+    running.sort_by_key(|j| std::cmp::Reverse(j.id));
+    finished.sort_by_key(|j| std::cmp::Reverse((j.finished_ms, j.id)));
+    let mut tiles: Vec<Tile> = running
+        .into_iter()
+        .map(|job| Tile { job, output: None })
+        .collect();
     for job in finished {
-        tiles.extend(image_outputs(job).into_iter().map(|o| Tile {
-            job,
-            output: Some(o),
-        }));
+        tiles.extend(
+            image_outputs(job)
+                .into_iter()
+                .map(|o| Tile { job, output: Some(o) }),
+        );
     }
     tiles
 }
@@ -86,7 +97,10 @@ fn matches(job: &Job, filter: &str) -> bool {
             .payload
             .get("params")
             .and_then(Value::as_object)
-            .is_some_and(|p| p.values().any(|v| v.as_str().is_some_and(|s| s.to_lowercase().contains(filter))))
+            .is_some_and(|p| {
+                p.values()
+                    .any(|v| v.as_str().is_some_and(|s| s.to_lowercase().contains(filter)))
+            })
 }
 
 /// The smallest picture drawn in a tile; below it tiles are labels only.

@@ -14,7 +14,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Tab / 1-7",
         "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log, Gallery)",
     ),
-    ("↑↓ / j k", "move (←→ h l too in the gallery); PgUp PgDn, g G: page, top, bottom"),
+    (
+        "↑↓ / j k",
+        "move (←→ h l too in the gallery); PgUp PgDn, g G: page, top, bottom",
+    ),
     ("Enter", "open: job details, bucket, folder; presign an object"),
     ("Tab / ←→", "job details: the next / previous output's picture"),
     ("Esc / h", "back"),
@@ -254,7 +257,11 @@ fn jobs_key(state: &mut State, key: KeyEvent) -> Option<Command> {
         None => state.selected_job().map(|j| (j.id, j.status)),
     };
     if let Some(id) = state.jobs_view.detail {
-        let outputs = state.jobs.get(&id).map(super::gallery::image_outputs).unwrap_or_default();
+        let outputs = state
+            .jobs
+            .get(&id)
+            .map(super::gallery::image_outputs)
+            .unwrap_or_default();
         let view = &mut state.jobs_view;
         match key.code {
             KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => {

@@ -395,7 +395,12 @@ fn job_details_page_through_outputs_with_tab_and_arrows() {
     let mut s = connected(false, false);
     s.put_job(done(40, 3, "noop"));
     handle(&mut s, ch('2'));
-    let id = s.visible_jobs().iter().find(|j| j.status == JobStatus::Succeeded).unwrap().id;
+    let id = s
+        .visible_jobs()
+        .iter()
+        .find(|j| j.status == JobStatus::Succeeded)
+        .unwrap()
+        .id;
     let row = s.visible_jobs().iter().position(|j| j.id == id).unwrap();
     s.jobs_view.selected = row;
     handle(&mut s, key(KeyCode::Enter));
@@ -434,7 +439,9 @@ fn resizes_and_pictures_reach_the_state() {
     );
     assert_eq!(s.screen, (120, 40));
     let key = Key {
-        source: Source::Live { job: ulid::Ulid::nil() },
+        source: Source::Live {
+            job: ulid::Ulid::nil(),
+        },
         cols: 10,
         rows: 5,
     };

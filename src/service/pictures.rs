@@ -162,7 +162,9 @@ impl Services {
             .map_err(|e| match e {
                 ServiceError::Invalid { .. } => ServiceError::invalid(
                     "n",
-                    format!("output {n} of job {id} is larger than {MAX_SOURCE_BYTES} bytes; download its URL"),
+                    format!(
+                        "output {n} of job {id} is larger than {MAX_SOURCE_BYTES} bytes; download its URL"
+                    ),
                 ),
                 other => other,
             })?;
@@ -277,25 +279,42 @@ mod tests {
 
     fn png(w: u32, h: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(w, h, |x, _| {
-            if x < w / 2 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) }
+            if x < w / 2 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
         });
         let mut out = Cursor::new(Vec::new());
-        DynamicImage::ImageRgb8(img).write_to(&mut out, ImageFormat::Png).unwrap();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut out, ImageFormat::Png)
+            .unwrap();
         out.into_inner()
     }
 
     #[test]
     fn thumbnails_keep_the_aspect_and_never_grow() {
         let t = make_thumbnail(&png(400, 200), 100, ThumbnailFormat::Png).unwrap();
-        assert_eq!((t.width, t.height, t.source_width, t.source_height), (100, 50, 400, 200));
+        assert_eq!(
+            (t.width, t.height, t.source_width, t.source_height),
+            (100, 50, 400, 200)
+        );
         let back = decode(&t.bytes).unwrap().to_rgb8();
         assert_eq!(back.get_pixel(10, 25).0, [255, 0, 0]);
         assert_eq!(back.get_pixel(90, 25).0, [0, 0, 255]);
         let small = make_thumbnail(&png(40, 20), 256, ThumbnailFormat::Webp).unwrap();
         assert_eq!((small.width, small.height), (40, 20));
         assert_eq!(image::guess_format(&small.bytes).unwrap(), ImageFormat::WebP);
-        assert_ne!(small.etag, make_thumbnail(&png(40, 20), 256, ThumbnailFormat::Png).unwrap().etag);
-        assert!(matches!(make_thumbnail(b"not a picture", 64, ThumbnailFormat::Png), Err(ThumbError::Decode(_))));
+        assert_ne!(
+            small.etag,
+            make_thumbnail(&png(40, 20), 256, ThumbnailFormat::Png)
+                .unwrap()
+                .etag
+        );
+        assert!(matches!(
+            make_thumbnail(b"not a picture", 64, ThumbnailFormat::Png),
+            Err(ThumbError::Decode(_))
+        ));
     }
 
     #[test]

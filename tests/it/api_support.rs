@@ -124,9 +124,10 @@ impl Api {
         // A body of another type (a picture) must be one the operation lists.
         let media = ct.split(';').next().unwrap_or("").trim();
         if !resp.bytes.is_empty() && !media.is_empty() && media != "application/json" {
-            let listed = documented["content"]
-                .as_object()
-                .is_some_and(|c| c.keys().any(|k| k.split(';').next().unwrap_or("").trim() == media));
+            let listed = documented["content"].as_object().is_some_and(|c| {
+                c.keys()
+                    .any(|k| k.split(';').next().unwrap_or("").trim() == media)
+            });
             assert!(
                 listed,
                 "{method} {template} {}: content type {media} is not documented",

@@ -360,7 +360,9 @@ async fn a_finished_jobs_picture_shows_in_colour_cells() {
         t.keys(&["Enter"]);
         let s = t.wait_text("output 1/1");
         assert!(s.contains("status  succeeded"), "{s}");
-        let colours = t.wait_for("the output in colour", |_| shows_quadrants(&t.screen_with_colours()));
+        let colours = t.wait_for("the output in colour", |_| {
+            shows_quadrants(&t.screen_with_colours())
+        });
         let s = t.screen();
         assert!(s.contains("64x64 · "), "{s}");
         keep("remote-job-picture", &s);
@@ -373,7 +375,9 @@ async fn a_finished_jobs_picture_shows_in_colour_cells() {
 
         t.keys(&["7"]);
         t.wait_text("Gallery (1 pictures)");
-        t.wait_for("the gallery tile in colour", |_| shows_quadrants(&t.screen_with_colours()));
+        t.wait_for("the gallery tile in colour", |_| {
+            shows_quadrants(&t.screen_with_colours())
+        });
         keep("remote-gallery", &t.screen());
         t.keys(&["q"]);
         assert_eq!(t.wait_exit(), 0);

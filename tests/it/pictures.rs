@@ -23,10 +23,16 @@ use crate::fake_comfy::{FakeComfy, jpeg};
 /// A 400x200 picture: red on the left, blue on the right.
 fn halves() -> Vec<u8> {
     let img = RgbImage::from_fn(400, 200, |x, _| {
-        if x < 200 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) }
+        if x < 200 {
+            Rgb([255, 0, 0])
+        } else {
+            Rgb([0, 0, 255])
+        }
     });
     let mut out = Cursor::new(Vec::new());
-    DynamicImage::ImageRgb8(img).write_to(&mut out, ImageFormat::Png).unwrap();
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, ImageFormat::Png)
+        .unwrap();
     out.into_inner()
 }
 
@@ -54,8 +60,14 @@ async fn thumbnails_of_outputs_come_in_sizes_and_formats_with_long_caching() {
     let r = api.get(&path("")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(header(&r, "content-type"), "image/png");
-    assert_eq!(header(&r, "cache-control"), "private, max-age=31536000, immutable");
-    assert_eq!((header(&r, "x-image-width"), header(&r, "x-image-height")), ("400", "200"));
+    assert_eq!(
+        header(&r, "cache-control"),
+        "private, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        (header(&r, "x-image-width"), header(&r, "x-image-height")),
+        ("400", "200")
+    );
     assert_eq!(header(&r, "vary"), "Accept");
     let img = image::load_from_memory(&r.bytes).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (256, 128));
@@ -74,19 +86,32 @@ async fn thumbnails_of_outputs_come_in_sizes_and_formats_with_long_caching() {
     assert_eq!(image::guess_format(&r.bytes).unwrap(), ImageFormat::WebP);
     let webp_etag = header(&r, "etag").to_owned();
     let r = api
-        .call(reqwest::Method::GET, &path("?size=64"), None, &[("accept", "image/avif,image/webp,*/*")])
+        .call(
+            reqwest::Method::GET,
+            &path("?size=64"),
+            None,
+            &[("accept", "image/avif,image/webp,*/*")],
+        )
         .await;
     assert_eq!(header(&r, "content-type"), "image/webp");
     assert_eq!(image::load_from_memory(&r.bytes).unwrap().width(), 64);
 
     // The ETag revalidates: 304 with no body, the caching headers again.
     let r = api
-        .call(reqwest::Method::GET, &path("?size=64&format=webp"), None, &[("if-none-match", &webp_etag)])
+        .call(
+            reqwest::Method::GET,
+            &path("?size=64&format=webp"),
+            None,
+            &[("if-none-match", &webp_etag)],
+        )
         .await;
     assert_eq!(r.status, 304);
     assert!(r.bytes.is_empty());
     assert_eq!(header(&r, "etag"), webp_etag);
-    assert_eq!(header(&r, "cache-control"), "private, max-age=31536000, immutable");
+    assert_eq!(
+        header(&r, "cache-control"),
+        "private, max-age=31536000, immutable"
+    );
     let png_etag = header(&api.get(&path("?size=64&format=png")).await, "etag").to_owned();
     assert_ne!(png_etag, webp_etag);
 
@@ -98,17 +123,40 @@ async fn thumbnails_of_outputs_come_in_sizes_and_formats_with_long_caching() {
         ("?format=gif", "format"),
     ] {
         let r = api.get(&path(q)).await;
-        assert_eq!((r.status, r.error_field().as_deref()), (400, Some(field)), "{q}: {}", r.text);
+        assert_eq!(
+            (r.status, r.error_field().as_deref()),
+            (400, Some(field)),
+            "{q}: {}",
+            r.text
+        );
     }
-    let r = api.get(&format!("/api/v1/jobs/{id}/outputs/first/thumbnail")).await;
-    assert_eq!((r.status, r.error_field().as_deref()), (400, Some("n")), "{}", r.text);
+    let r = api
+        .get(&format!("/api/v1/jobs/{id}/outputs/first/thumbnail"))
+        .await;
+    assert_eq!(
+        (r.status, r.error_field().as_deref()),
+        (400, Some("n")),
+        "{}",
+        r.text
+    );
     let r = api.get(&format!("/api/v1/jobs/{id}/outputs/3/thumbnail")).await;
     assert_eq!(r.status, 404);
-    assert!(r.text.contains("has 1 output; there is no output 3"), "{}", r.text);
-    let r = api.get(&format!("/api/v1/jobs/{}/outputs/0/thumbnail", Ulid::new())).await;
+    assert!(
+        r.text.contains("has 1 output; there is no output 3"),
+        "{}",
+        r.text
+    );
+    let r = api
+        .get(&format!("/api/v1/jobs/{}/outputs/0/thumbnail", Ulid::new()))
+        .await;
     assert_eq!(r.status, 404, "{}", r.text);
     let r = api.get("/api/v1/jobs/not-a-ulid/outputs/0/thumbnail").await;
-    assert_eq!((r.status, r.error_field().as_deref()), (400, Some("id")), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_field().as_deref()),
+        (400, Some("id")),
+        "{}",
+        r.text
+    );
 
     // An output that is not an image (overwritten here) is refused naming `n`
     // and the object; one whose object is gone is not found.
@@ -123,8 +171,17 @@ async fn thumbnails_of_outputs_come_in_sizes_and_formats_with_long_caching() {
         .await
         .unwrap();
     let r = api.get(&path("?size=32")).await;
-    assert_eq!((r.status, r.error_field().as_deref()), (400, Some("n")), "{}", r.text);
-    assert!(r.text.contains("is not an image") && r.text.contains(&key), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_field().as_deref()),
+        (400, Some("n")),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("is not an image") && r.text.contains(&key),
+        "{}",
+        r.text
+    );
     server
         .client
         .delete_object()
@@ -198,7 +255,10 @@ async fn a_running_jobs_live_preview_is_its_newest_frame_and_goes_with_it() {
     // gate; once the job's progress has the last step, the frames were read.
     comfy.ctl.wait_held().await;
     let queue = server.daemon.queue();
-    wait_job(queue, id, |j| j.progress.as_ref().is_some_and(|p| p.fraction >= 0.5)).await;
+    wait_job(queue, id, |j| {
+        j.progress.as_ref().is_some_and(|p| p.fraction >= 0.5)
+    })
+    .await;
     let r = api.get(&preview).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(header(&r, "content-type"), "image/jpeg");
@@ -226,7 +286,12 @@ async fn a_running_jobs_live_preview_is_its_newest_frame_and_goes_with_it() {
         assert_eq!((frame.seq, frame.content_type.as_str()), (seq, "image/jpeg"));
         assert_eq!(frame.bytes.as_ref(), green.as_slice());
         assert!(link.preview(&id.to_string(), Some(seq)).await.unwrap().is_none());
-        assert!(link.preview(&id.to_string(), Some(seq - 1)).await.unwrap().is_some());
+        assert!(
+            link.preview(&id.to_string(), Some(seq - 1))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     // The job ends: the preview goes, and the frames were previews, not outputs:
@@ -242,11 +307,18 @@ async fn a_running_jobs_live_preview_is_its_newest_frame_and_goes_with_it() {
         .collect();
     assert_eq!(
         outputs,
-        [format!("jobs/{id}/1-live_00001_.png"), format!("jobs/{id}/2-websocket_1.png")]
+        [
+            format!("jobs/{id}/1-live_00001_.png"),
+            format!("jobs/{id}/2-websocket_1.png")
+        ]
     );
     let r = api.get(&preview).await;
     assert_eq!(r.status, 404);
-    assert!(r.text.contains("previews exist only while a job runs"), "{}", r.text);
+    assert!(
+        r.text.contains("previews exist only while a job runs"),
+        "{}",
+        r.text
+    );
     for link in &links {
         let e = link.preview(&id.to_string(), None).await.unwrap_err();
         assert_eq!(e.code(), "not_found", "{e}");

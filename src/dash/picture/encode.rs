@@ -7,11 +7,11 @@ use image::DynamicImage;
 use image::imageops::FilterType;
 use ratatui::layout::Size;
 use ratatui_image::picker::ProtocolType;
+use ratatui_image::protocol::Protocol;
 use ratatui_image::protocol::halfblocks::Halfblocks;
 use ratatui_image::protocol::iterm2::Iterm2;
 use ratatui_image::protocol::kitty::Kitty;
 use ratatui_image::protocol::sixel::Sixel;
-use ratatui_image::protocol::Protocol;
 
 use super::Graphics;
 
@@ -44,13 +44,18 @@ pub fn encode(image: &DynamicImage, cols: u16, rows: u16, graphics: Graphics) ->
         ProtocolType::Halfblocks => {
             // One pixel per column, two per row (the upper and lower half block).
             let size = Size::new(cells(w, 1), cells(h, 2));
-            Halfblocks::new(scaled, size).map(Protocol::Halfblocks).map_err(err)
+            Halfblocks::new(scaled, size)
+                .map(Protocol::Halfblocks)
+                .map_err(err)
         }
         kind => {
             let (fw, fh) = graphics.font;
             let size = Size::new(cells(w, fw), cells(h, fh));
             // Padded to whole cells with transparency, so the terminal does not stretch it.
-            let mut canvas = DynamicImage::new_rgba8(u32::from(size.width) * u32::from(fw), u32::from(size.height) * u32::from(fh));
+            let mut canvas = DynamicImage::new_rgba8(
+                u32::from(size.width) * u32::from(fw),
+                u32::from(size.height) * u32::from(fh),
+            );
             image::imageops::overlay(&mut canvas, &scaled, 0, 0);
             match kind {
                 ProtocolType::Sixel => Sixel::new(canvas, size, graphics.tmux).map(Protocol::Sixel),

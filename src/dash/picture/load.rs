@@ -57,7 +57,8 @@ impl Loader {
 
     /// The frame drew these pictures: start loading the ones missing or stale.
     pub fn want(&mut self, wanted: &[Key], have: &Pictures) {
-        self.asked.retain(|k, _| wanted.contains(k) || self.in_flight.contains(k));
+        self.asked
+            .retain(|k, _| wanted.contains(k) || self.in_flight.contains(k));
         for key in wanted {
             if self.in_flight.len() >= IN_FLIGHT {
                 return;
@@ -84,7 +85,9 @@ impl Loader {
             tokio::spawn(async move {
                 let picture = load(&*link, &key, graphics, newer_than).await;
                 let loaded = Loaded { key, picture };
-                let _ = tx.send(Msg::Outcome(Box::new(Outcome::Picture(Box::new(loaded))))).await;
+                let _ = tx
+                    .send(Msg::Outcome(Box::new(Outcome::Picture(Box::new(loaded)))))
+                    .await;
             });
         }
     }
@@ -98,18 +101,30 @@ impl Loader {
 /// How soon a failed picture is asked again: live previews wait for their first
 /// frame at the live pace.
 fn retry_after(key: &Key) -> Duration {
-    if key.source.is_live() { LIVE_EVERY } else { RETRY_AFTER }
+    if key.source.is_live() {
+        LIVE_EVERY
+    } else {
+        RETRY_AFTER
+    }
 }
 
 /// The thumbnail size that covers `cols` x `rows` cells.
 pub fn thumbnail_size(graphics: Graphics, cols: u16, rows: u16) -> u32 {
     let (w, h) = graphics.pixels(cols, rows);
     let need = w.max(h);
-    SIZES.into_iter().find(|s| *s >= need).unwrap_or(SIZES[SIZES.len() - 1])
+    SIZES
+        .into_iter()
+        .find(|s| *s >= need)
+        .unwrap_or(SIZES[SIZES.len() - 1])
 }
 
 /// Fetches, decodes and encodes one picture.
-pub async fn load(link: &dyn Link, key: &Key, graphics: Graphics, newer_than: Option<u64>) -> Option<Picture> {
+pub async fn load(
+    link: &dyn Link,
+    key: &Key,
+    graphics: Graphics,
+    newer_than: Option<u64>,
+) -> Option<Picture> {
     let (bytes, dims, seq) = match &key.source {
         Source::Output { job, n } => {
             let size = thumbnail_size(graphics, key.cols, key.rows);

@@ -123,7 +123,14 @@ impl Terminal {
     /// Names iTerm2's protocol without being asked.
     fn speaks_iterm2(&self) -> bool {
         const PROGRAMS: [&str; 8] = [
-            "iTerm", "WezTerm", "mintty", "vscode", "Tabby", "Hyper", "rio", "WarpTerminal",
+            "iTerm",
+            "WezTerm",
+            "mintty",
+            "vscode",
+            "Tabby",
+            "Hyper",
+            "rio",
+            "WarpTerminal",
         ];
         PROGRAMS.iter().any(|p| self.term_program.contains(p)) || self.lc_terminal.contains("iTerm")
     }
@@ -210,9 +217,8 @@ pub fn choose(wanted: ImageProtocol, term: &Terminal, answers: Option<&[Response
     };
     let halfblocks = Graphics::halfblocks();
     match (kind, font) {
-        (ProtocolType::Halfblocks, _) => Some(halfblocks),
         // Pixels cannot be placed in cells of unknown size.
-        (_, None) => Some(halfblocks),
+        (ProtocolType::Halfblocks, _) | (_, None) => Some(halfblocks),
         (kind, Some(font)) => Some(Graphics {
             kind,
             font,
@@ -281,24 +287,42 @@ mod tests {
 
     #[test]
     fn a_kitty_answer_picks_kitty_with_the_reported_cell_size() {
-        let g = choose(ImageProtocol::Auto, &Terminal::default(), answers(KITTY).as_deref()).unwrap();
+        let g = choose(
+            ImageProtocol::Auto,
+            &Terminal::default(),
+            answers(KITTY).as_deref(),
+        )
+        .unwrap();
         assert_eq!((g.kind, g.font, g.tmux), (ProtocolType::Kitty, (10, 20), false));
         assert_eq!(g.pixels(30, 10), (300, 200));
     }
 
     #[test]
     fn sixel_in_the_device_attributes_picks_sixel() {
-        let g = choose(ImageProtocol::Auto, &Terminal::default(), answers(FOOT_SIXEL).as_deref()).unwrap();
+        let g = choose(
+            ImageProtocol::Auto,
+            &Terminal::default(),
+            answers(FOOT_SIXEL).as_deref(),
+        )
+        .unwrap();
         assert_eq!((g.kind, g.font), (ProtocolType::Sixel, (8, 17)));
     }
 
     #[test]
     fn a_terminal_with_no_graphics_gets_half_blocks() {
-        let g = choose(ImageProtocol::Auto, &Terminal::default(), answers(PLAIN_XTERM).as_deref()).unwrap();
+        let g = choose(
+            ImageProtocol::Auto,
+            &Terminal::default(),
+            answers(PLAIN_XTERM).as_deref(),
+        )
+        .unwrap();
         assert_eq!(g, Graphics::halfblocks());
         assert_eq!(g.pixels(30, 10), (30, 20));
         // No answer at all (a timeout) is the same.
-        assert_eq!(choose(ImageProtocol::Auto, &Terminal::default(), None), Some(Graphics::halfblocks()));
+        assert_eq!(
+            choose(ImageProtocol::Auto, &Terminal::default(), None),
+            Some(Graphics::halfblocks())
+        );
     }
 
     #[test]
@@ -315,7 +339,10 @@ mod tests {
             window: None,
             ..iterm
         };
-        assert_eq!(choose(ImageProtocol::Auto, &blind, answers(PLAIN_XTERM).as_deref()), Some(Graphics::halfblocks()));
+        assert_eq!(
+            choose(ImageProtocol::Auto, &blind, answers(PLAIN_XTERM).as_deref()),
+            Some(Graphics::halfblocks())
+        );
     }
 
     #[test]
@@ -345,12 +372,21 @@ mod tests {
         assert!(needs_query(ImageProtocol::Sixel, &term));
         let g = choose(ImageProtocol::Sixel, &term, answers(KITTY).as_deref()).unwrap();
         assert_eq!(g.kind, ProtocolType::Sixel);
-        assert_eq!(choose(ImageProtocol::Halfblocks, &term, answers(KITTY).as_deref()), Some(Graphics::halfblocks()));
-        assert_eq!(choose(ImageProtocol::None, &term, answers(KITTY).as_deref()), None);
+        assert_eq!(
+            choose(ImageProtocol::Halfblocks, &term, answers(KITTY).as_deref()),
+            Some(Graphics::halfblocks())
+        );
+        assert_eq!(
+            choose(ImageProtocol::None, &term, answers(KITTY).as_deref()),
+            None
+        );
         assert!(!needs_query(ImageProtocol::None, &term));
         assert_eq!("SIXEL".parse::<ImageProtocol>().unwrap(), ImageProtocol::Sixel);
         let err = "ascii".parse::<ImageProtocol>().unwrap_err().to_string();
-        assert!(err.contains("auto, kitty, iterm2, sixel, halfblocks, none"), "{err}");
+        assert!(
+            err.contains("auto, kitty, iterm2, sixel, halfblocks, none"),
+            "{err}"
+        );
     }
 
     #[test]

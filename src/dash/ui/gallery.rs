@@ -92,10 +92,7 @@ fn draw_tile(
     if g.picture_h > 0 {
         picture::draw(state, tile.source(), slot, frame, theme, wanted);
         if state.graphics.is_none() {
-            frame.render_widget(
-                Paragraph::new("(pictures off)").style(theme.dim()),
-                slot,
-            );
+            frame.render_widget(Paragraph::new("(pictures off)").style(theme.dim()), slot);
         }
     }
     let job = tile.job;

@@ -26,9 +26,9 @@ mod jobs;
 mod log;
 mod overview;
 pub mod picture;
-mod storage;
 #[cfg(test)]
 mod picture_tests;
+mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -155,7 +155,9 @@ fn footer_line(state: &State, theme: Theme) -> Line<'static> {
     }
     let details = state.jobs_view.detail.is_some();
     let hints = match (state.panel, state.readonly) {
-        (Panel::Jobs, false) if details => "?:help  Tab/←→:outputs  o:URL  c:cancel  r:retry  Esc:back  q:quit",
+        (Panel::Jobs, false) if details => {
+            "?:help  Tab/←→:outputs  o:URL  c:cancel  r:retry  Esc:back  q:quit"
+        }
         (Panel::Jobs, true) if details => "?:help  Tab/←→:outputs  o:URL  Esc:back  f:freeze  q:quit",
         (Panel::Jobs, false) => "?:help  Enter:details  c:cancel  r:retry  n:new  /:filter  f:freeze  q:quit",
         (Panel::Storage, _) => "?:help  Enter:open/presign  y:copy URL  Esc:back  f:freeze  q:quit",

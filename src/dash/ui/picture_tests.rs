@@ -45,18 +45,14 @@ fn recorded() -> DynamicImage {
 fn buffer(state: &State, w: u16, h: u16) -> (Buffer, Vec<Key>) {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     let mut wanted = Vec::new();
-    t.draw(|f| wanted = draw(state, Theme { color: false }, f)).unwrap();
+    t.draw(|f| wanted = draw(state, Theme { color: false }, f))
+        .unwrap();
     (t.backend().buffer().clone(), wanted)
 }
 
 /// Draws, loads what the screen wanted (as the loader hands it over), draws
 /// again; returns the first screen's text and the final buffer.
-fn draw_loaded(
-    s: &mut State,
-    w: u16,
-    h: u16,
-    image: impl Fn(&Source) -> DynamicImage,
-) -> (String, Buffer) {
+fn draw_loaded(s: &mut State, w: u16, h: u16, image: impl Fn(&Source) -> DynamicImage) -> (String, Buffer) {
     s.graphics = Some(Graphics::halfblocks());
     s.screen = (w, h);
     let first = render(s, w, h);
@@ -141,7 +137,11 @@ fn bounds(map: &[Vec<char>], letters: &str, area: &Area) -> (usize, usize, usize
                 .map(move |(x, _)| (x, y))
         })
         .collect();
-    assert!(!cells.is_empty(), "no {letters} cells in {area:?}:\n{}", colour_map(map));
+    assert!(
+        !cells.is_empty(),
+        "no {letters} cells in {area:?}:\n{}",
+        colour_map(map)
+    );
     let x0 = cells.iter().map(|c| c.0).min().unwrap();
     let y0 = cells.iter().map(|c| c.1).min().unwrap();
     let x1 = cells.iter().map(|c| c.0).max().unwrap() + 1;
@@ -166,7 +166,10 @@ fn assert_pattern(map: &[Vec<char>], area: &Area) -> (usize, usize, usize, usize
 }
 
 fn snapshot(text: &str, buf: &Buffer) -> String {
-    format!("{text}\n--- picture colours (row: cells) ---\n{}\n", colour_map(&colours(buf)))
+    format!(
+        "{text}\n--- picture colours (row: cells) ---\n{}\n",
+        colour_map(&colours(buf))
+    )
 }
 
 /// The screen's text, as `TestBackend` prints it.
@@ -273,7 +276,10 @@ fn the_gallery_shows_outputs_as_tiles() {
         .map(|t| (t.job.id, t.output.is_none()))
         .collect();
     let live = tiles.iter().take_while(|t| t.1).count();
-    assert_eq!(live, s.jobs.values().filter(|j| j.status == JobStatus::Running).count());
+    assert_eq!(
+        live,
+        s.jobs.values().filter(|j| j.status == JobStatus::Running).count()
+    );
     assert!(tiles[live..].iter().all(|t| !t.1));
     let recorded_jobs: BTreeSet<ulid::Ulid> = tiles[live..].iter().step_by(2).map(|t| t.0).collect();
     let image = |source: &Source| match source {
@@ -286,7 +292,10 @@ fn the_gallery_shows_outputs_as_tiles() {
         assert!(first.contains("loading…"), "{first}");
         let screen = text(&buf);
         let g = crate::dash::gallery::grid_of_screen((w, h));
-        assert!(screen.contains(&format!("Gallery ({} pictures)", tiles.len())), "{screen}");
+        assert!(
+            screen.contains(&format!("Gallery ({} pictures)", tiles.len())),
+            "{screen}"
+        );
         // The first tile is selected, a running job's preview.
         assert!(screen.contains("▶noop running"), "{screen}");
         let map = colours(&buf);
@@ -352,5 +361,9 @@ fn pictures_off_or_a_small_terminal_draw_none() {
     s.panel = Panel::Gallery;
     let (_, wanted) = buffer(&s, 60, 16);
     assert!(!wanted.is_empty());
-    assert!(wanted.iter().all(|k| k.rows >= super::picture::MIN_ROWS && k.cols <= 18));
+    assert!(
+        wanted
+            .iter()
+            .all(|k| k.rows >= super::picture::MIN_ROWS && k.cols <= 18)
+    );
 }

@@ -30,7 +30,11 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect, wanted: 
 fn selected_image(b: &Browse) -> Option<&ObjectEntry> {
     let page = b.page.as_ref()?;
     let o = page.objects.get(b.selected.checked_sub(page.prefixes.len())?)?;
-    let ext = o.key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = o
+        .key
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     (o.content_type.starts_with("image/") || matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "webp"))
         .then_some(o)
 }
@@ -97,11 +101,9 @@ fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect
     let image = selected_image(b).filter(|_| state.graphics.is_some() && area.width >= PREVIEW_MIN_WIDTH);
     let list_area = match image {
         Some(o) => {
-            let [list, pane] = Layout::horizontal([
-                Constraint::Min(0),
-                Constraint::Length(list_area.width * 2 / 5),
-            ])
-            .areas(list_area);
+            let [list, pane] =
+                Layout::horizontal([Constraint::Min(0), Constraint::Length(list_area.width * 2 / 5)])
+                    .areas(list_area);
             preview(state, &b.bucket, o, frame, pane, theme, wanted);
             list
         }
