@@ -110,6 +110,8 @@ pub async fn run(link: Arc<dyn Link>, local: bool, options: Options) -> anyhow::
         // are its content, so crossterm must not drop them.
         ratatui::crossterm::style::force_color_output(true);
     }
+    // A terminal that ignores a query may have printed part of it: start clean.
+    terminal.terminal.clear()?;
     if let Ok(size) = terminal.terminal.size() {
         state.screen = (size.width, size.height);
     }

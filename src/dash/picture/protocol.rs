@@ -88,7 +88,8 @@ impl Graphics {
 /// What is known about the terminal before asking it anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Terminal {
-    /// Inside tmux (`$TMUX`, or `$TERM` starting with `tmux`).
+    /// Inside tmux (`$TMUX`, or `$TERM` starting with `tmux`; `screen` too, which
+    /// passes no pictures either).
     pub tmux: bool,
     /// tmux's `allow-passthrough` is on for this pane.
     pub passthrough: bool,
@@ -106,7 +107,8 @@ impl Terminal {
     /// option. Runs `tmux show` inside tmux; changes nothing.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).unwrap_or_default();
-        let tmux = !var("TMUX").is_empty() || var("TERM").starts_with("tmux");
+        let term = var("TERM");
+        let tmux = !var("TMUX").is_empty() || term.starts_with("tmux") || term.starts_with("screen");
         let passthrough = tmux && tmux_passthrough();
         let window = ratatui::crossterm::terminal::window_size()
             .ok()
@@ -227,8 +229,9 @@ pub fn choose(wanted: ImageProtocol, term: &Terminal, answers: Option<&[Response
     }
 }
 
-/// How long the terminal gets to answer.
-const ANSWER_WITHIN: Duration = Duration::from_millis(1000);
+/// How long the terminal gets to answer (a slow SSH link included; an answer
+/// later than this would be read as keys).
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// Chooses the protocol for the terminal on stdin/stdout, asking it when
 /// needed. Call in raw mode, before anything else reads the input.
