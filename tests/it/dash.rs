@@ -86,12 +86,17 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
         });
         keep("local-jobs-cancelled", &s);
 
-        // The details of the succeeded job list its output with a URL.
+        // The details of the succeeded job list its output with a URL (scrolled
+        // down to its end: the picture of the output takes the right of the
+        // screen), and show the output, read from the store in-process.
         t.keys(&["G"]);
         t.keys(&["Enter"]);
         let s = t.wait_text("outputs");
         assert!(s.contains("comfyui-outputs/jobs/"), "{s}");
-        assert!(s.contains("X-Amz-Signature"), "{s}");
+        let s = t.wait_text("768x768 · 3.9 KiB");
+        keep("local-job-picture", &s);
+        t.keys(&["j", "j", "j", "j", "j", "j"]);
+        t.wait_text("Signature=");
         t.keys(&["h"]);
 
         // The GPU panel and the log panel (the log is not written over the screen).
