@@ -379,7 +379,7 @@ async fn a_finished_jobs_picture_shows_in_colour_cells() {
         assert!(x > 40, "red starts at byte {x}");
 
         t.keys(&["7"]);
-        t.wait_text("Gallery (1 pictures)");
+        t.wait_text("Gallery (1 picture)");
         t.wait_for("the gallery tile in colour", |_| {
             shows_quadrants(&t.screen_with_colours())
         });

@@ -32,8 +32,9 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect, wanted: 
         format!(", filter {:?}", state.gallery.filter)
     };
     let pages = tiles.len().div_ceil(g.per_page().max(1)).max(1);
+    let plural = if tiles.len() == 1 { "" } else { "s" };
     let title = format!(
-        " Gallery ({} pictures{filter}) page {}/{pages} — Enter job, o URL, PgUp PgDn ",
+        " Gallery ({} picture{plural}{filter}) page {}/{pages} — Enter job, o URL, PgUp PgDn ",
         tiles.len(),
         first / g.per_page().max(1) + 1,
     );
