@@ -1,8 +1,11 @@
 //! What the dashboard costs while an operator leaves it open over SSH: CPU and
 //! terminal bytes per second of `darkroom dash` attached to an idle daemon (it
-//! redraws four times a second for its clocks), side by side with `top -d 0.25`
-//! (procps, refreshing at the same 4 Hz) in the same 80x24 tmux window. CPU time
-//! is read from /proc/<pid>/stat; bytes from tmux's `pipe-pane`.
+//! redraws four times a second for its clocks), on the overview and on the
+//! gallery showing the pictures of a dozen finished jobs (half blocks, as tmux
+//! without passthrough gets), side by side with `top -d 0.25` (procps, refreshing
+//! at the same 4 Hz) in the same 80x24 tmux window. CPU time is read from
+//! /proc/<pid>/stat; bytes from tmux's `pipe-pane`. The jobs run on the tests'
+//! fake ComfyUI before the measuring starts.
 //!
 //! Run: `./scripts/bench.sh dash` (or `cargo bench --bench dash`).
 #![allow(clippy::unwrap_used)]
@@ -10,6 +13,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/it/fake_comfy.rs"]
+#[allow(dead_code)]
+mod fake_comfy;
 #[path = "../tests/it/serve.rs"]
 mod serve;
 #[path = "../tests/it/tmux.rs"]
@@ -56,12 +62,20 @@ struct Reading {
     bytes_per_second: f64,
 }
 
-/// Runs `command` in tmux once `ready` shows, for [`SECONDS`].
-fn measure(command: &str, ready: &str) -> Reading {
+/// Jobs finished before the gallery is measured.
+const JOBS: usize = 12;
+
+/// Runs `command` in tmux once `ready` shows, then `keys` and until the screen
+/// satisfies `settled`, for [`SECONDS`].
+fn measure(command: &str, ready: &str, keys: &[&str], settled: impl Fn(&str) -> bool) -> Reading {
     let dir = tempfile::tempdir().unwrap();
     let bytes = dir.path().join("bytes");
     let t = tmux::Tmux::start(command, 80, 24);
     t.wait_text(ready);
+    if !keys.is_empty() {
+        t.keys(keys);
+    }
+    t.wait_for("the screen to settle", settled);
     let shell: u32 = t.pane_pid();
     let pid = child_of(shell);
     t.pipe_to(&bytes);
@@ -76,7 +90,26 @@ fn measure(command: &str, ready: &str) -> Reading {
     }
 }
 
+/// Submits [`JOBS`] noop jobs (each its own colour) and waits for them.
+fn finish_jobs(runtime: &tokio::runtime::Runtime, api: &str) {
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        for color in 0..JOBS {
+            let body = serde_json::json!({"template": "noop", "params": {"color": color * 1000}});
+            let r = http
+                .post(format!("{api}/api/v1/jobs?wait=60"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+    });
+}
+
 fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let comfy = runtime.block_on(fake_comfy::FakeComfy::start());
     let data = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_darkroom"));
     command
@@ -86,6 +119,10 @@ fn main() {
             "127.0.0.1:0",
             "--api-addr",
             "127.0.0.1:0",
+            "--nvml-lib",
+            "/nonexistent/libnvidia-ml.so.1",
+            "--comfyui",
+            &comfy.url,
             "--data",
         ])
         .arg(data.path().join("data"))
@@ -95,25 +132,28 @@ fn main() {
         .stderr(Stdio::null());
     let serve = serve::Serve::spawn(command);
     let api = serve.api.clone();
+    finish_jobs(&runtime, &api);
     println!("dashboard idle cost, 80x24 tmux window, {SECONDS} s each (2-core machine)");
-    let dash = measure(
-        &format!("{} dash --url {api}", env!("CARGO_BIN_EXE_darkroom")),
-        "● connected",
-    );
-    let top = measure("top -d 0.25", "load average");
+    let dash_command = format!("{} dash --url {api}", env!("CARGO_BIN_EXE_darkroom"));
+    let dash = measure(&dash_command, "● connected", &[], |_| true);
+    let gallery = measure(&dash_command, "● connected", &["7"], |s| {
+        s.contains(&format!("Gallery ({JOBS} pictures)")) && !s.contains("loading…")
+    });
+    let top = measure("top -d 0.25", "load average", &[], |_| true);
     drop(serve);
-    println!("{:<28} {:>10} {:>14}", "", "CPU % core", "terminal B/s");
+    println!("{:<32} {:>10} {:>14}", "", "CPU % core", "terminal B/s");
+    for (name, r) in [
+        ("darkroom dash (4 Hz idle)", &dash),
+        ("darkroom dash, gallery open", &gallery),
+        ("top -d 0.25 (4 Hz)", &top),
+    ] {
+        println!("{name:<32} {:>10.2} {:>14.0}", r.cpu_percent, r.bytes_per_second);
+    }
     println!(
-        "{:<28} {:>10.2} {:>14.0}",
-        "darkroom dash (4 Hz idle)", dash.cpu_percent, dash.bytes_per_second
-    );
-    println!(
-        "{:<28} {:>10.2} {:>14.0}",
-        "top -d 0.25 (4 Hz)", top.cpu_percent, top.bytes_per_second
-    );
-    println!(
-        "ratio dash/top: CPU {:.2}x, bytes {:.2}x; target: dash below 2% of one core",
+        "ratio dash/top: CPU {:.2}x, bytes {:.2}x; gallery/top: CPU {:.2}x, bytes {:.2}x; target: dash below 2% of one core",
         dash.cpu_percent / top.cpu_percent.max(1e-9),
-        dash.bytes_per_second / top.bytes_per_second.max(1e-9)
+        dash.bytes_per_second / top.bytes_per_second.max(1e-9),
+        gallery.cpu_percent / top.cpu_percent.max(1e-9),
+        gallery.bytes_per_second / top.bytes_per_second.max(1e-9)
     );
 }

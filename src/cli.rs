@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LogFormat, Overrides};
+use crate::dash::ImageProtocol;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +30,10 @@ pub struct Cli {
     /// With no subcommand: the dashboard cannot cancel, retry or submit.
     #[arg(long)]
     pub readonly: bool,
+    /// With no subcommand: how the dashboard draws pictures (default:
+    /// dash.image_protocol, `auto`).
+    #[arg(long, value_name = "auto|kitty|iterm2|sixel|halfblocks|none")]
+    pub image_protocol: Option<ImageProtocol>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +47,10 @@ pub enum Command {
         /// No cancel, retry or submit.
         #[arg(long)]
         readonly: bool,
+        /// How pictures are drawn (default: dash.image_protocol, `auto`: ask
+        /// the terminal).
+        #[arg(long, value_name = "auto|kitty|iterm2|sixel|halfblocks|none")]
+        image_protocol: Option<ImageProtocol>,
     },
     /// Work with configuration files.
     #[command(subcommand)]

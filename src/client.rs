@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::ErrorBody;
+use crate::dispatch::LivePreview;
 use crate::queue::Job;
+pub use crate::service::pictures::OutputPicture;
 use crate::service::{JobPage, LogPage, ObjectPage, PresignedUrl, TemplateInfo};
 use crate::status::StatusSnapshot;
 
@@ -93,20 +95,7 @@ impl ApiClient {
             .await
             .map_err(|source| ClientError::Unreachable { url, source })?;
         if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: e.error.code,
-                    message: e.error.message,
-                    field: e.error.field,
-                },
-                Err(_) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: String::new(),
-                    message: String::from_utf8_lossy(&bytes).trim().to_owned(),
-                    field: None,
-                },
-            });
+            return Err(api_error(status, &bytes));
         }
         serde_json::from_slice(&bytes)
             .map(|v| (status, v))
@@ -215,6 +204,83 @@ impl ApiClient {
     pub async fn logs(&self, after: u64) -> Result<LogPage, ClientError> {
         let path = format!("/api/v1/logs?after={after}");
         Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
+    }
+
+    /// A thumbnail of output `n` of job `id` (PNG, fitting `size` x `size`), with
+    /// the output's own width and height.
+    pub async fn thumbnail(&self, id: &str, n: usize, size: u32) -> Result<OutputPicture, ClientError> {
+        let path = format!("/api/v1/jobs/{id}/outputs/{n}/thumbnail?size={size}&format=png");
+        let (headers, bytes) = self.get_bytes(&path, None).await?.ok_or_else(|| {
+            ClientError::Decode(format!("GET {path} answered 304 to a request without an ETag"))
+        })?;
+        let dimension = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(OutputPicture {
+            bytes,
+            source_width: dimension(crate::api::pictures::SOURCE_WIDTH),
+            source_height: dimension(crate::api::pictures::SOURCE_HEIGHT),
+        })
+    }
+
+    /// The live preview of running job `id`; `None` while the newest frame is
+    /// still `newer_than` (the frame the caller has).
+    pub async fn preview(
+        &self,
+        id: &str,
+        newer_than: Option<u64>,
+    ) -> Result<Option<LivePreview>, ClientError> {
+        let path = format!("/api/v1/jobs/{id}/preview");
+        let etag = newer_than.map(|seq| format!("\"p{seq}\""));
+        let Some((headers, bytes)) = self.get_bytes(&path, etag.as_deref()).await? else {
+            return Ok(None);
+        };
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let seq = header(crate::api::pictures::PREVIEW_SEQ)
+            .parse()
+            .map_err(|_| ClientError::Decode(format!("GET {path}: no frame number")))?;
+        Ok(Some(LivePreview {
+            seq,
+            content_type: header(reqwest::header::CONTENT_TYPE.as_str()).to_owned(),
+            bytes,
+        }))
+    }
+
+    /// GETs a binary answer; `None` for 304 Not Modified.
+    async fn get_bytes(
+        &self,
+        path: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Option<(reqwest::header::HeaderMap, bytes::Bytes)>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url).timeout(SHORT);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(tag) = if_none_match {
+            req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable { url, source })?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        Ok(Some((headers, bytes)))
     }
 
     /// The bytes behind a URL the daemon handed out (an output's presigned URL),
@@ -358,6 +424,24 @@ impl SseParser {
 
     fn next_message(&mut self) -> Option<SseMessage> {
         self.ready.pop_front()
+    }
+}
+
+/// An error answer: darkroom's JSON error, else the body as text.
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => ClientError::Api {
+            status: status.as_u16(),
+            code: e.error.code,
+            message: e.error.message,
+            field: e.error.field,
+        },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            code: String::new(),
+            message: String::from_utf8_lossy(bytes).trim().to_owned(),
+            field: None,
+        },
     }
 }
 

@@ -9,7 +9,8 @@
 //! reach it in-process or over the API through one [`link::Link`]:
 //!
 //! - [`service`]: submit (every admission rule and `?wait`), get, list, cancel and
-//!   retry jobs; the status collector; browsing outputs and logs; typed errors.
+//!   retry jobs; the status collector; browsing outputs and logs; thumbnails of
+//!   outputs and live previews of running jobs; typed errors.
 //! - [`events`]: one numbered stream of job, alert and GPU changes with a backlog;
 //!   [`events::EventHub::stream`] does resume and `resync` for SSE and the dashboard.
 //! - [`status`]: the snapshot types every view shares (API, CLI, dashboard).
@@ -18,7 +19,8 @@
 //! - [`cache`]: the prompt cache (SHA-256 of canonical JSON, TTL, LRU by bytes) and
 //!   a small key-value cache with TTL.
 //! - [`dispatch`]: the workers — claim a job, run it on the healthiest free ComfyUI
-//!   backend, store its images and metadata, complete it with presigned URLs.
+//!   backend, store its images and metadata, complete it with presigned URLs; the
+//!   last preview frame of each running job, in memory.
 //! - [`comfy`]: the ComfyUI client (HTTP + WebSocket, typed events, polling
 //!   fallback) and the workflow templates jobs are rendered from.
 //! - [`object_store`]: the object store — buckets, objects, multipart uploads,

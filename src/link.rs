@@ -13,11 +13,12 @@ use async_trait::async_trait;
 use futures::{Stream, StreamExt};
 
 use crate::client::{ApiClient, ClientError};
-use crate::dispatch::JobRequest;
+use crate::dispatch::{JobRequest, LivePreview};
 use crate::events::{Event, ResyncNotice, StreamItem};
 use crate::queue::Job;
 use crate::service::browse::Folder;
 use crate::service::jobs::parse_id;
+use crate::service::pictures::{OutputPicture, ThumbnailFormat};
 use crate::service::{
     JobListing, JobPage, LogPage, ObjectPage, PresignedUrl, ServiceError, Services, TemplateInfo,
 };
@@ -105,6 +106,11 @@ pub trait Link: Send + Sync + 'static {
     async fn presign(&self, bucket: &str, key: &str) -> Result<PresignedUrl, LinkError>;
     /// An output's bytes, refused past `limit` bytes.
     async fn read_output(&self, bucket: &str, key: &str, limit: u64) -> Result<bytes::Bytes, LinkError>;
+    /// A PNG thumbnail of output `n` (from 0) of job `id`, fitting `size` x `size`.
+    async fn thumbnail(&self, id: &str, n: usize, size: u32) -> Result<OutputPicture, LinkError>;
+    /// The live preview of running job `id`; `None` while its newest frame is
+    /// still `newer_than`.
+    async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, LinkError>;
 }
 
 /// How many log lines one read returns.
@@ -176,6 +182,12 @@ impl Link for RemoteLink {
         let url = self.client.presign(bucket, key).await?.url;
         Ok(self.client.download(&url, limit).await?)
     }
+    async fn thumbnail(&self, id: &str, n: usize, size: u32) -> Result<OutputPicture, LinkError> {
+        Ok(self.client.thumbnail(id, n, size).await?)
+    }
+    async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, LinkError> {
+        Ok(self.client.preview(id, newer_than).await?)
+    }
 }
 
 /// The daemon in this process: the service layer called directly.
@@ -223,5 +235,15 @@ impl Link for LocalLink {
     }
     async fn read_output(&self, bucket: &str, key: &str, limit: u64) -> Result<bytes::Bytes, LinkError> {
         Ok(self.services.read_output(bucket, key, limit).await?)
+    }
+    async fn thumbnail(&self, id: &str, n: usize, size: u32) -> Result<OutputPicture, LinkError> {
+        let thumb = (self.services)
+            .thumbnail(parse_id(id)?, n, size, ThumbnailFormat::Png)
+            .await?;
+        Ok(thumb.into())
+    }
+    async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, LinkError> {
+        let frame = self.services.live_preview(parse_id(id)?).await?;
+        Ok((Some(frame.seq) != newer_than).then_some(frame))
     }
 }

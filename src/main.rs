@@ -11,16 +11,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(&args),
-        None if darkroom::dash::has_terminal() => dashboard(&cli.serve, cli.readonly),
+        None if darkroom::dash::has_terminal() => dashboard(&cli.serve, cli.readonly, cli.image_protocol),
         None => {
             eprintln!("darkroom: no terminal for the dashboard; running headless (as `darkroom serve`)");
             serve(&cli.serve)
         }
-        Some(Command::Dash { remote, readonly }) => client(darkroom::dash::run_remote(
-            &remote.url,
-            remote.token,
-            darkroom::dash::Options { readonly },
-        )),
+        Some(Command::Dash {
+            remote,
+            readonly,
+            image_protocol,
+        }) => Config::load(None, &Overrides::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| {
+                let image_protocol = image_protocol.unwrap_or(loaded.config.dash.image_protocol);
+                client(darkroom::dash::run_remote(
+                    &remote.url,
+                    remote.token,
+                    darkroom::dash::Options {
+                        readonly,
+                        image_protocol,
+                    },
+                ))
+            }),
         Some(Command::Config(ConfigCommand::Check { file })) => check_config(file.as_deref()),
         Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
@@ -66,7 +78,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// The daemon with the dashboard in this terminal; the log goes to a file and the
 /// log panel, never over the screen.
-fn dashboard(args: &ServeArgs, readonly: bool) -> anyhow::Result<()> {
+fn dashboard(
+    args: &ServeArgs,
+    readonly: bool,
+    image_protocol: Option<darkroom::dash::ImageProtocol>,
+) -> anyhow::Result<()> {
     let loaded = Config::load(args.config.as_deref(), &args.overrides())?;
     let dir = &loaded.config.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("data_dir: cannot create {}", dir.display()))?;
@@ -78,10 +94,11 @@ fn dashboard(args: &ServeArgs, readonly: bool) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot open the log file {}", log.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(darkroom::dash::run_local(
-        loaded.config,
-        darkroom::dash::Options { readonly },
-    ))
+    let options = darkroom::dash::Options {
+        readonly,
+        image_protocol: image_protocol.unwrap_or(loaded.config.dash.image_protocol),
+    };
+    runtime.block_on(darkroom::dash::run_local(loaded.config, options))
 }
 
 /// `darkroom verify`: 0 clean, 1 problems found, 2 could not run.

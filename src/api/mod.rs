@@ -3,6 +3,8 @@
 //! to.
 //!
 //! - `/api/v1/jobs` ([`jobs`]): submit (with `?wait=`), get, list, cancel, retry;
+//! - `/api/v1/jobs/{id}/outputs/{n}/thumbnail`, `/api/v1/jobs/{id}/preview`
+//!   ([`pictures`]): thumbnails of outputs and a running job's live preview;
 //! - `/api/v1/events` ([`events`]): Server-Sent Events with `Last-Event-ID` resume;
 //! - `/api/v1/status`, `/api/v1/templates`, `/api/v1/openapi.json` (here, [`openapi`]);
 //! - `/api/v1/buckets/{bucket}/objects|presign`, `/api/v1/logs` ([`browse`]), for
@@ -38,6 +40,7 @@ pub mod events;
 pub mod jobs;
 pub mod openapi;
 pub mod ops;
+pub mod pictures;
 mod query;
 pub mod status;
 
@@ -66,6 +69,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/jobs/{id}/outputs/{n}/thumbnail", get(pictures::thumbnail))
+        .route("/jobs/{id}/preview", get(pictures::preview))
         .route("/events", get(events::events))
         .route("/status", get(status::status))
         .route("/backups", post(backups::create).get(backups::status))

@@ -13,6 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     info(title = "darkroom", description = "Jobs, events and status of a darkroom image-generation box"),
     paths(
         super::jobs::submit, super::jobs::get, super::jobs::list, super::jobs::cancel, super::jobs::retry,
+        super::pictures::thumbnail, super::pictures::preview,
         super::events::events, super::status::status, super::templates, document,
         super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,

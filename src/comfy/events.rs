@@ -125,14 +125,36 @@ impl ImageFormat {
 }
 
 /// A binary frame. Event 1: 4-byte image type + image; event 4: 4-byte length +
-/// JSON metadata + image (the metadata names node and prompt).
+/// JSON metadata + image (the metadata names node and prompt). ComfyUI sends both
+/// a sampler's step previews and `SaveImageWebsocket`'s images this way; the node
+/// that sent it tells them apart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BinaryImage {
     pub event: u32,
     pub format: Option<ImageFormat>,
     pub metadata: Option<Value>,
+    /// The node that sent it: the metadata's `node_id` (event 4), else the node
+    /// executing when it arrived (filled in by [`super::wait_for_completion`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(skip)]
     pub bytes: Bytes,
+}
+
+impl BinaryImage {
+    /// The image's MIME type: from the format code (event 1) or the metadata's
+    /// `image_type` (event 4), when it is one darkroom knows.
+    pub fn content_type(&self) -> Option<&'static str> {
+        if let Some(t) = self.format.and_then(ImageFormat::content_type) {
+            return Some(t);
+        }
+        match self.metadata.as_ref()?.get("image_type")?.as_str()? {
+            "image/png" | "PNG" => Some("image/png"),
+            "image/jpeg" | "JPEG" => Some("image/jpeg"),
+            "image/webp" | "WEBP" => Some("image/webp"),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -272,15 +294,23 @@ impl ComfyEvent {
                 event,
                 format: Some(ImageFormat::from_code(be_u32(frame, 4)?)),
                 metadata: None,
+                node: None,
                 bytes: frame.slice(8..),
             },
             4 => {
                 let len = usize::try_from(be_u32(frame, 4)?).ok()?;
                 let end = 8usize.checked_add(len).filter(|e| *e <= frame.len())?;
+                let metadata: Option<Value> = serde_json::from_slice(&frame[8..end]).ok();
+                let node = metadata
+                    .as_ref()
+                    .and_then(|m| m.get("node_id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 BinaryImage {
                     event,
                     format: None,
-                    metadata: serde_json::from_slice(&frame[8..end]).ok(),
+                    metadata,
+                    node,
                     bytes: frame.slice(end..),
                 }
             }
@@ -288,6 +318,7 @@ impl ComfyEvent {
                 event,
                 format: None,
                 metadata: None,
+                node: None,
                 bytes: frame.slice(4..),
             },
         };

@@ -81,8 +81,9 @@ fn ws_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> ComfyError {
 pub struct Completion {
     /// `Done`, `Failed` or `Unknown` (ComfyUI forgot the prompt: it restarted).
     pub state: PromptState,
-    /// Images that arrived as binary frames while the prompt ran
-    /// (`SaveImageWebsocket`); they are not in `/history`.
+    /// Images that arrived as binary frames while the prompt ran, each with the
+    /// node that sent it (`SaveImageWebsocket`'s outputs, which are not in
+    /// `/history`, and any step previews: the caller tells them apart by node).
     pub ws_images: Vec<BinaryImage>,
     /// How many times the socket had to be reopened.
     pub reconnects: u32,
@@ -109,6 +110,8 @@ pub async fn wait_for_completion(
     let mut ticker = tokio::time::interval(poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ours = false;
+    // The node of ours that is executing: binary frames name no node of their own.
+    let mut current: Option<String> = None;
     loop {
         let opened = match connected.take() {
             Some(s) => Ok(s),
@@ -140,15 +143,21 @@ pub async fn wait_for_completion(
             };
             tokio::select! {
                 item = next => match item {
-                    Some(Ok(event)) => {
-                        on_event(&event);
-                        match &event {
-                            ComfyEvent::Executing { prompt_id: p, .. } => {
+                    Some(Ok(mut event)) => {
+                        match &mut event {
+                            ComfyEvent::Executing { prompt_id: p, node } => {
                                 ours = p.as_deref() == Some(prompt_id);
+                                current = if ours { node.clone() } else { None };
                             }
-                            ComfyEvent::Binary(img) if ours => ws_images.push(img.clone()),
+                            ComfyEvent::Binary(img) if ours => {
+                                if img.node.is_none() {
+                                    img.node.clone_from(&current);
+                                }
+                                ws_images.push(img.clone());
+                            }
                             _ => {}
                         }
+                        on_event(&event);
                         if event.is_terminal() && event.prompt_id() == Some(prompt_id) {
                             let state = client.poll_status(prompt_id).await?;
                             if state.is_terminal() {

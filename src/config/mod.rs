@@ -13,7 +13,7 @@
 //! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
 //! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
 //! [`crate::gpu`], `[openai]` to [`crate::openai`], `[backup]` to [`crate::backup`], `[log]` to
-//! [`crate::telemetry`] — which defines its type, its defaults and its
+//! [`crate::telemetry`], `[dash]` to [`crate::dash`] — which defines its type, its defaults and its
 //! `validate()`. This module only layers and assembles them.
 
 use std::net::SocketAddr;
@@ -25,6 +25,7 @@ use crate::alerts::AlertsConfig;
 use crate::api::ApiConfig;
 use crate::backup::BackupConfig;
 use crate::cache::CacheSettings;
+use crate::dash::DashConfig;
 use crate::dispatch::{BackendConfig, ComfyConfig, StorageConfig};
 use crate::gpu::GpuConfig;
 use crate::openai::OpenAiConfig;
@@ -57,6 +58,7 @@ pub struct Config {
     pub gpu: GpuConfig,
     pub openai: OpenAiConfig,
     pub backup: BackupConfig,
+    pub dash: DashConfig,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             gpu: GpuConfig::default(),
             openai: OpenAiConfig::default(),
             backup: BackupConfig::default(),
+            dash: DashConfig::default(),
         }
     }
 }

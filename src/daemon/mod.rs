@@ -136,6 +136,7 @@ impl Daemon {
             logs: crate::telemetry::logs().clone(),
             endpoints: Some(open::endpoints(s3.as_ref(), api_addr)),
             backups: Some(backups),
+            thumbnails: crate::service::pictures::ThumbnailCache::default(),
         };
         let api_state = crate::api::ApiState {
             svc: services.clone(),

@@ -11,17 +11,21 @@ use crate::queue::JobStatus;
 /// The help screen's lines: key, what it does.
 pub const HELP: &[(&str, &str)] = &[
     (
-        "Tab / 1-6",
-        "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log)",
+        "Tab / 1-7",
+        "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log, Gallery)",
     ),
-    ("↑↓ / j k", "move; PgUp PgDn, g G: page, top, bottom"),
+    (
+        "↑↓ / j k",
+        "move (←→ h l too in the gallery); PgUp PgDn, g G: page, top, bottom",
+    ),
     ("Enter", "open: job details, bucket, folder; presign an object"),
-    ("Esc / ←", "back"),
-    ("/", "filter jobs (id, template, status, backend)"),
+    ("Tab / ←→", "job details: the next / previous output's picture"),
+    ("Esc / h", "back"),
+    ("/", "filter jobs (id, template, status, backend), or the gallery"),
     ("c", "cancel the selected job (asks first)"),
     ("r", "retry the selected failed or cancelled job"),
     ("n", "submit a job from a template"),
-    ("y", "copy the selected object's presigned URL"),
+    ("y / o", "copy the selected object's or output's presigned URL"),
     ("f", "freeze / unfreeze the display"),
     ("?", "this help"),
     ("q", "quit (local mode: stops the daemon, after asking)"),
@@ -39,9 +43,13 @@ pub fn handle(state: &mut State, key: KeyEvent) -> Option<Command> {
     if let Some(modal) = state.modal.take() {
         return modal_key(state, modal, key);
     }
-    if state.jobs_view.filtering {
+    if state.jobs_view.filtering || state.gallery.filtering {
         filter_key(state, key);
         return None;
+    }
+    let in_details = state.panel == Panel::Jobs && state.jobs_view.detail.is_some();
+    if in_details && matches!(key.code, KeyCode::Tab | KeyCode::BackTab) {
+        return panel_key(state, key);
     }
     match key.code {
         KeyCode::Char('?') => state.modal = Some(Modal::Help),
@@ -57,7 +65,7 @@ pub fn handle(state: &mut State, key: KeyEvent) -> Option<Command> {
         KeyCode::BackTab => {
             state.panel = Panel::ALL[(state.panel.index() + Panel::ALL.len() - 1) % Panel::ALL.len()];
         }
-        KeyCode::Char(c @ '1'..='6') => state.panel = Panel::ALL[(c as usize) - ('1' as usize)],
+        KeyCode::Char(c @ '1'..='7') => state.panel = Panel::ALL[(c as usize) - ('1' as usize)],
         KeyCode::Char('f') => {
             if state.frozen {
                 state.thaw();
@@ -75,6 +83,7 @@ pub fn handle(state: &mut State, key: KeyEvent) -> Option<Command> {
                 state.modal = Some(Modal::Form(Form::new(state.templates.clone())));
             }
         }
+        KeyCode::Char('/') if state.panel == Panel::Gallery => state.gallery.filtering = true,
         KeyCode::Char('/') => {
             state.panel = Panel::Jobs;
             state.jobs_view.detail = None;
@@ -130,20 +139,26 @@ fn modal_key(state: &mut State, modal: Modal, key: KeyEvent) -> Option<Command> 
 }
 
 fn filter_key(state: &mut State, key: KeyEvent) {
-    let view = &mut state.jobs_view;
+    let (filter, filtering, selected) = if state.gallery.filtering {
+        let g = &mut state.gallery;
+        (&mut g.filter, &mut g.filtering, &mut g.selected)
+    } else {
+        let j = &mut state.jobs_view;
+        (&mut j.filter, &mut j.filtering, &mut j.selected)
+    };
     match key.code {
-        KeyCode::Enter => view.filtering = false,
+        KeyCode::Enter => *filtering = false,
         KeyCode::Esc => {
-            view.filtering = false;
-            view.filter.clear();
+            *filtering = false;
+            filter.clear();
         }
         KeyCode::Backspace => {
-            view.filter.pop();
+            filter.pop();
         }
-        KeyCode::Char(c) => view.filter.push(c),
+        KeyCode::Char(c) => filter.push(c),
         _ => {}
     }
-    view.selected = 0;
+    *selected = 0;
 }
 
 /// Up/down/page moves as a signed step; `None` for other keys.
@@ -184,7 +199,55 @@ fn panel_key(state: &mut State, key: KeyEvent) -> Option<Command> {
             }
             None
         }
+        Panel::Gallery => gallery_key(state, key),
         Panel::Overview | Panel::Gpus => None,
+    }
+}
+
+fn gallery_key(state: &mut State, key: KeyEvent) -> Option<Command> {
+    let grid = super::gallery::grid_of_screen(state.screen);
+    let tiles = super::gallery::tiles(state);
+    let cols = isize::try_from(grid.cols).unwrap_or(1);
+    let page = isize::try_from(grid.per_page()).unwrap_or(1);
+    let by = match key.code {
+        KeyCode::Left | KeyCode::Char('h') => Some(-1),
+        KeyCode::Right | KeyCode::Char('l') => Some(1),
+        KeyCode::Up | KeyCode::Char('k') => Some(-cols),
+        KeyCode::Down | KeyCode::Char('j') => Some(cols),
+        KeyCode::PageUp => Some(-page),
+        KeyCode::PageDown => Some(page),
+        _ => movement(&key),
+    };
+    if let Some(by) = by {
+        state.gallery.selected = step(state.gallery.selected, by, tiles.len());
+        return None;
+    }
+    let tile = tiles.get(state.gallery.selected)?;
+    let (id, output) = (tile.job.id, tile.output.clone());
+    match key.code {
+        KeyCode::Enter => {
+            let n = output.as_ref().map_or(0, |(n, _)| *n);
+            let index = super::gallery::image_outputs(tile.job)
+                .iter()
+                .position(|(i, _)| *i == n)
+                .unwrap_or(0);
+            state.panel = Panel::Jobs;
+            state.jobs_view.detail = Some(id);
+            state.jobs_view.detail_scroll = 0;
+            state.jobs_view.output = index;
+            None
+        }
+        KeyCode::Char('o' | 'y') => match output {
+            Some((_, o)) => Some(Command::Presign {
+                bucket: o.bucket,
+                key: o.key,
+            }),
+            None => {
+                state.warn("the job is still running: it has no output to presign yet".into());
+                None
+            }
+        },
+        _ => None,
     }
 }
 
@@ -193,9 +256,42 @@ fn jobs_key(state: &mut State, key: KeyEvent) -> Option<Command> {
         Some(id) => state.jobs.get(&id).map(|j| (j.id, j.status)),
         None => state.selected_job().map(|j| (j.id, j.status)),
     };
+    if let Some(id) = state.jobs_view.detail {
+        let outputs = state
+            .jobs
+            .get(&id)
+            .map(super::gallery::image_outputs)
+            .unwrap_or_default();
+        let view = &mut state.jobs_view;
+        match key.code {
+            KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => {
+                view.output = (view.output + 1) % outputs.len().max(1);
+                return None;
+            }
+            KeyCode::BackTab | KeyCode::Left => {
+                view.output = (view.output + outputs.len().max(1) - 1) % outputs.len().max(1);
+                return None;
+            }
+            KeyCode::Char('o' | 'y') => {
+                let Some((_, o)) = outputs.into_iter().nth(view.output) else {
+                    state.warn("this job has no output to presign".into());
+                    return None;
+                };
+                return Some(Command::Presign {
+                    bucket: o.bucket,
+                    key: o.key,
+                });
+            }
+            _ => {}
+        }
+    }
     match key.code {
-        KeyCode::Enter => state.jobs_view.detail = target.map(|t| t.0),
-        KeyCode::Esc | KeyCode::Left | KeyCode::Char('h') => state.jobs_view.detail = None,
+        KeyCode::Enter if state.jobs_view.detail.is_none() => {
+            state.jobs_view.detail = target.map(|t| t.0);
+            state.jobs_view.output = 0;
+            state.jobs_view.detail_scroll = 0;
+        }
+        KeyCode::Esc | KeyCode::Char('h') => state.jobs_view.detail = None,
         KeyCode::Char('c') => {
             let (id, status) = target?;
             if refuse_readonly(state) {

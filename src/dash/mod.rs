@@ -4,8 +4,11 @@
 //! data from the [`feed`], results of actions, signals) is a [`Msg`] on one
 //! channel; [`State`] changes only in [`State::apply`] / [`keys::handle`]; the
 //! screen is a pure [`ui::draw`] of the state, at most ~10 times a second and
-//! four times a second when idle (for the clocks). The terminal is restored on
-//! quit, on SIGTERM/SIGHUP and on panic.
+//! four times a second when idle (for the clocks). Pictures (job outputs, the
+//! gallery, live previews; [`picture`]) are drawn with the protocol chosen when the
+//! terminal opens; each draw reports the pictures it placed, and the loop's
+//! [`picture::Loader`] fetches the missing ones in the background. The terminal
+//! is restored on quit, on SIGTERM/SIGHUP and on panic.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -17,9 +20,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod config;
 pub mod feed;
 pub mod form;
+pub mod gallery;
 pub mod keys;
+pub mod picture;
 pub mod state;
 pub mod ui;
 
@@ -27,6 +33,8 @@ pub mod ui;
 mod tests;
 
 pub use crate::link::{self, Link, LocalLink, RemoteLink};
+pub use config::DashConfig;
+pub use picture::ImageProtocol;
 pub use state::State;
 
 use state::{Command, Data, Outcome};
@@ -46,6 +54,8 @@ pub enum Msg {
 pub struct Options {
     /// Actions (cancel, retry, submit) are off.
     pub readonly: bool,
+    /// How pictures are drawn (`dash.image_protocol`, `--image-protocol`).
+    pub image_protocol: ImageProtocol,
 }
 
 /// The fastest redraw, and the idle one.
@@ -93,19 +103,42 @@ pub async fn run(link: Arc<dyn Link>, local: bool, options: Options) -> anyhow::
     tokio::spawn(feed::run(link.clone(), tx.clone(), stop.clone()));
     spawn_signals(tx.clone(), stop.clone());
     let mut terminal = Screen::open()?;
+    // Asked before the input thread starts, so the terminal's answers are not read as keys.
+    state.graphics = picture::protocol::detect(options.image_protocol);
+    if state.graphics.is_some() {
+        // Under NO_COLOR the theme draws no colours itself; a picture's colours
+        // are its content, so crossterm must not drop them.
+        ratatui::crossterm::style::force_color_output(true);
+    }
+    // A terminal that ignores a query may have printed part of it: start clean.
+    terminal.terminal.clear()?;
+    if let Ok(size) = terminal.terminal.size() {
+        state.screen = (size.width, size.height);
+    }
+    let mut loader = state
+        .graphics
+        .map(|g| picture::Loader::new(link.clone(), g, tx.clone()));
     spawn_input(tx.clone(), stop.clone());
     let mut tick = tokio::time::interval(TICK);
     let mut last_draw = Instant::now() - MIN_FRAME;
     let mut dirty = true;
     while !state.quit {
         if dirty && last_draw.elapsed() >= MIN_FRAME {
-            terminal.draw(&mut state, theme)?;
+            let wanted = terminal.draw(&mut state, theme)?;
+            if let Some(loader) = &mut loader {
+                loader.want(&wanted, &state.pictures);
+            }
             last_draw = Instant::now();
             dirty = false;
         }
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
+                if let (Msg::Outcome(o), Some(loader)) = (&msg, &mut loader)
+                    && let Outcome::Picture(loaded) = o.as_ref()
+                {
+                    loader.done(&loaded.key);
+                }
                 if let Some(command) = update(&mut state, msg) {
                     execute(&link, command, &tx, &mut state);
                 }
@@ -127,6 +160,10 @@ pub async fn run(link: Arc<dyn Link>, local: bool, options: Options) -> anyhow::
 pub fn update(state: &mut State, msg: Msg) -> Option<Command> {
     match msg {
         Msg::Input(Event::Key(key)) => keys::handle(state, key),
+        Msg::Input(Event::Resize(w, h)) => {
+            state.screen = (w, h);
+            None
+        }
         Msg::Input(_) => None,
         Msg::Data(d) => {
             state.apply(d);
@@ -224,15 +261,17 @@ impl Screen {
         Ok(Self { terminal })
     }
 
-    fn draw(&mut self, state: &mut State, theme: ui::Theme) -> anyhow::Result<()> {
-        self.terminal.draw(|f| ui::draw(state, theme, f))?;
+    /// Draws the state; returns the pictures placed.
+    fn draw(&mut self, state: &mut State, theme: ui::Theme) -> anyhow::Result<Vec<picture::Key>> {
+        let mut wanted = Vec::new();
+        self.terminal.draw(|f| wanted = ui::draw(state, theme, f))?;
         if let Some(url) = state.clipboard.take() {
             use base64::Engine as _;
             let b64 = base64::engine::general_purpose::STANDARD.encode(url);
             let mut out = std::io::stdout();
             let _ = write!(out, "\x1b]52;c;{b64}\x07").and_then(|()| out.flush());
         }
-        Ok(())
+        Ok(wanted)
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use ulid::Ulid;
 
 use super::form::Form;
+use super::picture::{Graphics, Loaded, Pictures};
 use crate::alerts::{Alert, AlertChange, AlertState};
 use crate::clock::Millis;
 use crate::dispatch::JobRequest;
@@ -37,16 +38,18 @@ pub enum Panel {
     Storage,
     Alerts,
     Log,
+    Gallery,
 }
 
 impl Panel {
-    pub const ALL: [Panel; 6] = [
+    pub const ALL: [Panel; 7] = [
         Panel::Overview,
         Panel::Jobs,
         Panel::Gpus,
         Panel::Storage,
         Panel::Alerts,
         Panel::Log,
+        Panel::Gallery,
     ];
 
     pub fn title(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Panel {
             Panel::Storage => "Storage",
             Panel::Alerts => "Alerts",
             Panel::Log => "Log",
+            Panel::Gallery => "Gallery",
         }
     }
 
@@ -109,6 +113,8 @@ pub enum Outcome {
         key: String,
         result: Result<PresignedUrl, String>,
     },
+    /// A picture for the screen (see [`super::picture`]).
+    Picture(Box<Loaded>),
 }
 
 /// What the dashboard asks the outside world to do.
@@ -157,6 +163,20 @@ pub struct JobsView {
     /// The job whose detail view is open.
     pub detail: Option<Ulid>,
     pub detail_scroll: u16,
+    /// Which of its image outputs the details show (Tab / ←→).
+    pub output: usize,
+}
+
+/// The gallery panel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GalleryView {
+    /// The tile under the cursor (its index in [`super::gallery::tiles`]).
+    pub selected: usize,
+    pub filter: String,
+    /// `/` was pressed in the gallery: keys edit its filter.
+    pub filtering: bool,
+    /// The last presigned URL, shown in full.
+    pub url: Option<(String, String)>,
 }
 
 /// The storage panel: buckets, or one bucket's folder.
@@ -197,6 +217,7 @@ pub struct State {
     pub panel: Panel,
     pub jobs_view: JobsView,
     pub storage_view: StorageView,
+    pub gallery: GalleryView,
     pub alerts_selected: usize,
     /// Lines up from the newest (0 follows the tail).
     pub log_scroll: usize,
@@ -208,6 +229,12 @@ pub struct State {
     /// Set when a URL should go to the terminal's clipboard (OSC 52).
     pub clipboard: Option<String>,
     pub quit: bool,
+    /// How pictures are drawn; `None`: no pictures (`--image-protocol none`).
+    pub graphics: Option<Graphics>,
+    /// Pictures loaded for the screen.
+    pub pictures: Pictures,
+    /// The terminal's size in cells (the gallery's paging needs it).
+    pub screen: (u16, u16),
 }
 
 impl State {
@@ -227,6 +254,7 @@ impl State {
             panel: Panel::Overview,
             jobs_view: JobsView::default(),
             storage_view: StorageView::default(),
+            gallery: GalleryView::default(),
             alerts_selected: 0,
             log_scroll: 0,
             modal: None,
@@ -235,6 +263,9 @@ impl State {
             flash: None,
             clipboard: None,
             quit: false,
+            graphics: None,
+            pictures: Pictures::default(),
+            screen: (80, 24),
         }
     }
 
@@ -386,12 +417,19 @@ impl State {
                         "copied the URL of {key} (OSC 52); it is also shown below"
                     ));
                     self.clipboard = Some(p.url.clone());
+                    self.gallery.url = Some((key.clone(), p.url.clone()));
                     if let Some(b) = &mut self.storage_view.browse {
                         b.url = Some((key, p.url));
                     }
                 }
                 Err(e) => self.warn(format!("cannot presign {key}: {e}")),
             },
+            Outcome::Picture(loaded) => {
+                let Loaded { key, picture } = *loaded;
+                if let Some(picture) = picture {
+                    self.pictures.put(key, picture);
+                }
+            }
         }
     }
 

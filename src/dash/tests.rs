@@ -293,3 +293,167 @@ fn a_running_jobs_backend_arrives_with_its_event() {
     assert_eq!(s.jobs[&queued].status, JobStatus::Running);
     assert_eq!(s.jobs[&queued].backend.as_deref(), Some("http://10.0.0.7:8188"));
 }
+
+/// A finished job with `outputs` PNG outputs (and its metadata, which is no picture).
+fn done(n: u64, outputs: usize, template: &str) -> Job {
+    let mut j = job(n, "succeeded");
+    j.payload = json!({"template": template, "params": {"prompt": format!("prompt {n}")}});
+    j.finished_ms = Some(2_000 + i64::try_from(n).unwrap());
+    let mut list: Vec<serde_json::Value> = (0..outputs)
+        .map(|i| json!({"bucket": "out", "key": format!("jobs/{n}/{}-x.png", i + 1), "size": 10, "content_type": "image/png"}))
+        .collect();
+    list.insert(0, json!({"bucket": "out", "key": format!("jobs/{n}/notes.txt"), "size": 1, "content_type": "text/plain"}));
+    j.result = Some(json!({"outputs": list}));
+    j
+}
+
+#[test]
+fn the_gallery_moves_by_tile_row_and_page_and_opens_jobs() {
+    let mut s = connected(false, false);
+    for n in 10..30 {
+        s.put_job(done(n, 1, if n % 2 == 0 { "txt2img" } else { "noop" }));
+    }
+    // 80x24: four tiles a row, two rows a page.
+    s.screen = (80, 24);
+    handle(&mut s, ch('7'));
+    assert_eq!(s.panel, Panel::Gallery);
+    let tiles = super::gallery::tiles(&s);
+    // The running job's live preview first, then the outputs newest first
+    // (notes.txt is no picture).
+    assert_eq!(tiles.len(), 21);
+    assert!(tiles[0].output.is_none() && tiles[0].job.status == JobStatus::Running);
+    assert_eq!(tiles[1].job.finished_ms, Some(2_029));
+    assert_eq!(tiles[1].output.as_ref().unwrap().0, 1);
+    let newest = tiles[1].job.id;
+    drop(tiles);
+    for (k, at) in [
+        (key(KeyCode::Left), 0),
+        (key(KeyCode::Right), 1),
+        (key(KeyCode::Down), 5),
+        (key(KeyCode::PageDown), 13),
+        (key(KeyCode::PageUp), 5),
+        (ch('k'), 1),
+        (ch('G'), 20),
+        (key(KeyCode::PageDown), 20),
+        (ch('g'), 0),
+    ] {
+        handle(&mut s, k);
+        assert_eq!(s.gallery.selected, at, "after {k:?}");
+    }
+    // A running job has nothing to presign yet.
+    assert_eq!(handle(&mut s, ch('o')), None);
+    assert!(s.flash.as_ref().unwrap().error);
+    handle(&mut s, ch('l'));
+    assert_eq!(
+        handle(&mut s, ch('o')),
+        Some(Command::Presign {
+            bucket: "out".into(),
+            key: "jobs/29/1-x.png".into()
+        })
+    );
+    // Enter opens the job's details on that picture.
+    assert_eq!(handle(&mut s, key(KeyCode::Enter)), None);
+    assert_eq!(
+        (s.panel, s.jobs_view.detail, s.jobs_view.output),
+        (Panel::Jobs, Some(newest), 0)
+    );
+}
+
+#[test]
+fn the_gallery_filters_by_template_prompt_or_status() {
+    let mut s = connected(false, false);
+    for n in 10..16 {
+        s.put_job(done(n, 2, if n % 2 == 0 { "txt2img" } else { "noop" }));
+    }
+    handle(&mut s, ch('7'));
+    handle(&mut s, key(KeyCode::Right));
+    handle(&mut s, ch('/'));
+    assert!(s.gallery.filtering && !s.jobs_view.filtering);
+    assert_eq!(s.panel, Panel::Gallery);
+    for c in "txt2".chars() {
+        handle(&mut s, ch(c));
+    }
+    assert_eq!(s.gallery.selected, 0);
+    let tiles = super::gallery::tiles(&s);
+    assert_eq!(tiles.len(), 6);
+    assert!(tiles.iter().all(|t| t.job.payload["template"] == "txt2img"));
+    drop(tiles);
+    handle(&mut s, key(KeyCode::Enter));
+    assert!(!s.gallery.filtering);
+    // The prompt and the status match too.
+    s.gallery.filter = "prompt 13".into();
+    assert_eq!(super::gallery::tiles(&s).len(), 2);
+    s.gallery.filter = "running".into();
+    assert_eq!(super::gallery::tiles(&s).len(), 1);
+    handle(&mut s, ch('/'));
+    handle(&mut s, key(KeyCode::Esc));
+    assert!(s.gallery.filter.is_empty());
+}
+
+#[test]
+fn job_details_page_through_outputs_with_tab_and_arrows() {
+    let mut s = connected(false, false);
+    s.put_job(done(40, 3, "noop"));
+    handle(&mut s, ch('2'));
+    let id = s
+        .visible_jobs()
+        .iter()
+        .find(|j| j.status == JobStatus::Succeeded)
+        .unwrap()
+        .id;
+    let row = s.visible_jobs().iter().position(|j| j.id == id).unwrap();
+    s.jobs_view.selected = row;
+    handle(&mut s, key(KeyCode::Enter));
+    assert_eq!(s.jobs_view.detail, Some(id));
+    for (k, at) in [
+        (key(KeyCode::Tab), 1),
+        (key(KeyCode::Right), 2),
+        (key(KeyCode::Tab), 0),
+        (key(KeyCode::Left), 2),
+        (key(KeyCode::BackTab), 1),
+    ] {
+        handle(&mut s, k);
+        assert_eq!((s.panel, s.jobs_view.output), (Panel::Jobs, at), "after {k:?}");
+    }
+    assert_eq!(
+        handle(&mut s, ch('o')),
+        Some(Command::Presign {
+            bucket: "out".into(),
+            key: "jobs/40/2-x.png".into()
+        })
+    );
+    handle(&mut s, key(KeyCode::Esc));
+    assert_eq!(s.jobs_view.detail, None);
+    // Outside the details Tab switches panels again.
+    handle(&mut s, key(KeyCode::Tab));
+    assert_eq!(s.panel, Panel::Gpus);
+}
+
+#[test]
+fn resizes_and_pictures_reach_the_state() {
+    use crate::dash::picture::{Key, Loaded, Picture, Source};
+    let mut s = connected(false, false);
+    super::update(
+        &mut s,
+        super::Msg::Input(ratatui::crossterm::event::Event::Resize(120, 40)),
+    );
+    assert_eq!(s.screen, (120, 40));
+    let key = Key {
+        source: Source::Live {
+            job: ulid::Ulid::nil(),
+        },
+        cols: 10,
+        rows: 5,
+    };
+    // A live preview with no newer frame changes nothing.
+    s.outcome(Outcome::Picture(Box::new(Loaded {
+        key: key.clone(),
+        picture: None,
+    })));
+    assert!(s.pictures.get(&key).is_none());
+    s.outcome(Outcome::Picture(Box::new(Loaded {
+        key: key.clone(),
+        picture: Some(Picture::Failed("waiting for a preview frame…".into())),
+    })));
+    assert!(matches!(s.pictures.get(&key), Some(Picture::Failed(_))));
+}

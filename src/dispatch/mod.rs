@@ -16,7 +16,8 @@
 //! counted as an attempt) so they run again after the restart.
 //!
 //! Layout: `request` (what clients submit, checked and rendered), `backend` (the
-//! servers, health, slot choice), `run` (one attempt), `outputs` (where images go).
+//! servers, health, slot choice), `run` (one attempt), `outputs` (where images go),
+//! `preview` (the last preview frame of each running job, in memory).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use ulid::Ulid;
 mod backend;
 mod config;
 mod outputs;
+mod preview;
 mod progress;
 mod request;
 mod run;
@@ -43,6 +45,7 @@ pub use outputs::{
     JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, copied_key,
     job_of_key, metadata_key, output_key,
 };
+pub use preview::{LivePreview, Previews};
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
 pub use s3_sink::S3Sink;
 pub use storage_config::{ExternalS3, MIN_PART_SIZE, StorageBackend, StorageConfig};
@@ -110,6 +113,8 @@ pub(crate) struct Shared {
     /// Cancelled when the grace period after shutdown is over.
     abandon: CancellationToken,
     observer: Option<GenerationObserver>,
+    /// The last preview frame of each job running here.
+    previews: Previews,
 }
 
 impl Shared {
@@ -127,6 +132,7 @@ impl Shared {
             let mut s = lock(&self.signals);
             s.remove(&id);
         }
+        self.previews.forget(id);
     }
 
     fn signal(&self, id: Option<Ulid>) {
@@ -217,6 +223,7 @@ impl Dispatcher {
             failed_on: Mutex::new(HashMap::new()),
             abandon: CancellationToken::new(),
             observer,
+            previews: Previews::default(),
         });
         let listener = tokio::spawn(listen(shared.clone(), checks.clone()));
         let main = tokio::spawn(claim_loop(shared.clone(), shutdown, checks, listener));
@@ -241,6 +248,11 @@ impl Dispatcher {
 
     pub fn output_bucket(&self) -> &str {
         &self.shared.settings.output_bucket
+    }
+
+    /// The last preview frame ComfyUI sent for `job`, while it runs on this node.
+    pub fn preview(&self, job: Ulid) -> Option<LivePreview> {
+        self.shared.previews.get(job)
     }
 }
 

@@ -20,8 +20,8 @@ use super::request::JobSpec;
 use super::{AttemptEnd, Shared};
 use crate::cache::{CacheKey, PromptCache};
 use crate::comfy::{
-    BinaryImage, ComfyError, Completion, ImageFormat, ImageType, OutputImage, PromptFailure, PromptState,
-    wait_for_completion,
+    BinaryImage, ComfyError, ComfyEvent, Completion, ImageFormat, ImageType, OutputImage, PromptFailure,
+    PromptState, wait_for_completion,
 };
 use crate::queue::{Claimed, Directive, Job, QueueError, StopReason};
 
@@ -169,6 +169,7 @@ async fn follow(
     } = prompt;
     let (progress_tx, mut progress_rx) = watch::channel((0.0f32, None::<String>));
     let mut tracker = ProgressTracker::new(&spec.workflow, prompt_id);
+    let (previews, job_id) = (shared.previews.clone(), claimed.job.id);
     let follow = wait_for_completion(
         &backend.client,
         client_id,
@@ -176,6 +177,9 @@ async fn follow(
         shared.settings.poll_interval,
         events,
         move |event| {
+            if let ComfyEvent::Binary(image) = event {
+                previews.record(job_id, image);
+            }
             if let Some(p) = tracker.on_event(event) {
                 progress_tx.send_replace(p);
             }
@@ -392,7 +396,8 @@ async fn store_outputs(
             .map_err(|e| format!("cannot download output {}: {e}", image.filename))?;
         store(&image.filename, bytes, content_type_of(&image.filename)).await?;
     }
-    for (n, image) in ws_images.iter().enumerate() {
+    let ws_outputs = ws_images.iter().filter(|i| is_ws_output(&run.spec.workflow, i));
+    for (n, image) in ws_outputs.enumerate() {
         let (ext, content_type) = match image.format {
             Some(ImageFormat::Jpeg) => ("jpg", "image/jpeg"),
             _ => ("png", "image/png"),
@@ -437,6 +442,17 @@ async fn store_outputs(
         .presign(shared.sink.as_ref(), shared.settings.url_expiry, finished_ms)
         .await;
     Ok(result)
+}
+
+/// Whether a binary frame is an output of the workflow rather than a step
+/// preview: sent by a node whose class sends images over the WebSocket
+/// (`SaveImageWebsocket`, custom nodes named alike), or by an unknown node.
+/// A sampler's previews (sent while the sampler runs) are shown live, never stored.
+fn is_ws_output(workflow: &serde_json::Value, image: &BinaryImage) -> bool {
+    let Some(node) = &image.node else { return true };
+    workflow[node.as_str()]["class_type"]
+        .as_str()
+        .is_none_or(|class| class.to_ascii_lowercase().contains("websocket"))
 }
 
 /// Runs `record` until the queue takes it, trying again while the queue's store

@@ -9,6 +9,7 @@
 //!   `?wait`, get, list with a cursor, cancel, retry;
 //! - [`status`]: the status collector behind every status view;
 //! - [`browse`]: one folder of a bucket, presigned URLs, log lines, templates;
+//! - [`pictures`]: thumbnails of job outputs and live previews of running jobs;
 //! - [`ops`]: readiness and the readings `/metrics` exports;
 //! - [`backups`]: take a backup now, read how the scheduled ones went;
 //! - events: [`crate::events::EventHub::stream`] (backlog, resume and `resync`).
@@ -23,6 +24,7 @@ pub mod browse;
 pub mod error;
 pub mod jobs;
 pub mod ops;
+pub mod pictures;
 pub mod status;
 
 pub use backups::BackupRequest;
@@ -67,4 +69,6 @@ pub struct Services {
     pub endpoints: Option<Endpoints>,
     /// Backups of the data directory (absent in front ends without one).
     pub backups: Option<crate::backup::Backups>,
+    /// Thumbnails of outputs made lately.
+    pub thumbnails: pictures::ThumbnailCache,
 }

@@ -26,6 +26,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub text: String,
+    /// The body as it came (pictures).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -86,10 +88,13 @@ impl Api {
             req = req.header("content-type", "application/json").body(b);
         }
         let r = req.send().await.unwrap();
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        let bytes = r.bytes().await.unwrap().to_vec();
         let resp = Resp {
-            status: r.status().as_u16(),
-            headers: r.headers().clone(),
-            text: r.text().await.unwrap(),
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         };
         self.check(&method, path, &resp);
         resp
@@ -116,6 +121,19 @@ impl Api {
             .headers
             .get("content-type")
             .map_or("", |v| v.to_str().unwrap());
+        // A body of another type (a picture) must be one the operation lists.
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !resp.bytes.is_empty() && !media.is_empty() && media != "application/json" {
+            let listed = documented["content"].as_object().is_some_and(|c| {
+                c.keys()
+                    .any(|k| k.split(';').next().unwrap_or("").trim() == media)
+            });
+            assert!(
+                listed,
+                "{method} {template} {}: content type {media} is not documented",
+                resp.status
+            );
+        }
         if let Some(schema) = documented["content"]["application/json"].get("schema")
             && ct.starts_with("application/json")
         {

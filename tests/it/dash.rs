@@ -86,12 +86,17 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
         });
         keep("local-jobs-cancelled", &s);
 
-        // The details of the succeeded job list its output with a URL.
+        // The details of the succeeded job list its output with a URL (scrolled
+        // down to its end: the picture of the output takes the right of the
+        // screen), and show the output, read from the store in-process.
         t.keys(&["G"]);
         t.keys(&["Enter"]);
         let s = t.wait_text("outputs");
         assert!(s.contains("comfyui-outputs/jobs/"), "{s}");
-        assert!(s.contains("X-Amz-Signature"), "{s}");
+        let s = t.wait_text("768x768 · 3.9 KiB");
+        keep("local-job-picture", &s);
+        t.keys(&["j", "j", "j", "j", "j", "j"]);
+        t.wait_text("Signature=");
         t.keys(&["h"]);
 
         // The GPU panel and the log panel (the log is not written over the screen).
@@ -293,6 +298,92 @@ async fn remote_dashboard_rides_out_a_redis_outage() {
         });
         t.keys(&["2"]);
         t.wait_text("noop     succeeded");
+        t.keys(&["q"]);
+        assert_eq!(t.wait_exit(), 0);
+    });
+}
+
+/// A 64x64 picture in four colours: red and green over blue and white.
+fn quadrants() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 64, |x, y| match (x < 32, y < 32) {
+        (true, true) => image::Rgb([255, 0, 0]),
+        (false, true) => image::Rgb([0, 255, 0]),
+        (true, false) => image::Rgb([0, 0, 255]),
+        (false, false) => image::Rgb([255, 255, 255]),
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// Where the picture's colours are on a `capture-pane -e` screen: for each of
+/// red, green, blue and white (24-bit, foreground or background), the first
+/// line and the position in it where it is used.
+fn colour_places(screen: &str) -> [Option<(usize, usize)>; 4] {
+    ["255;0;0m", "0;255;0m", "0;0;255m", "255;255;255m"].map(|rgb| {
+        screen.lines().enumerate().find_map(|(y, line)| {
+            let x = [format!("48;2;{rgb}"), format!("38;2;{rgb}")]
+                .iter()
+                .filter_map(|code| line.find(code.as_str()))
+                .min()?;
+            Some((y, x))
+        })
+    })
+}
+
+/// The quadrants are on screen in their places: red left of green, both above
+/// blue left of white.
+fn shows_quadrants(screen: &str) -> bool {
+    let [Some(r), Some(g), Some(b), Some(w)] = colour_places(screen) else {
+        return false;
+    };
+    r.0 == g.0 && r.1 < g.1 && b.0 == w.0 && b.1 < w.1 && r.0 < b.0
+}
+
+/// Over `darkroom dash --url` in tmux (no passthrough: `auto` picks half blocks),
+/// with `NO_COLOR` set (the interface loses its colours, pictures keep theirs):
+/// a finished job's output is drawn in the details in 24-bit colour cells, and
+/// in the gallery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_jobs_picture_shows_in_colour_cells() {
+    let comfy = FakeComfy::start().await;
+    comfy.ctl.set_image(quadrants());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = comfy.url.clone();
+    tokio::task::block_in_place(move || {
+        let node = serve(&data, &url, 0);
+        let t = Tmux::start(&format!("NO_COLOR=1 {BIN} dash --url {}", node.api), 80, 24);
+        t.wait_text("● connected");
+        t.keys(&["n"]);
+        t.wait_text("submit a job");
+        t.keys(&["Enter"]);
+        t.keys(&["2"]);
+        t.wait_text("noop     succeeded");
+        t.keys(&["Enter"]);
+        let s = t.wait_text("output 1/1");
+        assert!(s.contains("status  succeeded"), "{s}");
+        let colours = t.wait_for("the output in colour", |_| {
+            shows_quadrants(&t.screen_with_colours())
+        });
+        let s = t.screen();
+        assert!(s.contains("64x64 · "), "{s}");
+        keep("remote-job-picture", &s);
+        keep("remote-job-picture-colours", &t.screen_with_colours());
+        // The picture is right of the facts.
+        let [Some((_, x)), ..] = colour_places(&t.screen_with_colours()) else {
+            panic!("no red:\n{colours}")
+        };
+        assert!(x > 40, "red starts at byte {x}");
+
+        t.keys(&["7"]);
+        t.wait_text("Gallery (1 picture)");
+        t.wait_for("the gallery tile in colour", |_| {
+            shows_quadrants(&t.screen_with_colours())
+        });
+        keep("remote-gallery", &t.screen());
         t.keys(&["q"]);
         assert_eq!(t.wait_exit(), 0);
     });

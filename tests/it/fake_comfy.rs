@@ -3,8 +3,9 @@
 //! `tests/fixtures/comfyui/`. It runs one prompt at a time and emits the recorded
 //! message order. Tests script it through [`Ctl`]: hold a prompt at a gate until
 //! released, fail the next prompt with `execution_error`,
-//! drop the WebSocket mid-job, restart (forgetting queue and history), and count
-//! what reached it. Nothing here sleeps to wait for something: the runner waits on
+//! drop the WebSocket mid-job, restart (forgetting queue and history), send step
+//! previews as binary frames (event 1, JPEG, as a sampler's are), serve another
+//! image from `/view`, and count what reached it. Nothing here sleeps to wait for something: the runner waits on
 //! `Notify`s. The one sleep is `set_work`, simulated GPU time for the scale-out
 //! bench; no test sets it.
 
@@ -94,6 +95,10 @@ struct State {
     interrupts: Vec<Option<String>>,
     /// (total, free) VRAM of a CUDA device replacing the recorded CPU-only one.
     gpu: Option<(u64, u64)>,
+    /// JPEG step previews each prompt sends at the gate's node.
+    previews: Vec<Vec<u8>>,
+    /// What `/view` serves instead of the recorded PNG.
+    image: Option<Bytes>,
     deletes: Vec<String>,
     uploads: Vec<String>,
 }
@@ -141,6 +146,16 @@ impl Ctl {
     #[allow(dead_code)] // only benches/cluster.rs uses it
     pub fn set_work(&self, work: std::time::Duration) {
         self.lock().work = work;
+    }
+    /// Prompts from now on send these JPEG step previews (binary frames, event 1)
+    /// while their second node runs, each followed by a `progress` message, just
+    /// before the gate.
+    pub fn previews(&self, frames: Vec<Vec<u8>>) {
+        self.lock().previews = frames;
+    }
+    /// `/view` serves `png` for every output from now on.
+    pub fn set_image(&self, png: Vec<u8>) {
+        self.lock().image = Some(png.into());
     }
     /// Prompts from now on wait at a gate (after their first node) until released.
     pub fn hold(&self, on: bool) {
@@ -451,16 +466,20 @@ async fn get_view(
     if filename.contains("..") || subfolder.contains("..") || filename.contains('/') {
         return StatusCode::FORBIDDEN.into_response();
     }
-    if !ctl.lock().files.contains(&(subfolder, filename.clone(), kind)) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
+    let image = {
+        let s = ctl.lock();
+        if !s.files.contains(&(subfolder, filename.clone(), kind)) {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        s.image.clone().unwrap_or_else(|| Bytes::from_static(PNG))
+    };
     let disposition = format!("filename=\"{filename}\"");
     (
         [
             (header::CONTENT_TYPE, "image/png".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        PNG,
+        image,
     )
         .into_response()
 }
@@ -525,6 +544,17 @@ async fn serve_ws(ctl: Arc<Ctl>, client_id: String, mut socket: WebSocket) {
             inc = socket.recv() => if !matches!(inc, Some(Ok(_))) { return },
         }
     }
+}
+
+/// A `w` x `h` JPEG of one colour (a step preview).
+#[allow(dead_code)] // not every includer sends previews
+pub fn jpeg(rgb: [u8; 3], w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
 }
 
 /// Awaits `f`, failing the test with `what` after two minutes — a broken feature

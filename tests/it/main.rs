@@ -38,6 +38,7 @@ mod mcp;
 mod metrics;
 mod multi_node;
 mod openai;
+mod pictures;
 mod queue;
 mod queue_admin;
 mod queue_crash;

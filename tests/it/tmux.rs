@@ -83,6 +83,12 @@ impl Tmux {
         self.tmux(&["capture-pane", "-p", "-t", "main"])
     }
 
+    /// The screen with its colours and attributes as escape sequences
+    /// (`capture-pane -e`): what a picture drawn in half blocks looks like.
+    pub fn screen_with_colours(&self) -> String {
+        self.tmux(&["capture-pane", "-e", "-p", "-t", "main"])
+    }
+
     /// Sends keys by tmux name (`n`, `Enter`, `Down`, `C-c`).
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "main"];

@@ -1,30 +1,56 @@
 //! The jobs panel: a scrollable table (id, template, status, backend, progress
 //! with the current node, age, duration, attempts) and, on Enter, one job in
-//! full — parameters, timings, outputs with their URLs, every attempt's error.
+//! full — parameters, timings, outputs with their URLs, every attempt's error —
+//! beside a picture: the output chosen with Tab / ←→ (its dimensions, size and
+//! name under it), or a running job's live preview. The picture needs a body of
+//! at least [`PICTURE_MIN_WIDTH`] x [`PICTURE_MIN_HEIGHT`]; smaller, the facts
+//! have it all.
 
 use std::fmt::Write as _;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
 use serde_json::Value;
 
-use super::boxed;
 use super::fmt::{self, Theme};
+use super::{boxed, picture};
+use crate::dash::gallery::image_outputs;
+use crate::dash::picture::{Key, Source};
 use crate::dash::state::{State, job_label, short_id};
+use crate::dispatch::OutputObject;
 use crate::queue::{Job, JobStatus};
 
-pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
+/// The smallest body that shows a picture beside the facts.
+pub const PICTURE_MIN_WIDTH: u16 = 70;
+pub const PICTURE_MIN_HEIGHT: u16 = 8;
+
+pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect, wanted: &mut Vec<Key>) {
     if let Some(job) = state.jobs_view.detail.and_then(|id| state.jobs.get(&id)) {
         let lines = detail_lines(state, job, theme);
         let title = format!(" Job {} (Esc back, c cancel, r retry) ", job.id);
+        let block = boxed(title);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let picture = picture_of(state, job).filter(|_| {
+            state.graphics.is_some() && inner.width >= PICTURE_MIN_WIDTH && inner.height >= PICTURE_MIN_HEIGHT
+        });
+        let facts = match picture {
+            Some((source, title, label)) => {
+                let width = (inner.width * 2 / 5).min(inner.height * 4);
+                let [facts, pane] =
+                    Layout::horizontal([Constraint::Min(0), Constraint::Length(width)]).areas(inner);
+                picture_pane(state, (source, title, label), frame, pane, theme, wanted);
+                facts
+            }
+            None => inner,
+        };
         frame.render_widget(
             Paragraph::new(lines)
-                .block(boxed(title))
                 .wrap(Wrap { trim: false })
                 .scroll((state.jobs_view.detail_scroll, 0)),
-            area,
+            facts,
         );
         return;
     }
@@ -98,6 +124,62 @@ pub fn table<'a>(state: &State, jobs: &[&Job], theme: Theme, width: u16) -> Tabl
         .row_highlight_style(theme.selected())
         .highlight_symbol("▶")
         .column_spacing(1)
+}
+
+/// What the details' picture shows: the chosen image output, or the live
+/// preview of a running job; with the pane's title and the label under it.
+fn picture_of(state: &State, job: &Job) -> Option<(Source, String, Option<OutputObject>)> {
+    if job.status == JobStatus::Running {
+        return Some((Source::Live { job: job.id }, " live preview ".into(), None));
+    }
+    let outputs = image_outputs(job);
+    let count = outputs.len();
+    let at = state.jobs_view.output.min(count.checked_sub(1)?);
+    let (n, output) = outputs.into_iter().nth(at)?;
+    let more = if count > 1 { " · Tab ←→" } else { "" };
+    let title = format!(" output {}/{count}{more} ", at + 1);
+    Some((Source::Output { job: job.id, n }, title, Some(output)))
+}
+
+/// The picture pane: a title line, the picture, and a line of label.
+fn picture_pane(
+    state: &State,
+    (source, title, output): (Source, String, Option<OutputObject>),
+    frame: &mut Frame,
+    area: Rect,
+    theme: Theme,
+    wanted: &mut Vec<Key>,
+) {
+    let block = Block::default()
+        .borders(Borders::LEFT)
+        .title(Span::styled(title, theme.accent()));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [slot, label_area] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    let slot = Rect {
+        x: slot.x + 1,
+        width: slot.width.saturating_sub(1),
+        ..slot
+    };
+    let ready = picture::draw(state, source, slot, frame, theme, wanted);
+    let mut label = Vec::new();
+    if let Some(r) = &ready {
+        label.push(format!("{}x{}", r.width, r.height));
+        if let Some(seq) = r.seq {
+            label.push(format!("frame #{}", seq % 100_000));
+        }
+    }
+    if let Some(o) = &output {
+        label.push(fmt::bytes(o.size));
+        label.push(o.key.rsplit('/').next().unwrap_or(&o.key).to_owned());
+    }
+    frame.render_widget(
+        Paragraph::new(Line::styled(
+            fmt::fit(&format!(" {}", label.join(" · ")), usize::from(label_area.width)),
+            theme.dim(),
+        )),
+        label_area,
+    );
 }
 
 fn status_text(j: &Job) -> String {

@@ -3,7 +3,8 @@
 //! critical alert fires, the
 //! current panel (each its own module), a footer (a message or the key hints),
 //! and at most one dialog on top. Below [`MIN_WIDTH`] x [`MIN_HEIGHT`] it only
-//! says the terminal is too small.
+//! says the terminal is too small. Pictures ([`picture`]) are placed by key and
+//! the keys placed are returned, so the loop can load what is missing.
 
 use std::fmt::Write as _;
 
@@ -14,14 +15,19 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::keys::HELP;
+use super::picture::Key;
 use super::state::{Conn, Modal, Panel, State};
 
 mod alerts;
 pub mod fmt;
+mod gallery;
 mod gpus;
 mod jobs;
 mod log;
 mod overview;
+pub mod picture;
+#[cfg(test)]
+mod picture_tests;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -32,8 +38,9 @@ pub use fmt::Theme;
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
-/// Draws the whole screen.
-pub fn draw(state: &State, theme: Theme, frame: &mut Frame) {
+/// Draws the whole screen; returns the pictures it placed.
+pub fn draw(state: &State, theme: Theme, frame: &mut Frame) -> Vec<Key> {
+    let mut wanted = Vec::new();
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let text = format!(
@@ -41,7 +48,7 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame) {
             area.width, area.height
         );
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
-        return;
+        return wanted;
     }
     let width = usize::from(area.width);
     let mut banner = Vec::new();
@@ -70,16 +77,18 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame) {
     frame.render_widget(Paragraph::new(banner), banner_area);
     match state.panel {
         Panel::Overview => overview::draw(state, theme, frame, body),
-        Panel::Jobs => jobs::draw(state, theme, frame, body),
+        Panel::Jobs => jobs::draw(state, theme, frame, body, &mut wanted),
         Panel::Gpus => gpus::draw(state, theme, frame, body),
-        Panel::Storage => storage::draw(state, theme, frame, body),
+        Panel::Storage => storage::draw(state, theme, frame, body, &mut wanted),
         Panel::Alerts => alerts::draw(state, theme, frame, body),
         Panel::Log => log::draw(state, theme, frame, body),
+        Panel::Gallery => gallery::draw(state, theme, frame, body, &mut wanted),
     }
     frame.render_widget(Paragraph::new(footer_line(state, theme)), footer);
     if let Some(modal) = &state.modal {
         draw_modal(state, modal, theme, frame, area);
     }
+    wanted
 }
 
 fn header_line(state: &State, theme: Theme) -> Line<'static> {
@@ -132,18 +141,29 @@ fn footer_line(state: &State, theme: Theme) -> Line<'static> {
         let style = if f.error { theme.bad() } else { theme.good() };
         return Line::from(Span::styled(format!(" {}", f.text), style));
     }
-    if state.jobs_view.filtering {
+    let filter = if state.gallery.filtering {
+        Some(&state.gallery.filter)
+    } else {
+        state.jobs_view.filtering.then_some(&state.jobs_view.filter)
+    };
+    if let Some(filter) = filter {
         return Line::from(vec![
             Span::styled(" filter: ", theme.accent()),
-            Span::raw(format!("{}▏", state.jobs_view.filter)),
+            Span::raw(format!("{filter}▏")),
             Span::styled("  (Enter keep, Esc clear)", theme.dim()),
         ]);
     }
+    let details = state.jobs_view.detail.is_some();
     let hints = match (state.panel, state.readonly) {
+        (Panel::Jobs, false) if details => {
+            "?:help  Tab/←→:outputs  o:URL  c:cancel  r:retry  Esc:back  q:quit"
+        }
+        (Panel::Jobs, true) if details => "?:help  Tab/←→:outputs  o:URL  Esc:back  f:freeze  q:quit",
         (Panel::Jobs, false) => "?:help  Enter:details  c:cancel  r:retry  n:new  /:filter  f:freeze  q:quit",
         (Panel::Storage, _) => "?:help  Enter:open/presign  y:copy URL  Esc:back  f:freeze  q:quit",
-        (_, false) => "?:help  Tab/1-6:panels  n:new job  /:filter jobs  f:freeze  q:quit",
-        (_, true) => "?:help  Tab/1-6:panels  /:filter jobs  f:freeze  q:quit",
+        (Panel::Gallery, _) => "?:help  arrows:move  PgUp/PgDn:page  Enter:job  o:URL  /:filter  q:quit",
+        (_, false) => "?:help  Tab/1-7:panels  n:new job  /:filter jobs  f:freeze  q:quit",
+        (_, true) => "?:help  Tab/1-7:panels  /:filter jobs  f:freeze  q:quit",
     };
     Line::from(Span::styled(format!(" {hints}"), theme.dim()))
 }

@@ -1,22 +1,42 @@
 //! The storage panel: buckets with object counts, bytes, lifecycle rules and the
 //! latest expirations; Enter browses a bucket one folder at a time, and Enter on
 //! an object presigns its URL (copied to the terminal's clipboard with OSC 52 and
-//! shown in full).
+//! shown in full). The selected object, when it is an image, is previewed beside
+//! the listing (terminals at least [`PREVIEW_MIN_WIDTH`] wide).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Borders, List, ListItem, ListState, Paragraph, Wrap};
 
-use super::boxed;
 use super::fmt::{self, Theme};
+use super::{boxed, picture};
+use crate::dash::picture::load::MAX_OBJECT_BYTES;
+use crate::dash::picture::{Key, Source};
 use crate::dash::state::{Browse, State};
+use crate::service::ObjectEntry;
 
-pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
+/// The narrowest body that previews the selected image beside the listing.
+pub const PREVIEW_MIN_WIDTH: u16 = 60;
+
+pub fn draw(state: &State, theme: Theme, frame: &mut Frame, area: Rect, wanted: &mut Vec<Key>) {
     match &state.storage_view.browse {
-        Some(b) => browse(state, b, theme, frame, area),
+        Some(b) => browse(state, b, theme, frame, area, wanted),
         None => buckets(state, theme, frame, area),
     }
+}
+
+/// The selected entry, when it is an object that looks like an image.
+fn selected_image(b: &Browse) -> Option<&ObjectEntry> {
+    let page = b.page.as_ref()?;
+    let o = page.objects.get(b.selected.checked_sub(page.prefixes.len())?)?;
+    let ext = o
+        .key
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    (o.content_type.starts_with("image/") || matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "webp"))
+        .then_some(o)
 }
 
 fn buckets(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
@@ -74,10 +94,21 @@ fn buckets(state: &State, theme: Theme, frame: &mut Frame, area: Rect) {
     }
 }
 
-fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect) {
+fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect, wanted: &mut Vec<Key>) {
     let url_rows = if b.url.is_some() { 4 } else { 0 };
     let [list_area, url_area] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(url_rows)]).areas(area);
+    let image = selected_image(b).filter(|_| state.graphics.is_some() && area.width >= PREVIEW_MIN_WIDTH);
+    let list_area = match image {
+        Some(o) => {
+            let [list, pane] =
+                Layout::horizontal([Constraint::Min(0), Constraint::Length(list_area.width * 2 / 5)])
+                    .areas(list_area);
+            preview(state, &b.bucket, o, frame, pane, theme, wanted);
+            list
+        }
+        None => list_area,
+    };
     let title = format!(" {}/{} — Enter open/presign, Esc up ", b.bucket, b.prefix);
     let items: Vec<ListItem> = match (&b.page, &b.error) {
         (_, Some(e)) => vec![ListItem::new(Line::styled(e.clone(), theme.bad()))],
@@ -93,7 +124,7 @@ fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect
                     ))
                 })
                 .collect();
-            let name_width = usize::from(area.width).saturating_sub(24).max(10);
+            let name_width = usize::from(list_area.width).saturating_sub(24).max(10);
             items.extend(page.objects.iter().map(|o| {
                 let name = fmt::fit(&o.key[b.prefix.len()..], name_width);
                 ListItem::new(Line::raw(format!(
@@ -123,6 +154,41 @@ fn browse(state: &State, b: &Browse, theme: Theme, frame: &mut Frame, area: Rect
             url_area,
         );
     }
+}
+
+/// The selected image beside the listing, its dimensions and size under it.
+fn preview(
+    state: &State,
+    bucket: &str,
+    o: &ObjectEntry,
+    frame: &mut Frame,
+    area: Rect,
+    theme: Theme,
+    wanted: &mut Vec<Key>,
+) {
+    let block = boxed(" preview ".into()).borders(Borders::TOP | Borders::LEFT);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [slot, label_area] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    let mut label = vec![fmt::bytes(o.size)];
+    if o.size > MAX_OBJECT_BYTES {
+        label.push("too large to preview".into());
+    } else {
+        let source = Source::Object {
+            bucket: bucket.to_owned(),
+            key: o.key.clone(),
+        };
+        if let Some(r) = picture::draw(state, source, slot, frame, theme, wanted) {
+            label.insert(0, format!("{}x{}", r.width, r.height));
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(Line::styled(
+            fmt::fit(&format!(" {}", label.join(" · ")), usize::from(label_area.width)),
+            theme.dim(),
+        )),
+        label_area,
+    );
 }
 
 /// A titled list with a selected row.

@@ -20,9 +20,12 @@ use crate::status::StatusSnapshot;
 /// 2026-12-02 12:00:00 UTC.
 pub const NOW: i64 = 1_796_212_800_000;
 
-fn render(state: &State, w: u16, h: u16) -> String {
+pub(super) fn render(state: &State, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| draw(state, Theme { color: false }, f)).unwrap();
+    t.draw(|f| {
+        draw(state, Theme { color: false }, f);
+    })
+    .unwrap();
     t.backend().to_string()
 }
 
@@ -77,7 +80,7 @@ fn snapshot(gpus: bool) -> StatusSnapshot {
     .unwrap()
 }
 
-fn job(n: u64, status: &str) -> Job {
+pub(super) fn job(n: u64, status: &str) -> Job {
     let id = ulid::Ulid::from_parts(
         u64::try_from(NOW).unwrap() - 600_000 + n * 10_000,
         u128::from(n) * 7_919,
@@ -133,7 +136,7 @@ fn jobs50() -> Vec<Job> {
         .collect()
 }
 
-fn state(gpus: bool) -> State {
+pub(super) fn state(gpus: bool) -> State {
     let mut s = State::new("local", true, false);
     s.tick(NOW);
     s.apply(Data::Full {

@@ -2,7 +2,8 @@
 //! message order (status, execution_start, execution_cached, progress_state and
 //! executing per node, progress for KSampler, executed for saved images, then
 //! success / error / interrupted, status, executing null), with the scripting
-//! point where tests hold, fail, interrupt, drop sockets or restart.
+//! point where tests hold, fail, interrupt, drop sockets, send step previews or
+//! restart.
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ async fn run_job(ctl: &Ctl, job: &Job, generation: u64) {
             json!({"node": id, "display_node": id, "prompt_id": pid}),
         );
         if i == 1.min(ids.len() - 1) {
+            send_previews(ctl, job, id);
             let fail = checkpoint(ctl, job, generation).await;
             let Ok(fail) = fail else { return };
             let base = json!({"prompt_id": pid, "node_id": id, "node_type": class, "executed": ids[..i], "timestamp": ts()});
@@ -114,6 +116,23 @@ async fn run_job(ctl: &Ctl, job: &Job, generation: u64) {
     ctl.broadcast_status();
     ctl.send_to(to, "executing", json!({"node": null, "prompt_id": pid}));
     ctl.finished.send_modify(|n| *n += 1);
+}
+
+/// The scripted step previews of node `id`, each followed by its step's
+/// `progress`, as a sampler sends them.
+fn send_previews(ctl: &Ctl, job: &Job, id: &str) {
+    let frames = ctl.lock().previews.clone();
+    let max = frames.len();
+    for (step, jpeg) in frames.into_iter().enumerate() {
+        let mut frame = vec![0, 0, 0, 1, 0, 0, 0, 1];
+        frame.extend_from_slice(&jpeg);
+        ctl.send_raw(Some(&job.client_id), &Message::Binary(frame.into()));
+        ctl.send_to(
+            Some(&job.client_id),
+            "progress",
+            json!({"value": step + 1, "max": max, "prompt_id": job.id, "node": id}),
+        );
+    }
 }
 
 /// Mid-job scripting point: drop sockets, wait at the gate, then report a
