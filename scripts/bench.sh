@@ -4,7 +4,8 @@
 #   job queue vs Redis 7 (AOF always / everysec) and Python RQ,
 #   dispatch end to end (queue -> fake ComfyUI -> store -> complete) vs a bare client,
 #   the dashboard's idle CPU and terminal bytes vs top (in tmux),
-#   scale-out: jobs/s of one and two nodes on a shared Redis + S3 (vs one embedded node).
+#   scale-out: jobs/s of one and two nodes on a shared Redis + S3 (vs one embedded node),
+#   backups: full and incremental against tar and rsync, GET p99 during a backup.
 # Installs the peers first, idempotently. Benchmarks are timings: run them on a quiet
 # machine; the README quotes a run of this script.
 set -euo pipefail
@@ -21,6 +22,7 @@ fi
 python3 -c 'import rq' >/dev/null 2>&1 || python3 -m pip install -q rq
 python3 -c 'import boto3' >/dev/null 2>&1 || python3 -m pip install -q boto3
 command -v tmux >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+command -v rsync >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null
 
 case "${1:-all}" in
     s3) cargo bench --locked --bench s3 ;;
@@ -28,12 +30,14 @@ case "${1:-all}" in
     dispatch) cargo bench --locked --bench dispatch ;;
     dash) cargo bench --locked --bench dash ;;
     cluster) cargo bench --locked --bench cluster ;;
+    backup) cargo bench --locked --bench backup ;;
     all)
         cargo bench --locked --bench s3
         cargo bench --locked --bench queue
         cargo bench --locked --bench dispatch
         cargo bench --locked --bench dash
         cargo bench --locked --bench cluster
+        cargo bench --locked --bench backup
         ;;
-    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|cluster|all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|cluster|backup|all]" >&2; exit 2 ;;
 esac

@@ -275,7 +275,7 @@ pub(super) fn samples(rule: &RuleConfig, obs: &Observation, history: &History, n
             .filter(|b| b.interval_seconds > 0.0)
             .map(|b| {
                 let intervals = b.age_seconds / b.interval_seconds;
-                let age = span(b.age_seconds as u64);
+                let age = rough_span(b.age_seconds);
                 let summary = if b.ever {
                     format!("the last good backup is {age} old ({intervals:.1} intervals; threshold {threshold})")
                 } else {
@@ -401,6 +401,17 @@ fn span(seconds: u64) -> String {
         s if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
         s if s.is_multiple_of(60) => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+/// An age to the largest whole unit: 45s, 12m, 3h, 2d.
+fn rough_span(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m", s / 60),
+        3_600..86_400 => format!("{}h", s / 3_600),
+        _ => format!("{}d", s / 86_400),
     }
 }
 

@@ -196,6 +196,36 @@ fn queue_store(up: bool) -> Observation {
     }
 }
 
+fn backup(age_seconds: f64, ever: bool) -> Observation {
+    Observation {
+        backup: Some(crate::alerts::BackupReading {
+            age_seconds,
+            interval_seconds: 86_400.0,
+            ever,
+        }),
+        ..Observation::default()
+    }
+}
+
+#[test]
+fn a_backup_older_than_two_intervals_fires_until_a_good_one() {
+    let (alerts, _clock) = engine();
+    assert_eq!(
+        alerts.evaluate(&Observation::default()),
+        nothing(),
+        "no schedule, no alert"
+    );
+    assert_eq!(alerts.evaluate(&backup(86_400.0 * 1.5, true)), nothing());
+    let changes = alerts.evaluate(&backup(86_400.0 * 2.5, true));
+    assert_eq!(summary(&changes), [row("firing", "DarkroomBackupStale", "")]);
+    assert_eq!(
+        changes[0].alert().summary,
+        "the last good backup is 2d old (2.5 intervals; threshold 2)"
+    );
+    let changes = alerts.evaluate(&backup(60.0, true));
+    assert_eq!(summary(&changes), [row("resolved", "DarkroomBackupStale", "")]);
+}
+
 #[test]
 fn a_store_that_stops_answering_fires_after_30_s_then_resolves() {
     let (alerts, clock) = engine();
@@ -424,6 +454,6 @@ fn disabled_alerts_evaluate_nothing() {
     let alerts = Alerts::new(config, Arc::new(clock), reqwest::Client::new());
     assert_eq!(alerts.evaluate(&queue(1_000)), nothing());
     assert!(alerts.active().is_empty());
-    assert_eq!(alerts.firing_count().len(), 8);
+    assert_eq!(alerts.firing_count().len(), 9);
     assert_eq!(alerts.deliveries(), DeliveryCounts::default());
 }

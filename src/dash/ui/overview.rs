@@ -139,14 +139,20 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
         fmt::fit(&line, width),
         if all_reachable { theme.dim() } else { theme.bad() },
     );
+    let backup_line = s
+        .backup
+        .as_ref()
+        .and_then(|b| backup_line(b, state.now_ms, theme, width));
     if s.backends.is_empty() {
-        return vec![
+        let mut lines = vec![
             Line::styled(
                 "no ComfyUI backend configured (comfyui.backends or --comfyui URL)",
                 theme.warn(),
             ),
             store_line,
         ];
+        lines.extend(backup_line);
+        return lines;
     }
     let mut lines: Vec<Line<'static>> = s
         .backends
@@ -177,7 +183,43 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
         })
         .collect();
     lines.push(store_line);
+    lines.extend(backup_line);
     lines
+}
+
+/// The last backup and its state, when backups are scheduled or one was taken.
+fn backup_line(
+    b: &crate::backup::BackupStatus,
+    now_ms: crate::clock::Millis,
+    theme: Theme,
+    width: usize,
+) -> Option<Line<'static>> {
+    let st = &b.state;
+    let last = st.last_success_ms.map_or_else(
+        || "no good backup yet".to_owned(),
+        |ms| format!("last good {} ago", fmt::age(now_ms - ms)),
+    );
+    let (text, style) = if st.running {
+        (format!("backup: running now; {last}"), theme.accent())
+    } else if let Some(e) = &st.last_error {
+        (format!("backup: FAILED ({e}); {last}"), theme.bad())
+    } else if b.dest.is_none() && st.last_success_ms.is_none() {
+        return None;
+    } else {
+        let size = st.last.as_ref().map_or_else(String::new, |r| {
+            format!(
+                " ({}, {} copied)",
+                fmt::bytes(r.bytes),
+                fmt::bytes(r.bytes_copied)
+            )
+        });
+        (format!("backup: {last}{size}"), theme.dim())
+    };
+    let next = match (b.next_ms, &b.dest) {
+        (Some(next), Some(dest)) if !st.running => format!("; next in {} to {dest}", fmt::age(next - now_ms)),
+        _ => String::new(),
+    };
+    Some(Line::styled(fmt::fit(&format!("{text}{next}"), width), style))
 }
 
 /// Where the daemon listens and how to log in to its S3 API — what a newcomer

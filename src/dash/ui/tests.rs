@@ -264,6 +264,49 @@ fn overview_on_shared_redis_and_s3() {
 }
 
 #[test]
+fn overview_shows_the_last_backup_and_a_failing_one() {
+    let mut s = state(true);
+    let now = s.now_ms;
+    let report = crate::backup::BackupReport {
+        id: "2026-12-07T03-30-00.000Z".into(),
+        dest: "/backups".into(),
+        created_at: String::new(),
+        files: 3,
+        blobs: 40,
+        blobs_copied: 2,
+        bytes: 3 << 30,
+        bytes_copied: 5 << 20,
+        seconds: 12.0,
+        writes_paused_ms: 4,
+        pruned: Vec::new(),
+    };
+    let mut status = crate::backup::BackupStatus {
+        dest: Some("/backups".into()),
+        interval_seconds: Some(86_400),
+        next_ms: Some(now + 22 * 3_600_000),
+        keep: 7,
+        state: crate::backup::BackupState {
+            last_success_ms: Some(now - 2 * 3_600_000),
+            last: Some(report),
+            ..crate::backup::BackupState::default()
+        },
+    };
+    s.snapshot.as_mut().unwrap().backup = Some(status.clone());
+    let screen = render(&s, 160, 48);
+    assert!(
+        screen.contains("backup: last good 2h ago (3.0 GiB, 5.0 MiB copied); next in 22h to /backups"),
+        "{screen}"
+    );
+    status.state.last_error = Some("backup destination /backups: disk full".into());
+    s.snapshot.as_mut().unwrap().backup = Some(status);
+    let screen = render(&s, 160, 48);
+    assert!(
+        screen.contains("backup: FAILED (backup destination /backups: disk full); last good 2h ago"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn jobs_table_and_details() {
     let mut s = state(true);
     s.panel = Panel::Jobs;
