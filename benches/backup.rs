@@ -12,7 +12,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::cast_precision_loss,
-    clippy::cast_possible_truncation
+    clippy::cast_possible_truncation,
+    clippy::field_reassign_with_default
 )]
 
 use std::path::Path;
@@ -113,7 +114,7 @@ async fn fill(s3: &Client, small: usize, large_mb: usize, tag: &str) {
 
 /// p99 of 4 KiB GETs from 4 clients until `stop` (or `count` each).
 async fn p99_gets(
-    s3: &Client,
+    s3: Client,
     small: usize,
     stop: tokio_util::sync::CancellationToken,
     count: usize,
@@ -169,11 +170,17 @@ async fn main() {
     );
 
     // GET latency without, then with, a backup running.
-    let idle = p99_gets(&s3, small, tokio_util::sync::CancellationToken::new(), 1_000).await;
+    let idle = p99_gets(
+        s3.clone(),
+        small,
+        tokio_util::sync::CancellationToken::new(),
+        1_000,
+    )
+    .await;
     let dropped = drop_caches();
     let dest = root.path().join("darkroom-backup");
     let stop = tokio_util::sync::CancellationToken::new();
-    let load = tokio::spawn(p99_gets(&s3, small, stop.clone(), usize::MAX));
+    let load = tokio::spawn(p99_gets(s3.clone(), small, stop.clone(), usize::MAX));
     let svc = daemon.services();
     let t = Instant::now();
     let full = svc

@@ -270,22 +270,26 @@ pub(super) fn samples(rule: &RuleConfig, obs: &Observation, history: &History, n
             })
             .into_iter()
             .collect(),
-        RuleKind::BackupAgeAbove => obs
-            .backup
-            .filter(|b| b.interval_seconds > 0.0)
-            .map(|b| {
-                let intervals = b.age_seconds / b.interval_seconds;
-                let age = rough_span(b.age_seconds);
-                let summary = if b.ever {
-                    format!("the last good backup is {age} old ({intervals:.1} intervals; threshold {threshold})")
-                } else {
-                    format!("no good backup in the {age} since start ({intervals:.1} intervals; threshold {threshold})")
-                };
-                Sample::global(intervals, intervals > threshold, summary)
-            })
-            .into_iter()
-            .collect(),
+        RuleKind::BackupAgeAbove => backup_samples(obs.backup, threshold),
     }
+}
+
+/// The backup rule: the age of the last good backup in backup intervals.
+fn backup_samples(backup: Option<BackupReading>, threshold: f64) -> Vec<Sample> {
+    backup
+        .filter(|b| b.interval_seconds > 0.0)
+        .map(|b| {
+            let intervals = b.age_seconds / b.interval_seconds;
+            let age = rough_span(b.age_seconds);
+            let summary = if b.ever {
+                format!("the last good backup is {age} old ({intervals:.1} intervals; threshold {threshold})")
+            } else {
+                format!("no good backup in the {age} since start ({intervals:.1} intervals; threshold {threshold})")
+            };
+            Sample::global(intervals, intervals > threshold, summary)
+        })
+        .into_iter()
+        .collect()
 }
 
 /// A finished generation.
@@ -405,6 +409,7 @@ fn span(seconds: u64) -> String {
 }
 
 /// An age to the largest whole unit: 45s, 12m, 3h, 2d.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped at 0; whole seconds
 fn rough_span(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match s {

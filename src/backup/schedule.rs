@@ -136,6 +136,7 @@ impl Backups {
         let state = lock(&self.inner.state);
         let since = state.last_success_ms.unwrap_or(self.inner.started_ms);
         let age_ms = self.inner.clock.now_ms().saturating_sub(since).max(0);
+        #[allow(clippy::cast_precision_loss)] // milliseconds of an age
         Some(BackupReading {
             age_seconds: age_ms as f64 / 1000.0,
             interval_seconds: schedule.period().as_secs_f64(),
@@ -160,7 +161,7 @@ impl Backups {
             };
             let mut due = schedule.next_after(last, now);
             if let Some(failed) = failed_at {
-                let retry = RETRY_AFTER.min(schedule.period()).as_millis() as i64;
+                let retry = i64::try_from(RETRY_AFTER.min(schedule.period()).as_millis()).unwrap_or(i64::MAX);
                 due = due.max(failed + retry);
             }
             *lock(&self.inner.next_ms) = Some(due);
@@ -187,7 +188,7 @@ impl Backups {
             Ok(Some(ms)) => lock(&inner.state).last_success_ms = Some(ms),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(dest = %inner.config.dest, error = %e, "backup: cannot read the destination's snapshots")
+                tracing::warn!(dest = %inner.config.dest, error = %e, "backup: cannot read the destination's snapshots");
             }
         }
     }

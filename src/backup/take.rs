@@ -104,7 +104,7 @@ impl Source {
     }
 
     /// Steps 2 and 3: the staged database copies, and the blobs they reference.
-    fn snapshot(&self, staging: &Path) -> Result<(Vec<(String, PathBuf)>, Vec<BlobRef>, u64), BackupError> {
+    fn snapshot(&self, staging: &Path) -> Result<Staged, BackupError> {
         std::fs::create_dir_all(staging).map_err(|e| BackupError::io(staging.display(), e))?;
         let mut files = Vec::new();
         let paused_for = {
@@ -124,7 +124,7 @@ impl Source {
                 std::fs::copy(guard.path(), &copy).map_err(|e| BackupError::io(guard.path().display(), e))?;
                 files.push((name, copy));
             }
-            started.elapsed().as_millis() as u64
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
         };
         for name in OTHER_FILES {
             let path = self.data_dir.join(name);
@@ -136,7 +136,7 @@ impl Source {
         }
         let mut blobs = Vec::new();
         for (name, path) in &files {
-            if !name.ends_with(".redb") {
+            if !DATABASES.contains(&name.as_str()) {
                 continue;
             }
             let mut db = redb::Database::create(path).map_err(|e| BackupError::db(path.display(), e))?;
@@ -154,8 +154,21 @@ impl Source {
                 blobs = referenced_blobs(&txn).map_err(|e| BackupError::db(path.display(), e))?;
             }
         }
-        Ok((files, blobs, paused_for))
+        Ok(Staged {
+            files,
+            blobs,
+            writes_paused_ms: paused_for,
+        })
     }
+}
+
+/// A snapshot staged in the data directory, ready to ship.
+struct Staged {
+    /// (name, staged copy) of each database and other file.
+    files: Vec<(String, PathBuf)>,
+    /// The blobs the staged index references.
+    blobs: Vec<BlobRef>,
+    writes_paused_ms: u64,
 }
 
 /// What one backup did.
@@ -200,11 +213,19 @@ pub async fn backup(
     let staging = staging_root.join(&id);
     let snapshotter = source.clone();
     let staged_dir = staging.clone();
-    let (files, blob_refs, writes_paused_ms) =
-        tokio::task::spawn_blocking(move || snapshotter.snapshot(&staged_dir))
-            .await
-            .map_err(|e| BackupError::io("(backup worker)", std::io::Error::other(e)))??;
-    let result = ship(source, dest, (&id, now_ms), &inventory, files, blob_refs).await;
+    let staged = tokio::task::spawn_blocking(move || snapshotter.snapshot(&staged_dir))
+        .await
+        .map_err(|e| BackupError::io("(backup worker)", std::io::Error::other(e)))??;
+    let writes_paused_ms = staged.writes_paused_ms;
+    let result = ship(
+        source,
+        dest,
+        (&id, now_ms),
+        &inventory,
+        staged.files,
+        staged.blobs,
+    )
+    .await;
     drop(hold);
     let _ = std::fs::remove_dir_all(&staging_root);
     let (manifest, copied) = result?;

@@ -2,6 +2,8 @@
 //! path (through the daemon's API, or straight on a data directory no daemon
 //! holds), run it, and print what happened — a line per fact, or JSON.
 
+use std::fmt::Write as _;
+
 use anyhow::Context;
 
 use crate::backup::{BackupReport, Dest, Inventory, RestoreReport, Source};
@@ -62,8 +64,9 @@ pub async fn backup(args: &BackupArgs, config: &Config) -> anyhow::Result<()> {
 /// A backup report for a person.
 pub fn describe(r: &BackupReport) -> String {
     let mut out = format!("snapshot {} -> {}\n", r.id, r.dest);
-    out += &format!(
-        "  {} files and {} blobs, {} in all; copied {} blobs, {} in {:.1}s (writes paused {} ms)\n",
+    let _ = writeln!(
+        out,
+        "  {} files and {} blobs, {} in all; copied {} blobs, {} in {:.1}s (writes paused {} ms)",
         r.files,
         r.blobs,
         bytes(r.bytes),
@@ -73,7 +76,7 @@ pub fn describe(r: &BackupReport) -> String {
         r.writes_paused_ms
     );
     if !r.pruned.is_empty() {
-        out += &format!("  pruned: {}\n", r.pruned.join(", "));
+        let _ = writeln!(out, "  pruned: {}", r.pruned.join(", "));
     }
     out
 }

@@ -78,6 +78,7 @@ impl Daemon {
         )
         .await?;
         let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
+        let backups = start_backups(config, &stores, &clock, &shutdown, &mut tasks);
         let Stores {
             storage,
             queue,
@@ -91,17 +92,8 @@ impl Daemon {
             shutdown.clone(),
         ));
         tasks.spawn(alerts.clone().run_notifier(shutdown.clone()));
-        tasks.spawn(background::forward_gpu(
-            gpu.clone(),
-            hub.clone(),
-            shutdown.clone(),
-        ));
-        let backups = crate::backup::Backups::new(
-            crate::backup::Source::live(&storage, &queue, &prompts),
-            config.backup.clone(),
-            clock.clone(),
-        );
-        tasks.spawn(backups.clone().run_schedule(shutdown.clone()));
+        let forward_gpu = background::forward_gpu(gpu.clone(), hub.clone(), shutdown.clone());
+        tasks.spawn(forward_gpu);
         let webhooks = start_webhooks(config, http, &queue, &kv, &shutdown, &mut tasks);
         tasks.spawn(background::evaluate_alerts(
             alerts.clone(),
@@ -295,6 +287,23 @@ fn start_gpu(config: &Config, dispatcher: &Dispatcher, clock: &SharedClock) -> (
 }
 
 /// The queue's reaper, the cache sweeper and the lifecycle sweeper.
+/// The backup service over the daemon's stores, with its `[backup]` schedule.
+fn start_backups(
+    config: &Config,
+    stores: &Stores,
+    clock: &SharedClock,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> crate::backup::Backups {
+    let backups = crate::backup::Backups::new(
+        crate::backup::Source::live(&stores.storage, &stores.queue, &stores.prompts),
+        config.backup.clone(),
+        clock.clone(),
+    );
+    tasks.spawn(backups.clone().run_schedule(shutdown.clone()));
+    backups
+}
+
 fn spawn_housekeeping(
     config: &Config,
     stores: &Stores,

@@ -57,6 +57,7 @@ impl BackupMetrics {
         }
     }
 
+    #[allow(clippy::cast_precision_loss)] // gauges of times and byte counts
     pub(super) fn set(&self, status: Option<&BackupStatus>) {
         for f in [
             &self.last_success,

@@ -77,6 +77,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// An object the server acknowledged: its key and bytes.
+type Acked = (String, Vec<u8>);
+
 #[tokio::test]
 async fn a_backup_under_load_restores_everything_acknowledged_before_it() {
     // Generated S3 credentials (kept in the data directory), as on a real box.
@@ -106,7 +109,7 @@ async fn a_backup_under_load_restores_everything_acknowledged_before_it() {
     assert_eq!(claimed.job.id, running);
 
     // Load: PUTs (inline-sized and blob-sized) and enqueues, each recorded once acked.
-    let acked_objects: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let acked_objects: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let acked_jobs: Arc<Mutex<Vec<ulid::Ulid>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut load = tokio::task::JoinSet::new();
@@ -115,7 +118,7 @@ async fn a_backup_under_load_restores_everything_acknowledged_before_it() {
         load.spawn(async move {
             let mut i = 0u64;
             while !stop.is_cancelled() {
-                let size = if i % 2 == 0 { 1_000 } else { 150_000 };
+                let size = if i.is_multiple_of(2) { 1_000 } else { 150_000 };
                 let key = format!("w{writer}/{i}.png");
                 let body = data(size, writer * 1_000_000 + i);
                 put(&s3, "outputs", &key, body.clone()).await;
