@@ -88,11 +88,11 @@ impl Dest {
         match self {
             Self::Local(root) => {
                 let (src, dst) = (src.to_path_buf(), root.join(rel));
-                blocking(move || copy_hashing(&src, &dst)).await
+                in_background(move || copy_hashing(&src, &dst)).await
             }
             Self::S3(s) => {
                 let path = src.to_path_buf();
-                let hashed = blocking(move || hash_file(&path)).await?;
+                let hashed = in_background(move || hash_file(&path)).await?;
                 let body = ByteStream::from_path(src)
                     .await
                     .map_err(|e| BackupError::io(src.display(), std::io::Error::other(e)))?;
@@ -331,6 +331,24 @@ fn s3_client(c: &ExternalS3) -> Client {
         conf = conf.endpoint_url(endpoint);
     }
     Client::from_conf(conf.build())
+}
+
+/// Runs `f` on a thread of its own at a low CPU priority (nice 10, per thread on
+/// Linux), so the copying and hashing of a backup yield the CPU to serving.
+async fn in_background<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackupError> + Send + 'static,
+) -> Result<T, BackupError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("darkroom-backup".into())
+        .spawn(move || {
+            // Only a courtesy: without it the copy runs at normal priority.
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+            let _ = tx.send(f());
+        })
+        .map_err(|e| BackupError::io("(backup thread)", e))?;
+    rx.await
+        .map_err(|_| BackupError::io("(backup thread)", std::io::Error::other("the copy thread died")))?
 }
 
 async fn blocking<T: Send + 'static>(

@@ -627,3 +627,30 @@ async fn scheduled_backups_show_in_status_metrics_and_the_stale_alert() {
     assert!(error.contains("s3://nowhere/box"), "{error}");
     bad.daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_the_queue_and_cache_on_redis_the_backup_holds_the_object_store() {
+    let s = server_with(|c| {
+        c.redis = crate::redis_server::RedisServer::shared().settings();
+        c.queue.backend = darkroom::redis_store::Backend::Redis;
+        c.cache.backend = darkroom::redis_store::Backend::Redis;
+    })
+    .await;
+    s.client.create_bucket().bucket("kept").send().await.unwrap();
+    put(&s.client, "kept", "a.png", data(70_000, 9)).await;
+    let dest = s.dir.path().join("backups");
+    let report = s
+        .daemon
+        .services()
+        .backup(&BackupRequest {
+            dest: Some(path(&dest).to_owned()),
+            keep: None,
+        })
+        .await
+        .unwrap();
+    let manifest = &Inventory::read(&Dest::Local(dest)).await.unwrap().complete[0];
+    let files: Vec<&str> = manifest.files.iter().map(|f| f.path.rsplit('/').next().unwrap()).collect();
+    assert_eq!(files, ["objects.redb"], "Redis backs up the queue and cache itself");
+    assert_eq!(report.blobs, 1);
+    s.daemon.shutdown().await;
+}
