@@ -394,6 +394,12 @@ fn copy_hashing(src: &Path, dst: &Path) -> Result<Hashed, BackupError> {
     })
 }
 
+/// Size and SHA-256 of a local file, on a low-priority thread.
+pub async fn hash_in_background(path: &Path) -> Result<Hashed, BackupError> {
+    let path = path.to_path_buf();
+    in_background(move || hash_file(&path)).await
+}
+
 /// Size and SHA-256 of a local file.
 pub fn hash_file(path: &Path) -> Result<Hashed, BackupError> {
     let mut input = std::fs::File::open(path).map_err(|e| BackupError::io(path.display(), e))?;

@@ -4,8 +4,9 @@
 //!    blob the snapshot will reference stays on disk until it is copied.
 //! 2. Every database's writer is paused at a commit boundary
 //!    ([`crate::redb_store::Store::pause`]) — all at once, so the snapshot is one
-//!    point in time — and its file copied into a staging folder in the data
-//!    directory; then writes go on. The pause lasts as long as copying the
+//!    point in time — and its file copied into a staging folder (in the data
+//!    directory; for a local destination, the snapshot's own folder); then writes
+//!    go on. The pause lasts as long as copying the
 //!    database files (not the blobs); reads never stop.
 //! 3. Each staged copy is opened with redb (which recovers it as after a crash at
 //!    that commit) and integrity-checked; the index copy lists the blobs it needs.
@@ -210,7 +211,12 @@ pub async fn backup(
     let hold = source.blobs.hold();
     let staging_root = source.data_dir.join(STAGING);
     let _ = std::fs::remove_dir_all(&staging_root);
-    let staging = staging_root.join(&id);
+    // A local destination is staged into in place (its snapshot folder, partial
+    // until the manifest): the database files are not copied twice.
+    let staging = match dest {
+        Dest::Local(root) => root.join(SNAPSHOTS).join(&id),
+        Dest::S3(_) => staging_root.join(&id),
+    };
     let snapshotter = source.clone();
     let staged_dir = staging.clone();
     let staged = tokio::task::spawn_blocking(move || snapshotter.snapshot(&staged_dir))
@@ -270,7 +276,10 @@ async fn ship(
     let mut entries = Vec::with_capacity(files.len());
     for (name, path) in files {
         let rel = format!("{SNAPSHOTS}/{id}/{name}");
-        let hashed = dest.put_file(&rel, &path).await?;
+        let hashed = match dest {
+            Dest::Local(root) if path == root.join(&rel) => super::dest::hash_in_background(&path).await?,
+            _ => dest.put_file(&rel, &path).await?,
+        };
         copied.1 += hashed.size;
         entries.push(FileEntry {
             path: rel,

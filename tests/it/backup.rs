@@ -649,8 +649,16 @@ async fn with_the_queue_and_cache_on_redis_the_backup_holds_the_object_store() {
         .await
         .unwrap();
     let manifest = &Inventory::read(&Dest::Local(dest)).await.unwrap().complete[0];
-    let files: Vec<&str> = manifest.files.iter().map(|f| f.path.rsplit('/').next().unwrap()).collect();
-    assert_eq!(files, ["objects.redb"], "Redis backs up the queue and cache itself");
+    let files: Vec<&str> = manifest
+        .files
+        .iter()
+        .map(|f| f.path.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        ["objects.redb"],
+        "Redis backs up the queue and cache itself"
+    );
     assert_eq!(report.blobs, 1);
     s.daemon.shutdown().await;
 }
