@@ -13,7 +13,8 @@
     clippy::unwrap_used,
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
-    clippy::field_reassign_with_default
+    clippy::field_reassign_with_default,
+    clippy::too_many_lines
 )]
 
 use std::path::Path;
