@@ -368,30 +368,15 @@ fn create_with_dirs(path: &Path) -> Result<std::fs::File, BackupError> {
 
 /// Copies `src` to `dst` through a temporary name, hashing the bytes once.
 fn copy_hashing(src: &Path, dst: &Path) -> Result<Hashed, BackupError> {
-    let mut input = std::fs::File::open(src).map_err(|e| BackupError::io(src.display(), e))?;
     let tmp = partial_name(dst);
     let mut out = create_with_dirs(&tmp)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut size = 0u64;
-    loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(|e| BackupError::io(src.display(), e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| BackupError::io(tmp.display(), e))?;
-        size += n as u64;
-    }
+    let hashed = read_hashing(src, |chunk| {
+        out.write_all(chunk)
+            .map_err(|e| BackupError::io(tmp.display(), e))
+    })?;
     drop(out);
     std::fs::rename(&tmp, dst).map_err(|e| BackupError::io(dst.display(), e))?;
-    Ok(Hashed {
-        size,
-        sha256: hex::encode(hasher.finalize()),
-    })
+    Ok(hashed)
 }
 
 /// Size and SHA-256 of a local file, on a low-priority thread.
@@ -402,6 +387,14 @@ pub async fn hash_in_background(path: &Path) -> Result<Hashed, BackupError> {
 
 /// Size and SHA-256 of a local file.
 pub fn hash_file(path: &Path) -> Result<Hashed, BackupError> {
+    read_hashing(path, |_| Ok(()))
+}
+
+/// Reads `path` through once, hashing it and handing every chunk to `sink`.
+fn read_hashing(
+    path: &Path,
+    mut sink: impl FnMut(&[u8]) -> Result<(), BackupError>,
+) -> Result<Hashed, BackupError> {
     let mut input = std::fs::File::open(path).map_err(|e| BackupError::io(path.display(), e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -414,6 +407,7 @@ pub fn hash_file(path: &Path) -> Result<Hashed, BackupError> {
             break;
         }
         hasher.update(&buf[..n]);
+        sink(&buf[..n])?;
         size += n as u64;
     }
     Ok(Hashed {

@@ -67,7 +67,8 @@ struct Inner {
     started_ms: Millis,
     /// Held while a backup runs: one at a time.
     running: tokio::sync::Mutex<()>,
-    state: Mutex<BackupState>,
+    /// How backups have gone; every change is sent to subscribers.
+    state: tokio::sync::watch::Sender<BackupState>,
     next_ms: Mutex<Option<Millis>>,
 }
 
@@ -81,7 +82,7 @@ impl Backups {
                 clock,
                 started_ms,
                 running: tokio::sync::Mutex::new(()),
-                state: Mutex::default(),
+                state: tokio::sync::watch::Sender::new(BackupState::default()),
                 next_ms: Mutex::default(),
             }),
         }
@@ -96,26 +97,31 @@ impl Backups {
         let spec = dest.unwrap_or(&inner.config.dest);
         let dest = Dest::parse(spec, &inner.config.s3)?;
         let now = inner.clock.now_ms();
-        {
-            let mut state = lock(&inner.state);
+        inner.state.send_modify(|state| {
             state.running = true;
             state.last_attempt_ms = Some(now);
-        }
+        });
         let result = backup(&inner.source, &dest, keep.unwrap_or(inner.config.keep), now).await;
-        let mut state = lock(&inner.state);
-        state.running = false;
-        match &result {
-            Ok(report) => {
-                state.last_success_ms = Some(now);
-                state.last_error = None;
-                state.last = Some(report.clone());
-            }
-            Err(e) => {
-                tracing::error!(dest = %dest.describe(), error = %e, "backup failed");
-                state.last_error = Some(e.to_string());
-            }
+        if let Err(e) = &result {
+            tracing::error!(dest = %dest.describe(), error = %e, "backup failed");
         }
+        inner.state.send_modify(|state| {
+            state.running = false;
+            match &result {
+                Ok(report) => {
+                    state.last_success_ms = Some(now);
+                    state.last_error = None;
+                    state.last = Some(report.clone());
+                }
+                Err(e) => state.last_error = Some(e.to_string()),
+            }
+        });
         result
+    }
+
+    /// Every change of how backups have gone (a backup starts, ends, fails).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<BackupState> {
+        self.inner.state.subscribe()
     }
 
     /// The schedule and how backups have gone.
@@ -126,14 +132,14 @@ impl Backups {
             interval_seconds: schedule.map(|s| s.period().as_secs()),
             next_ms: *lock(&self.inner.next_ms),
             keep: self.inner.config.keep,
-            state: lock(&self.inner.state).clone(),
+            state: self.inner.state.borrow().clone(),
         }
     }
 
     /// For the `DarkroomBackupStale` alert: `None` when nothing is scheduled.
     pub fn reading(&self) -> Option<BackupReading> {
         let schedule = self.inner.config.schedule()?;
-        let state = lock(&self.inner.state);
+        let state = self.inner.state.borrow();
         let since = state.last_success_ms.unwrap_or(self.inner.started_ms);
         let age_ms = self.inner.clock.now_ms().saturating_sub(since).max(0);
         #[allow(clippy::cast_precision_loss)] // milliseconds of an age
@@ -153,7 +159,7 @@ impl Backups {
         loop {
             let now = self.inner.clock.now_ms();
             let (last, failed_at) = {
-                let state = lock(&self.inner.state);
+                let state = self.inner.state.borrow();
                 (
                     state.last_success_ms,
                     state.last_error.as_ref().and(state.last_attempt_ms),
@@ -185,7 +191,7 @@ impl Backups {
             Err(e) => Err(e),
         };
         match found {
-            Ok(Some(ms)) => lock(&inner.state).last_success_ms = Some(ms),
+            Ok(Some(ms)) => inner.state.send_modify(|state| state.last_success_ms = Some(ms)),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(dest = %inner.config.dest, error = %e, "backup: cannot read the destination's snapshots");

@@ -34,13 +34,7 @@ impl Tile<'_> {
 
 /// The job's image outputs, with their index in `result.outputs`.
 pub fn image_outputs(job: &Job) -> Vec<(usize, OutputObject)> {
-    let outputs: Vec<OutputObject> = job
-        .result
-        .as_ref()
-        .and_then(|r| r.get("outputs"))
-        .and_then(|o| serde_json::from_value(o.clone()).ok())
-        .unwrap_or_default();
-    outputs
+    crate::dispatch::outputs_of(job)
         .into_iter()
         .enumerate()
         .filter(|(_, o)| o.content_type.starts_with("image/"))

@@ -43,7 +43,7 @@ pub use backend::{Backend, BackendStatus, Pool, Slot};
 pub use config::{BackendConfig, ComfyConfig, DispatchSettings};
 pub use outputs::{
     JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, copied_key,
-    job_of_key, metadata_key, output_key,
+    job_of_key, metadata_key, output_key, outputs_of,
 };
 pub use preview::{LivePreview, Previews};
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};

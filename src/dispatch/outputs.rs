@@ -171,6 +171,15 @@ pub struct OutputObject {
     pub url: Option<String>,
 }
 
+/// The outputs a job's result lists (none while it has no result).
+pub fn outputs_of(job: &crate::queue::Job) -> Vec<OutputObject> {
+    job.result
+        .as_ref()
+        .and_then(|r| r.get("outputs"))
+        .and_then(|o| serde_json::from_value(o.clone()).ok())
+        .unwrap_or_default()
+}
+
 /// What a succeeded job's `result` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobResult {

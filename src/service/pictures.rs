@@ -202,12 +202,7 @@ impl Services {
     /// Output `n` of job `id`, as its result lists it.
     async fn output(&self, id: Ulid, n: usize) -> Result<OutputObject, ServiceError> {
         let job = self.jobs.get(id).await?;
-        let outputs: Vec<OutputObject> = job
-            .result
-            .as_ref()
-            .and_then(|r| r.get("outputs"))
-            .and_then(|o| serde_json::from_value(o.clone()).ok())
-            .unwrap_or_default();
+        let outputs = crate::dispatch::outputs_of(&job);
         if outputs.is_empty() {
             return Err(ServiceError::NotFound(format!(
                 "job {id} is {} and has no outputs",

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
-use darkroom::backup::{BackupError, Dest, Inventory};
+use darkroom::backup::{BackupError, BackupReport, Dest, Inventory};
 use darkroom::config::Config;
 use darkroom::queue::{JobStatus, NewJob};
 use darkroom::service::BackupRequest;
@@ -58,6 +58,16 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
 
 async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     body_bytes(s3.get_object().bucket(bucket).key(key).send().await.unwrap()).await
+}
+
+/// Takes a backup through the daemon's service layer.
+async fn backup_to(svc: &darkroom::service::Services, dest: &Path, keep: Option<usize>) -> BackupReport {
+    svc.backup(&BackupRequest {
+        dest: Some(path(dest).to_owned()),
+        keep,
+    })
+    .await
+    .unwrap()
 }
 
 /// Files under `dir` (recursively), skipping partial ones.
@@ -112,9 +122,11 @@ async fn a_backup_under_load_restores_everything_acknowledged_before_it() {
     let acked_objects: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let acked_jobs: Arc<Mutex<Vec<ulid::Ulid>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
+    // Each ack wakes the test, which starts the backup once enough have come.
+    let acked = Arc::new(tokio::sync::Notify::new());
     let mut load = tokio::task::JoinSet::new();
     for writer in 0..2u64 {
-        let (s3, acked, stop) = (s3.clone(), acked_objects.clone(), stop.clone());
+        let (s3, acked, stop, woken) = (s3.clone(), acked_objects.clone(), stop.clone(), acked.clone());
         load.spawn(async move {
             let mut i = 0u64;
             while !stop.is_cancelled() {
@@ -123,12 +135,13 @@ async fn a_backup_under_load_restores_everything_acknowledged_before_it() {
                 let body = data(size, writer * 1_000_000 + i);
                 put(&s3, "outputs", &key, body.clone()).await;
                 acked.lock().unwrap().push((key, body));
+                woken.notify_one();
                 i += 1;
             }
         });
     }
     {
-        let (queue, acked, stop) = (queue.clone(), acked_jobs.clone(), stop.clone());
+        let (queue, acked, stop, woken) = (queue.clone(), acked_jobs.clone(), stop.clone(), acked.clone());
         load.spawn(async move {
             let mut i = 0;
             while !stop.is_cancelled() {
@@ -137,14 +150,14 @@ async fn a_backup_under_load_restores_everything_acknowledged_before_it() {
                     .await
                     .unwrap();
                 acked.lock().unwrap().push(job.job.id);
+                woken.notify_one();
                 i += 1;
             }
         });
     }
     bounded("the load to get going", async {
         while acked_objects.lock().unwrap().len() < 20 || acked_jobs.lock().unwrap().len() < 20 {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            acked.notified().await;
         }
     })
     .await;
@@ -163,15 +176,7 @@ async fn a_backup_under_load_restores_everything_acknowledged_before_it() {
     let before_objects = acked_objects.lock().unwrap().clone();
     let before_jobs = acked_jobs.lock().unwrap().clone();
     let dest = s.dir.path().join("backups");
-    let report = s
-        .daemon
-        .services()
-        .backup(&BackupRequest {
-            dest: Some(path(&dest).to_owned()),
-            keep: None,
-        })
-        .await
-        .unwrap();
+    let report = backup_to(&s.daemon.services(), &dest, None).await;
     stop.cancel();
     while let Some(r) = load.join_next().await {
         r.unwrap();
@@ -259,18 +264,7 @@ async fn incremental_backups_copy_only_new_blobs_and_retention_keeps_what_kept_s
     put(&s.client, "bits", "small", b"inline".to_vec()).await;
     let dest = s.dir.path().join("backups");
     let svc = s.daemon.services();
-    let backup = |keep: usize| {
-        let svc = svc.clone();
-        let dest = path(&dest).to_owned();
-        async move {
-            svc.backup(&BackupRequest {
-                dest: Some(dest),
-                keep: Some(keep),
-            })
-            .await
-            .unwrap()
-        }
-    };
+    let backup = |keep: usize| backup_to(&svc, &dest, Some(keep));
     let first = backup(2).await;
     assert_eq!((first.blobs, first.blobs_copied), (3, 3));
     assert_eq!(first.files, 3, "queue, cache and objects databases: {first:?}");
@@ -397,6 +391,8 @@ async fn kill_9_during_a_backup_leaves_the_previous_snapshot_whole_and_the_parti
         .spawn()
         .unwrap();
     bounded("the second backup to start copying blobs", async {
+        // Another process's files: nothing to subscribe to, so look every ms (the
+        // copy of 160 MiB takes far longer).
         while files_under(&dest.join("blobs")).len() == blobs_before {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
@@ -554,16 +550,11 @@ async fn scheduled_backups_show_in_status_metrics_and_the_stale_alert() {
     })
     .await;
     let svc = good.daemon.services();
-    let status = bounded("a scheduled backup", async {
-        loop {
-            let status = svc.status().await.unwrap();
-            if status.backup.as_ref().is_some_and(|b| b.state.last.is_some()) {
-                return status.backup.unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let mut backups = svc.backups.as_ref().unwrap().subscribe();
+    bounded("a scheduled backup", backups.wait_for(|s| s.last.is_some()))
+        .await
+        .unwrap();
+    let status = svc.status().await.unwrap().backup.unwrap();
     assert_eq!(status.interval_seconds, Some(1));
     assert!(
         status.state.last_success_ms.is_some() && status.state.last_error.is_none(),
@@ -606,6 +597,8 @@ async fn scheduled_backups_show_in_status_metrics_and_the_stale_alert() {
     })
     .await;
     let svc = bad.daemon.services();
+    let mut backups = svc.backups.as_ref().unwrap().subscribe();
+    let mut alerts = svc.alerts.as_ref().unwrap().subscribe();
     let alert = bounded("the DarkroomBackupStale alert", async {
         loop {
             let status = svc.status().await.unwrap();
@@ -618,7 +611,11 @@ async fn scheduled_backups_show_in_status_metrics_and_the_stale_alert() {
             {
                 return (a.clone(), status.backup.unwrap());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            // Look again when a backup ends or an alert changes.
+            tokio::select! {
+                _ = backups.changed() => {}
+                _ = alerts.recv() => {}
+            }
         }
     })
     .await;
@@ -639,15 +636,7 @@ async fn with_the_queue_and_cache_on_redis_the_backup_holds_the_object_store() {
     s.client.create_bucket().bucket("kept").send().await.unwrap();
     put(&s.client, "kept", "a.png", data(70_000, 9)).await;
     let dest = s.dir.path().join("backups");
-    let report = s
-        .daemon
-        .services()
-        .backup(&BackupRequest {
-            dest: Some(path(&dest).to_owned()),
-            keep: None,
-        })
-        .await
-        .unwrap();
+    let report = backup_to(&s.daemon.services(), &dest, None).await;
     let manifest = &Inventory::read(&Dest::Local(dest)).await.unwrap().complete[0];
     let files: Vec<&str> = manifest
         .files
