@@ -21,6 +21,8 @@
 //! - [`dispatch`]: the workers — claim a job, run it on the healthiest free ComfyUI
 //!   backend, store its images and metadata, complete it with presigned URLs; the
 //!   last preview frame of each running job, in memory.
+//! - [`models`]: the model catalog, routing a request to a model by name,
+//!   urgency, purpose, quality and free VRAM, and timings learned per model.
 //! - [`comfy`]: the ComfyUI client (HTTP + WebSocket, typed events, polling
 //!   fallback) and the workflow templates jobs are rendered from.
 //! - [`object_store`]: the object store — buckets, objects, multipart uploads,
@@ -65,6 +67,7 @@ pub mod gpu;
 pub mod link;
 pub mod mcp;
 pub mod metrics;
+pub mod models;
 pub mod object_store;
 pub mod openai;
 pub mod queue;

@@ -195,6 +195,22 @@ impl ComfyClient {
             .await
     }
 
+    /// GET /models/{folder}: the model files ComfyUI has there (sub-folders with
+    /// `/`). An unknown folder answers 404: none.
+    pub async fn models(&self, folder: &str) -> Result<Vec<String>, ComfyError> {
+        match self.get_json(&format!("models/{folder}")).await {
+            Err(ComfyError::Status { status: 404, .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// POST /free `{"unload_models": true, "free_memory": true}`: unloads every
+    /// model between prompts, so the next one loads into free VRAM.
+    pub async fn free(&self) -> Result<(), ComfyError> {
+        self.post_ok("free", &json!({ "unload_models": true, "free_memory": true }))
+            .await
+    }
+
     /// GET /view: the bytes of one file ComfyUI wrote.
     pub async fn view(&self, filename: &str, subfolder: &str, kind: ImageType) -> Result<Bytes, ComfyError> {
         let mut url = self.url("view")?;

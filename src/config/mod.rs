@@ -59,6 +59,10 @@ pub struct Config {
     pub openai: OpenAiConfig,
     pub backup: BackupConfig,
     pub dash: DashConfig,
+    /// The model catalog (`[[models]]`); empty: jobs name their checkpoint file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<crate::models::ModelSpec>,
+    pub routing: crate::models::RoutingConfig,
 }
 
 impl Default for Config {
@@ -79,6 +83,8 @@ impl Default for Config {
             openai: OpenAiConfig::default(),
             backup: BackupConfig::default(),
             dash: DashConfig::default(),
+            models: Vec::new(),
+            routing: crate::models::RoutingConfig::default(),
         }
     }
 }
@@ -194,6 +200,8 @@ impl Config {
         self.openai.validate()?;
         self.backup.validate()?;
         self.log.validate()?;
+        let catalog = crate::models::Catalog::new(self.models.clone())?;
+        self.routing.validate(&catalog)?;
         Ok(())
     }
 

@@ -6,8 +6,12 @@
 //! `/system_stats`; a backend that does not answer — or that fails a job with a
 //! refused connection — gets no work until a health check passes again. The
 //! [`Pool`] hands out [`Slot`]s: the healthy backend with a free place and the
-//! fewest jobs in flight, so the next free GPU takes the next job.
+//! fewest jobs in flight, so the next free GPU takes the next job. With a model
+//! catalog, each health check also reads the backend's model files
+//! (GET /models/{folder}), and the backend remembers the model it last loaded, so
+//! `schedule` can place jobs where their model is (or fits).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::BackendConfig;
 use crate::comfy::{ComfyClient, ComfyError};
+use crate::models::{BackendView, Timings};
 use crate::sync::lock;
 
 /// One ComfyUI server.
@@ -35,6 +40,11 @@ pub struct Backend {
     failed: AtomicU64,
     /// VRAM (total, free) summed over its GPUs, from the last health check.
     vram: Mutex<Option<(u64, u64)>>,
+    /// Model files per folder, from the last health check (catalog folders only).
+    inventory: Mutex<Option<BTreeMap<String, Vec<String>>>>,
+    /// The file of the model it last ran.
+    loaded: Mutex<Option<String>>,
+    swaps: AtomicU64,
 }
 
 /// A backend as shown by the API and the dashboard.
@@ -55,6 +65,12 @@ pub struct BackendStatus {
     pub vram_total_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vram_free_bytes: Option<u64>,
+    /// The model file it last ran (with a model catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_model: Option<String>,
+    /// Times it switched from one model to another since start.
+    #[serde(default)]
+    pub swaps: u64,
 }
 
 impl Backend {
@@ -73,6 +89,9 @@ impl Backend {
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             vram: Mutex::new(None),
+            inventory: Mutex::new(None),
+            loaded: Mutex::new(None),
+            swaps: AtomicU64::new(0),
         })
     }
 
@@ -92,7 +111,45 @@ impl Backend {
             completed: self.completed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
+            loaded_model: self.loaded(),
+            swaps: self.swaps.load(Ordering::Relaxed),
         }
+    }
+
+    /// How routing and the scheduler see it.
+    pub fn view(&self) -> BackendView {
+        let vram = *lock(&self.vram);
+        BackendView {
+            url: self.url.clone(),
+            healthy: self.is_healthy(),
+            inventory: lock(&self.inventory).clone(),
+            vram_total: vram.map(|v| v.0),
+            vram_free: vram.map(|v| v.1),
+            loaded: self.loaded(),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+            max_in_flight: self.max_in_flight,
+        }
+    }
+
+    /// The model file it last ran.
+    pub fn loaded(&self) -> Option<String> {
+        lock(&self.loaded).clone()
+    }
+
+    /// Records that it now runs `file`; true when that is a switch from another
+    /// model (a swap, counted).
+    pub(crate) fn load(&self, file: &str) -> bool {
+        let before = lock(&self.loaded).replace(file.to_owned());
+        let swapped = before.as_deref().is_some_and(|b| b != file);
+        if swapped {
+            self.swaps.fetch_add(1, Ordering::Relaxed);
+        }
+        swapped
+    }
+
+    /// Free VRAM at the last health check.
+    pub fn vram_free(&self) -> Option<u64> {
+        lock(&self.vram).map(|v| v.1)
     }
 
     pub(crate) fn record(&self, success: bool) {
@@ -110,10 +167,25 @@ impl Backend {
 pub struct Pool {
     backends: Vec<Arc<Backend>>,
     changed: Notify,
+    /// The catalog's model folders, read from each backend at its health check.
+    folders: Vec<String>,
+    /// Where the loaded-model view is shared with other nodes.
+    timings: Timings,
 }
 
 impl Pool {
     pub fn new(configs: &[BackendConfig], request_timeout: Duration) -> Result<Arc<Self>, ComfyError> {
+        Self::with_models(configs, request_timeout, Vec::new(), Timings::default())
+    }
+
+    /// A pool that also reads the model files of `folders` at each health check and
+    /// shares the loaded-model view through `timings`' store.
+    pub fn with_models(
+        configs: &[BackendConfig],
+        request_timeout: Duration,
+        folders: Vec<String>,
+        timings: Timings,
+    ) -> Result<Arc<Self>, ComfyError> {
         let backends = configs
             .iter()
             .map(|c| Backend::new(c, request_timeout).map(Arc::new))
@@ -121,7 +193,42 @@ impl Pool {
         Ok(Arc::new(Self {
             backends,
             changed: Notify::new(),
+            folders,
+            timings,
         }))
+    }
+
+    /// Every backend as routing sees it.
+    pub fn views(&self) -> Vec<BackendView> {
+        self.backends.iter().map(|b| b.view()).collect()
+    }
+
+    /// Takes a place on backend `index` if it is healthy and has one free.
+    pub fn reserve_on(self: &Arc<Self>, index: usize) -> Option<Slot> {
+        let backend = self.backends.get(index)?;
+        loop {
+            let seen = backend.in_flight.load(Ordering::SeqCst);
+            if !backend.is_healthy() || seen >= backend.max_in_flight {
+                return None;
+            }
+            if backend
+                .in_flight
+                .compare_exchange(seen, seen + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Some(Slot {
+                    backend: backend.clone(),
+                    pool: self.clone(),
+                });
+            }
+        }
+    }
+
+    /// Records that `backend` now runs `file`, here and for other nodes; true on a swap.
+    pub async fn loaded(&self, backend: &Backend, file: &str) -> bool {
+        let swapped = backend.load(file);
+        self.timings.share_loaded(&backend.url, file).await;
+        swapped
     }
 
     pub fn backends(&self) -> &[Arc<Backend>] {
@@ -199,13 +306,41 @@ impl Pool {
                                 Some((t + d.vram_total, f + d.vram_free))
                             });
                             *lock(&backend.vram) = vram;
-                            pool.mark_up(&backend);
+                            match pool.read_models(&backend).await {
+                                Ok(()) => pool.mark_up(&backend),
+                                Err(e) => pool.mark_down(&backend, &e),
+                            }
                         }
                         Err(e) => pool.mark_down(&backend, &e),
                     }
                 }
             }));
         }
+    }
+}
+
+impl Pool {
+    /// Reads `backend`'s model files in the catalog's folders, and the model
+    /// another node last loaded on it. A change wakes the claim loop: a job
+    /// waiting for a file may now have a place.
+    async fn read_models(&self, backend: &Backend) -> Result<(), ComfyError> {
+        if self.folders.is_empty() {
+            return Ok(());
+        }
+        let mut inventory = BTreeMap::new();
+        for folder in &self.folders {
+            inventory.insert(folder.clone(), backend.health_client.models(folder).await?);
+        }
+        let changed = lock(&backend.inventory).replace(inventory.clone()) != Some(inventory);
+        if let Some(file) = self.timings.shared_loaded(&backend.url).await
+            && backend.in_flight.load(Ordering::SeqCst) == 0
+        {
+            *lock(&backend.loaded) = Some(file);
+        }
+        if changed {
+            self.changed.notify_one();
+        }
+        Ok(())
     }
 }
 

@@ -113,6 +113,11 @@ pub struct DispatchSettings {
     pub grace: Duration,
     /// Names this node's leases (`host:pid`).
     pub worker: String,
+    /// The model catalog; empty: jobs go to the least loaded backend in order.
+    pub catalog: crate::models::Catalog,
+    pub routing: crate::models::RoutingConfig,
+    /// Learned run and load times, and the shared loaded-model view.
+    pub timings: crate::models::Timings,
 }
 
 impl DispatchSettings {
@@ -127,6 +132,9 @@ impl DispatchSettings {
             request_timeout: Duration::from_secs(c.request_timeout_seconds),
             grace,
             worker: worker_name(),
+            catalog: crate::models::Catalog::default(),
+            routing: crate::models::RoutingConfig::default(),
+            timings: crate::models::Timings::default(),
         }
     }
 }

@@ -31,12 +31,14 @@ use ulid::Ulid;
 
 mod backend;
 mod config;
+mod models;
 mod outputs;
 mod preview;
 mod progress;
 mod request;
 mod run;
 mod s3_sink;
+mod schedule;
 mod storage_config;
 
 pub use backend::{Backend, BackendStatus, Pool, Slot};
@@ -48,6 +50,7 @@ pub use outputs::{
 pub use preview::{LivePreview, Previews};
 pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
 pub use s3_sink::S3Sink;
+pub use schedule::{Placement, Rejected};
 pub use storage_config::{ExternalS3, MIN_PART_SIZE, StorageBackend, StorageConfig};
 
 use crate::cache::PromptCache;
@@ -85,8 +88,14 @@ impl AttemptEnd {
 /// One finished attempt, for metrics and alerts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
-    /// The checkpoint the workflow loads, or `none`.
+    /// The catalog model it ran, else the checkpoint the workflow loads, or `none`.
     pub model: String,
+    /// The backend it ran on.
+    pub backend: String,
+    /// The backend switched to this model from another one.
+    pub swapped: bool,
+    /// Seconds from submit to the first sampler step, when the model was loaded.
+    pub load_seconds: Option<f64>,
     pub end: AttemptEnd,
     /// From claim to the recorded outcome.
     pub seconds: f64,
@@ -115,6 +124,8 @@ pub(crate) struct Shared {
     observer: Option<GenerationObserver>,
     /// The last preview frame of each job running here.
     previews: Previews,
+    /// When each queued job was first passed over for another of a loaded model.
+    passed: Mutex<HashMap<Ulid, crate::clock::Millis>>,
 }
 
 impl Shared {
@@ -162,7 +173,7 @@ impl Shared {
         lock(&self.failed_on).get(&id).cloned()
     }
 
-    fn observe(&self, job: &Job, end: AttemptEnd, seconds: f64) {
+    fn observe(&self, job: &Job, end: AttemptEnd, seconds: f64, backend: &str, facts: &run::Facts) {
         if let Some(observer) = &self.observer {
             #[allow(clippy::cast_precision_loss)]
             let queue_wait_seconds = (job.attempts == 1)
@@ -170,7 +181,10 @@ impl Shared {
                 .flatten()
                 .map(|started| (started - job.created_ms).max(0) as f64 / 1000.0);
             observer(&Generation {
-                model: model_of(&job.payload),
+                model: facts.model.clone().unwrap_or_else(|| model_of(&job.payload)),
+                backend: backend.to_owned(),
+                swapped: facts.swapped,
+                load_seconds: facts.load_seconds,
                 end,
                 seconds,
                 queue_wait_seconds,
@@ -210,7 +224,12 @@ impl Dispatcher {
         observer: Option<GenerationObserver>,
         shutdown: CancellationToken,
     ) -> Result<(Self, JoinHandle<()>), ComfyError> {
-        let pool = Pool::new(&settings.backends, settings.request_timeout)?;
+        let pool = Pool::with_models(
+            &settings.backends,
+            settings.request_timeout,
+            settings.catalog.folders(),
+            settings.timings.clone(),
+        )?;
         let checks = CancellationToken::new();
         pool.spawn_health_checks(settings.health_interval, &checks);
         let shared = Arc::new(Shared {
@@ -224,6 +243,7 @@ impl Dispatcher {
             abandon: CancellationToken::new(),
             observer,
             previews: Previews::default(),
+            passed: Mutex::new(HashMap::new()),
         });
         let listener = tokio::spawn(listen(shared.clone(), checks.clone()));
         let main = tokio::spawn(claim_loop(shared.clone(), shutdown, checks, listener));
@@ -286,6 +306,33 @@ async fn claim_loop(
     listener: JoinHandle<()>,
 ) {
     let tasks = TaskTracker::new();
+    if shared.settings.catalog.is_empty() {
+        claim_in_order(&shared, &shutdown, &tasks).await;
+    } else {
+        claim_by_model(&shared, &shutdown, &tasks).await;
+    }
+    tasks.close();
+    if !tasks.is_empty() {
+        tracing::info!(running = tasks.len(), grace = ?shared.settings.grace, "waiting for running jobs");
+        if tokio::time::timeout(shared.settings.grace, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = tasks.len(),
+                "grace period over: interrupting and releasing running jobs"
+            );
+            shared.abandon.cancel();
+            tasks.wait().await;
+        }
+    }
+    checks.cancel();
+    let _ = listener.await;
+}
+
+/// Without a model catalog: the best jobs in priority/FIFO order, each to the
+/// least loaded healthy backend.
+async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, tasks: &TaskTracker) {
     let worker = shared.settings.worker.clone();
     while !shutdown.is_cancelled() {
         let free = shared.pool.free_slots();
@@ -319,26 +366,107 @@ async fn claim_loop(
                 continue;
             };
             let signal = shared.watch(job.job.id);
-            tasks.spawn(run::run(shared.clone(), job, slot, signal));
+            tasks.spawn(run::run(shared.clone(), job, slot, None, signal));
         }
     }
-    tasks.close();
-    if !tasks.is_empty() {
-        tracing::info!(running = tasks.len(), grace = ?shared.settings.grace, "waiting for running jobs");
-        if tokio::time::timeout(shared.settings.grace, tasks.wait())
+}
+
+/// Ready jobs the scheduler looks at in one claim (at least).
+const WINDOW: usize = 64;
+
+/// With a model catalog: [`schedule::plan`] chooses among the first ready jobs
+/// which to start and where; a job no free backend can take waits.
+async fn claim_by_model(shared: &Arc<Shared>, shutdown: &CancellationToken, tasks: &TaskTracker) {
+    let worker = shared.settings.worker.clone();
+    while !shutdown.is_cancelled() {
+        let views = shared.pool.views();
+        let free: usize = views
+            .iter()
+            .filter(|b| b.healthy)
+            .map(|b| b.max_in_flight.saturating_sub(b.in_flight))
+            .sum();
+        if free == 0 {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = shared.pool.changed() => continue,
+            }
+        }
+        let ready = shared.queue.ready_notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        let picker = picker(shared, views);
+        let claimed = match shared
+            .queue
+            .claim_picked(QUEUE, &worker, WINDOW.max(free * 4), picker.clone())
             .await
-            .is_err()
         {
-            tracing::warn!(
-                running = tasks.len(),
-                "grace period over: interrupting and releasing running jobs"
-            );
-            shared.abandon.cancel();
-            tasks.wait().await;
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim jobs");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if claimed.is_empty() {
+            // Nothing a free backend can take: wait for a new job, a freed slot or
+            // a health change; and look again each second (delayed jobs come due,
+            // passed-over jobs reach their limit).
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = &mut ready => {}
+                () = shared.pool.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        for (job, placement) in claimed {
+            lock(&shared.passed).remove(&job.job.id);
+            let Some(slot) = shared.pool.reserve_on(placement.backend) else {
+                if let Err(e) = shared.queue.release(&job.lease).await {
+                    tracing::warn!(job = %job.job.id, error = %e, "cannot release a job");
+                }
+                continue;
+            };
+            let signal = shared.watch(job.job.id);
+            tasks.spawn(run::run(shared.clone(), job, slot, Some(placement), signal));
         }
     }
-    checks.cancel();
-    let _ = listener.await;
+}
+
+/// The claim's picker: plans with this moment's backends, and remembers which
+/// jobs the plan passed over (the last plan wins when a claim reruns).
+fn picker(shared: &Arc<Shared>, views: Vec<crate::models::BackendView>) -> crate::queue::Picker<Placement> {
+    let shared = shared.clone();
+    Arc::new(move |candidates: &[crate::queue::Candidate]| {
+        let now = shared.queue.now_ms();
+        let passed = lock(&shared.passed).clone();
+        let failed_on = lock(&shared.failed_on).clone();
+        let settings = &shared.settings;
+        let plan = schedule::plan(
+            candidates,
+            &schedule::Inputs {
+                catalog: &settings.catalog,
+                scheduler: settings.routing.scheduler,
+                backends: &views,
+                now_ms: now,
+                max_wait_ms: i64::try_from(settings.routing.max_affinity_wait_seconds)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000),
+                passed: &passed,
+                failed_on: &failed_on,
+            },
+        );
+        {
+            let mut p = lock(&shared.passed);
+            p.retain(|id, _| candidates.iter().any(|c| c.id == *id));
+            for id in plan.passed_over {
+                p.entry(id).or_insert(now);
+            }
+        }
+        plan.picks
+    })
 }
 
 #[cfg(test)]

@@ -64,6 +64,9 @@ pub struct JobSpec {
     pub cache: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// The catalog model it runs, and why that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<crate::models::ModelChoice>,
 }
 
 fn yes() -> bool {
@@ -136,6 +139,7 @@ impl JobRequest {
                     workflow: rendered.workflow,
                     cache: true,
                     webhook: None,
+                    model: None,
                 }
             }
             (None, Some(workflow)) => {
@@ -152,6 +156,7 @@ impl JobRequest {
                     workflow,
                     cache: true,
                     webhook: None,
+                    model: None,
                 }
             }
         };

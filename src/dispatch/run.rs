@@ -17,6 +17,7 @@ use super::outputs::{
 };
 use super::progress::ProgressTracker;
 use super::request::JobSpec;
+use super::schedule::Placement;
 use super::{AttemptEnd, Shared};
 use crate::cache::{CacheKey, PromptCache};
 use crate::comfy::{
@@ -42,19 +43,47 @@ enum Outcome {
     Abandoned,
 }
 
-/// Runs one claimed job on the backend of `slot` and records the outcome.
-pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed, slot: Slot, signal: Arc<Notify>) {
+/// Runs one claimed job on the backend of `slot` (placed there by the scheduler
+/// for `placement`'s reason, with a model catalog) and records the outcome.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    claimed: Claimed,
+    slot: Slot,
+    placement: Option<Placement>,
+    signal: Arc<Notify>,
+) {
     let id = claimed.job.id;
     let backend = slot.backend.clone();
     let started = tokio::time::Instant::now();
-    let outcome = attempt(&shared, &claimed, &slot, &signal).await;
+    let mut facts = Facts::default();
+    let outcome = attempt(&shared, &claimed, &slot, placement.as_ref(), &signal, &mut facts).await;
     drop(slot);
     shared.forget(id);
     let seconds = started.elapsed().as_secs_f64();
-    report(&shared, &claimed, &backend, outcome, seconds).await;
+    report(&shared, &claimed, &backend, outcome, seconds, &facts).await;
 }
 
-async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notify) -> Outcome {
+/// What an attempt learned about its model, for timings and metrics.
+#[derive(Debug, Default)]
+pub(super) struct Facts {
+    /// The catalog model it ran.
+    pub model: Option<String>,
+    /// The backend had another model loaded.
+    pub swapped: bool,
+    /// Submit to the first sampler step, when the model had to be loaded.
+    pub load_seconds: Option<f64>,
+    /// Submit to done, less the load.
+    pub run_seconds: Option<f64>,
+}
+
+async fn attempt(
+    shared: &Shared,
+    claimed: &Claimed,
+    slot: &Slot,
+    placement: Option<&Placement>,
+    signal: &Notify,
+    facts: &mut Facts,
+) -> Outcome {
     let job = &claimed.job;
     let spec: JobSpec = match serde_json::from_value(job.payload.clone()) {
         Ok(s) => s,
@@ -67,12 +96,17 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
         return Outcome::Done(result);
     }
     let backend = &slot.backend;
-    // The job names its backend from now on (the jobs table, GET /jobs/{id}).
-    match shared.queue.running_on(&claimed.lease, &backend.url).await {
+    // The job names its backend (and why) from now on (the jobs table, GET /jobs/{id}).
+    let routing = super::models::routing_record(spec.model.as_ref(), &backend.url, placement);
+    match shared.queue.placed_on(&claimed.lease, &backend.url, routing).await {
         Ok(Directive::Stop(reason)) => return Outcome::Stopped(reason),
         Ok(Directive::Continue { .. }) => {}
         Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot record the job's backend"),
     }
+    let loading = match &spec.model {
+        Some(model) => super::models::prepare(shared, backend, model, facts).await,
+        None => false,
+    };
     let client_id = format!("darkroom-{}-{}", job.id, claimed.lease.attempt);
     // Listen first: ComfyUI does not keep messages for a client with no socket.
     let events = match backend.client.connect_events(&client_id).await {
@@ -83,6 +117,8 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
         }
     };
     let submitted_ms = shared.queue.now_ms();
+    let submitted = tokio::time::Instant::now();
+    let first_step = Arc::new(std::sync::OnceLock::new());
     let prompt_id = match backend.client.submit(&spec.workflow, &client_id).await {
         Ok(s) => s.prompt_id,
         Err(e @ ComfyError::Validation { .. }) => return Outcome::Fatal(e.to_string()),
@@ -94,13 +130,19 @@ async fn attempt(shared: &Shared, claimed: &Claimed, slot: &Slot, signal: &Notif
         prompt_id: &prompt_id,
         events,
     };
-    let completion = match follow(shared, claimed, backend, &spec, prompt, signal).await {
+    let completion = match follow(shared, claimed, backend, &spec, prompt, signal, &first_step).await {
         Ok(c) => c,
         Err(FollowEnd::Outcome(o)) => return o,
         Err(FollowEnd::Comfy(e)) => return backend_failure(slot, &e),
     };
     match completion.state {
         PromptState::Done(images) => {
+            let took = submitted.elapsed().as_secs_f64();
+            let load = loading
+                .then(|| first_step.get().map(|at| at.duration_since(submitted).as_secs_f64()))
+                .flatten();
+            facts.load_seconds = load;
+            facts.run_seconds = Some((took - load.unwrap_or(0.0)).max(0.0));
             let run = Finished {
                 job,
                 spec: &spec,
@@ -161,6 +203,7 @@ async fn follow(
     spec: &JobSpec,
     prompt: Prompt<'_>,
     signal: &Notify,
+    first_step: &Arc<std::sync::OnceLock<tokio::time::Instant>>,
 ) -> Result<Completion, FollowEnd> {
     let Prompt {
         client_id,
@@ -170,6 +213,7 @@ async fn follow(
     let (progress_tx, mut progress_rx) = watch::channel((0.0f32, None::<String>));
     let mut tracker = ProgressTracker::new(&spec.workflow, prompt_id);
     let (previews, job_id) = (shared.previews.clone(), claimed.job.id);
+    let first_step = first_step.clone();
     let follow = wait_for_completion(
         &backend.client,
         client_id,
@@ -179,6 +223,9 @@ async fn follow(
         move |event| {
             if let ComfyEvent::Binary(image) = event {
                 previews.record(job_id, image);
+            }
+            if matches!(event, ComfyEvent::Progress { .. }) {
+                let _ = first_step.set(tokio::time::Instant::now());
             }
             if let Some(p) = tracker.on_event(event) {
                 progress_tx.send_replace(p);
@@ -483,7 +530,14 @@ where
 }
 
 /// Tells the queue how the attempt ended.
-async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: Outcome, seconds: f64) {
+async fn report(
+    shared: &Shared,
+    claimed: &Claimed,
+    backend: &Backend,
+    outcome: Outcome,
+    seconds: f64,
+    facts: &Facts,
+) {
     let lease = &claimed.lease;
     let id = claimed.job.id;
     let queue = &shared.queue;
@@ -498,7 +552,10 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
             } else {
                 AttemptEnd::Generated
             };
-            shared.observe(&claimed.job, end, seconds);
+            if !result.cache_hit {
+                super::models::learn(shared, &backend.url, facts).await;
+            }
+            shared.observe(&claimed.job, end, seconds, &backend.url, facts);
             persist(shared, id, || queue.complete(lease, result.to_value()))
                 .await
                 .map(drop)
@@ -508,13 +565,13 @@ async fn report(shared: &Shared, claimed: &Claimed, backend: &Backend, outcome: 
             backend.record(false);
             let job = persist(shared, id, || queue.fail(lease, message.clone())).await;
             let again = job.as_ref().is_ok_and(|j| !j.status.is_terminal());
-            shared.observe(&claimed.job, AttemptEnd::Failed { retried: again }, seconds);
+            shared.observe(&claimed.job, AttemptEnd::Failed { retried: again }, seconds, &backend.url, facts);
             shared.set_failed_on(id, again.then_some(backend.url.as_str()));
             job.map(drop)
         }
         Outcome::Fatal(message) => {
             tracing::warn!(job = %id, error = %message, "job failed");
-            shared.observe(&claimed.job, AttemptEnd::Failed { retried: false }, seconds);
+            shared.observe(&claimed.job, AttemptEnd::Failed { retried: false }, seconds, &backend.url, facts);
             persist(shared, id, || queue.fail_permanently(lease, message.clone()))
                 .await
                 .map(drop)

@@ -135,6 +135,17 @@ pub struct Job {
     /// Cleared by the next claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Why the current (or last) attempt runs where it does, as its worker
+    /// recorded it with the backend (darkroom: model, file, reason, rejected
+    /// backends). Cleared by the next claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub routing: Option<Value>,
+    /// Jobs with the same affinity run best one after another on one worker
+    /// resource (darkroom: the model file they load); opaque to the queue, read by
+    /// [`crate::queue::Queue::claim_picked`]'s picker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
     /// Set by a cancel while running; the worker sees it in its heartbeat answer.
     #[serde(default)]
     pub cancel_requested: bool,
@@ -240,6 +251,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub result_ttl_ms: Option<i64>,
+    /// See [`Job::affinity`].
+    #[serde(default)]
+    pub affinity: Option<String>,
 }
 
 impl NewJob {
@@ -255,7 +269,14 @@ impl NewJob {
             timeout_ms: None,
             idempotency_key: None,
             result_ttl_ms: None,
+            affinity: None,
         }
+    }
+
+    #[must_use]
+    pub fn affinity(mut self, key: impl Into<String>) -> Self {
+        self.affinity = Some(key.into());
+        self
     }
 
     #[must_use]

@@ -49,6 +49,7 @@ pub use job::{
     ParseStatusError, Progress, StopReason,
 };
 pub use read::{Counts, ListQuery, Page};
+pub use txn::{Candidate, Picker};
 
 use crate::clock::{Millis, SharedClock};
 use crate::redb_store::Store;
@@ -312,6 +313,8 @@ impl Queue {
             lease_owner: None,
             lease_until_ms: None,
             backend: None,
+            routing: None,
+            affinity: new.affinity,
             cancel_requested: false,
             progress: None,
             result: None,
@@ -339,6 +342,30 @@ impl Queue {
         let (queue, worker) = (queue.to_owned(), worker.to_owned());
         self.apply(move |t, ctx| txn::claim(t, ctx, &queue, &worker, max))
             .await
+    }
+
+    /// Leases the jobs `pick` chooses among the first `window` ready jobs of
+    /// `queue` (best first), each returned with the tag the picker gave it.
+    pub async fn claim_picked<T: Clone + Send + 'static>(
+        &self,
+        queue: &str,
+        worker: &str,
+        window: usize,
+        pick: Picker<T>,
+    ) -> Result<Vec<(Claimed, T)>, QueueError> {
+        if window == 0 || !self.may_have_work(queue).await? {
+            return Ok(Vec::new());
+        }
+        let (queue, worker) = (queue.to_owned(), worker.to_owned());
+        self.apply(move |t, ctx| txn::claim_picked(t, ctx, &queue, &worker, window, &pick))
+            .await
+    }
+
+    /// Resolves when a job may have become ready (an enqueue, a retry, a
+    /// release). Pin it and call `enable` before looking at the queue, so a change
+    /// between the look and the wait is not missed.
+    pub fn ready_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.ready.notified()
     }
 
     /// Like [`Queue::claim_batch`], but waits up to `wait` for a job to become ready.
@@ -418,9 +445,15 @@ impl Queue {
     /// A heartbeat that also records which server runs the attempt (a ComfyUI
     /// URL), so the job shows it while running ([`Job::backend`]).
     pub async fn running_on(&self, lease: &Lease, backend: &str) -> Result<Directive, QueueError> {
+        self.placed_on(lease, backend, Value::Null).await
+    }
+
+    /// [`Queue::running_on`] that also records why the attempt runs there
+    /// ([`Job::routing`]; `null` records nothing).
+    pub async fn placed_on(&self, lease: &Lease, backend: &str, routing: Value) -> Result<Directive, QueueError> {
         let lease = lease.clone();
         let backend = backend.to_owned();
-        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, None, Some(&backend)))
+        self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, None, Some((&backend, &routing))))
             .await
     }
 

@@ -119,32 +119,96 @@ pub(crate) fn claim(
     let ready = t.first_ready(queue, max)?;
     let mut claimed = Vec::with_capacity(ready.len());
     for (position, id) in ready {
-        let Some(mut job) = job_at(t, id, &position)? else {
+        let Some(job) = job_at(t, id, &position)? else {
             continue;
         };
-        let before = Position::of(&job);
-        job.status = JobStatus::Running;
-        job.attempts += 1;
-        job.claims = job.claims.saturating_add(1);
-        job.started_ms = Some(ctx.now);
-        job.lease_owner = Some(worker.to_owned());
-        job.lease_until_ms = Some(ctx.lease_until(&job));
-        job.backend = None;
-        job.cancel_requested = false;
-        job.progress = None;
-        job.not_before_ms = None;
-        t.put(Some(&before), &mut job)?;
-        events.push(JobEvent::of(&job, Some(JobStatus::Queued), ctx.now));
-        job.payload = t.payload(id)?;
-        let lease = Lease {
-            id,
-            worker: worker.to_owned(),
-            attempt: job.attempts,
-            claim: job.claims,
-        };
-        claimed.push(Claimed { job, lease });
+        claimed.push(lease_to(t, ctx, job, worker, &mut events)?);
     }
     Ok((claimed, events))
+}
+
+/// A ready job as a [`Picker`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: Ulid,
+    pub priority: i32,
+    pub affinity: Option<String>,
+    pub created_ms: Millis,
+}
+
+/// Chooses which of the first ready jobs (best first) to lease, each with a tag
+/// the caller gets back (where it will run). Called inside the claim's transaction,
+/// and again if the transaction reruns (Redis), so it must only read.
+pub type Picker<T> = std::sync::Arc<dyn Fn(&[Candidate]) -> Vec<(usize, T)> + Send + Sync>;
+
+/// Like [`claim`], but leases the jobs `pick` chooses among the first `window`.
+pub(crate) fn claim_picked<T: Clone>(
+    t: &mut dyn JobTables,
+    ctx: &Ctx,
+    queue: &str,
+    worker: &str,
+    window: usize,
+    pick: &Picker<T>,
+) -> Outcome<Vec<(Claimed, T)>> {
+    let (_, mut events) = promote(t, ctx, window)?;
+    let mut jobs = Vec::new();
+    for (position, id) in t.first_ready(queue, window)? {
+        if let Some(job) = job_at(t, id, &position)? {
+            jobs.push(job);
+        }
+    }
+    let candidates: Vec<Candidate> = jobs
+        .iter()
+        .map(|j| Candidate {
+            id: j.id,
+            priority: j.priority,
+            affinity: j.affinity.clone(),
+            created_ms: j.created_ms,
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    let mut taken = vec![false; jobs.len()];
+    for (i, tag) in pick(&candidates) {
+        if i >= jobs.len() || std::mem::replace(&mut taken[i], true) {
+            continue;
+        }
+        let leased = lease_to(t, ctx, jobs[i].clone(), worker, &mut events)?;
+        claimed.push((leased, tag));
+    }
+    Ok((claimed, events))
+}
+
+/// Moves a ready `job` to running under a new lease of `worker`.
+fn lease_to(
+    t: &mut dyn JobTables,
+    ctx: &Ctx,
+    mut job: Job,
+    worker: &str,
+    events: &mut Vec<JobEvent>,
+) -> Result<Claimed, QueueError> {
+    let id = job.id;
+    let before = Position::of(&job);
+    job.status = JobStatus::Running;
+    job.attempts += 1;
+    job.claims = job.claims.saturating_add(1);
+    job.started_ms = Some(ctx.now);
+    job.lease_owner = Some(worker.to_owned());
+    job.lease_until_ms = Some(ctx.lease_until(&job));
+    job.backend = None;
+    job.routing = None;
+    job.cancel_requested = false;
+    job.progress = None;
+    job.not_before_ms = None;
+    t.put(Some(&before), &mut job)?;
+    events.push(JobEvent::of(&job, Some(JobStatus::Queued), ctx.now));
+    job.payload = t.payload(id)?;
+    let lease = Lease {
+        id,
+        worker: worker.to_owned(),
+        attempt: job.attempts,
+        claim: job.claims,
+    };
+    Ok(Claimed { job, lease })
 }
 
 /// True when `lease` is the live lease of `job` — from its latest claim, so a worker
@@ -174,7 +238,7 @@ pub(crate) fn heartbeat(
     ctx: &Ctx,
     lease: &Lease,
     progress: Option<(f32, Option<String>)>,
-    backend: Option<&str>,
+    placed: Option<(&str, &Value)>,
 ) -> Outcome<Directive> {
     let Some(mut job) = t.load(lease.id)? else {
         return Ok((Directive::Stop(StopReason::LeaseLost), Vec::new()));
@@ -202,8 +266,9 @@ pub(crate) fn heartbeat(
         });
         events.push(JobEvent::of(&job, Some(JobStatus::Running), ctx.now));
     }
-    if let Some(backend) = backend {
+    if let Some((backend, routing)) = placed {
         job.backend = Some(backend.to_owned());
+        job.routing = (!routing.is_null()).then(|| routing.clone());
         if events.is_empty() {
             events.push(JobEvent::of(&job, Some(JobStatus::Running), ctx.now));
         }
