@@ -104,6 +104,15 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Print a running daemon's model catalog: where each model is available and
+    /// loaded, learned timings, swaps per backend.
+    Models {
+        #[command(flatten)]
+        remote: Remote,
+        /// Print the raw JSON report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a running daemon's status (queue, backends, storage, cache, alerts).
     Status {
         #[command(flatten)]

@@ -179,6 +179,11 @@ impl ApiClient {
         Ok(self.call(Method::GET, "/api/v1/backups", None, SHORT).await?.1)
     }
 
+    /// The model catalog with availability, timings and swaps.
+    pub async fn models(&self) -> Result<crate::service::models::ModelsReport, ClientError> {
+        Ok(self.call(Method::GET, "/api/v1/models", None, SHORT).await?.1)
+    }
+
     pub async fn templates(&self) -> Result<Vec<TemplateInfo>, ClientError> {
         Ok(self.call(Method::GET, "/api/v1/templates", None, SHORT).await?.1)
     }

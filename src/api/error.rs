@@ -55,7 +55,7 @@ impl ApiError {
         let status = match service {
             ServiceError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::Conflict(_) | ServiceError::ModelUnavailable(_) => StatusCode::CONFLICT,
             ServiceError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::NoBackend(_) | ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Failed(_) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,6 +10,7 @@
 //! - `/api/v1/buckets/{bucket}/objects|presign`, `/api/v1/logs` ([`browse`]), for
 //!   the dashboard's storage browser and log panel;
 //! - `/api/v1/backups` ([`backups`]): take a backup now, read the schedule's state;
+//! - `/api/v1/models` ([`models`]): the model catalog, availability, timings, swaps;
 //! - `/healthz`, `/readyz`, `/metrics` ([`ops`]);
 //! - `/v1` (OpenAI's Images API, [`crate::openai`]) and `/mcp` (MCP's Streamable
 //!   HTTP transport, [`crate::mcp::http`]), behind the same token.
@@ -38,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod models;
 pub mod openapi;
 pub mod ops;
 pub mod pictures;
@@ -75,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/status", get(status::status))
         .route("/backups", post(backups::create).get(backups::status))
         .route("/templates", get(templates))
+        .route("/models", get(models::models))
         .route("/buckets/{bucket}/objects", get(browse::objects))
         .route("/buckets/{bucket}/presign", get(browse::presign))
         .route("/logs", get(browse::logs))

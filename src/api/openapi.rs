@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::events::events, super::status::status, super::templates, document,
         super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
-        super::backups::create, super::backups::status,
+        super::backups::create, super::backups::status, super::models::models,
     ),
     components(schemas(crate::events::Event, crate::events::ResyncNotice)),
     modifiers(&BearerAuth),

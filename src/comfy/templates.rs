@@ -66,6 +66,10 @@ pub enum ParamType {
     String,
     /// An unsigned integer filled at random when not given.
     Seed,
+    /// A model file (a loader's input): with a model catalog, requests name a
+    /// catalog model (`"model": "sdxl-turbo"` or `"auto"`) and its file is bound
+    /// here; without one it is a plain string.
+    Model,
 }
 
 /// One parameter of a template manifest.
@@ -254,7 +258,7 @@ fn check(template: &str, name: &str, spec: &ParamSpec, v: &Value) -> Result<(), 
             None
         }
         ParamType::Float => Some(v.as_f64().ok_or_else(|| wrong("a number"))?),
-        ParamType::String => {
+        ParamType::String | ParamType::Model => {
             let s = v.as_str().ok_or_else(|| wrong("a string"))?;
             if let Some(max) = spec.max_len
                 && s.chars().count() > max

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 pub mod backup;
+pub mod models;
 
 use anyhow::Context;
 
@@ -17,7 +18,7 @@ use crate::dispatch::JobResult;
 use crate::queue::Job;
 use crate::status::StatusSnapshot;
 
-fn client(remote: &Remote) -> anyhow::Result<ApiClient> {
+pub(crate) fn client(remote: &Remote) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::new(&remote.url, remote.token.clone())?)
 }
 

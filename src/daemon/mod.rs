@@ -54,6 +54,7 @@ impl Daemon {
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let stores = open::open_stores(config, &clock).await?;
         let metrics = Metrics::new();
+        metrics.catalog_models(config.models.iter().map(|m| m.name.as_str()));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         spawn_housekeeping(config, &stores, &clock, &shutdown, &mut tasks);

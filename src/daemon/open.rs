@@ -161,11 +161,26 @@ pub(super) async fn start_dispatcher(
             }
         }
     }
+    let mut settings = DispatchSettings::new(
+        &config.comfyui,
+        Duration::from_secs(config.shutdown_grace_seconds),
+    );
+    settings.catalog = crate::models::Catalog::new(config.models.clone())?;
+    settings.routing = config.routing.clone();
+    settings.timings = crate::models::Timings::new(Some(stores.kv.clone()));
+    if !settings.catalog.is_empty() {
+        // What earlier runs (and other nodes) learned, then again every minute.
+        let (timings, catalog) = (settings.timings.clone(), settings.catalog.clone());
+        timings.refresh(&catalog).await;
+        let every = Duration::from_secs(60);
+        tasks.spawn(crate::clock::run_every(every, shutdown.clone(), move || {
+            let (timings, catalog) = (timings.clone(), catalog.clone());
+            async move { timings.refresh(&catalog).await }
+        }));
+        tracing::info!(models = settings.catalog.all().len(), scheduler = ?settings.routing.scheduler, "model catalog in use");
+    }
     let (dispatcher, task) = Dispatcher::start(
-        DispatchSettings::new(
-            &config.comfyui,
-            Duration::from_secs(config.shutdown_grace_seconds),
-        ),
+        settings,
         stores.queue.clone(),
         Some(stores.prompts.clone()),
         sink,

@@ -48,7 +48,7 @@ pub use outputs::{
     job_of_key, metadata_key, output_key, outputs_of,
 };
 pub use preview::{LivePreview, Previews};
-pub use request::{JobRequest, JobSpec, QUEUE, RequestError};
+pub use request::{JobRequest, JobSpec, QUEUE, RequestError, Routed, model_param};
 pub use s3_sink::S3Sink;
 pub use schedule::{Placement, Rejected};
 pub use storage_config::{ExternalS3, MIN_PART_SIZE, StorageBackend, StorageConfig};
@@ -126,6 +126,8 @@ pub(crate) struct Shared {
     previews: Previews,
     /// When each queued job was first passed over for another of a loaded model.
     passed: Mutex<HashMap<Ulid, crate::clock::Millis>>,
+    /// Routing decisions made at submit on this node, by (model, reason).
+    decisions: Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl Shared {
@@ -244,6 +246,7 @@ impl Dispatcher {
             observer,
             previews: Previews::default(),
             passed: Mutex::new(HashMap::new()),
+            decisions: Mutex::default(),
         });
         let listener = tokio::spawn(listen(shared.clone(), checks.clone()));
         let main = tokio::spawn(claim_loop(shared.clone(), shutdown, checks, listener));
@@ -268,6 +271,32 @@ impl Dispatcher {
 
     pub fn output_bucket(&self) -> &str {
         &self.shared.settings.output_bucket
+    }
+
+    /// The model catalog, the routing rules and the learned timings.
+    pub fn models(&self) -> (&crate::models::Catalog, &crate::models::RoutingConfig, &crate::models::Timings) {
+        let s = &self.shared.settings;
+        (&s.catalog, &s.routing, &s.timings)
+    }
+
+    /// Every backend as routing sees it.
+    pub fn backend_views(&self) -> Vec<crate::models::BackendView> {
+        self.shared.pool.views()
+    }
+
+    /// Counts one routing decision (`darkroom_routing_decisions_total`).
+    pub fn count_decision(&self, model: &str, reason: &str) {
+        *lock(&self.shared.decisions)
+            .entry((model.to_owned(), reason.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Routing decisions so far, by (model, reason).
+    pub fn decisions(&self) -> Vec<((String, String), u64)> {
+        lock(&self.shared.decisions)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// The last preview frame ComfyUI sent for `job`, while it runs on this node.

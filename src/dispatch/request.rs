@@ -47,6 +47,25 @@ pub struct JobRequest {
     /// Reuse a stored result of an identical workflow (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<bool>,
+    /// A catalog model name, or `auto` to let the routing rules choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// What the image is for (`thumbnail`, `hero_image`, ...), for `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// `immediate` (< 30 s), `standard` (< 2 min) or `flexible` (best quality), for `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+    /// `fast`, `medium`, `high` or `ultra`: the least quality `auto` may choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_quality: Option<String>,
+}
+
+/// The model a request was routed to: its catalog entry and the decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub spec: crate::models::ModelSpec,
+    pub choice: crate::models::ModelChoice,
 }
 
 /// The job payload the dispatcher runs.
@@ -115,6 +134,17 @@ impl JobRequest {
 
     /// Checks the request and renders it into the job to enqueue.
     pub fn into_new_job(self, templates: &Templates) -> Result<NewJob, RequestError> {
+        self.into_new_job_with(templates, None)
+    }
+
+    /// [`JobRequest::into_new_job`] for a request routed to a catalog model: its
+    /// file fills the template's model parameter, its recommended steps and cfg
+    /// fill those the request leaves out, and a size above its `max_resolution`
+    /// is refused.
+    pub fn into_new_job_with(mut self, templates: &Templates, routed: Option<Routed>) -> Result<NewJob, RequestError> {
+        if let (Some(r), Some(name)) = (&routed, &self.template) {
+            apply_model(templates, name, &mut self.params, &r.spec)?;
+        }
         let spec = match (self.template, self.workflow) {
             (Some(_), Some(_)) => {
                 return Err(RequestError::new(
@@ -163,14 +193,22 @@ impl JobRequest {
         if let Some(url) = &self.webhook {
             check_webhook(url)?;
         }
+        if let Some(r) = &routed {
+            check_size(&spec.params, &r.spec)?;
+        }
+        let affinity = routed.as_ref().map(|r| r.choice.name.clone());
         let spec = JobSpec {
             cache: self.cache.unwrap_or(true),
             webhook: self.webhook,
+            model: routed.map(|r| r.choice),
             ..spec
         };
         let payload = serde_json::to_value(&spec)
             .map_err(|e| RequestError::new("workflow", format!("cannot be stored: {e}")))?;
         let mut job = NewJob::new(QUEUE, payload).priority(self.priority.unwrap_or(0));
+        if let Some(key) = affinity {
+            job = job.affinity(key);
+        }
         if let Some(t) = self.timeout_seconds {
             if t == 0 {
                 return Err(RequestError::new("timeout_seconds", "must be at least 1"));
@@ -191,6 +229,66 @@ impl JobRequest {
         }
         Ok(job)
     }
+}
+
+/// The name of `template`'s parameter of type `model`, if it has one.
+pub fn model_param(templates: &Templates, template: &str) -> Option<String> {
+    let t = templates.get(template).ok()?;
+    t.manifest
+        .params
+        .iter()
+        .find(|(_, p)| p.kind == crate::comfy::ParamType::Model)
+        .map(|(name, _)| name.clone())
+}
+
+/// Binds `model`'s file and fills `steps` / `cfg` the request left out.
+fn apply_model(
+    templates: &Templates,
+    template: &str,
+    params: &mut Map<String, Value>,
+    model: &crate::models::ModelSpec,
+) -> Result<(), RequestError> {
+    let Some(param) = model_param(templates, template) else {
+        return Err(RequestError::new(
+            "model",
+            format!("template `{template}` has no model parameter (a parameter with type = \"model\")"),
+        ));
+    };
+    params.insert(param, Value::from(model.file.clone()));
+    let has = |name: &str| templates.get(template).is_ok_and(|t| t.manifest.params.contains_key(name));
+    if let Some(steps) = model.steps
+        && has("steps")
+    {
+        params.entry("steps").or_insert_with(|| Value::from(steps));
+    }
+    if let Some(cfg) = model.cfg
+        && has("cfg")
+    {
+        params.entry("cfg").or_insert_with(|| Value::from(cfg));
+    }
+    Ok(())
+}
+
+/// Refuses `width` / `height` above the model's `max_resolution`.
+fn check_size(params: &Map<String, Value>, model: &crate::models::ModelSpec) -> Result<(), RequestError> {
+    let Some((max_w, max_h)) = model.max_size() else {
+        return Ok(());
+    };
+    for (field, max) in [("width", max_w), ("height", max_h)] {
+        if let Some(v) = params.get(field).and_then(Value::as_u64)
+            && v > max
+        {
+            return Err(RequestError::new(
+                format!("params.{field}"),
+                format!(
+                    "{v} is above model `{}`'s max_resolution {}",
+                    model.name,
+                    model.max_resolution.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A workflow must be ComfyUI's API format: node ids mapping to

@@ -30,6 +30,7 @@ use crate::sync::lock;
 
 mod backup;
 mod gpu;
+mod models;
 mod text;
 
 pub use text::to_prometheus_text;
@@ -87,6 +88,8 @@ pub struct Scrape {
     pub stores: Vec<(String, String, bool)>,
     /// The backup schedule and the last backup (absent: this daemon takes none).
     pub backup: Option<crate::backup::BackupStatus>,
+    /// Routing decisions at submit, by (model, reason).
+    pub routing_decisions: Vec<((String, String), u64)>,
 }
 
 /// Cheap `Clone` handle on the registry and the metrics darkroom records.
@@ -129,6 +132,7 @@ struct Inner {
     disk_total: Gauge,
     gpu: gpu::GpuMetrics,
     backup: backup::BackupMetrics,
+    models: models::ModelMetrics,
 }
 
 impl Default for Metrics {
@@ -304,6 +308,7 @@ impl Metrics {
         );
         let gpu = gpu::GpuMetrics::register(&mut r);
         let backup = backup::BackupMetrics::register(&mut r);
+        let models = models::ModelMetrics::register(&mut r);
         let build = Family::<Build, Gauge>::default();
         build
             .get_or_create(&Build {
@@ -346,6 +351,7 @@ impl Metrics {
                 disk_total,
                 gpu,
                 backup,
+                models,
             }),
         }
     }
@@ -372,6 +378,19 @@ impl Metrics {
         self.inner.s3_sent.inc_by(sent);
     }
 
+    /// Makes `comfyui_generations_total{status,model}` exist for every catalog
+    /// model from the start, so a failure-rate rule has something to read.
+    pub fn catalog_models<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            for status in ["success", "failure"] {
+                let _ = self.inner.generations.get_or_create(&StatusModel {
+                    status: status.into(),
+                    model: name.to_owned(),
+                });
+            }
+        }
+    }
+
     /// Records one finished attempt of the dispatcher.
     pub fn generation(&self, g: &Generation) {
         let i = &self.inner;
@@ -383,6 +402,9 @@ impl Metrics {
         }
         if g.end.cache_hit() {
             return;
+        }
+        if let Some(load) = g.load_seconds {
+            i.models.load(&g.model, load);
         }
         i.generation_seconds.observe(g.seconds);
         i.generations
@@ -469,6 +491,8 @@ impl Metrics {
         }
         i.gpu.set(&s.gpu);
         i.backup.set(s.backup.as_ref());
+        let swaps: Vec<(String, u64)> = s.backends.iter().map(|b| (b.url.clone(), b.swaps)).collect();
+        i.models.set(&swaps, &s.routing_decisions);
         if let Some((free, total)) = s.disk {
             i.disk_free.set(gauge_i64(free));
             i.disk_total.set(gauge_i64(total));

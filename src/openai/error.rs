@@ -133,6 +133,12 @@ impl From<ServiceError> for OpenAiError {
             }
             ServiceError::NotFound(m) => Self::not_found(m),
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "invalid_request_error", None, m),
+            ServiceError::ModelUnavailable(m) => Self::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                Some("model_unavailable"),
+                m,
+            ),
             ServiceError::QueueFull(m) => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "requests",

@@ -160,6 +160,10 @@ pub struct Job {
     /// Once terminal: when the purge removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<Millis>,
+    /// When it is expected to start and finish: computed by the service layer when
+    /// the job is read (with a model catalog), never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<crate::service::models::Eta>,
     /// Place in the ready order within its priority: a ULID taken when it became ready.
     #[serde(default)]
     #[schema(value_type = String)]

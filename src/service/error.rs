@@ -21,6 +21,9 @@ pub enum ServiceError {
     /// Admission: too many jobs are waiting.
     #[error("{0}")]
     QueueFull(String),
+    /// No backend has or can hold the model the request needs.
+    #[error("{0}")]
+    ModelUnavailable(String),
     /// Nothing could ever serve it (no ComfyUI backend, the S3 server off).
     #[error("{0}")]
     NoBackend(String),
@@ -47,13 +50,14 @@ impl ServiceError {
 
     /// The stable, machine-readable name of the kind of failure, the same for
     /// every front end: `invalid_request`, `not_found`, `conflict`, `queue_full`,
-    /// `no_backend`, `store_unavailable`, `failed`, `internal`.
+    /// `model_unavailable`, `no_backend`, `store_unavailable`, `failed`, `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Invalid { .. } => "invalid_request",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::QueueFull(_) => "queue_full",
+            Self::ModelUnavailable(_) => "model_unavailable",
             Self::NoBackend(_) => "no_backend",
             Self::Unavailable(_) => "store_unavailable",
             Self::Failed(_) => "failed",

@@ -164,7 +164,8 @@ impl Jobs {
         if let Some(url) = &request.webhook {
             check_url("webhook", url)?;
         }
-        let new = request.into_new_job(&self.templates)?;
+        let routed = super::models::route(&request, &self.templates, &self.queue, &self.dispatcher).await?;
+        let new = request.into_new_job_with(&self.templates, routed)?;
         if self.dispatcher.backends().is_empty() {
             return Err(ServiceError::NoBackend(
                 "no ComfyUI backend is configured, so no job could ever run: set comfyui.backends or pass --comfyui URL"
@@ -183,10 +184,30 @@ impl Jobs {
 
     /// One job, with its payload, progress, result and every attempt's error.
     pub async fn get(&self, id: Ulid) -> Result<Job, ServiceError> {
-        self.queue
+        let mut job = self
+            .queue
             .get(id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))
+            .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+        self.with_etas(std::slice::from_mut(&mut job)).await;
+        Ok(job)
+    }
+
+    /// Fills the expected start and finish of running and queued jobs (with a
+    /// model catalog; a forecast that cannot be made leaves them out).
+    async fn with_etas(&self, jobs: &mut [Job]) {
+        let live = |j: &Job| matches!(j.status, JobStatus::Queued | JobStatus::Running);
+        if self.dispatcher.models().0.is_empty() || !jobs.iter().any(live) {
+            return;
+        }
+        match super::models::forecast(&self.queue, &self.dispatcher).await {
+            Ok(f) => {
+                for j in jobs.iter_mut() {
+                    j.eta = f.etas.get(&j.id).copied();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no job forecast"),
+        }
     }
 
     /// A page of jobs: one status, or all of them in [`LIST_ORDER`].
@@ -227,6 +248,7 @@ impl Jobs {
             })?;
             jobs.extend(page.jobs);
             if let Some(next) = page.next {
+                self.with_etas(&mut jobs).await;
                 return Ok(JobPage {
                     jobs,
                     next_cursor: Some(format!("{status}.{next}")),
@@ -239,12 +261,14 @@ impl Jobs {
             match (only, following) {
                 (None, Some(next)) if jobs.len() < limit => status = *next,
                 (None, Some(next)) => {
+                    self.with_etas(&mut jobs).await;
                     return Ok(JobPage {
                         jobs,
                         next_cursor: Some(next.to_string()),
                     });
                 }
                 _ => {
+                    self.with_etas(&mut jobs).await;
                     return Ok(JobPage {
                         jobs,
                         next_cursor: None,

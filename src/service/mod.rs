@@ -7,6 +7,8 @@
 //!
 //! - [`jobs`]: admission rules (backend configured, `max_queued`, validation),
 //!   `?wait`, get, list with a cursor, cancel, retry;
+//! - [`models`]: which catalog model a request gets (or why none: 400 / 409),
+//!   each job's expected start and finish, the catalog report;
 //! - [`status`]: the status collector behind every status view;
 //! - [`browse`]: one folder of a bucket, presigned URLs, log lines, templates;
 //! - [`pictures`]: thumbnails of job outputs and live previews of running jobs;
@@ -23,6 +25,7 @@ pub mod backups;
 pub mod browse;
 pub mod error;
 pub mod jobs;
+pub mod models;
 pub mod ops;
 pub mod pictures;
 pub mod status;

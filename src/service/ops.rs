@@ -104,6 +104,7 @@ impl Services {
                 .map(|(role, h)| (role.to_owned(), h.backend.to_string(), h.reachable))
                 .collect(),
             backup: self.backup_status(),
+            routing_decisions: self.dispatcher.decisions(),
         }
     }
 }
