@@ -29,6 +29,7 @@ pub use crate::service::{JobListing, JobPage};
         (status = 200, description = "Finished within `wait`", body = Job),
         (status = 202, description = "Accepted (still queued or running)", body = Job),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, description = "`model_unavailable`: no backend has or can hold the catalog model", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 503, description = "No ComfyUI backend is configured, or the queue store (Redis) does not answer", body = ErrorBody),
     )

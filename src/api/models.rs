@@ -14,5 +14,5 @@ use crate::service::models::ModelsReport;
     responses((status = 200, body = ModelsReport), (status = 401, body = ErrorBody))
 )]
 pub async fn models(State(s): State<ApiState>) -> Json<ModelsReport> {
-    Json(crate::service::models::report(&s.svc.dispatcher))
+    Json(crate::service::models::report(&s.svc.dispatcher).await)
 }

@@ -39,6 +39,7 @@ impl ComfyClient {
         let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
             .map_err(|e| ws_error(&url, e))?;
+        let log_url = url.clone();
         let stream = socket
             .scan(false, move |broken, msg| {
                 let item = if *broken {
@@ -65,9 +66,24 @@ impl ComfyClient {
                 futures::future::ready(item)
             })
             .filter_map(futures::future::ready);
-        Ok(Box::pin(stream))
+        let mut stream: EventStream = Box::pin(stream);
+        // ComfyUI registers the socket for its clientId just after the handshake
+        // and then greets it with a `status` frame; a prompt submitted before that
+        // would send its first messages to nobody. So wait for the greeting (not
+        // forever: an old or odd server may not send one) and keep it in the stream.
+        match tokio::time::timeout(GREETING_WAIT, stream.next()).await {
+            Ok(Some(first)) => Ok(Box::pin(futures::stream::iter([first]).chain(stream))),
+            Ok(None) => Ok(stream),
+            Err(_) => {
+                tracing::debug!(url = %log_url, "no status greeting on the WebSocket; going on");
+                Ok(stream)
+            }
+        }
     }
 }
+
+/// How long [`ComfyClient::connect_events`] waits for ComfyUI's greeting.
+const GREETING_WAIT: Duration = Duration::from_secs(2);
 
 fn ws_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> ComfyError {
     ComfyError::WebSocket {
@@ -127,6 +143,24 @@ pub async fn wait_for_completion(
         // Anything may have happened while no socket listened: ask once.
         let state = client.poll_status(prompt_id).await?;
         if state.is_terminal() {
+            // A fast prompt may be over already, its messages (progress, images
+            // sent as binary frames) waiting in the socket: take them first.
+            if let Some(s) = events.as_mut() {
+                let mut seen = Seen {
+                    prompt_id,
+                    ours: &mut ours,
+                    current: &mut current,
+                    ws_images: &mut ws_images,
+                };
+                while let Ok(Some(item)) = tokio::time::timeout(DRAIN_WAIT, s.next()).await {
+                    let Ok(mut event) = item else { continue };
+                    seen.note(&mut event);
+                    on_event(&event);
+                    if event.is_terminal() && event.prompt_id() == Some(prompt_id) {
+                        break;
+                    }
+                }
+            }
             return Ok(Completion {
                 state,
                 ws_images,
@@ -144,19 +178,13 @@ pub async fn wait_for_completion(
             tokio::select! {
                 item = next => match item {
                     Some(Ok(mut event)) => {
-                        match &mut event {
-                            ComfyEvent::Executing { prompt_id: p, node } => {
-                                ours = p.as_deref() == Some(prompt_id);
-                                current = if ours { node.clone() } else { None };
-                            }
-                            ComfyEvent::Binary(img) if ours => {
-                                if img.node.is_none() {
-                                    img.node.clone_from(&current);
-                                }
-                                ws_images.push(img.clone());
-                            }
-                            _ => {}
+                        Seen {
+                            prompt_id,
+                            ours: &mut ours,
+                            current: &mut current,
+                            ws_images: &mut ws_images,
                         }
+                        .note(&mut event);
                         on_event(&event);
                         if event.is_terminal() && event.prompt_id() == Some(prompt_id) {
                             let state = client.poll_status(prompt_id).await?;
@@ -185,5 +213,36 @@ pub async fn wait_for_completion(
             }
         }
         drop(events);
+    }
+}
+
+/// How long a finished prompt's messages are waited for in its socket.
+const DRAIN_WAIT: Duration = Duration::from_millis(200);
+
+/// What following a prompt keeps track of as events arrive.
+struct Seen<'a> {
+    prompt_id: &'a str,
+    /// The last `executing` was for this prompt.
+    ours: &'a mut bool,
+    /// Its node that is executing: binary frames name no node of their own.
+    current: &'a mut Option<String>,
+    ws_images: &'a mut Vec<BinaryImage>,
+}
+
+impl Seen<'_> {
+    fn note(&mut self, event: &mut ComfyEvent) {
+        match event {
+            ComfyEvent::Executing { prompt_id: p, node } => {
+                *self.ours = p.as_deref() == Some(self.prompt_id);
+                *self.current = if *self.ours { node.clone() } else { None };
+            }
+            ComfyEvent::Binary(img) if *self.ours => {
+                if img.node.is_none() {
+                    img.node.clone_from(self.current);
+                }
+                self.ws_images.push(img.clone());
+            }
+            _ => {}
+        }
     }
 }

@@ -45,9 +45,9 @@ pub fn models_text(r: &ModelsReport) -> String {
         let _ = writeln!(
             out,
             "{:<22}  {:<7}  {:>4.0}GB  {:>8.1}  {:<10}  {where_}",
-            m.spec.name,
-            m.spec.quality.as_str(),
-            m.spec.vram_gb,
+            m.model.name,
+            m.model.quality.as_str(),
+            m.model.vram_gb,
             m.run_seconds,
             learned
         );

@@ -168,6 +168,15 @@ pub fn plan(candidates: &[Candidate], inputs: &Inputs<'_>) -> Plan {
                         .enumerate()
                         .any(|(j, l)| j != bi && l.as_deref() == Some(file))
                 };
+                // Another backend with a free slot has its model loaded: leave it
+                // to that one this round.
+                let waits_elsewhere = |ci: usize| {
+                    file_of(ci).is_some_and(|f| {
+                        (0..slots.len()).any(|j| {
+                            j != bi && slots[j] > 0 && loaded[j].as_deref() == Some(f) && eligible(&candidates[ci], j)
+                        })
+                    })
+                };
                 let (ci, reason) = if let Some(ci) = overdue {
                     (ci, "waited")
                 } else if let Some(ci) = same
@@ -182,8 +191,10 @@ pub fn plan(candidates: &[Candidate], inputs: &Inputs<'_>) -> Plan {
                     .find(|&ci| file_of(ci).is_none_or(|f| !elsewhere(f)))
                 {
                     (ci, if file_of(ci).is_some() { "unloaded" } else { "any" })
+                } else if let Some(ci) = same.iter().copied().find(|&ci| !waits_elsewhere(ci)) {
+                    (ci, "any")
                 } else {
-                    (first, "any")
+                    continue;
                 };
                 for &ahead in same.iter().take_while(|&&a| a != ci) {
                     out.passed_over.push(candidates[ahead].id);

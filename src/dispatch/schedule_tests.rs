@@ -140,6 +140,10 @@ fn a_free_backend_leaves_other_backends_groups_alone() {
     assert_eq!(case.picks(&jobs(&["big", "big", "b"])), vec![(2, 1, "unloaded")]);
     // With only big jobs it does not idle: it swaps.
     assert_eq!(case.picks(&jobs(&["big"])), vec![(0, 1, "any")]);
+    // But when the backend with the model loaded is free too, that one takes it.
+    case.backends[0].in_flight = 0;
+    assert_eq!(case.picks(&jobs(&["big"])), vec![(0, 0, "loaded")]);
+    assert_eq!(case.picks(&jobs(&["big", "big"])), vec![(0, 0, "loaded")]);
 }
 
 #[test]

@@ -275,8 +275,8 @@ fn play(now: Millis, views: &[BackendView], running: &[Job], queued: &[Job], cat
 /// One catalog model in the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelInfo {
-    #[serde(flatten)]
-    pub spec: ModelSpec,
+    /// The catalog entry.
+    pub model: ModelSpec,
     /// Backends that have its file (as their last inventory said).
     pub available_on: Vec<String>,
     /// Backends where it is the model last run.
@@ -314,9 +314,11 @@ pub struct ModelsReport {
     pub max_affinity_wait_seconds: u64,
 }
 
-/// The catalog with where each model is and what was learned.
-pub fn report(dispatcher: &Dispatcher) -> ModelsReport {
+/// The catalog with where each model is and what was learned (read fresh from
+/// the shared store, so it includes other nodes' runs).
+pub async fn report(dispatcher: &Dispatcher) -> ModelsReport {
     let (catalog, config, timings) = dispatcher.models();
+    timings.refresh(catalog).await;
     let views = dispatcher.backend_views();
     let statuses = dispatcher.backends();
     let models = catalog
@@ -335,7 +337,7 @@ pub fn report(dispatcher: &Dispatcher) -> ModelsReport {
                 .collect(),
             run_seconds: timings.run_seconds(m),
             timings: timings.stats(&m.name),
-            spec: m.clone(),
+            model: m.clone(),
         })
         .collect();
     let backends = views

@@ -370,7 +370,7 @@ fn every_recorded_ws_session_parses() {
             assert!(!event.to_string().is_empty());
         }
     }
-    assert_eq!(files, 11);
+    assert_eq!(files, 12);
     for kind in [
         "status",
         "execution_start",

@@ -24,7 +24,9 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use run::run_queue;
 
-// A path relative to this file, so benches/dispatch.rs can include the fake too.
+// Paths relative to this file, so benches/dispatch.rs can include the fake too.
+#[path = "fake_comfy/models.rs"]
+mod models;
 #[path = "fake_comfy/run.rs"]
 mod run;
 
@@ -101,6 +103,8 @@ struct State {
     image: Option<Bytes>,
     deletes: Vec<String>,
     uploads: Vec<String>,
+    /// Model files, GPU memory and the loaded model (`models.rs`).
+    models: models::ModelState,
 }
 
 #[derive(Clone)]
@@ -264,6 +268,9 @@ fn routes() -> Router<Arc<Ctl>> {
         .route("/view", get(get_view))
         .route("/upload/image", post(upload_image))
         .route("/system_stats", get(system_stats))
+        .route("/models", get(models::folders))
+        .route("/models/{folder}", get(models::files))
+        .route("/free", post(models::free))
         .route("/object_info", get(|| async { json_text(OBJECT_INFO) }))
         .route("/object_info/{class}", get(|| async { json_text(OBJECT_INFO) }))
         .route("/ws", get(ws_upgrade))
@@ -363,7 +370,7 @@ async fn post_prompt(AxState(ctl): AxState<Arc<Ctl>>, body: Bytes) -> Response {
     let Some(workflow) = body.get("prompt").filter(|p| p.is_object()) else {
         return bad_request("no_prompt", "No prompt provided", "No prompt provided", json!({}));
     };
-    if let Some(resp) = validate(workflow) {
+    if let Some(resp) = validate(workflow).or_else(|| models::validate(&ctl, workflow)) {
         return resp;
     }
     let id = body["prompt_id"]
@@ -404,7 +411,10 @@ async fn get_queue(AxState(ctl): AxState<Arc<Ctl>>) -> Json<Value> {
 }
 
 async fn system_stats(AxState(ctl): AxState<Arc<Ctl>>) -> Response {
-    let gpu = ctl.lock().gpu;
+    let gpu = {
+        let s = ctl.lock();
+        s.gpu.map(|(total, free)| (total, s.models.free_vram(total, free)))
+    };
     let Some((total, free)) = gpu else {
         return json_text(SYSTEM_STATS);
     };

@@ -36,6 +36,7 @@ mod dispatch;
 mod gpu;
 mod mcp;
 mod metrics;
+mod models;
 mod multi_node;
 mod openai;
 mod pictures;

@@ -175,6 +175,12 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
                     b.failed
                 )),
             ];
+            if let Some(m) = &b.loaded_model {
+                spans.push(Span::styled(
+                    format!("  model {}  swaps {}", fmt::fit(m, 28), b.swaps),
+                    theme.dim(),
+                ));
+            }
             if let Some(e) = &b.last_error {
                 let room = width.saturating_sub(75).max(10);
                 spans.push(Span::styled(format!("  {}", fmt::fit(e, room)), theme.bad()));

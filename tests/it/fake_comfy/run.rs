@@ -46,7 +46,17 @@ async fn run_job(ctl: &Ctl, job: &Job, generation: u64) {
     let ids = node_ids(&job.workflow);
     let (mut outputs, mut progress) = (Map::new(), Map::new());
     let mut end = ("execution_success", json!({"prompt_id": pid, "timestamp": ts()}));
-    for (i, id) in ids.iter().enumerate() {
+    let load_error = super::models::load(ctl, &job.workflow).await;
+    if let Some((node, exception_type, message)) = &load_error {
+        let class = class_of(&job.workflow, node);
+        end = (
+            "execution_error",
+            json!({"prompt_id": pid, "node_id": node, "node_type": class, "executed": [], "exception_message": message,
+                   "exception_type": exception_type, "traceback": ["  File \"/opt/ComfyUI/execution.py\", line 496, in execute\n"], "timestamp": ts()}),
+        );
+    }
+    let run = if load_error.is_some() { &[][..] } else { &ids[..] };
+    for (i, id) in run.iter().enumerate() {
         let class = class_of(&job.workflow, id);
         let node = |state: &str, value: f64| json!({"value": value, "max": 1.0, "state": state, "node_id": id, "prompt_id": pid, "display_node_id": id, "parent_node_id": null, "real_node_id": id});
         progress.insert(id.clone(), node("running", 0.0));
