@@ -66,8 +66,7 @@ async fn run(scheduler: Scheduler, jobs: &[&str]) -> Outcome {
     for _ in 0..2 {
         let f = FakeComfy::start().await;
         f.ctl.set_gpu(16 * GB, 16 * GB);
-        f.ctl
-            .set_models("checkpoints", &MODELS.map(|m| m.1));
+        f.ctl.set_models("checkpoints", &MODELS.map(|m| m.1));
         for (_, file, vram, load) in MODELS {
             f.ctl.set_model_cost(file, load, vram * GB);
         }
@@ -101,7 +100,8 @@ async fn run(scheduler: Scheduler, jobs: &[&str]) -> Outcome {
     let start = Instant::now();
     let mut ids: Vec<Ulid> = Vec::with_capacity(jobs.len());
     for (i, model) in jobs.iter().enumerate() {
-        let serde_json::Value::Object(params) = json!({"prompt": "a lighthouse", "seed": i, "steps": 1}) else {
+        let serde_json::Value::Object(params) = json!({"prompt": "a lighthouse", "seed": i, "steps": 1})
+        else {
             unreachable!()
         };
         let mut r = JobRequest::template("txt2img", params);
@@ -111,7 +111,10 @@ async fn run(scheduler: Scheduler, jobs: &[&str]) -> Outcome {
     }
     let mut finished = 0;
     while finished < jobs.len() {
-        assert!(start.elapsed() < TIME_LIMIT, "{scheduler:?}: only {finished} jobs done");
+        assert!(
+            start.elapsed() < TIME_LIMIT,
+            "{scheduler:?}: only {finished} jobs done"
+        );
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
             Ok(Ok(e)) if e.to == JobStatus::Succeeded => finished += 1,
             Ok(Ok(e)) if e.to.is_terminal() => panic!("job {} ended {}", e.id, e.to),
@@ -147,9 +150,15 @@ fn main() {
     println!("{jobs} jobs, 3 models (large: 2 s load; two small: 0.5 s), 0.1 s per image, 2 backends");
     let plain = rt.block_on(run(Scheduler::LeastLoaded, &mix));
     let affinity = rt.block_on(run(Scheduler::Affinity, &mix));
-    println!("{:<14} {:>7} {:>12} {:>14}", "scheduler", "swaps", "makespan s", "p95 wait s");
+    println!(
+        "{:<14} {:>7} {:>12} {:>14}",
+        "scheduler", "swaps", "makespan s", "p95 wait s"
+    );
     for (name, o) in [("least_loaded", &plain), ("affinity", &affinity)] {
-        println!("{name:<14} {:>7} {:>12.1} {:>14.1}", o.swaps, o.makespan, o.p95_wait);
+        println!(
+            "{name:<14} {:>7} {:>12.1} {:>14.1}",
+            o.swaps, o.makespan, o.p95_wait
+        );
     }
     println!(
         "affinity: {:.1}x fewer swaps, makespan {:.2}x shorter, p95 wait {:.2}x of least_loaded",

@@ -60,7 +60,11 @@ pub fn models_text(r: &ModelsReport) -> String {
     for b in &r.backends {
         let loaded = b.loaded_model.as_deref().unwrap_or("nothing yet");
         let health = if b.healthy { "" } else { " (down)" };
-        let _ = writeln!(out, "backend {}{health}: loaded {loaded}, {} swaps", b.url, b.swaps);
+        let _ = writeln!(
+            out,
+            "backend {}{health}: loaded {loaded}, {} swaps",
+            b.url, b.swaps
+        );
     }
     out
 }

@@ -121,7 +121,7 @@ fn modal_key(state: &mut State, modal: Modal, key: KeyEvent) -> Option<Command> 
             match key.code {
                 KeyCode::Esc => return None,
                 KeyCode::Enter => match form.request() {
-                    Ok(request) => return Some(Command::Submit(request)),
+                    Ok(request) => return Some(Command::Submit(Box::new(request))),
                     Err(e) => form.error = Some(e),
                 },
                 KeyCode::Tab | KeyCode::Down => form.next_row(),

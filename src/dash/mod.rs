@@ -191,7 +191,7 @@ fn execute(link: &Arc<dyn Link>, command: Command, tx: &mpsc::Sender<Msg>, state
         let outcome = match command {
             Command::Cancel(id) => Outcome::Cancelled(text(link.cancel(&id).await)),
             Command::Retry(id) => Outcome::Retried(text(link.retry(&id).await)),
-            Command::Submit(request) => Outcome::Submitted(text(link.submit(request).await)),
+            Command::Submit(request) => Outcome::Submitted(text(link.submit(*request).await)),
             Command::ListObjects { bucket, prefix } => {
                 Outcome::Objects(text(link.objects(&bucket, &prefix).await))
             }

@@ -122,7 +122,7 @@ pub enum Outcome {
 pub enum Command {
     Cancel(String),
     Retry(String),
-    Submit(JobRequest),
+    Submit(Box<JobRequest>),
     ListObjects {
         bucket: String,
         prefix: String,

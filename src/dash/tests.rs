@@ -145,9 +145,9 @@ fn the_form_submits_a_template_request() {
     let cmd = handle(&mut s, key(KeyCode::Enter));
     assert_eq!(
         cmd,
-        Some(Command::Submit(
+        Some(Command::Submit(Box::new(
             serde_json::from_value(json!({"template": "noop", "params": {"color": 5}})).unwrap()
-        ))
+        )))
     );
     // A refused submit comes back as a message naming the field.
     s.outcome(Outcome::Submitted(Err(

@@ -274,7 +274,13 @@ impl Dispatcher {
     }
 
     /// The model catalog, the routing rules and the learned timings.
-    pub fn models(&self) -> (&crate::models::Catalog, &crate::models::RoutingConfig, &crate::models::Timings) {
+    pub fn models(
+        &self,
+    ) -> (
+        &crate::models::Catalog,
+        &crate::models::RoutingConfig,
+        &crate::models::Timings,
+    ) {
         let s = &self.shared.settings;
         (&s.catalog, &s.routing, &s.timings)
     }
@@ -373,7 +379,7 @@ async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, task
         }
         let claimed = match shared
             .queue
-            .claim_wait_or_stop(QUEUE, &worker, free, Duration::from_secs(5), &shutdown)
+            .claim_wait_or_stop(QUEUE, &worker, free, Duration::from_secs(5), shutdown)
             .await
         {
             Ok(c) => c,

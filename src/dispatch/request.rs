@@ -141,7 +141,11 @@ impl JobRequest {
     /// file fills the template's model parameter, its recommended steps and cfg
     /// fill those the request leaves out, and a size above its `max_resolution`
     /// is refused.
-    pub fn into_new_job_with(mut self, templates: &Templates, routed: Option<Routed>) -> Result<NewJob, RequestError> {
+    pub fn into_new_job_with(
+        mut self,
+        templates: &Templates,
+        routed: Option<Routed>,
+    ) -> Result<NewJob, RequestError> {
         if let (Some(r), Some(name)) = (&routed, &self.template) {
             apply_model(templates, name, &mut self.params, &r.spec)?;
         }
@@ -255,7 +259,11 @@ fn apply_model(
         ));
     };
     params.insert(param, Value::from(model.file.clone()));
-    let has = |name: &str| templates.get(template).is_ok_and(|t| t.manifest.params.contains_key(name));
+    let has = |name: &str| {
+        templates
+            .get(template)
+            .is_ok_and(|t| t.manifest.params.contains_key(name))
+    };
     if let Some(steps) = model.steps
         && has("steps")
     {

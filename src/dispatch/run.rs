@@ -96,16 +96,9 @@ async fn attempt(
         return Outcome::Done(result);
     }
     let backend = &slot.backend;
-    // The job names its backend (and why) from now on (the jobs table, GET /jobs/{id}).
-    let routing = super::models::routing_record(spec.model.as_ref(), &backend.url, placement);
-    match shared.queue.placed_on(&claimed.lease, &backend.url, routing).await {
-        Ok(Directive::Stop(reason)) => return Outcome::Stopped(reason),
-        Ok(Directive::Continue { .. }) => {}
-        Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot record the job's backend"),
-    }
-    let loading = match &spec.model {
-        Some(model) => super::models::prepare(shared, backend, model, facts).await,
-        None => false,
+    let loading = match super::models::place(shared, claimed, backend, &spec, placement, facts).await {
+        Ok(loading) => loading,
+        Err(reason) => return Outcome::Stopped(reason),
     };
     let client_id = format!("darkroom-{}-{}", job.id, claimed.lease.attempt);
     // Listen first: ComfyUI does not keep messages for a client with no socket.
@@ -139,7 +132,11 @@ async fn attempt(
         PromptState::Done(images) => {
             let took = submitted.elapsed().as_secs_f64();
             let load = loading
-                .then(|| first_step.get().map(|at| at.duration_since(submitted).as_secs_f64()))
+                .then(|| {
+                    first_step
+                        .get()
+                        .map(|at| at.duration_since(submitted).as_secs_f64())
+                })
                 .flatten();
             facts.load_seconds = load;
             facts.run_seconds = Some((took - load.unwrap_or(0.0)).max(0.0));
@@ -565,13 +562,25 @@ async fn report(
             backend.record(false);
             let job = persist(shared, id, || queue.fail(lease, message.clone())).await;
             let again = job.as_ref().is_ok_and(|j| !j.status.is_terminal());
-            shared.observe(&claimed.job, AttemptEnd::Failed { retried: again }, seconds, &backend.url, facts);
+            shared.observe(
+                &claimed.job,
+                AttemptEnd::Failed { retried: again },
+                seconds,
+                &backend.url,
+                facts,
+            );
             shared.set_failed_on(id, again.then_some(backend.url.as_str()));
             job.map(drop)
         }
         Outcome::Fatal(message) => {
             tracing::warn!(job = %id, error = %message, "job failed");
-            shared.observe(&claimed.job, AttemptEnd::Failed { retried: false }, seconds, &backend.url, facts);
+            shared.observe(
+                &claimed.job,
+                AttemptEnd::Failed { retried: false },
+                seconds,
+                &backend.url,
+                facts,
+            );
             persist(shared, id, || queue.fail_permanently(lease, message.clone()))
                 .await
                 .map(drop)

@@ -82,144 +82,196 @@ fn refuse(b: &BackendView, model: Option<&ModelSpec>, catalog: &Catalog) -> Opti
 
 /// Chooses jobs for the free slots of `inputs.backends`.
 pub fn plan(candidates: &[Candidate], inputs: &Inputs<'_>) -> Plan {
-    let catalog = inputs.catalog;
-    let model_of = |c: &Candidate| c.affinity.as_deref().and_then(|n| catalog.get(n));
-    let mut slots: Vec<usize> = inputs
-        .backends
-        .iter()
-        .map(|b| {
-            if b.healthy {
-                b.max_in_flight.saturating_sub(b.in_flight)
-            } else {
-                0
-            }
-        })
-        .collect();
-    // Loaded files as the plan goes (a backend taking a job loads its model).
-    let mut loaded: Vec<Option<String>> = inputs.backends.iter().map(|b| b.loaded.clone()).collect();
-    let mut taken = vec![false; candidates.len()];
-    let mut out = Plan::default();
-    let eligible = |c: &Candidate, bi: usize| -> bool {
-        let b = &inputs.backends[bi];
-        if refuse(b, model_of(c), catalog).is_some() {
+    let mut p = Planner {
+        candidates,
+        inputs,
+        slots: inputs
+            .backends
+            .iter()
+            .map(|b| {
+                if b.healthy {
+                    b.max_in_flight.saturating_sub(b.in_flight)
+                } else {
+                    0
+                }
+            })
+            .collect(),
+        loaded: inputs.backends.iter().map(|b| b.loaded.clone()).collect(),
+        taken: vec![false; candidates.len()],
+        out: Plan::default(),
+    };
+    match inputs.scheduler {
+        Scheduler::LeastLoaded => p.least_loaded(),
+        Scheduler::Affinity => while p.affinity_round() {},
+    }
+    p.out
+}
+
+/// One plan in the making.
+struct Planner<'a> {
+    candidates: &'a [Candidate],
+    inputs: &'a Inputs<'a>,
+    /// Free slots left per backend.
+    slots: Vec<usize>,
+    /// Loaded files as the plan goes (a backend taking a job loads its model).
+    loaded: Vec<Option<String>>,
+    taken: Vec<bool>,
+    out: Plan,
+}
+
+impl Planner<'_> {
+    fn model_of(&self, ci: usize) -> Option<&ModelSpec> {
+        self.candidates[ci]
+            .affinity
+            .as_deref()
+            .and_then(|n| self.inputs.catalog.get(n))
+    }
+
+    fn file_of(&self, ci: usize) -> Option<&str> {
+        self.model_of(ci).map(|m| m.file.as_str())
+    }
+
+    /// Whether backend `bi` may take candidate `ci`: it can, and it is not where
+    /// the job's last attempt failed unless no other backend could take it.
+    fn eligible(&self, ci: usize, bi: usize) -> bool {
+        let (backends, catalog) = (self.inputs.backends, self.inputs.catalog);
+        let model = self.model_of(ci);
+        if refuse(&backends[bi], model, catalog).is_some() {
             return false;
         }
-        // Not where its last attempt failed, unless no other backend could take it.
-        let failed_here = inputs.failed_on.get(&c.id).is_some_and(|u| *u == b.url);
+        let failed_here = self
+            .inputs
+            .failed_on
+            .get(&self.candidates[ci].id)
+            .is_some_and(|u| *u == backends[bi].url);
         !failed_here
-            || !inputs
-                .backends
+            || !backends
                 .iter()
                 .enumerate()
-                .any(|(j, o)| j != bi && refuse(o, model_of(c), catalog).is_none())
-    };
-    let rejected_for = |c: &Candidate| -> Vec<Rejected> {
-        inputs
+                .any(|(j, o)| j != bi && refuse(o, model, catalog).is_none())
+    }
+
+    fn take(&mut self, ci: usize, bi: usize, reason: &'static str) {
+        if let Some(f) = self.file_of(ci) {
+            self.loaded[bi] = Some(f.to_owned());
+        }
+        self.slots[bi] -= 1;
+        self.taken[ci] = true;
+        let model = self.model_of(ci);
+        let rejected = self
+            .inputs
             .backends
             .iter()
             .filter_map(|b| {
-                refuse(b, model_of(c), catalog).map(|why| Rejected {
+                refuse(b, model, self.inputs.catalog).map(|why| Rejected {
                     backend: b.url.clone(),
                     why,
                 })
             })
-            .collect()
-    };
-    match inputs.scheduler {
-        Scheduler::LeastLoaded => {
-            for (ci, c) in candidates.iter().enumerate() {
-                let best = (0..slots.len())
-                    .filter(|&bi| slots[bi] > 0 && eligible(c, bi))
-                    .min_by_key(|&bi| inputs.backends[bi].max_in_flight - slots[bi]);
-                if let Some(bi) = best {
-                    slots[bi] -= 1;
-                    taken[ci] = true;
-                    out.picks.push((ci, placement(bi, "least_loaded", rejected_for(c))));
-                }
+            .collect();
+        self.out.picks.push((
+            ci,
+            Placement {
+                backend: bi,
+                reason,
+                rejected,
+            },
+        ));
+    }
+
+    /// Strict order: each job to the least loaded backend that can take it.
+    fn least_loaded(&mut self) {
+        for ci in 0..self.candidates.len() {
+            let best = (0..self.slots.len())
+                .filter(|&bi| self.slots[bi] > 0 && self.eligible(ci, bi))
+                .min_by_key(|&bi| self.inputs.backends[bi].max_in_flight - self.slots[bi]);
+            if let Some(bi) = best {
+                self.take(ci, bi, "least_loaded");
             }
         }
-        Scheduler::Affinity => loop {
-            let mut progressed = false;
-            for bi in 0..slots.len() {
-                if slots[bi] == 0 {
-                    continue;
-                }
-                let fits: Vec<usize> = (0..candidates.len())
-                    .filter(|&ci| !taken[ci] && eligible(&candidates[ci], bi))
-                    .collect();
-                let Some(&first) = fits.first() else { continue };
-                let top = candidates[first].priority;
-                let same: Vec<usize> = fits
-                    .iter()
-                    .copied()
-                    .take_while(|&ci| candidates[ci].priority == top)
-                    .collect();
-                let file_of = |ci: usize| model_of(&candidates[ci]).map(|m| m.file.as_str());
-                let overdue = same.iter().copied().find(|&ci| {
-                    inputs
-                        .passed
-                        .get(&candidates[ci].id)
-                        .is_some_and(|since| inputs.now_ms - since >= inputs.max_wait_ms)
-                });
-                let here = loaded[bi].as_deref();
-                let elsewhere = |file: &str| {
-                    loaded
-                        .iter()
-                        .enumerate()
-                        .any(|(j, l)| j != bi && l.as_deref() == Some(file))
-                };
-                // Another backend with a free slot has its model loaded: leave it
-                // to that one this round.
-                let waits_elsewhere = |ci: usize| {
-                    file_of(ci).is_some_and(|f| {
-                        (0..slots.len()).any(|j| {
-                            j != bi && slots[j] > 0 && loaded[j].as_deref() == Some(f) && eligible(&candidates[ci], j)
-                        })
-                    })
-                };
-                let (ci, reason) = if let Some(ci) = overdue {
-                    (ci, "waited")
-                } else if let Some(ci) = same
-                    .iter()
-                    .copied()
-                    .find(|&ci| file_of(ci).is_some_and(|f| Some(f) == here))
-                {
-                    (ci, "loaded")
-                } else if let Some(ci) = same
-                    .iter()
-                    .copied()
-                    .find(|&ci| file_of(ci).is_none_or(|f| !elsewhere(f)))
-                {
-                    (ci, if file_of(ci).is_some() { "unloaded" } else { "any" })
-                } else if let Some(ci) = same.iter().copied().find(|&ci| !waits_elsewhere(ci)) {
-                    (ci, "any")
-                } else {
-                    continue;
-                };
-                for &ahead in same.iter().take_while(|&&a| a != ci) {
-                    out.passed_over.push(candidates[ahead].id);
-                }
-                if let Some(f) = file_of(ci) {
-                    loaded[bi] = Some(f.to_owned());
-                }
-                slots[bi] -= 1;
-                taken[ci] = true;
-                out.picks.push((ci, placement(bi, reason, rejected_for(&candidates[ci]))));
-                progressed = true;
-            }
-            if !progressed {
-                break;
-            }
-        },
     }
-    out
-}
 
-fn placement(backend: usize, reason: &'static str, rejected: Vec<Rejected>) -> Placement {
-    Placement {
-        backend,
-        reason,
-        rejected,
+    /// Gives each backend with a free slot one job; false when none was given.
+    fn affinity_round(&mut self) -> bool {
+        let mut progressed = false;
+        for bi in 0..self.slots.len() {
+            if self.slots[bi] == 0 {
+                continue;
+            }
+            let fits: Vec<usize> = (0..self.candidates.len())
+                .filter(|&ci| !self.taken[ci] && self.eligible(ci, bi))
+                .collect();
+            let Some(&first) = fits.first() else { continue };
+            let top = self.candidates[first].priority;
+            let same: Vec<usize> = fits
+                .into_iter()
+                .take_while(|&ci| self.candidates[ci].priority == top)
+                .collect();
+            let Some((ci, reason)) = self.affinity_choice(bi, &same) else {
+                continue;
+            };
+            for &ahead in same.iter().take_while(|&&a| a != ci) {
+                self.out.passed_over.push(self.candidates[ahead].id);
+            }
+            self.take(ci, bi, reason);
+            progressed = true;
+        }
+        progressed
+    }
+
+    /// Among `same` (the jobs of the top priority backend `bi` can take, in
+    /// order), the one it takes and why; `None` leaves them to backends that have
+    /// their model loaded.
+    fn affinity_choice(&self, bi: usize, same: &[usize]) -> Option<(usize, &'static str)> {
+        let now = self.inputs.now_ms;
+        let overdue = same.iter().copied().find(|&ci| {
+            self.inputs
+                .passed
+                .get(&self.candidates[ci].id)
+                .is_some_and(|since| now - since >= self.inputs.max_wait_ms)
+        });
+        if let Some(ci) = overdue {
+            return Some((ci, "waited"));
+        }
+        let here = self.loaded[bi].as_deref();
+        if let Some(ci) = same
+            .iter()
+            .copied()
+            .find(|&ci| self.file_of(ci).is_some_and(|f| Some(f) == here))
+        {
+            return Some((ci, "loaded"));
+        }
+        let loaded_elsewhere =
+            |f: &str| (0..self.slots.len()).any(|j| j != bi && self.loaded[j].as_deref() == Some(f));
+        if let Some(ci) = same
+            .iter()
+            .copied()
+            .find(|&ci| self.file_of(ci).is_none_or(|f| !loaded_elsewhere(f)))
+        {
+            return Some((
+                ci,
+                if self.file_of(ci).is_some() {
+                    "unloaded"
+                } else {
+                    "any"
+                },
+            ));
+        }
+        // Every job's model is loaded on another backend: take one whose backend
+        // is busy, rather than idle; leave the rest to their free backends.
+        same.iter()
+            .copied()
+            .find(|&ci| {
+                self.file_of(ci).is_none_or(|f| {
+                    !(0..self.slots.len()).any(|j| {
+                        j != bi
+                            && self.slots[j] > 0
+                            && self.loaded[j].as_deref() == Some(f)
+                            && self.eligible(ci, j)
+                    })
+                })
+            })
+            .map(|ci| (ci, "any"))
     }
 }
 

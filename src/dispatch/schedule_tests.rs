@@ -42,7 +42,7 @@ fn jobs(models: &[&str]) -> Vec<Candidate> {
             id: Ulid::from_parts(i as u64, 0),
             priority: 0,
             affinity: Some((*m).to_owned()),
-            created_ms: i as i64,
+            created_ms: i64::try_from(i).unwrap(),
         })
         .collect()
 }
@@ -93,7 +93,10 @@ impl Case {
 
 #[test]
 fn a_backend_without_the_file_or_the_vram_is_never_chosen() {
-    let case = Case::new(vec![backend("http://small", &["a", "b", "big"], 8), backend("http://nobig", &["a"], 24)]);
+    let case = Case::new(vec![
+        backend("http://small", &["a", "b", "big"], 8),
+        backend("http://nobig", &["a"], 24),
+    ]);
     // Only the big job: small has the file but 8 GB; nobig has 24 GB but no file.
     let plan = case.plan(&jobs(&["big"]));
     assert!(plan.picks.is_empty(), "{plan:?}");
@@ -102,12 +105,21 @@ fn a_backend_without_the_file_or_the_vram_is_never_chosen() {
     assert_eq!(plan.picks.len(), 1);
     let (_, p) = &plan.picks[0];
     assert_eq!(p.backend, 0);
-    assert_eq!(p.rejected, vec![Rejected { backend: "http://nobig".into(), why: "has no checkpoints/b.safetensors".into() }]);
+    assert_eq!(
+        p.rejected,
+        vec![Rejected {
+            backend: "http://nobig".into(),
+            why: "has no checkpoints/b.safetensors".into()
+        }]
+    );
 }
 
 #[test]
 fn a_job_no_free_backend_can_take_does_not_block_the_ones_behind() {
-    let mut case = Case::new(vec![backend("http://1", &["a", "big"], 24), backend("http://2", &["a"], 24)]);
+    let mut case = Case::new(vec![
+        backend("http://1", &["a", "big"], 24),
+        backend("http://2", &["a"], 24),
+    ]);
     case.backends[0].in_flight = 1;
     // big waits for backend 1; the `a` job behind it goes to backend 2.
     assert_eq!(case.picks(&jobs(&["big", "a"])), vec![(1, 1, "unloaded")]);
@@ -115,12 +127,19 @@ fn a_job_no_free_backend_can_take_does_not_block_the_ones_behind() {
 
 #[test]
 fn affinity_groups_jobs_on_the_backend_with_the_model_loaded() {
-    let mut case = Case::new(vec![backend("http://1", &["a", "b", "big"], 24), backend("http://2", &["a", "b", "big"], 24)]);
+    let mut case = Case::new(vec![
+        backend("http://1", &["a", "b", "big"], 24),
+        backend("http://2", &["a", "b", "big"], 24),
+    ]);
     case.backends[0].loaded = Some("big.safetensors".into());
     case.backends[1].loaded = Some("a.safetensors".into());
     let c = jobs(&["a", "b", "big", "a"]);
     let plan = case.plan(&c);
-    let picks: Vec<_> = plan.picks.iter().map(|(ci, p)| (*ci, p.backend, p.reason)).collect();
+    let picks: Vec<_> = plan
+        .picks
+        .iter()
+        .map(|(ci, p)| (*ci, p.backend, p.reason))
+        .collect();
     assert_eq!(picks, vec![(2, 0, "loaded"), (0, 1, "loaded")]);
     // Backend 1 passed over jobs 0 and 1 to take job 2.
     assert_eq!(plan.passed_over, vec![c[0].id, c[1].id]);
@@ -132,7 +151,10 @@ fn affinity_groups_jobs_on_the_backend_with_the_model_loaded() {
 
 #[test]
 fn a_free_backend_leaves_other_backends_groups_alone() {
-    let mut case = Case::new(vec![backend("http://1", &["a", "b", "big"], 24), backend("http://2", &["a", "b", "big"], 24)]);
+    let mut case = Case::new(vec![
+        backend("http://1", &["a", "b", "big"], 24),
+        backend("http://2", &["a", "b", "big"], 24),
+    ]);
     case.backends[0].loaded = Some("big.safetensors".into());
     case.backends[0].in_flight = 1;
     case.backends[1].loaded = Some("a.safetensors".into());
@@ -164,7 +186,10 @@ fn a_job_passed_over_too_long_goes_first_and_priority_wins() {
 
 #[test]
 fn a_retry_avoids_the_backend_it_failed_on() {
-    let mut case = Case::new(vec![backend("http://1", &["a"], 24), backend("http://2", &["a"], 24)]);
+    let mut case = Case::new(vec![
+        backend("http://1", &["a"], 24),
+        backend("http://2", &["a"], 24),
+    ]);
     let c = jobs(&["a"]);
     case.failed_on.insert(c[0].id, "http://1".into());
     assert_eq!(case.picks(&c), vec![(0, 1, "unloaded")]);

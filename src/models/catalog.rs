@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::ConfigError;
 
 /// How good a model's images are; ordered `fast < medium < high < ultra`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Quality {
     Fast,
@@ -129,7 +131,8 @@ impl Catalog {
 /// Checks every entry, naming it (`models[2].vram_gb: ...`).
 pub fn validate(models: &[ModelSpec]) -> Result<(), ConfigError> {
     for (i, m) in models.iter().enumerate() {
-        let bad = |field: &str, message: String| ConfigError::Keyed(format!("models[{i}].{field}: {message}"));
+        let bad =
+            |field: &str, message: String| ConfigError::Keyed(format!("models[{i}].{field}: {message}"));
         if m.name.trim().is_empty() || m.name == "auto" {
             return Err(bad("name", format!("{:?} cannot name a model", m.name)));
         }

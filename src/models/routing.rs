@@ -162,7 +162,7 @@ impl BackendView {
         if let Some(inv) = &self.inventory
             && !inv
                 .get(&model.folder)
-                .is_some_and(|files| files.iter().any(|f| *f == model.file))
+                .is_some_and(|files| files.contains(&model.file))
         {
             return Some(format!("has no {}/{}", model.folder, model.file));
         }
@@ -192,9 +192,7 @@ impl BackendView {
     /// Whether `model` fits now: already loaded, or enough capacity.
     pub fn fits_now(&self, model: &ModelSpec, catalog: &Catalog) -> bool {
         self.loaded.as_deref() == Some(model.file.as_str())
-            || self
-                .capacity(catalog)
-                .is_none_or(|c| c >= model.vram_bytes())
+            || self.capacity(catalog).is_none_or(|c| c >= model.vram_bytes())
     }
 }
 
@@ -278,7 +276,10 @@ pub fn choose(
         let model = catalog.get(name).ok_or_else(|| {
             invalid(
                 "model",
-                format!("unknown model `{name}` (catalog: {}, or \"auto\")", catalog.names()),
+                format!(
+                    "unknown model `{name}` (catalog: {}, or \"auto\")",
+                    catalog.names()
+                ),
             )
         })?;
         available(model, backends)?;
@@ -360,11 +361,9 @@ fn auto(
     let best = |among: &mut dyn Iterator<Item = &ModelSpec>| -> Option<ModelSpec> {
         among
             .max_by(|a, b| {
-                a.quality.cmp(&b.quality).then(
-                    estimates
-                        .run_seconds(b)
-                        .total_cmp(&estimates.run_seconds(a)),
-                )
+                a.quality
+                    .cmp(&b.quality)
+                    .then(estimates.run_seconds(b).total_cmp(&estimates.run_seconds(a)))
             })
             .cloned()
     };
@@ -399,11 +398,7 @@ fn auto(
         return Ok(ModelChoice::of(&m, format!("min_quality:{min}")));
     }
     if !config.by_vram.is_empty() {
-        let free = backends
-            .iter()
-            .filter_map(|b| b.capacity(catalog))
-            .max()
-            .map(gb);
+        let free = backends.iter().filter_map(|b| b.capacity(catalog)).max().map(gb);
         if let Some(free) = free
             && let Some(rule) = config
                 .by_vram

@@ -136,7 +136,10 @@ fn immediate_takes_the_best_model_that_finishes_in_time() {
     assert_eq!(std.name, "qwen-image-standard");
     // 70 s queued: standard (60 s) would miss; the best that fits is fast (30 s).
     let std = pick(&ask(|a| a.urgency = Some("standard".into())), &big, 70.0).unwrap();
-    assert_eq!((std.name.as_str(), std.reason.as_str()), ("qwen-image-fast", "urgency:standard"));
+    assert_eq!(
+        (std.name.as_str(), std.reason.as_str()),
+        ("qwen-image-fast", "urgency:standard")
+    );
 }
 
 #[test]
@@ -150,7 +153,10 @@ fn purpose_maps_then_use_cases_then_best_quality() {
     // Not in by_purpose, but a use case of one model.
     assert_eq!(got("prototyping").name, "sdxl-turbo");
     let other = got("wallpaper");
-    assert_eq!((other.name.as_str(), other.reason.as_str()), ("qwen-image-ultra", "best_available_quality"));
+    assert_eq!(
+        (other.name.as_str(), other.reason.as_str()),
+        ("qwen-image-ultra", "best_available_quality")
+    );
     // Urgency comes before purpose.
     let both = pick(
         &ask(|a| {
@@ -194,9 +200,21 @@ fn min_quality_filters_and_can_refuse() {
     assert_eq!(got.quality, Quality::High);
     let only_turbo = [backend("http://a", &[TURBO], 24, 24)];
     let err = pick(&ask(|a| a.min_quality = Some("high".into())), &only_turbo, 0.0).unwrap_err();
-    assert!(matches!(err, RouteError::Unavailable(ref m) if m.contains("high quality")), "{err}");
+    assert!(
+        matches!(err, RouteError::Unavailable(ref m) if m.contains("high quality")),
+        "{err}"
+    );
     let err = pick(&ask(|a| a.min_quality = Some("best".into())), &only_turbo, 0.0).unwrap_err();
-    assert!(matches!(err, RouteError::Invalid { field: "min_quality", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RouteError::Invalid {
+                field: "min_quality",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -217,7 +235,9 @@ fn named_models_are_checked_against_the_backends() {
     };
     assert_eq!(named("sdxl-turbo").unwrap().reason, "requested");
     let err = named("nope").unwrap_err();
-    assert!(matches!(err, RouteError::Invalid { field: "model", ref message } if message.contains("sdxl-turbo")));
+    assert!(
+        matches!(err, RouteError::Invalid { field: "model", ref message } if message.contains("sdxl-turbo"))
+    );
     // a has no qwen file, b has it but only 8 GB for a 14 GB model.
     let RouteError::Unavailable(m) = named("qwen-image-ultra").unwrap_err() else {
         panic!("expected model_unavailable");
@@ -270,11 +290,17 @@ fn config_names_unknown_models_and_urgencies() {
     let (catalog, mut config) = seed();
     config.by_purpose.insert("x".into(), "nope".into());
     let err = config.validate(&catalog).unwrap_err().to_string();
-    assert!(err.starts_with("routing.by_purpose.x: unknown model `nope`"), "{err}");
+    assert!(
+        err.starts_with("routing.by_purpose.x: unknown model `nope`"),
+        "{err}"
+    );
     let (catalog, mut config) = seed();
     config.by_urgency.insert("asap".into(), "sdxl-turbo".into());
     let err = config.validate(&catalog).unwrap_err().to_string();
-    assert!(err.starts_with("routing.by_urgency.asap: unknown urgency"), "{err}");
+    assert!(
+        err.starts_with("routing.by_urgency.asap: unknown urgency"),
+        "{err}"
+    );
     let dup = vec![catalog.all()[0].clone(), catalog.all()[0].clone()];
     let err = Catalog::new(dup).unwrap_err().to_string();
     assert!(err.starts_with("models[1].name:"), "{err}");

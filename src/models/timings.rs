@@ -89,7 +89,11 @@ pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
     }
     let mut v = samples.to_vec();
     v.sort_by(f64::total_cmp);
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
     Some(v[rank - 1])
 }
@@ -212,7 +216,8 @@ impl Timings {
         per_backend
             .iter()
             .map(|(backend, s)| {
-                let (run, load): (Vec<f64>, Vec<f64>) = (s.run.iter().copied().collect(), s.load.iter().copied().collect());
+                let (run, load): (Vec<f64>, Vec<f64>) =
+                    (s.run.iter().copied().collect(), s.load.iter().copied().collect());
                 TimingStats {
                     backend: backend.clone(),
                     runs: run.len(),
@@ -257,9 +262,12 @@ mod tests {
         for s in [2.0, 3.0, 4.0, 5.0] {
             t.record("turbo", "http://a", Kind::Run, s).await;
         }
-        assert_eq!(t.run_seconds(&m), 10.0, "4 samples are not enough");
+        assert!(
+            (t.run_seconds(&m) - 10.0).abs() < 1e-9,
+            "4 samples are not enough"
+        );
         t.record("turbo", "http://b", Kind::Run, 6.0).await;
-        assert_eq!(t.run_seconds(&m), 4.0);
+        assert!((t.run_seconds(&m) - 4.0).abs() < 1e-9);
         let stats = t.stats("turbo");
         assert_eq!(stats.len(), 2);
         assert_eq!(stats[0].runs, 4);

@@ -451,7 +451,12 @@ impl Queue {
 
     /// [`Queue::running_on`] that also records why the attempt runs there
     /// ([`Job::routing`]; `null` records nothing).
-    pub async fn placed_on(&self, lease: &Lease, backend: &str, routing: Value) -> Result<Directive, QueueError> {
+    pub async fn placed_on(
+        &self,
+        lease: &Lease,
+        backend: &str,
+        routing: Value,
+    ) -> Result<Directive, QueueError> {
         let lease = lease.clone();
         let backend = backend.to_owned();
         self.apply(move |t, ctx| txn::heartbeat(t, ctx, &lease, None, Some((&backend, &routing))))

@@ -43,7 +43,11 @@ pub async fn route(
         || request.min_quality.is_some();
     if catalog.is_empty() {
         if asked {
-            let field = if request.model.is_some() { "model" } else { "purpose" };
+            let field = if request.model.is_some() {
+                "model"
+            } else {
+                "purpose"
+            };
             return Err(ServiceError::invalid(
                 field,
                 "no model catalog is configured ([[models]] in config.toml); name the checkpoint in the template's parameters",
@@ -64,7 +68,9 @@ pub async fn route(
                 if asked {
                     return Err(ServiceError::invalid(
                         "model",
-                        format!("template `{template}` has no model parameter (a parameter with type = \"model\")"),
+                        format!(
+                            "template `{template}` has no model parameter (a parameter with type = \"model\")"
+                        ),
                     ));
                 }
                 return Ok(None);
@@ -194,7 +200,14 @@ struct Lane {
 }
 
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-fn play(now: Millis, views: &[BackendView], running: &[Job], queued: &[Job], catalog: &Catalog, timings: &Timings) -> Forecast {
+fn play(
+    now: Millis,
+    views: &[BackendView],
+    running: &[Job],
+    queued: &[Job],
+    catalog: &Catalog,
+    timings: &Timings,
+) -> Forecast {
     let model = |j: &Job| j.affinity.as_deref().and_then(|n| catalog.get(n));
     let run_ms = |m: Option<&ModelSpec>| m.map_or(0.0, |m| timings.run_seconds(m) * 1000.0);
     let mut out = Forecast::default();
@@ -224,7 +237,11 @@ fn play(now: Millis, views: &[BackendView], running: &[Job], queued: &[Job], cat
             .backend
             .as_deref()
             .and_then(|url| views.iter().position(|b| b.url == url))
-            .and_then(|bi| lanes.iter_mut().find(|l| l.backend == bi && l.free_at <= now as f64));
+            .and_then(|bi| {
+                lanes
+                    .iter_mut()
+                    .find(|l| l.backend == bi && l.free_at <= now as f64)
+            });
         if let Some(lane) = lane {
             lane.free_at = finish;
         }

@@ -413,7 +413,8 @@ async fn get_queue(AxState(ctl): AxState<Arc<Ctl>>) -> Json<Value> {
 async fn system_stats(AxState(ctl): AxState<Arc<Ctl>>) -> Response {
     let gpu = {
         let s = ctl.lock();
-        s.gpu.map(|(total, free)| (total, s.models.free_vram(total, free)))
+        s.gpu
+            .map(|(total, free)| (total, s.models.free_vram(total, free)))
     };
     let Some((total, free)) = gpu else {
         return json_text(SYSTEM_STATS);

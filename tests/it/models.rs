@@ -128,6 +128,7 @@ async fn inventories_read(api: &Api, n: usize) {
     .await;
 }
 
+#[allow(clippy::needless_pass_by_value)] // called with json!(...) literals
 fn txt2img(extra: Value) -> Value {
     let mut req = json!({"template": "txt2img", "params": {"prompt": "a lighthouse"}});
     for (k, v) in extra.as_object().unwrap() {
@@ -177,7 +178,11 @@ async fn auto_jobs_go_where_the_rules_say_and_say_why() {
     assert_eq!(spec["params"]["cfg"], json!(1.0));
 
     // hero_image -> ultra (14 GB): only the big GPU can hold it.
-    let id = submit(&api, txt2img(json!({"model": "auto", "purpose": "hero_image", "params": {"steps": 20}}))).await;
+    let id = submit(
+        &api,
+        txt2img(json!({"model": "auto", "purpose": "hero_image", "params": {"steps": 20}})),
+    )
+    .await;
     let job = done(&server, id).await;
     let routing = job.routing.clone().unwrap();
     assert_eq!(routing["model"], json!("qwen-image-ultra"));
@@ -195,26 +200,60 @@ async fn auto_jobs_go_where_the_rules_say_and_say_why() {
     let id = submit(&api, txt2img(json!({"model": "qwen-image-standard"}))).await;
     let routing = done(&server, id).await.routing.unwrap();
     assert_eq!(routing["reason"], json!("requested"));
-    assert_eq!((&routing["backend"], &routing["placement"]), (&json!(big.url), &json!("loaded")));
+    assert_eq!(
+        (&routing["backend"], &routing["placement"]),
+        (&json!(big.url), &json!("loaded"))
+    );
     let r = api
         .post(
             "/api/v1/jobs",
-            Some(&txt2img(json!({"model": "qwen-image-fast", "params": {"width": 1024}}))),
+            Some(&txt2img(
+                json!({"model": "qwen-image-fast", "params": {"width": 1024}}),
+            )),
         )
         .await;
-    assert_eq!((r.status, r.error_field().as_deref()), (400, Some("params.width")), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_field().as_deref()),
+        (400, Some("params.width")),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("512x512"), "{}", r.text);
-    let r = api.post("/api/v1/jobs", Some(&txt2img(json!({"model": "sdxl"})))).await;
-    assert_eq!((r.status, r.error_field().as_deref()), (400, Some("model")), "{}", r.text);
+    let r = api
+        .post("/api/v1/jobs", Some(&txt2img(json!({"model": "sdxl"}))))
+        .await;
+    assert_eq!(
+        (r.status, r.error_field().as_deref()),
+        (400, Some("model")),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("sdxl-turbo"), "the catalog is listed: {}", r.text);
-    let r = api.post("/api/v1/jobs", Some(&txt2img(json!({"urgency": "asap"})))).await;
-    assert_eq!((r.status, r.error_field().as_deref()), (400, Some("urgency")), "{}", r.text);
+    let r = api
+        .post("/api/v1/jobs", Some(&txt2img(json!({"urgency": "asap"}))))
+        .await;
+    assert_eq!(
+        (r.status, r.error_field().as_deref()),
+        (400, Some("urgency")),
+        "{}",
+        r.text
+    );
     // A catalog model no backend has: 409 model_unavailable, naming where it looked.
-    let r = api.post("/api/v1/jobs", Some(&txt2img(json!({"model": "flux-dev"})))).await;
+    let r = api
+        .post("/api/v1/jobs", Some(&txt2img(json!({"model": "flux-dev"}))))
+        .await;
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(r.json()["error"]["code"], json!("model_unavailable"));
-    assert!(r.text.contains(&small.url) && r.text.contains(&big.url), "{}", r.text);
-    assert!(r.text.contains("diffusion_models/flux1-dev.safetensors"), "{}", r.text);
+    assert!(
+        r.text.contains(&small.url) && r.text.contains(&big.url),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("diffusion_models/flux1-dev.safetensors"),
+        "{}",
+        r.text
+    );
 
     // The catalog report and the CLI.
     let report = api.get("/api/v1/models").await.json();
@@ -239,8 +278,14 @@ async fn auto_jobs_go_where_the_rules_say_and_say_why() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("sdxl-turbo") && text.contains("on no backend yet"), "{text}");
-    assert!(text.contains(&format!("backend {}: loaded {TURBO}, 0 swaps", small.url)), "{text}");
+    assert!(
+        text.contains("sdxl-turbo") && text.contains("on no backend yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("backend {}: loaded {TURBO}, 0 swaps", small.url)),
+        "{text}"
+    );
 
     // Every catalog model has its generation series from the start, and the
     // decisions are counted.
@@ -255,7 +300,8 @@ async fn auto_jobs_go_where_the_rules_say_and_say_why() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"darkroom_routing_decisions_total{model="sdxl-turbo",reason="urgency:immediate"} 1"#),
+        metrics
+            .contains(r#"darkroom_routing_decisions_total{model="sdxl-turbo",reason="urgency:immediate"} 1"#),
         "{metrics}"
     );
     server.daemon.shutdown().await;
@@ -264,9 +310,7 @@ async fn auto_jobs_go_where_the_rules_say_and_say_why() {
 #[tokio::test]
 async fn a_switch_frees_vram_first_and_is_counted_and_timed() {
     let (small, _) = backends().await;
-    small
-        .ctl
-        .set_model_cost(QWEN, Duration::from_millis(50), 8 * GB);
+    small.ctl.set_model_cost(QWEN, Duration::from_millis(50), 8 * GB);
     let (server, api) = daemon_with(&[&small.url], |_| {}).await;
     inventories_read(&api, 1).await;
     let turbo = submit(&api, txt2img(json!({"model": "sdxl-turbo"}))).await;
@@ -297,14 +341,21 @@ async fn a_switch_frees_vram_first_and_is_counted_and_timed() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(&format!(r#"darkroom_model_swaps_total{{backend="{}"}} 1"#, small.url)),
+        metrics.contains(&format!(
+            r#"darkroom_model_swaps_total{{backend="{}"}} 1"#,
+            small.url
+        )),
         "{metrics}"
     );
     // Both jobs loaded their model; the qwen load took its 50 ms at least.
     let load_count = |model: &str| {
         metrics
             .lines()
-            .find(|l| l.starts_with(&format!(r#"darkroom_model_load_seconds_count{{model="{model}"}}"#)))
+            .find(|l| {
+                l.starts_with(&format!(
+                    r#"darkroom_model_load_seconds_count{{model="{model}"}}"#
+                ))
+            })
             .unwrap_or_else(|| panic!("no load histogram for {model}: {metrics}"))
             .rsplit(' ')
             .next()
@@ -328,15 +379,22 @@ async fn broken_and_missing_files_fail_with_comfyuis_words() {
     let job = finished(server.daemon.queue(), id).await;
     assert_eq!(job.status, JobStatus::Failed);
     let error = &job.errors[0].message;
-    assert!(error.contains("CheckpointLoaderSimple") && error.contains("header too small"), "{error}");
+    assert!(
+        error.contains("CheckpointLoaderSimple") && error.contains("header too small"),
+        "{error}"
+    );
     // A raw workflow naming a file the server lacks: refused at validation.
-    let mut workflow: Value = serde_json::from_str(include_str!("../../assets/workflows/txt2img.json")).unwrap();
+    let mut workflow: Value =
+        serde_json::from_str(include_str!("../../assets/workflows/txt2img.json")).unwrap();
     workflow["4"]["inputs"]["ckpt_name"] = json!("sd_xl_base_1.0.safetensors");
     let id = submit(&api, json!({"workflow": workflow})).await;
     let job = finished(server.daemon.queue(), id).await;
     assert_eq!(job.status, JobStatus::Failed);
     let error = &job.errors[0].message;
-    assert!(error.contains("value_not_in_list") || error.contains("not in"), "{error}");
+    assert!(
+        error.contains("value_not_in_list") || error.contains("not in"),
+        "{error}"
+    );
     server.daemon.shutdown().await;
 }
 
@@ -368,30 +426,49 @@ async fn affinity_groups_a_loaded_model_but_not_past_the_wait_bound() {
     let first = submit(&api, turbo()).await;
     comfy.ctl.wait_held().await;
     // Queued behind it, oldest first: a qwen job, then three more turbo jobs.
-    let qwen = submit(&api, txt2img(json!({"model": "qwen-image-fast", "params": {"width": 512, "height": 512}}))).await;
+    let qwen = submit(
+        &api,
+        txt2img(json!({"model": "qwen-image-fast", "params": {"width": 512, "height": 512}})),
+    )
+    .await;
     let t1 = submit(&api, turbo()).await;
     let t2 = submit(&api, turbo()).await;
     let t3 = submit(&api, turbo()).await;
     // Queued jobs have an expected start and finish.
     let shown = api.get(&format!("/api/v1/jobs/{qwen}")).await.json();
-    assert!(shown["eta"]["start_ms"].is_i64() && shown["eta"]["finish_ms"].is_i64(), "{shown}");
+    assert!(
+        shown["eta"]["start_ms"].is_i64() && shown["eta"]["finish_ms"].is_i64(),
+        "{shown}"
+    );
     let running = api.get(&format!("/api/v1/jobs/{first}")).await.json();
     assert!(running["eta"]["finish_ms"].is_i64(), "{running}");
 
     let running_next = |id: Ulid| async move {
-        wait_job(queue, id, |j| j.status == JobStatus::Running && j.routing.is_some()).await
+        wait_job(queue, id, |j| {
+            j.status == JobStatus::Running && j.routing.is_some()
+        })
+        .await
     };
     // turbo is loaded: t1 and t2 go before the older qwen job...
     comfy.ctl.release();
-    assert_eq!(running_next(t1).await.routing.unwrap()["placement"], json!("loaded"));
+    assert_eq!(
+        running_next(t1).await.routing.unwrap()["placement"],
+        json!("loaded")
+    );
     comfy.ctl.wait_held().await;
     comfy.ctl.release();
-    assert_eq!(running_next(t2).await.routing.unwrap()["placement"], json!("loaded"));
+    assert_eq!(
+        running_next(t2).await.routing.unwrap()["placement"],
+        json!("loaded")
+    );
     comfy.ctl.wait_held().await;
     // ... until qwen has been passed over for the bound: then it goes first.
     clock.advance_ms(5_000);
     comfy.ctl.release();
-    assert_eq!(running_next(qwen).await.routing.unwrap()["placement"], json!("waited"));
+    assert_eq!(
+        running_next(qwen).await.routing.unwrap()["placement"],
+        json!("waited")
+    );
     comfy.ctl.wait_held().await;
     comfy.ctl.release();
     running_next(t3).await;
@@ -402,9 +479,17 @@ async fn affinity_groups_a_loaded_model_but_not_past_the_wait_bound() {
         done(&server, id).await;
     }
     let job = |id| async move { queue.get(id).await.unwrap().unwrap() };
-    let order = [started(&job(t1).await), started(&job(t2).await), started(&job(qwen).await), started(&job(t3).await)];
+    let order = [
+        started(&job(t1).await),
+        started(&job(t2).await),
+        started(&job(qwen).await),
+        started(&job(t3).await),
+    ];
     assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
-    assert_eq!(comfy.ctl.loads(), vec![TURBO.to_owned(), QWEN.to_owned(), TURBO.to_owned()]);
+    assert_eq!(
+        comfy.ctl.loads(),
+        vec![TURBO.to_owned(), QWEN.to_owned(), TURBO.to_owned()]
+    );
     server.daemon.shutdown().await;
 }
 
@@ -434,9 +519,14 @@ async fn learned_timings_replace_the_estimate_and_are_shared_through_redis() {
             .as_f64()
             .unwrap()
     };
-    assert_eq!(turbo_seconds(&api_two.get("/api/v1/models").await.json()), 10.0);
+    let estimate = turbo_seconds(&api_two.get("/api/v1/models").await.json());
+    assert!((estimate - 10.0).abs() < 1e-9, "{estimate}");
     for n in 0..5 {
-        let id = submit(&api_one, txt2img(json!({"model": "sdxl-turbo", "params": {"seed": n}}))).await;
+        let id = submit(
+            &api_one,
+            txt2img(json!({"model": "sdxl-turbo", "params": {"seed": n}})),
+        )
+        .await;
         done(&one, id).await;
     }
     // The fake takes milliseconds: the learned figure replaces the 10 s estimate,

@@ -210,6 +210,48 @@ fn field(label: &str, value: String, theme: Theme) -> Line<'static> {
     ])
 }
 
+/// The job's catalog model, ETA and placement, when it has them.
+fn model_lines(job: &Job, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    if let Some(m) = job.payload.get("model").filter(|m| m.is_object()) {
+        let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        lines.push(field(
+            "model",
+            format!("{} ({})  {}", text("name"), text("file"), text("reason")),
+            theme,
+        ));
+    }
+    if let Some(eta) = &job.eta {
+        let start = eta
+            .start_ms
+            .map_or(String::new(), |s| format!("start ~{}  ", fmt::clock(s)));
+        lines.push(field(
+            "eta",
+            format!("{start}finish ~{}", fmt::clock(eta.finish_ms)),
+            theme,
+        ));
+    }
+    if let Some(r) = job
+        .routing
+        .as_ref()
+        .and_then(|r| r.get("placement"))
+        .and_then(Value::as_str)
+    {
+        let rejected = job
+            .routing
+            .as_ref()
+            .and_then(|r| r.get("rejected"))
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        lines.push(field(
+            "placed",
+            format!("{r} ({rejected} backends could not take it)"),
+            theme,
+        ));
+    }
+    lines
+}
+
 fn detail_lines(state: &State, job: &Job, theme: Theme) -> Vec<Line<'static>> {
     let mut lines = vec![
         Line::from(vec![
@@ -256,23 +298,7 @@ fn detail_lines(state: &State, job: &Job, theme: Theme) -> Vec<Line<'static>> {
             ));
         }
     }
-    if let Some(m) = job.payload.get("model").filter(|m| m.is_object()) {
-        let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        lines.push(field("model", format!("{} ({})  {}", text("name"), text("file"), text("reason")), theme));
-    }
-    if let Some(eta) = &job.eta {
-        let start = eta.start_ms.map_or(String::new(), |s| format!("start ~{}  ", fmt::clock(s)));
-        lines.push(field("eta", format!("{start}finish ~{}", fmt::clock(eta.finish_ms)), theme));
-    }
-    if let Some(r) = job.routing.as_ref().and_then(|r| r.get("placement")).and_then(Value::as_str) {
-        let rejected = job
-            .routing
-            .as_ref()
-            .and_then(|r| r.get("rejected"))
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        lines.push(field("placed", format!("{r} ({rejected} backends could not take it)"), theme));
-    }
+    lines.extend(model_lines(job, theme));
     if let Some(b) = backend_of(job) {
         lines.push(field("backend", b.to_owned(), theme));
     }

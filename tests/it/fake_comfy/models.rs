@@ -136,7 +136,8 @@ pub(super) fn validate(ctl: &Ctl, workflow: &Value) -> Option<Response> {
             "details": format!("ckpt_name: '{wanted}' not in {list}"),
             "extra_info": {"input_name": "ckpt_name", "input_config": [known, {"tooltip": "The name of the checkpoint (model) to load."}], "received_value": wanted},
         });
-        let node = json!({"errors": [error], "dependent_outputs": [], "class_type": "CheckpointLoaderSimple"});
+        let node =
+            json!({"errors": [error], "dependent_outputs": [], "class_type": "CheckpointLoaderSimple"});
         return Some(bad_request(
             "prompt_outputs_failed_validation",
             "Prompt outputs failed validation",
@@ -152,7 +153,12 @@ pub(super) fn validate(ctl: &Ctl, workflow: &Value) -> Option<Response> {
 pub(super) async fn load(ctl: &Ctl, workflow: &Value) -> Option<(String, String, String)> {
     let (id, file) = node_ids(workflow).into_iter().find_map(|id| {
         (class_of(workflow, &id) == "CheckpointLoaderSimple")
-            .then(|| Some((id.clone(), workflow[&id]["inputs"]["ckpt_name"].as_str()?.to_owned())))
+            .then(|| {
+                Some((
+                    id.clone(),
+                    workflow[&id]["inputs"]["ckpt_name"].as_str()?.to_owned(),
+                ))
+            })
             .flatten()
     })?;
     let delay = {
