@@ -284,6 +284,9 @@ fn start_gpu(config: &Config, dispatcher: &Dispatcher, clock: &SharedClock) -> (
     let fallback: Option<Box<dyn GpuSource>> = (!config.comfyui.backends.is_empty())
         .then(|| Box::new(ComfyStatsSource::new(dispatcher.clone())) as Box<dyn GpuSource>);
     let (monitor, sampler) = GpuMonitor::start(&config.gpu, primary, fallback, clock.clone());
+    // Routing reads a local backend's VRAM from NVML, others' from /system_stats.
+    let readings = monitor.clone();
+    dispatcher.read_vram_from(Arc::new(move |b| crate::gpu::backend_vram(&readings.report(), b)));
     (monitor, Some(sampler))
 }
 

@@ -147,11 +147,6 @@ impl Backend {
         swapped
     }
 
-    /// Free VRAM at the last health check.
-    pub fn vram_free(&self) -> Option<u64> {
-        lock(&self.vram).map(|v| v.1)
-    }
-
     pub(crate) fn record(&self, success: bool) {
         let counter = if success { &self.completed } else { &self.failed };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -171,7 +166,24 @@ pub struct Pool {
     folders: Vec<String>,
     /// Where the loaded-model view is shared with other nodes.
     timings: Timings,
+    /// Reads a backend's VRAM (used, total) from NVML when its process is on this
+    /// machine's GPU; set once GPU telemetry runs.
+    vram_source: SourceCell,
 }
+
+/// The VRAM source, once set.
+#[derive(Default)]
+struct SourceCell(std::sync::OnceLock<VramSource>);
+
+impl std::fmt::Debug for SourceCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "set" } else { "unset" })
+    }
+}
+
+/// VRAM (used, total) of the GPU a backend runs on, if known better than its
+/// `/system_stats`.
+pub type VramSource = Arc<dyn Fn(&BackendStatus) -> Option<(u64, u64)> + Send + Sync>;
 
 impl Pool {
     pub fn new(configs: &[BackendConfig], request_timeout: Duration) -> Result<Arc<Self>, ComfyError> {
@@ -195,12 +207,30 @@ impl Pool {
             changed: Notify::new(),
             folders,
             timings,
+            vram_source: SourceCell::default(),
         }))
     }
 
     /// Every backend as routing sees it.
     pub fn views(&self) -> Vec<BackendView> {
-        self.backends.iter().map(|b| b.view()).collect()
+        self.backends.iter().map(|b| self.view(b)).collect()
+    }
+
+    /// `backend` as routing sees it, its VRAM from NVML when that knows it.
+    pub fn view(&self, backend: &Backend) -> BackendView {
+        let mut view = backend.view();
+        if let Some(source) = self.vram_source.0.get()
+            && let Some((used, total)) = source(&backend.status())
+        {
+            view.vram_total = Some(total);
+            view.vram_free = Some(total.saturating_sub(used));
+        }
+        view
+    }
+
+    /// Reads VRAM through `source` from now on (set once).
+    pub fn read_vram_from(&self, source: VramSource) {
+        let _ = self.vram_source.0.set(source);
     }
 
     /// Takes a place on backend `index` if it is healthy and has one free.

@@ -290,6 +290,12 @@ impl Dispatcher {
         self.shared.pool.views()
     }
 
+    /// Reads each backend's VRAM through `source` (NVML for local backends) instead
+    /// of its `/system_stats` where that knows it.
+    pub fn read_vram_from(&self, source: backend::VramSource) {
+        self.shared.pool.read_vram_from(source);
+    }
+
     /// Counts one routing decision (`darkroom_routing_decisions_total`).
     pub fn count_decision(&self, model: &str, reason: &str) {
         *lock(&self.shared.decisions)

@@ -65,7 +65,12 @@ async fn prepare(shared: &Shared, backend: &Backend, model: &ModelChoice, facts:
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let need = (model.vram_gb * 1e9) as u64;
-    if backend.vram_free().is_some_and(|free| free < need) {
+    if shared
+        .pool
+        .view(backend)
+        .vram_free
+        .is_some_and(|free| free < need)
+    {
         match backend.client.free().await {
             Ok(()) => {
                 tracing::info!(backend = %backend.url, model = %model.name, "asked ComfyUI to unload models first");

@@ -1,6 +1,7 @@
 //! `POST /v1/images/generations` and `GET /v1/models`: OpenAI's Images API over
 //! darkroom's templates. A request becomes `n` jobs of one template — the one its
-//! `model` names, else `openai.template` — with `prompt` bound to the template's
+//! `model` names, else `openai.template` (run with the catalog model `model` names,
+//! or `auto`, when there is a model catalog) — with `prompt` bound to the template's
 //! `prompt` parameter and `size` ("WxH") to `width`/`height`, where the template
 //! has them. The answer waits for the jobs (up to `openai.wait_seconds`) and
 //! carries each job's first image as a presigned URL or inline base64.
@@ -164,8 +165,16 @@ pub async fn generations(State(s): State<ApiState>, body: Body) -> Result<Json<I
         )
     })?;
     let prompt = request.prompt.clone();
+    let model_asked = request.model.clone();
     let jobs = &s.svc.jobs;
-    let plan = plan(request, jobs.templates(), &s.openai.template, s.openai.max_n)?;
+    let catalog = s.svc.dispatcher.models().0;
+    let mut plan = plan(request, jobs.templates(), &s.openai.template, s.openai.max_n)?;
+    // A catalog model's name (or `auto`) picks the model for the default template.
+    if let Some(m) = &model_asked
+        && (catalog.get(m).is_some() || (m == "auto" && !catalog.is_empty()))
+    {
+        plan.request.model = Some(m.clone());
+    }
     let mut ids = Vec::new();
     for _ in 0..plan.n {
         ids.push(jobs.submit(plan.request.clone(), None).await?.job.id);
@@ -271,25 +280,31 @@ fn model(id: &str) -> Model {
     }
 }
 
-/// What `model` can name: the templates.
+/// What `model` can name: the templates, and the catalog's models (run with
+/// `openai.template`).
 pub async fn models(State(s): State<ApiState>) -> Json<ModelList> {
+    let catalog = s.svc.dispatcher.models().0;
+    let names = s
+        .svc
+        .jobs
+        .templates()
+        .names()
+        .chain(catalog.all().iter().map(|m| m.name.as_str()));
     Json(ModelList {
         object: "list".into(),
-        data: s.svc.jobs.templates().names().map(model).collect(),
+        data: names.map(model).collect(),
     })
 }
 
-/// One model, if it is a template.
+/// One model, if it is a template or a catalog model.
 pub async fn model_by_id(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, OpenAiError> {
-    s.svc
-        .jobs
-        .templates()
-        .get(&id)
-        .map(|_| Json(model(&id)))
-        .map_err(|_| OpenAiError::not_found(format!("no model {id:?}; GET /v1/models lists them")))
+    let known = s.svc.jobs.templates().get(&id).is_ok() || s.svc.dispatcher.models().0.get(&id).is_some();
+    known
+        .then(|| Json(model(&id)))
+        .ok_or_else(|| OpenAiError::not_found(format!("no model {id:?}; GET /v1/models lists them")))
 }
 
 #[cfg(test)]

@@ -22,6 +22,31 @@ fn example_config_is_the_defaults() {
     assert_eq!(on_disk, darkroom::config::EXAMPLE);
 }
 
+/// The commented catalog and routing rules in config.toml (the seed's) are a
+/// valid configuration once uncommented.
+#[test]
+fn example_model_catalog_is_valid() {
+    let text = darkroom::config::EXAMPLE;
+    let start = text.find("# [[models]]").unwrap();
+    let end = text.find("\n[routing]").unwrap();
+    let models: String = text[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix('#')).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let rules_start = text.find("# by_urgency").unwrap();
+    let rules_end = rules_start + text[rules_start..].find("\n\n").unwrap();
+    let rules: String = text[rules_start..rules_end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config: Config = toml::from_str(&format!("{models}\n[routing]\n{rules}\n")).unwrap();
+    assert_eq!(config.models.len(), 4);
+    assert_eq!(config.routing.by_vram.len(), 3);
+    config.validate().unwrap();
+}
+
 #[test]
 fn layers_apply_in_order() {
     let dir = tempfile::tempdir().unwrap();

@@ -255,6 +255,40 @@ async fn auto_jobs_go_where_the_rules_say_and_say_why() {
         r.text
     );
 
+    // OpenAI's Images API names catalog models too.
+    let base = format!("http://{}/v1", server.daemon.api_addr());
+    let listed: Value = reqwest::get(format!("{base}/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == json!("sdxl-turbo")),
+        "{listed}"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{base}/images/generations"))
+        .json(&json!({"prompt": "a fox", "model": "sdxl-turbo", "size": "512x512"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let newest = api.get("/api/v1/jobs?status=succeeded&limit=500").await.json();
+    let last = newest["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|j| j["id"].as_str().unwrap().to_owned())
+        .unwrap()
+        .clone();
+    assert_eq!(last["routing"]["model"], json!("sdxl-turbo"), "{last}");
+    assert_eq!(last["routing"]["reason"], json!("requested"), "{last}");
+
     // The catalog report and the CLI.
     let report = api.get("/api/v1/models").await.json();
     let model = |name: &str| {
@@ -546,4 +580,42 @@ async fn learned_timings_replace_the_estimate_and_are_shared_through_redis() {
     .await;
     one.daemon.shutdown().await;
     two.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_catalog_nothing_changes() {
+    let comfy = FakeComfy::start().await;
+    let url = comfy.url.clone();
+    let server = server_with(move |c| configure(c, &[url])).await;
+    let api = Api::new(server.daemon.api_addr(), None).await;
+    // The checkpoint is a plain file name, as before; no routing, no ETA.
+    let id = submit(
+        &api,
+        txt2img(json!({"params": {"checkpoint": TURBO, "steps": 2}})),
+    )
+    .await;
+    let job = done(&server, id).await;
+    assert_eq!(job.payload["workflow"]["4"]["inputs"]["ckpt_name"], json!(TURBO));
+    assert!(job.routing.is_none() && job.affinity.is_none(), "{job:#?}");
+    assert!(
+        api.get(&format!("/api/v1/jobs/{id}"))
+            .await
+            .json()
+            .get("eta")
+            .is_none()
+    );
+    // Asking for a model without a catalog says what is missing.
+    let r = api
+        .post("/api/v1/jobs", Some(&txt2img(json!({"model": "auto"}))))
+        .await;
+    assert_eq!(
+        (r.status, r.error_field().as_deref()),
+        (400, Some("model")),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("[[models]]"), "{}", r.text);
+    let report = api.get("/api/v1/models").await.json();
+    assert_eq!(report["models"], json!([]));
+    server.daemon.shutdown().await;
 }
