@@ -116,11 +116,13 @@ pub async fn route(
         }
         (None, None) => return Ok(None),
     }
-    let forecast = forecast(queue, dispatcher).await?;
-    let estimates = Forecasted {
-        timings,
-        wait: forecast.wait_seconds,
+    // Only an urgency compares expected finishes; the forecast reads the queue.
+    let wait = if ask.urgency.is_some() {
+        forecast(queue, dispatcher).await?.wait_seconds
+    } else {
+        0.0
     };
+    let estimates = Forecasted { timings, wait };
     let choice = crate::models::choose(&ask, catalog, config, &backends, &estimates)?;
     dispatcher.count_decision(&choice.name, &choice.reason);
     let spec = catalog
