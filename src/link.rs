@@ -97,6 +97,8 @@ pub trait Link: Send + Sync + 'static {
     async fn jobs(&self, listing: JobListing) -> Result<JobPage, LinkError>;
     async fn job(&self, id: &str) -> Result<Job, LinkError>;
     async fn templates(&self) -> Result<Vec<TemplateInfo>, LinkError>;
+    /// The model catalog, where each model is, learned timings, swaps.
+    async fn models(&self) -> Result<crate::service::models::ModelsReport, LinkError>;
     async fn logs(&self, after: u64) -> Result<LogPage, LinkError>;
     async fn events(&self, last_id: Option<u64>) -> Result<EventStream, LinkError>;
     async fn submit(&self, request: JobRequest) -> Result<Job, LinkError>;
@@ -141,6 +143,9 @@ impl Link for RemoteLink {
     }
     async fn templates(&self) -> Result<Vec<TemplateInfo>, LinkError> {
         Ok(self.client.templates().await?)
+    }
+    async fn models(&self) -> Result<crate::service::models::ModelsReport, LinkError> {
+        Ok(self.client.models().await?)
     }
     async fn logs(&self, after: u64) -> Result<LogPage, LinkError> {
         Ok(self.client.logs(after).await?)
@@ -211,6 +216,9 @@ impl Link for LocalLink {
     }
     async fn templates(&self) -> Result<Vec<TemplateInfo>, LinkError> {
         Ok(self.services.templates())
+    }
+    async fn models(&self) -> Result<crate::service::models::ModelsReport, LinkError> {
+        Ok(crate::service::models::report(&self.services.dispatcher).await)
     }
     async fn logs(&self, after: u64) -> Result<LogPage, LinkError> {
         Ok(self.services.logs(after, LOG_PAGE)?)

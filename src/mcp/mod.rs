@@ -27,13 +27,13 @@ use crate::link::{Link, RemoteLink};
 
 /// What the server tells a client when it connects.
 pub const INSTRUCTIONS: &str = "darkroom runs ComfyUI workflows on this box's GPUs as durable jobs and \
-stores the images. Call list_templates for the workflow templates and their parameters, then \
-generate_image with a template and params (it waits, reporting progress, and returns the job with \
-its output URLs and a small first image inline). A job that is still running when the wait ends goes \
+stores the images. Call list_templates for the workflow templates and their parameters (and \
+list_models for the model catalog, if the daemon has one), then generate_image with a template, params and \
+optionally a model (or model \"auto\" with a purpose or urgency); it waits, reporting progress, and returns \
+the job with its output URLs and a small first image inline. A job that is still running when the wait ends goes \
 on: follow it with get_job. list_jobs, cancel_job and retry_job manage jobs; list_outputs browses \
 stored outputs; get_status shows the queue, backends, GPUs and alerts. Jobs (darkroom://jobs/{id}) \
-and outputs (darkroom://outputs/{bucket}/{key}) are also resources. There is no model catalog yet, so \
-there is no list_models tool: a template names the models it uses.";
+and outputs (darkroom://outputs/{bucket}/{key}) are also resources.";
 
 /// The MCP server handler: darkroom's tools and resources over one [`Link`].
 #[derive(Clone)]

@@ -49,6 +49,19 @@ pub struct GenerateImage {
     /// run as it is, instead of a template.
     #[serde(default)]
     pub workflow: Option<Map<String, Value>>,
+    /// A catalog model (see `list_models`) for the template, or "auto" to let
+    /// darkroom choose by `purpose`, `urgency` and `min_quality`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// What the image is for (e.g. thumbnail, hero_image), for model "auto".
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// immediate (< 30 s), standard (< 2 min) or flexible (best quality), for model "auto".
+    #[serde(default)]
+    pub urgency: Option<String>,
+    /// fast, medium, high or ultra: the least quality "auto" may choose.
+    #[serde(default)]
+    pub min_quality: Option<String>,
     /// Higher runs first (default 0).
     #[serde(default)]
     pub priority: Option<i32>,
@@ -138,6 +151,10 @@ impl McpServer {
             priority: args.priority,
             idempotency_key: args.idempotency_key,
             cache: args.cache,
+            model: args.model,
+            purpose: args.purpose,
+            urgency: args.urgency,
+            min_quality: args.min_quality,
             ..JobRequest::default()
         };
         // Subscribed before the submit, so the end of a quick job is not missed;
@@ -212,6 +229,14 @@ impl McpServer {
     )]
     async fn list_templates(&self) -> CallToolResult {
         answer(self.link.templates().await)
+    }
+
+    #[tool(
+        description = "The model catalog generate_image can name (model) or choose from (model \"auto\"): each model's quality, VRAM, recommended steps, max resolution and use cases, which backends have it and have it loaded, and its learned run time. Empty when the daemon has no catalog (then a template names its checkpoint file).",
+        annotations(title = "List models", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_models(&self) -> CallToolResult {
+        answer(self.link.models().await)
     }
 
     #[tool(

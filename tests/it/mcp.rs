@@ -26,12 +26,13 @@ use crate::mcp_http_client;
 use crate::support::{TestServer, bounded};
 
 const TOKEN: &str = "mcp-test-token";
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 9] = [
     "cancel_job",
     "generate_image",
     "get_job",
     "get_status",
     "list_jobs",
+    "list_models",
     "list_outputs",
     "list_templates",
     "retry_job",
@@ -115,7 +116,7 @@ async fn stdio_tools_generate_report_progress_cancel_and_refuse() {
     let s = daemon(&[&comfy], |c| c.api.token = TOKEN.into()).await;
     let (client, mut progress) = stdio(&s).await;
 
-    // The handshake: who we talk to, and that there is no list_models.
+    // The handshake: who we talk to, and that list_models shows the catalog.
     let info = client.peer_info().unwrap();
     assert_eq!(info.server_info.as_ref().unwrap().name, "darkroom");
     assert!(info.instructions.as_deref().unwrap().contains("list_models"));
@@ -262,6 +263,8 @@ async fn stdio_tools_generate_report_progress_cancel_and_refuse() {
     assert_eq!(job_of(&r)["jobs"].as_array().unwrap().len(), 2, "{r:?}");
     let r = call(&client, "list_templates", json!({})).await;
     assert!(texts(&r)[0].contains("\"noop\""), "{r:?}");
+    let r = call(&client, "list_models", json!({})).await;
+    assert!(texts(&r)[0].contains("\"models\": []"), "no catalog here: {r:?}");
     let bucket = output["bucket"].as_str().unwrap();
     let key = output["key"].as_str().unwrap();
     let folder = format!("{}/", key.rsplit_once('/').unwrap().0);
