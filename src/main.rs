@@ -25,8 +25,7 @@ fn main() -> ExitCode {
             .and_then(|loaded| {
                 let image_protocol = image_protocol.unwrap_or(loaded.config.dash.image_protocol);
                 client(darkroom::dash::run_remote(
-                    &remote.url,
-                    remote.token,
+                    &remote,
                     darkroom::dash::Options {
                         readonly,
                         image_protocol,
@@ -41,6 +40,7 @@ fn main() -> ExitCode {
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
         Some(Command::Backup(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::backup(&args, &c))),
+        Some(Command::Tls(command)) => darkroom::commands::tls::run(&command),
         Some(Command::Restore(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::restore(&args, &c))),
         Some(Command::Gpu { json, once, nvml_lib }) => {
@@ -138,7 +138,7 @@ fn mcp(remote: &darkroom::cli::Remote) -> anyhow::Result<()> {
         "warn,rmcp=error",
         &darkroom::telemetry::Output::Stderr,
     )?;
-    client(darkroom::mcp::serve_stdio(&remote.url, remote.token.clone()))
+    client(darkroom::mcp::serve_stdio(remote))
 }
 
 /// Runs a client subcommand on a small runtime.

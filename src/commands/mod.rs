@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 pub mod backup;
+pub mod tls;
 
 use anyhow::Context;
 
@@ -18,7 +19,7 @@ use crate::queue::Job;
 use crate::status::StatusSnapshot;
 
 fn client(remote: &Remote) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::new(&remote.url, remote.token.clone())?)
+    Ok(remote.client()?)
 }
 
 /// `darkroom submit`.

@@ -33,6 +33,7 @@ use crate::queue::QueueSettings;
 use crate::redis_store::{Backend, RedisSettings};
 use crate::s3::S3Config;
 use crate::telemetry::LogConfig;
+use crate::tls::TlsConfig;
 pub use crate::telemetry::LogFormat;
 
 /// The documented example configuration shipped with darkroom.
@@ -59,6 +60,7 @@ pub struct Config {
     pub openai: OpenAiConfig,
     pub backup: BackupConfig,
     pub dash: DashConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             openai: OpenAiConfig::default(),
             backup: BackupConfig::default(),
             dash: DashConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -194,7 +197,18 @@ impl Config {
         self.openai.validate()?;
         self.backup.validate()?;
         self.log.validate()?;
+        self.tls.validate()?;
+        self.tls.check_exposure(&self.listeners())?;
         Ok(())
+    }
+
+    /// The listeners that will be bound, for the TLS exposure rule.
+    pub fn listeners(&self) -> Vec<(crate::tls::ListenerKind, SocketAddr)> {
+        let mut listeners = vec![(crate::tls::ListenerKind::Api, self.api.addr)];
+        if self.s3.enabled {
+            listeners.push((crate::tls::ListenerKind::S3, self.s3.addr));
+        }
+        listeners
     }
 
     /// The effective configuration as TOML (what `darkroom config check` prints).

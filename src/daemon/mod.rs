@@ -38,6 +38,8 @@ use open::Stores;
 /// A running daemon.
 pub struct Daemon {
     api_addr: SocketAddr,
+    /// `http://` or `https://` and the API's address.
+    api_url: String,
     kv: KvCache,
     alerts: Alerts,
     gpu_sampler: Option<Sampler>,
@@ -52,6 +54,9 @@ impl Daemon {
     /// Opens everything and starts serving. Listens where the config says (port 0
     /// picks a free port: see [`Daemon::s3_addr`]).
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+        for warning in config.tls.check_exposure(&config.listeners())? {
+            tracing::warn!("{warning}");
+        }
         let stores = open::open_stores(config, &clock).await?;
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
@@ -62,9 +67,11 @@ impl Daemon {
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
         let recent = RecentGenerations::default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
+        let http = crate::tls::client::trust(
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(5)),
+            config.tls.ca(),
+        )?
+        .build()
             .context("cannot build the HTTP client")?;
         let alerts = Alerts::new(config.alerts.clone(), clock.clone(), http.clone());
         let observer = background::observer(&metrics, &recent, &alerts);
@@ -104,6 +111,10 @@ impl Daemon {
             shutdown.clone(),
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
+        let api_url = format!(
+            "{}://{api_addr}",
+            if api_listener.is_tls() { "https" } else { "http" }
+        );
         let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
         let services = Services {
             jobs: Jobs::new(
@@ -126,7 +137,7 @@ impl Daemon {
             presigner: presigner.clone(),
             url_expiry: Duration::from_secs(config.comfyui.url_expiry_seconds),
             logs: crate::telemetry::logs().clone(),
-            endpoints: Some(open::endpoints(s3.as_ref(), api_addr)),
+            endpoints: Some(open::endpoints(s3.as_ref(), api_url.clone())),
             backups: Some(backups),
             thumbnails: crate::service::pictures::ThumbnailCache::default(),
         };
@@ -137,9 +148,10 @@ impl Daemon {
             shutdown: shutdown.clone(),
         };
         tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
-        tracing::info!(addr = %api_addr, "HTTP API listening");
+        tracing::info!(url = %api_url, "HTTP API listening");
         Ok(Self {
             api_addr,
+            api_url,
             kv,
             alerts,
             gpu_sampler,
@@ -163,6 +175,17 @@ impl Daemon {
     /// Where the HTTP API (health, readiness, metrics) listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The API's base URL: `https://` when it speaks TLS.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// The S3 API's base URL as clients are told (`s3.public_url`, else the
+    /// address with `https://` when it speaks TLS).
+    pub fn s3_url(&self) -> Option<String> {
+        self.services.endpoints.as_ref().and_then(|e| e.s3_url.clone())
     }
 
     /// The object store the daemon serves.
@@ -239,12 +262,30 @@ impl Daemon {
 }
 
 /// Binds the HTTP API's listener (served once the services exist).
-async fn bind_api(config: &Config) -> anyhow::Result<(TcpListener, SocketAddr)> {
+async fn bind_api(config: &Config) -> anyhow::Result<(crate::tls::Listener, SocketAddr)> {
     let listener = TcpListener::bind(config.api.addr)
         .await
         .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
+    let listener = tls_listener(listener, config, crate::tls::ListenerKind::Api)?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
+}
+
+/// Wraps a bound listener in TLS when `[tls]` gives it a certificate.
+fn tls_listener(
+    tcp: TcpListener,
+    config: &Config,
+    kind: crate::tls::ListenerKind,
+) -> anyhow::Result<crate::tls::Listener> {
+    let Some(pair) = config.tls.pair_for(kind) else {
+        return Ok(crate::tls::Listener::new(tcp, None));
+    };
+    let alpn = match kind {
+        crate::tls::ListenerKind::S3 => crate::tls::Alpn::Http1,
+        crate::tls::ListenerKind::Api => crate::tls::Alpn::H2AndHttp1,
+    };
+    let acceptor = crate::tls::server::acceptor(&pair, alpn).with_context(|| format!("tls ({} listener)", kind.name()))?;
+    Ok(crate::tls::Listener::new(tcp, Some(acceptor)))
 }
 
 /// Starts delivering job webhooks.
@@ -343,9 +384,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // that went away must not take the daemon down.
     let mut ready = Vec::new();
     if let Some(addr) = daemon.s3_addr() {
-        ready.push(format!("darkroom: S3 API on http://{addr}\n"));
+        let scheme = if config.tls.pair_for(crate::tls::ListenerKind::S3).is_some() { "https" } else { "http" };
+        ready.push(format!("darkroom: S3 API on {scheme}://{addr}\n"));
     }
-    ready.push(format!("darkroom: HTTP API on http://{}\n", daemon.api_addr()));
+    ready.push(format!("darkroom: HTTP API on {}\n", daemon.api_url()));
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
