@@ -57,4 +57,5 @@ mod s3_multipart;
 mod s3_objects;
 mod s3_security;
 mod service_jobs;
+mod tls;
 mod verify;
