@@ -101,6 +101,9 @@ pub enum Command {
     /// TLS certificates for the S3 and API listeners.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Keys: the master key of encryption at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (Claude
     /// Desktop, Claude Code), calling a running daemon's API.
     Mcp {
@@ -132,6 +135,18 @@ pub enum TlsCommand {
         /// Days the certificate is valid.
         #[arg(long, default_value_t = 825)]
         days: u32,
+    },
+}
+
+/// `darkroom keys ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the master key and re-wrap every object's data key with the new one
+    /// (no object is rewritten). Run it with the daemon stopped.
+    RotateMaster {
+        /// The data directory (default: data_dir from the configuration).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
     },
 }
 

@@ -60,6 +60,7 @@ pub mod clock;
 pub mod comfy;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod dash;
 pub mod dispatch;

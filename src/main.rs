@@ -41,6 +41,9 @@ fn main() -> ExitCode {
         Some(Command::Backup(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::backup(&args, &c))),
         Some(Command::Tls(command)) => darkroom::commands::tls::run(&command),
+        Some(Command::Keys(darkroom::cli::KeysCommand::RotateMaster { data })) => {
+            with_data_dir(data).and_then(|c| client(darkroom::commands::keys::rotate_master(&c)))
+        }
         Some(Command::Restore(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::restore(&args, &c))),
         Some(Command::Gpu { json, once, nvml_lib }) => {

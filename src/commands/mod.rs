@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 pub mod backup;
+pub mod keys;
 pub mod tls;
 
 use anyhow::Context;

@@ -49,6 +49,12 @@ pub enum StorageError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("reading the request body: {0}")]
     Body(String),
+    /// A sealed object or upload whose key cannot be had (no or another master key).
+    #[error("encryption: {0}")]
+    Encryption(String),
+    /// Encryption asked for on a store without a master key.
+    #[error("server-side encryption is not available (no master key loaded)")]
+    EncryptionUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -36,6 +36,9 @@ pub struct BucketMeta {
     pub public_read: bool,
     #[serde(default)]
     pub lifecycle: Vec<LifecycleRule>,
+    /// Bucket default encryption (PutBucketEncryption): new objects are sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::SseMode>,
 }
 
 /// The attributes a client sets on an object (PutObject, CreateMultipartUpload,
@@ -95,6 +98,9 @@ pub struct ObjectMeta {
     /// blob is missing, truncated or corrupt): reads answer this instead of wrong bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
+    /// How the bytes are encrypted at rest (`size` and `etag` are the plaintext's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::Sealed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +110,9 @@ pub struct UploadMeta {
     pub initiated_ms: Millis,
     #[serde(default)]
     pub attrs: ObjectAttrs,
+    /// The upload's data key: each part is sealed with it as it arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::Sealed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,7 @@ pub mod meta;
 mod multipart;
 mod names;
 mod objects;
+pub mod sealing;
 pub mod verify;
 
 pub use blobs::{BlobHold, StagedBlob};
@@ -43,6 +44,7 @@ pub use meta::{BucketMeta, Checksums, LifecycleRule, ObjectAttrs, ObjectMeta, Pa
 pub use multipart::UploadSummary;
 pub use names::validate_bucket_name;
 pub use objects::{ObjectBody, OpenObject, PutConditions};
+pub use sealing::{Encryption, PlainStream};
 
 /// Options of the object store.
 #[derive(Debug, Clone)]
@@ -102,6 +104,8 @@ struct Inner {
     /// The last objects lifecycle rules expired, for the dashboard.
     expirations: std::sync::Mutex<std::collections::VecDeque<Expiration>>,
     root: PathBuf,
+    /// Encryption at rest, once the daemon turned it on (`sealing`).
+    encryption: std::sync::OnceLock<sealing::Encryption>,
 }
 
 impl ObjectStore {
@@ -121,6 +125,7 @@ impl ObjectStore {
                 counters: StorageCounters::default(),
                 expirations: std::sync::Mutex::default(),
                 root: root.to_path_buf(),
+                encryption: std::sync::OnceLock::new(),
             }),
         };
         store.init_tables()?;

@@ -30,6 +30,7 @@ impl ObjectStore {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
+        encryption: Option<crate::crypto::Sealed>,
     ) -> Result<String, StorageError> {
         let upload_id = hex::encode(rand::random::<[u8; 16]>());
         let record = UploadMeta {
@@ -37,6 +38,7 @@ impl ObjectStore {
             key: key.to_string(),
             initiated_ms: self.now(),
             attrs,
+            encryption,
         };
         let id = upload_id.clone();
         self.inner
@@ -210,8 +212,18 @@ impl ObjectStore {
         let staged = tokio::task::spawn_blocking(move || blobs.concat(&blob_ids))
             .await
             .map_err(|e| StorageError::io("(concat task)", std::io::Error::other(e)))??;
+        // Sealed parts: the object is their segments, its size their plaintext sizes.
+        let encryption = upload.encryption.map(|mut e| {
+            e.segments = requested.iter().map(|(n, _)| *n).zip(chosen.iter().map(|p| p.size)).collect();
+            e
+        });
+        let size = if encryption.is_some() {
+            chosen.iter().map(|p| p.size).sum()
+        } else {
+            staged.size
+        };
         let record = ObjectMeta {
-            size: staged.size,
+            size,
             etag: multipart_etag(&chosen)?,
             last_modified_ms: self.now(),
             blob: staged.id.clone(),
@@ -220,6 +232,7 @@ impl ObjectStore {
             parts: u32::try_from(chosen.len()).unwrap_or(u32::MAX),
             inline: false,
             damaged: None,
+            encryption,
         };
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let expected: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();

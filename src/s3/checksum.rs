@@ -130,7 +130,8 @@ pub struct Incoming {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Object,
-    Part,
+    /// Part number n (its segment number when sealed).
+    Part(u32),
 }
 
 /// Streams a request body into a staged blob, enforcing the size limit,
@@ -140,6 +141,7 @@ pub async fn receive(
     bucket: &str,
     incoming: Incoming,
     target: Target,
+    seal: Option<&crate::crypto::Seal>,
 ) -> S3Result<(StagedBlob, Checksums)> {
     if let Some(len) = incoming.content_length
         && u64::try_from(len).unwrap_or(0) > s.options().max_object_size
@@ -153,10 +155,13 @@ pub async fn receive(
         return Err(s3_error!(IncompleteBody, "missing request body"));
     };
     let mut verifier = Verifier::new(incoming.declared)?;
-    let staged = match target {
-        Target::Object => s.stage(bucket, body, |c| verifier.update(c)).await?,
-        Target::Part => s.stage_part(bucket, body, |c| verifier.update(c)).await?,
+    let segment = match target {
+        Target::Object => 0,
+        Target::Part(number) => number,
     };
+    let staged = s
+        .stage_sealed(bucket, body, seal, segment, |c| verifier.update(c))
+        .await?;
     if let Some(len) = incoming.content_length
         && u64::try_from(len).ok() != Some(staged.size)
     {

@@ -26,6 +26,7 @@ mod multipart_ops;
 mod object_ops;
 pub mod presign;
 mod service;
+mod sse;
 
 pub use config::{BucketConfig, S3Config};
 pub use convert::{millis, timestamp};

@@ -7,6 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
 use super::object_ops::copy_source;
+use super::sse;
 use crate::object_store::ObjectStore;
 
 type Out<T> = S3Result<S3Response<T>>;
@@ -24,11 +25,16 @@ pub async fn create(
 ) -> Out<CreateMultipartUploadOutput> {
     let input = req.input;
     let attrs = convert::attrs_of!(input)?;
-    let upload_id = s.create_upload(&input.bucket, &input.key, attrs).await?;
+    let requested = sse::requested(input.server_side_encryption.as_ref())?;
+    let seal = s.seal_for(&input.bucket, requested).await?;
+    let sealed = seal.map(|s| s.sealed);
+    let server_side_encryption = sse::answered(sealed.as_ref());
+    let upload_id = s.create_upload(&input.bucket, &input.key, attrs, sealed).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
+        server_side_encryption,
         ..Default::default()
     }))
 }
@@ -37,19 +43,22 @@ pub async fn upload_part(s: &ObjectStore, req: S3Request<UploadPartInput>) -> Ou
     let trailers = req.trailing_headers;
     let input = req.input;
     let number = part_number(input.part_number)?;
-    s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let upload = s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let seal = upload.encryption.as_ref().map(|e| s.seal_of(e)).transpose()?;
     let incoming = Incoming {
         body: input.body,
         content_length: input.content_length,
         declared: declared!(input),
         trailers,
     };
-    let (staged, sums) = checksum::receive(s, &input.bucket, incoming, Target::Part).await?;
+    let (staged, sums) =
+        checksum::receive(s, &input.bucket, incoming, Target::Part(number), seal.as_ref()).await?;
     let part = s
         .commit_part((&input.bucket, &input.key, &input.upload_id), number, staged)
         .await?;
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(ETag::Strong(part.etag)),
+        server_side_encryption: sse::answered(upload.encryption.as_ref()),
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_sha1: sums.sha1,
@@ -86,7 +95,8 @@ pub async fn upload_part_copy(
 ) -> Out<UploadPartCopyOutput> {
     let input = req.input;
     let number = part_number(input.part_number)?;
-    s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let upload = s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let seal = upload.encryption.as_ref().map(|e| s.seal_of(e)).transpose()?;
     let (src_bucket, src_key) = copy_source(&input.copy_source)?;
     let range = match &input.copy_source_range {
         Some(h) => {
@@ -95,7 +105,9 @@ pub async fn upload_part_copy(
         }
         None => None,
     };
-    let (staged, _src) = s.stage_copy((src_bucket, src_key), range, false).await?;
+    let staged = s
+        .restage((src_bucket, src_key), range, &input.bucket, seal.as_ref(), number)
+        .await?;
     let part = s
         .commit_part((&input.bucket, &input.key, &input.upload_id), number, staged)
         .await?;
@@ -219,6 +231,7 @@ pub async fn complete(
         key: Some(input.key.clone()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         e_tag: Some(convert::etag(&meta)),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
         ..Default::default()
     }))
 }

@@ -1,16 +1,13 @@
 //! Object operations of the S3 API: put, get (ranges and conditions), head, delete,
 //! batch delete, copy and tagging.
 
-use std::io::{Seek, SeekFrom};
-
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
-use crate::object_store::{ObjectAttrs, ObjectBody, ObjectMeta, ObjectStore, PutConditions};
+use super::sse;
+use crate::object_store::{ObjectAttrs, ObjectMeta, ObjectStore, PutConditions};
 
 type Out<T> = S3Result<S3Response<T>>;
 
@@ -31,12 +28,16 @@ pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<
         declared: declared!(input),
         trailers,
     };
-    let (staged, checksums) = checksum::receive(s, &input.bucket, incoming, Target::Object).await?;
+    let requested = sse::requested(input.server_side_encryption.as_ref())?;
+    let seal = s.seal_for(&input.bucket, requested).await?;
+    let (staged, checksums) =
+        checksum::receive(s, &input.bucket, incoming, Target::Object, seal.as_ref()).await?;
     let meta = s
         .commit_object(&input.bucket, &input.key, staged, attrs, checksums, conditions)
         .await?;
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(convert::etag(&meta)),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
         checksum_crc32: meta.checksums.crc32,
         checksum_crc32c: meta.checksums.crc32c,
         checksum_sha1: meta.checksums.sha1,
@@ -115,21 +116,7 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
     };
     let span = range.clone().unwrap_or(0..meta.size);
     let len = span.end - span.start;
-    let body = match open.body {
-        ObjectBody::File(mut file) => {
-            if span.start > 0 {
-                file.seek(SeekFrom::Start(span.start))
-                    .map_err(s3s::S3Error::internal_error)?;
-            }
-            let reader = tokio::fs::File::from_std(file).take(len);
-            StreamingBlob::wrap(ReaderStream::with_capacity(reader, 64 * 1024))
-        }
-        ObjectBody::Inline(bytes) => {
-            let part =
-                bytes.slice(usize::try_from(span.start).unwrap_or(0)..usize::try_from(span.end).unwrap_or(0));
-            StreamingBlob::from(s3s::Body::from(part))
-        }
-    };
+    let body = StreamingBlob::wrap(s.read_span(&meta, open.body, span)?);
     let whole = range.is_none();
     let a = &meta.attrs;
     let output = GetObjectOutput {
@@ -153,6 +140,7 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
         metadata: metadata_of(a),
         tag_count: i32::try_from(a.tags.len()).ok().filter(|n| *n > 0),
         parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
         checksum_crc32: meta.checksums.crc32.clone().filter(|_| whole),
         checksum_crc32c: meta.checksums.crc32c.clone().filter(|_| whole),
         checksum_sha1: meta.checksums.sha1.clone().filter(|_| whole),
@@ -192,6 +180,7 @@ pub async fn head_object(s: &ObjectStore, req: S3Request<HeadObjectInput>) -> Ou
         cache_control: a.cache_control.clone(),
         metadata: metadata_of(a),
         parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
         checksum_crc32: meta.checksums.crc32.clone(),
         checksum_crc32c: meta.checksums.crc32c.clone(),
         checksum_sha1: meta.checksums.sha1.clone(),
@@ -305,10 +294,32 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
         }
         new_attrs = Some(a);
     }
-    let meta = s
-        .copy_object((src_bucket, src_key), (&input.bucket, &input.key), new_attrs)
-        .await?;
+    // The destination is sealed as a new object would be (the request's header, the
+    // bucket's default, encrypt_all); when that matches the source, the copy shares
+    // its bytes (and data key), otherwise the bytes are opened and sealed again.
+    let requested = sse::requested(input.server_side_encryption.as_ref())?;
+    let seal = s.seal_for(&input.bucket, requested).await?;
+    let same_mode = src.encryption.as_ref().map(|e| e.mode) == seal.as_ref().map(|s| s.sealed.mode);
+    let meta = if same_mode {
+        s.copy_object((src_bucket, src_key), (&input.bucket, &input.key), new_attrs)
+            .await?
+    } else {
+        let staged = s
+            .restage((src_bucket, src_key), None, &input.bucket, seal.as_ref(), 0)
+            .await?;
+        let attrs = new_attrs.unwrap_or_else(|| src.attrs.clone());
+        s.commit_object(
+            &input.bucket,
+            &input.key,
+            staged,
+            attrs,
+            crate::object_store::Checksums::default(),
+            PutConditions::default(),
+        )
+        .await?
+    };
     Ok(S3Response::new(CopyObjectOutput {
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(convert::etag(&meta)),
             last_modified: Some(convert::timestamp(meta.last_modified_ms)),

@@ -1,0 +1,272 @@
+//! Encryption at rest in the object store: which writes are sealed (a request's
+//! `x-amz-server-side-encryption`, else the bucket's default encryption, else
+//! `s3.encrypt_all`) — decided here once, for the S3 API and the dispatcher's
+//! outputs alike — staging a body sealed as it streams, reading a sealed object's
+//! plaintext (only the chunks a range touches), and re-wrapping every data key for
+//! a master-key rotation. The format itself is [`crate::crypto::chunked`].
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::Stream;
+use redb::ReadableTable;
+
+use super::meta::{self, ObjectMeta, UploadMeta};
+use super::{ObjectBody, ObjectStore, StagedBlob, StorageError, require_bucket};
+use crate::crypto::chunked::{self, CHUNK_SIZE, Totals};
+use crate::crypto::{Keyring, Seal, Sealed, SseMode};
+use crate::sync::lock;
+
+/// The store's encryption settings (set once by the daemon).
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    pub keyring: Keyring,
+    /// Seal every new object of every bucket (`s3.encrypt_all`).
+    pub encrypt_all: bool,
+}
+
+/// A plaintext byte stream of a sealed object.
+pub type PlainStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync>>;
+
+impl ObjectStore {
+    /// Turns encryption at rest on (the daemon calls this once at start).
+    pub fn enable_encryption(&self, encryption: Encryption) {
+        let _ = self.inner.encryption.set(encryption);
+    }
+
+    fn keyring(&self) -> Result<&Keyring, StorageError> {
+        self.inner
+            .encryption
+            .get()
+            .map(|e| &e.keyring)
+            .ok_or(StorageError::EncryptionUnavailable)
+    }
+
+    /// The seal a new object in `bucket` gets: `requested` (the request's header),
+    /// else the bucket's default encryption, else `s3.encrypt_all`; `None` when the
+    /// object is stored in the clear.
+    pub async fn seal_for(&self, bucket: &str, requested: Option<SseMode>) -> Result<Option<Seal>, StorageError> {
+        let mode = match requested {
+            Some(m) => Some(m),
+            None => {
+                let default = self.head_bucket(bucket).await?.encryption;
+                let all = self.inner.encryption.get().is_some_and(|e| e.encrypt_all);
+                default.or(all.then_some(SseMode::S3))
+            }
+        };
+        let Some(mode) = mode else {
+            return Ok(None);
+        };
+        let key = crate::crypto::master::new_data_key();
+        let (key_id, wrapped_key) = self.keyring()?.wrap(&key);
+        Ok(Some(Seal {
+            sealed: Sealed {
+                mode,
+                key_id,
+                wrapped_key,
+                chunk_size: CHUNK_SIZE,
+                segments: Vec::new(),
+            },
+            key,
+        }))
+    }
+
+    /// The data key of a sealed object or upload.
+    pub fn seal_of(&self, sealed: &Sealed) -> Result<Seal, StorageError> {
+        let key = self
+            .keyring()?
+            .unwrap(&sealed.key_id, &sealed.wrapped_key)
+            .map_err(|e| StorageError::Encryption(e.to_string()))?;
+        Ok(Seal {
+            sealed: sealed.clone(),
+            key,
+        })
+    }
+
+    /// Stages `body` like [`ObjectStore::stage`] (or, with `segment > 0`, as part
+    /// `segment` of a multipart upload), sealed with `seal` when given: `inspect`
+    /// and the staged size and MD5 then see the plaintext, the blob holds only
+    /// sealed chunks.
+    pub async fn stage_sealed<S, E>(
+        &self,
+        bucket: &str,
+        body: S,
+        seal: Option<&Seal>,
+        segment: u32,
+        inspect: impl FnMut(&[u8]),
+    ) -> Result<StagedBlob, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let Some(seal) = seal else {
+            return if segment > 0 {
+                self.stage_part(bucket, body, inspect).await
+            } else {
+                self.stage(bucket, body, inspect).await
+            };
+        };
+        let totals = Arc::new(Mutex::new(Totals::default()));
+        let sealed_body = chunked::seal(body, &seal.key, segment, seal.sealed.chunk_size, inspect, totals.clone());
+        let mut staged = if segment > 0 {
+            self.stage_part(bucket, sealed_body, |_| {}).await?
+        } else {
+            self.stage(bucket, sealed_body, |_| {}).await?
+        };
+        let totals = lock(&totals).clone();
+        staged.size = totals.size;
+        staged.md5 = totals.md5;
+        staged.sealed = Some(seal.sealed.clone());
+        Ok(staged)
+    }
+
+    /// The plaintext of bytes `span` of an opened object (sealed or not).
+    pub fn read_span(&self, meta: &ObjectMeta, body: ObjectBody, span: Range<u64>) -> Result<PlainStream, StorageError> {
+        let Some(sealed) = &meta.encryption else {
+            return Ok(plain_span(body, span));
+        };
+        let seal = self.seal_of(sealed)?;
+        let reads = chunked::plan(meta.size, &sealed.segments, sealed.chunk_size, span);
+        let opener = chunked::Opener::new(&seal.key);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            for read in reads {
+                let mut buf = vec![0u8; read.len];
+                let got = match &body {
+                    ObjectBody::File(f) => f.read_exact_at(&mut buf, read.offset),
+                    ObjectBody::Inline(bytes) => usize::try_from(read.offset)
+                        .ok()
+                        .and_then(|at| bytes.get(at..at + read.len))
+                        .map(|b| buf.copy_from_slice(b))
+                        .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()),
+                };
+                let item = got.and_then(|()| {
+                    opener
+                        .open_chunk(&read, &mut buf)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                });
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))))
+    }
+
+    /// Copies bytes `range` (default: all) of `src` into a new staged blob for
+    /// `dst_bucket`, sealed with `seal` as `segment` (0: an object, n: part n),
+    /// opening the source's seal on the way: CopyObject across encryption modes and
+    /// UploadPartCopy. Between two clear objects it is a plain byte copy.
+    pub async fn restage(
+        &self,
+        src: (&str, &str),
+        range: Option<Range<u64>>,
+        dst_bucket: &str,
+        seal: Option<&Seal>,
+        segment: u32,
+    ) -> Result<StagedBlob, StorageError> {
+        let open = self.open_object(src.0, src.1).await?;
+        if open.meta.encryption.is_none() && seal.is_none() {
+            drop(open);
+            return Ok(self.stage_copy(src, range, segment == 0).await?.0);
+        }
+        let span = range.unwrap_or(0..open.meta.size);
+        let plain = self.read_span(&open.meta, open.body, span)?;
+        self.stage_sealed(dst_bucket, plain, seal, segment, |_| {}).await
+    }
+
+    /// Sets or clears a bucket's default encryption.
+    pub async fn set_bucket_encryption(&self, name: &str, mode: Option<SseMode>) -> Result<(), StorageError> {
+        let name = name.to_string();
+        self.inner
+            .db
+            .write(move |txn| {
+                let mut buckets = txn.open_table(meta::BUCKETS)?;
+                let mut record = require_bucket(&buckets, &name)?;
+                record.encryption = mode;
+                buckets.insert(name.as_str(), meta::encode(&record)?.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Re-wraps every data key (objects and pending uploads) with `keyring`'s
+    /// current master key, in one transaction; returns how many were re-wrapped.
+    /// Blobs are not touched.
+    pub async fn rewrap_keys(&self, keyring: &Keyring) -> Result<usize, StorageError> {
+        let keyring = keyring.clone();
+        self.inner
+            .db
+            .write(move |txn| {
+                let rewrap = |sealed: &mut Sealed| -> Result<bool, StorageError> {
+                    if sealed.key_id == keyring.current_id() {
+                        return Ok(false);
+                    }
+                    let key = keyring
+                        .unwrap(&sealed.key_id, &sealed.wrapped_key)
+                        .map_err(|e| StorageError::Encryption(e.to_string()))?;
+                    (sealed.key_id, sealed.wrapped_key) = keyring.wrap(&key);
+                    Ok(true)
+                };
+                let mut count = 0;
+                let mut objects = txn.open_table(meta::OBJECTS)?;
+                let mut changed = Vec::new();
+                for row in objects.iter()? {
+                    let (k, v) = row?;
+                    let mut record: ObjectMeta = meta::decode(v.value())?;
+                    if let Some(sealed) = &mut record.encryption
+                        && rewrap(sealed)?
+                    {
+                        let (b, key) = k.value();
+                        changed.push(((b.to_string(), key.to_string()), meta::encode(&record)?));
+                    }
+                }
+                for ((b, k), bytes) in &changed {
+                    objects.insert((b.as_str(), k.as_str()), bytes.as_slice())?;
+                }
+                count += changed.len();
+                let mut uploads = txn.open_table(meta::UPLOADS)?;
+                let mut changed = Vec::new();
+                for row in uploads.iter()? {
+                    let (k, v) = row?;
+                    let mut record: UploadMeta = meta::decode(v.value())?;
+                    if let Some(sealed) = &mut record.encryption
+                        && rewrap(sealed)?
+                    {
+                        changed.push((k.value().to_string(), meta::encode(&record)?));
+                    }
+                }
+                for (id, bytes) in &changed {
+                    uploads.insert(id.as_str(), bytes.as_slice())?;
+                }
+                count += changed.len();
+                Ok(count)
+            })
+            .await
+    }
+}
+
+/// Bytes `span` of an object stored in the clear.
+fn plain_span(body: ObjectBody, span: Range<u64>) -> PlainStream {
+    use std::io::{Seek, SeekFrom};
+    use tokio::io::AsyncReadExt;
+    let len = span.end - span.start;
+    match body {
+        ObjectBody::File(mut file) => {
+            if span.start > 0
+                && let Err(e) = file.seek(SeekFrom::Start(span.start))
+            {
+                return Box::pin(futures::stream::once(async move { Err(e) }));
+            }
+            let reader = tokio::fs::File::from_std(file).take(len);
+            Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024))
+        }
+        ObjectBody::Inline(bytes) => {
+            let part = bytes.slice(usize::try_from(span.start).unwrap_or(0)..usize::try_from(span.end).unwrap_or(0));
+            Box::pin(futures::stream::once(async move { Ok(part) }))
+        }
+    }
+}
