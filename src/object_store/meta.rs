@@ -103,6 +103,16 @@ pub struct ObjectMeta {
     pub encryption: Option<crate::crypto::Sealed>,
 }
 
+impl ObjectMeta {
+    /// The length of its blob: `size`, or the sealed length when encrypted.
+    pub fn stored_len(&self) -> u64 {
+        match &self.encryption {
+            Some(e) => crate::crypto::chunked::object_sealed_len(self.size, &e.segments, e.chunk_size),
+            None => self.size,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadMeta {
     pub bucket: String,
@@ -122,6 +132,9 @@ pub struct PartMeta {
     pub etag: String,
     pub last_modified_ms: Millis,
     pub blob: String,
+    /// The blob's length when the part is sealed (`size` is the plaintext's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

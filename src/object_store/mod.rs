@@ -256,8 +256,8 @@ pub fn referenced_blobs(txn: &redb::ReadTransaction) -> Result<Vec<BlobRef>, Sto
         if !o.inline && o.damaged.is_none() && seen.insert(o.blob.clone()) {
             let (bucket, key) = k.value();
             out.push(BlobRef {
+                size: o.stored_len(),
                 id: o.blob,
-                size: o.size,
                 owner: format!("{bucket}/{key}"),
             });
         }
@@ -267,8 +267,8 @@ pub fn referenced_blobs(txn: &redb::ReadTransaction) -> Result<Vec<BlobRef>, Sto
         let p: PartMeta = meta::decode(v.value())?;
         if seen.insert(p.blob.clone()) {
             out.push(BlobRef {
+                size: p.stored_size.unwrap_or(p.size),
                 id: p.blob,
-                size: p.size,
                 owner: "a part of an unfinished multipart upload".into(),
             });
         }

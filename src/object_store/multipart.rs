@@ -82,6 +82,10 @@ impl ObjectStore {
             etag: staged.md5_hex(),
             last_modified_ms: self.now(),
             blob: staged.id.clone(),
+            stored_size: staged
+                .sealed
+                .as_ref()
+                .map(|s| crate::crypto::chunked::sealed_len(staged.size, s.chunk_size)),
         };
         let (bucket, key, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let record = part.clone();

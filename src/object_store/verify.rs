@@ -227,10 +227,7 @@ fn check_objects(
         report.bytes += size;
         // A sealed blob is the sealed chunks: its length is known, its MD5 is not the
         // ETag (the GCM tags check its bytes when it is read).
-        let expected = match &object.encryption {
-            Some(e) => crate::crypto::chunked::object_sealed_len(object.size, &e.segments, e.chunk_size),
-            None => object.size,
-        };
+        let expected = object.stored_len();
         if size != expected {
             report.findings.push(Finding::WrongSize {
                 bucket,
