@@ -95,14 +95,7 @@ impl Keyring {
     /// Wraps `data_key` with the current master key: (key id, base64 blob).
     pub fn wrap(&self, data_key: &[u8; 32]) -> (String, String) {
         let key = &self.keys[0];
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let mut buf = data_key.to_vec();
-        aead(&key.raw)
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(key.id.as_bytes()), &mut buf)
-            .unwrap_or_else(|_| unreachable!("sealing 32 bytes cannot fail"));
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        (key.id.clone(), B64.encode(out))
+        (key.id.clone(), wrap_with(&key.raw, &key.id, data_key))
     }
 
     /// Opens a data key wrapped by [`Keyring::wrap`] under the key `key_id`.
@@ -115,19 +108,33 @@ impl Keyring {
                 wanted: key_id.to_string(),
                 loaded: self.ids().join(", "),
             })?;
-        let bad = || MasterKeyError::Unwrap(key_id.to_string());
-        let raw = B64.decode(wrapped).map_err(|_| bad())?;
-        if raw.len() < NONCE_LEN {
-            return Err(bad());
-        }
-        let (nonce, rest) = raw.split_at(NONCE_LEN);
-        let mut buf = rest.to_vec();
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
-        let plain = aead(&key.raw)
-            .open_in_place(nonce, Aad::from(key.id.as_bytes()), &mut buf)
-            .map_err(|_| bad())?;
-        plain.try_into().map_err(|_| bad())
+        unwrap_with(&key.raw, &key.id, wrapped).ok_or_else(|| MasterKeyError::Unwrap(key_id.to_string()))
     }
+}
+
+/// Wraps `data_key` with `raw` (an SSE-C client's key): base64(nonce || sealed).
+pub fn wrap_with(raw: &[u8; 32], label: &str, data_key: &[u8; 32]) -> String {
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let mut buf = data_key.to_vec();
+    aead(raw)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(label.as_bytes()), &mut buf)
+        .unwrap_or_else(|_| unreachable!("sealing 32 bytes cannot fail"));
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    B64.encode(out)
+}
+
+/// Opens what [`wrap_with`] wrapped; `None` for a wrong key or damaged blob.
+pub fn unwrap_with(raw: &[u8; 32], label: &str, wrapped: &str) -> Option<[u8; 32]> {
+    let raw_wrapped = B64.decode(wrapped).ok()?;
+    if raw_wrapped.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, rest) = raw_wrapped.split_at(NONCE_LEN);
+    let mut buf = rest.to_vec();
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let plain = aead(raw).open_in_place(nonce, Aad::from(label.as_bytes()), &mut buf).ok()?;
+    plain.try_into().ok()
 }
 
 /// A fresh random data key.

@@ -15,7 +15,10 @@ use redb::ReadableTable;
 use super::meta::{self, ObjectMeta, UploadMeta};
 use super::{ObjectBody, ObjectStore, StagedBlob, StorageError, require_bucket};
 use crate::crypto::chunked::{self, CHUNK_SIZE, Totals};
-use crate::crypto::{Keyring, Seal, Sealed, SseMode};
+use crate::crypto::{CustomerCheck, Keyring, Seal, Sealed, SseMode, SseRequest};
+
+/// What [`crate::crypto::master::wrap_with`] labels an SSE-C data key with.
+const CUSTOMER_LABEL: &str = "sse-c";
 use crate::sync::lock;
 
 /// The store's encryption settings (set once by the daemon).
@@ -43,45 +46,75 @@ impl ObjectStore {
             .ok_or(StorageError::EncryptionUnavailable)
     }
 
-    /// The seal a new object in `bucket` gets: `requested` (the request's header),
-    /// else the bucket's default encryption, else `s3.encrypt_all`; `None` when the
-    /// object is stored in the clear.
-    pub async fn seal_for(&self, bucket: &str, requested: Option<SseMode>) -> Result<Option<Seal>, StorageError> {
-        let mode = match requested {
-            Some(m) => Some(m),
+    /// The seal a new object in `bucket` gets: `requested` (the request's headers:
+    /// SSE-S3, or SSE-C with the client's key), else the bucket's default
+    /// encryption, else `s3.encrypt_all`; `None` when the object is stored in the
+    /// clear.
+    pub async fn seal_for(&self, bucket: &str, requested: Option<SseRequest>) -> Result<Option<Seal>, StorageError> {
+        let requested = match requested {
+            Some(r) => Some(r),
             None => {
                 let default = self.head_bucket(bucket).await?.encryption;
                 let all = self.inner.encryption.get().is_some_and(|e| e.encrypt_all);
-                default.or(all.then_some(SseMode::S3))
+                default.or(all.then_some(SseMode::S3)).map(|_| SseRequest::S3)
             }
         };
-        let Some(mode) = mode else {
-            return Ok(None);
-        };
         let key = crate::crypto::master::new_data_key();
-        let (key_id, wrapped_key) = self.keyring()?.wrap(&key);
-        Ok(Some(Seal {
-            sealed: Sealed {
-                mode,
-                key_id,
-                wrapped_key,
+        let sealed = match requested {
+            None => return Ok(None),
+            Some(SseRequest::S3) => {
+                let (key_id, wrapped_key) = self.keyring()?.wrap(&key);
+                Sealed {
+                    mode: SseMode::S3,
+                    key_id,
+                    wrapped_key,
+                    chunk_size: CHUNK_SIZE,
+                    segments: Vec::new(),
+                    customer: None,
+                }
+            }
+            Some(SseRequest::Customer(customer)) => Sealed {
+                mode: SseMode::Customer,
+                key_id: String::new(),
+                wrapped_key: crate::crypto::master::wrap_with(&customer, CUSTOMER_LABEL, &key),
                 chunk_size: CHUNK_SIZE,
                 segments: Vec::new(),
+                customer: Some(CustomerCheck::new(&customer)),
             },
-            key,
-        }))
+        };
+        Ok(Some(Seal { sealed, key }))
     }
 
-    /// The data key of a sealed object or upload.
-    pub fn seal_of(&self, sealed: &Sealed) -> Result<Seal, StorageError> {
-        let key = self
-            .keyring()?
-            .unwrap(&sealed.key_id, &sealed.wrapped_key)
-            .map_err(|e| StorageError::Encryption(e.to_string()))?;
-        Ok(Seal {
+    /// The data key of a sealed object or upload, given the client's key when it
+    /// is SSE-C — the one rule for every read, part upload and copy source: an
+    /// SSE-C object needs its key and only it; a key sent for anything else is
+    /// refused.
+    pub fn open_seal(&self, sealed: Option<&Sealed>, customer: Option<&[u8; 32]>) -> Result<Option<Seal>, StorageError> {
+        let Some(sealed) = sealed else {
+            return match customer {
+                Some(_) => Err(StorageError::CustomerKeyNotApplicable),
+                None => Ok(None),
+            };
+        };
+        let key = match (&sealed.customer, customer) {
+            (Some(check), Some(given)) => {
+                if !check.matches(given) {
+                    return Err(StorageError::CustomerKeyWrong);
+                }
+                crate::crypto::master::unwrap_with(given, CUSTOMER_LABEL, &sealed.wrapped_key)
+                    .ok_or_else(|| StorageError::Encryption("an SSE-C data key does not open (corrupt metadata?)".into()))?
+            }
+            (Some(_), None) => return Err(StorageError::CustomerKeyMissing),
+            (None, Some(_)) => return Err(StorageError::CustomerKeyNotApplicable),
+            (None, None) => self
+                .keyring()?
+                .unwrap(&sealed.key_id, &sealed.wrapped_key)
+                .map_err(|e| StorageError::Encryption(e.to_string()))?,
+        };
+        Ok(Some(Seal {
             sealed: sealed.clone(),
             key,
-        })
+        }))
     }
 
     /// Stages `body` like [`ObjectStore::stage`] (or, with `segment > 0`, as part
@@ -121,12 +154,19 @@ impl ObjectStore {
         Ok(staged)
     }
 
-    /// The plaintext of bytes `span` of an opened object (sealed or not).
-    pub fn read_span(&self, meta: &ObjectMeta, body: ObjectBody, span: Range<u64>) -> Result<PlainStream, StorageError> {
-        let Some(sealed) = &meta.encryption else {
+    /// The plaintext of bytes `span` of an opened object (sealed or not;
+    /// `customer` is the client's key for SSE-C).
+    pub fn read_span(
+        &self,
+        meta: &ObjectMeta,
+        body: ObjectBody,
+        span: Range<u64>,
+        customer: Option<&[u8; 32]>,
+    ) -> Result<PlainStream, StorageError> {
+        let Some(seal) = self.open_seal(meta.encryption.as_ref(), customer)? else {
             return Ok(plain_span(body, span));
         };
-        let seal = self.seal_of(sealed)?;
+        let sealed = &seal.sealed;
         let reads = chunked::plan(meta.size, &sealed.segments, sealed.chunk_size, span);
         let opener = chunked::Opener::new(&seal.key);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -167,14 +207,15 @@ impl ObjectStore {
         dst_bucket: &str,
         seal: Option<&Seal>,
         segment: u32,
+        src_customer: Option<&[u8; 32]>,
     ) -> Result<StagedBlob, StorageError> {
         let open = self.open_object(src.0, src.1).await?;
-        if open.meta.encryption.is_none() && seal.is_none() {
+        if open.meta.encryption.is_none() && seal.is_none() && src_customer.is_none() {
             drop(open);
             return Ok(self.stage_copy(src, range, segment == 0).await?.0);
         }
         let span = range.unwrap_or(0..open.meta.size);
-        let plain = self.read_span(&open.meta, open.body, span)?;
+        let plain = self.read_span(&open.meta, open.body, span, src_customer)?;
         self.stage_sealed(dst_bucket, plain, seal, segment, |_| {}).await
     }
 
@@ -202,7 +243,8 @@ impl ObjectStore {
             .db
             .write(move |txn| {
                 let rewrap = |sealed: &mut Sealed| -> Result<bool, StorageError> {
-                    if sealed.key_id == keyring.current_id() {
+                    // SSE-C keys are wrapped by the client's key, not the master key.
+                    if sealed.customer.is_some() || sealed.key_id == keyring.current_id() {
                         return Ok(false);
                     }
                     let key = keyring

@@ -11,9 +11,42 @@ use crate::object_store::{ObjectAttrs, ObjectMeta, ObjectStore, PutConditions};
 
 type Out<T> = S3Result<S3Response<T>>;
 
+/// The connection a request came on (set by `s3::serve`).
+fn connection<T>(req: &S3Request<T>) -> Option<super::Connection> {
+    req.extensions.get::<super::Connection>().copied()
+}
+
+/// The SSE-C key of a request's `sse_customer_*` fields.
+macro_rules! customer_of {
+    ($input:expr, $conn:expr) => {
+        sse::customer_key(
+            $input.sse_customer_algorithm.as_deref(),
+            $input.sse_customer_key.as_deref(),
+            $input.sse_customer_key_md5.as_deref(),
+            $conn,
+        )
+    };
+}
+pub(crate) use customer_of;
+
+/// The SSE-C key of a copy request's source (`copy_source_sse_customer_*`).
+macro_rules! copy_source_customer_of {
+    ($input:expr, $conn:expr) => {
+        sse::customer_key(
+            $input.copy_source_sse_customer_algorithm.as_deref(),
+            $input.copy_source_sse_customer_key.as_deref(),
+            $input.copy_source_sse_customer_key_md5.as_deref(),
+            $conn,
+        )
+    };
+}
+pub(crate) use copy_source_customer_of;
+
 pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<PutObjectOutput> {
+    let conn = connection(&req);
     let trailers = req.trailing_headers;
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
     let attrs = convert::attrs_of!(input)?;
     let conditions = PutConditions {
         if_none_match_any: input.if_none_match.as_ref().is_some_and(ETagCondition::is_any),
@@ -28,8 +61,9 @@ pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<
         declared: declared!(input),
         trailers,
     };
-    let requested = sse::requested(input.server_side_encryption.as_ref())?;
+    let requested = sse::requested(input.server_side_encryption.as_ref(), customer.as_ref())?;
     let seal = s.seal_for(&input.bucket, requested).await?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let (staged, checksums) =
         checksum::receive(s, &input.bucket, incoming, Target::Object, seal.as_ref()).await?;
     let meta = s
@@ -38,6 +72,8 @@ pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(convert::etag(&meta)),
         server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_crc32: meta.checksums.crc32,
         checksum_crc32c: meta.checksums.crc32c,
         checksum_sha1: meta.checksums.sha1,
@@ -92,7 +128,9 @@ fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
 }
 
 pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<GetObjectOutput> {
+    let conn = connection(&req);
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
     if input.part_number.is_some() {
         return Err(s3_error!(
             NotImplemented,
@@ -116,7 +154,8 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
     };
     let span = range.clone().unwrap_or(0..meta.size);
     let len = span.end - span.start;
-    let body = StreamingBlob::wrap(s.read_span(&meta, open.body, span)?);
+    let body = StreamingBlob::wrap(s.read_span(&meta, open.body, span, customer.as_ref().map(|c| &c.key))?);
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let whole = range.is_none();
     let a = &meta.attrs;
     let output = GetObjectOutput {
@@ -141,6 +180,8 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
         tag_count: i32::try_from(a.tags.len()).ok().filter(|n| *n > 0),
         parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
         server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_crc32: meta.checksums.crc32.clone().filter(|_| whole),
         checksum_crc32c: meta.checksums.crc32c.clone().filter(|_| whole),
         checksum_sha1: meta.checksums.sha1.clone().filter(|_| whole),
@@ -156,8 +197,12 @@ fn metadata_of(a: &ObjectAttrs) -> Option<Metadata> {
 }
 
 pub async fn head_object(s: &ObjectStore, req: S3Request<HeadObjectInput>) -> Out<HeadObjectOutput> {
+    let conn = connection(&req);
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
     let meta = s.head_object(&input.bucket, &input.key).await?;
+    s.open_seal(meta.encryption.as_ref(), customer.as_ref().map(|c| &c.key))?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     check_conditions(
         &meta,
         &Conditions {
@@ -181,6 +226,8 @@ pub async fn head_object(s: &ObjectStore, req: S3Request<HeadObjectInput>) -> Ou
         metadata: metadata_of(a),
         parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
         server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_crc32: meta.checksums.crc32.clone(),
         checksum_crc32c: meta.checksums.crc32c.clone(),
         checksum_sha1: meta.checksums.sha1.clone(),
@@ -256,7 +303,10 @@ pub fn copy_source(src: &CopySource) -> S3Result<(&str, &str)> {
 }
 
 pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Out<CopyObjectOutput> {
+    let conn = connection(&req);
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
+    let src_customer = copy_source_customer_of!(input, conn)?;
     let (src_bucket, src_key) = copy_source(&input.copy_source)?;
     let src = s.head_object(src_bucket, src_key).await?;
     check_conditions(
@@ -297,15 +347,26 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
     // The destination is sealed as a new object would be (the request's header, the
     // bucket's default, encrypt_all); when that matches the source, the copy shares
     // its bytes (and data key), otherwise the bytes are opened and sealed again.
-    let requested = sse::requested(input.server_side_encryption.as_ref())?;
+    let requested = sse::requested(input.server_side_encryption.as_ref(), customer.as_ref())?;
     let seal = s.seal_for(&input.bucket, requested).await?;
-    let same_mode = src.encryption.as_ref().map(|e| e.mode) == seal.as_ref().map(|s| s.sealed.mode);
-    let meta = if same_mode {
+    let src_mode = src.encryption.as_ref().map(|e| e.mode);
+    let same_mode = src_mode == seal.as_ref().map(|s| s.sealed.mode);
+    // SSE-C never shares: the source's key is checked and the copy gets its own.
+    let share = same_mode && src_mode != Some(crate::crypto::SseMode::Customer) && src_customer.is_none();
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
+    let meta = if share {
         s.copy_object((src_bucket, src_key), (&input.bucket, &input.key), new_attrs)
             .await?
     } else {
         let staged = s
-            .restage((src_bucket, src_key), None, &input.bucket, seal.as_ref(), 0)
+            .restage(
+                (src_bucket, src_key),
+                None,
+                &input.bucket,
+                seal.as_ref(),
+                0,
+                src_customer.as_ref().map(|c| &c.key),
+            )
             .await?;
         let attrs = new_attrs.unwrap_or_else(|| src.attrs.clone());
         s.commit_object(
@@ -320,6 +381,8 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
     };
     Ok(S3Response::new(CopyObjectOutput {
         server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(convert::etag(&meta)),
             last_modified: Some(convert::timestamp(meta.last_modified_ms)),

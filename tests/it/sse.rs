@@ -356,3 +356,212 @@ fn awscli_sse_survives_kill_9_rotation_and_backups_leave_the_master_key_out() {
     assert!(files(&backup).iter().all(|(p, _)| !p.to_string_lossy().contains("master.key")));
     assert_nowhere(&backup, &big[4096..4160], "plaintext");
 }
+
+fn sse_c_key(seed: u8) -> (String, String, [u8; 32]) {
+    use base64::Engine as _;
+    let raw: [u8; 32] = std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (b64.encode(raw), b64.encode(Md5::digest(raw)), raw)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
+    let s = server().await;
+    let c = &s.client;
+    c.create_bucket().bucket("cust").send().await.unwrap();
+    let (key, md5, raw) = sse_c_key(1);
+    let (wrong, wrong_md5, _) = sse_c_key(2);
+    let bytes = data(3 * CHUNK + 17, 31);
+    let put = c
+        .put_object()
+        .bucket("cust")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&md5)
+        .body(ByteStream::from(bytes.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.sse_customer_key_md5(), Some(md5.as_str()));
+    let get = |k: Option<(&str, &str)>, range: Option<&str>| {
+        let mut r = c.get_object().bucket("cust").key("k");
+        if let Some((k, m)) = k {
+            r = r.sse_customer_algorithm("AES256").sse_customer_key(k).sse_customer_key_md5(m);
+        }
+        if let Some(range) = range {
+            r = r.range(range);
+        }
+        r.send()
+    };
+    let got = get(Some((&key, &md5)), None).await.unwrap();
+    assert_eq!(got.sse_customer_algorithm(), Some("AES256"));
+    assert!(body_bytes(got).await == bytes);
+    let part = body_bytes(get(Some((&key, &md5)), Some("bytes=65530-131080")).await.unwrap()).await;
+    assert!(part == bytes[65530..=131_080]);
+    assert_eq!(crate::support::status(get(Some((&wrong, &wrong_md5)), None).await), 403);
+    assert_eq!(crate::support::status(get(None, None).await), 400);
+    let head = c
+        .head_object()
+        .bucket("cust")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&md5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.sse_customer_key_md5(), Some(md5.as_str()));
+    assert!(c.head_object().bucket("cust").key("k").send().await.is_err());
+
+    // Copy: the source's key opens it, the destination gets SSE-S3 or another key.
+    assert!(c.copy_object().bucket("cust").key("copy").copy_source("cust/k").send().await.is_err());
+    c.copy_object()
+        .bucket("cust")
+        .key("copy")
+        .copy_source("cust/k")
+        .copy_source_sse_customer_algorithm("AES256")
+        .copy_source_sse_customer_key(&key)
+        .copy_source_sse_customer_key_md5(&md5)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&wrong)
+        .sse_customer_key_md5(&wrong_md5)
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_object()
+        .bucket("cust")
+        .key("copy")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&wrong)
+        .sse_customer_key_md5(&wrong_md5)
+        .send()
+        .await
+        .unwrap();
+    assert!(body_bytes(got).await == bytes);
+
+    // Multipart: every part needs the upload's key.
+    let up = c
+        .create_multipart_upload()
+        .bucket("cust")
+        .key("multi")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&md5)
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let p1 = data(5 * 1024 * 1024, 32);
+    let no_key = c
+        .upload_part()
+        .bucket("cust")
+        .key("multi")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(p1.clone()))
+        .send()
+        .await;
+    assert_eq!(crate::support::status(no_key), 400);
+    let mut done = Vec::new();
+    for (n, p) in [(1, p1.clone()), (2, bytes.clone())] {
+        let r = c
+            .upload_part()
+            .bucket("cust")
+            .key("multi")
+            .upload_id(id)
+            .part_number(n)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&key)
+            .sse_customer_key_md5(&md5)
+            .body(ByteStream::from(p))
+            .send()
+            .await
+            .unwrap();
+        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
+    }
+    c.complete_multipart_upload()
+        .bucket("cust")
+        .key("multi")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_object()
+        .bucket("cust")
+        .key("multi")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&md5)
+        .send()
+        .await
+        .unwrap();
+    assert!(body_bytes(got).await == [p1, bytes.clone()].concat());
+
+    // The key is nowhere on disk, in any form, and neither is the plaintext.
+    let dir = s.dir.path().join("data");
+    assert_nowhere(&dir, &raw, "the SSE-C key");
+    assert_nowhere(&dir, key.as_bytes(), "the SSE-C key (base64)");
+    assert_nowhere(&dir, &bytes[70_000..70_064], "plaintext");
+    s.daemon.shutdown().await;
+}
+
+const BOTO3_SSE_C: &str = r#"
+import sys, os, boto3, botocore
+from botocore.config import Config
+endpoint, ca, ak, sk = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, verify=ca, aws_access_key_id=ak,
+                  aws_secret_access_key=sk, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}))
+key = bytes(range(32))
+s3.create_bucket(Bucket="bcust")
+s3.put_object(Bucket="bcust", Key="k", Body=b"customer bytes" * 5000, SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+got = s3.get_object(Bucket="bcust", Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+assert got["Body"].read() == b"customer bytes" * 5000
+assert got["SSECustomerAlgorithm"] == "AES256"
+try:
+    s3.get_object(Bucket="bcust", Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=bytes(32))
+    raise SystemExit("a wrong key opened the object")
+except botocore.exceptions.ClientError as e:
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, e.response
+s3.put_object(Bucket="bcust", Key="s3", Body=b"managed", ServerSideEncryption="AES256")
+assert s3.head_object(Bucket="bcust", Key="s3")["ServerSideEncryption"] == "AES256"
+print("boto3 sse ok")
+"#;
+
+/// boto3 with SSE-C and SSE-S3 over TLS against `darkroom serve` logging at
+/// debug: the key is in neither the log nor the data directory.
+#[test]
+fn boto3_sse_c_over_tls_and_the_key_never_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::tls::TestCa::new("sse CA");
+    let ca_file = ca.write_ca(&dir.path().join("ca.pem"));
+    let pair = ca.leaf(dir.path(), "server");
+    let log = dir.path().join("serve.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let data_dir = dir.path().join("data");
+    let s = spawn_serve(&data_dir, |cmd| {
+        cmd.env("DARKROOM_TLS__CERT_FILE", &pair.cert)
+            .env("DARKROOM_TLS__KEY_FILE", &pair.key)
+            .env("DARKROOM_LOG__LEVEL", "debug")
+            .stderr(log_file);
+    });
+    let out = Command::new("python3")
+        .args(["-c", BOTO3_SSE_C, &s.endpoint, ca_file.to_str().unwrap(), ACCESS_KEY, SECRET_KEY])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "boto3 SSE failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "boto3 sse ok");
+    drop(s);
+    use base64::Engine as _;
+    let raw: Vec<u8> = (0..32).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
+    let logged = std::fs::read(&log).unwrap();
+    assert!(!logged.is_empty(), "the debug log is empty: the scan would prove nothing");
+    assert!(!logged.windows(b64.len()).any(|w| w == b64.as_bytes()), "the SSE-C key is in the log");
+    assert_nowhere(&data_dir, &raw, "the SSE-C key");
+    assert_nowhere(&data_dir, b64.as_bytes(), "the SSE-C key (base64)");
+}
