@@ -12,7 +12,10 @@ pub fn run(command: &TlsCommand) -> anyhow::Result<()> {
         TlsCommand::SelfSigned { hosts, out, days } => {
             let dir = match out {
                 Some(d) => d.clone(),
-                None => Config::load(None, &Overrides::default())?.config.data_dir.join("tls"),
+                None => Config::load(None, &Overrides::default())?
+                    .config
+                    .data_dir
+                    .join("tls"),
             };
             let w = crate::tls::self_signed::write(&dir, hosts, *days)
                 .with_context(|| format!("cannot write a self-signed pair into {}", dir.display()))?;

@@ -33,8 +33,8 @@ use crate::queue::QueueSettings;
 use crate::redis_store::{Backend, RedisSettings};
 use crate::s3::S3Config;
 use crate::telemetry::LogConfig;
-use crate::tls::TlsConfig;
 pub use crate::telemetry::LogFormat;
+use crate::tls::TlsConfig;
 
 /// The documented example configuration shipped with darkroom.
 pub const EXAMPLE: &str = include_str!("../../config.toml");

@@ -117,7 +117,11 @@ pub fn wrap_with(raw: &[u8; 32], label: &str, data_key: &[u8; 32]) -> String {
     let nonce: [u8; NONCE_LEN] = rand::random();
     let mut buf = data_key.to_vec();
     aead(raw)
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(label.as_bytes()), &mut buf)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(label.as_bytes()),
+            &mut buf,
+        )
         .unwrap_or_else(|_| unreachable!("sealing 32 bytes cannot fail"));
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buf);
@@ -133,7 +137,9 @@ pub fn unwrap_with(raw: &[u8; 32], label: &str, wrapped: &str) -> Option<[u8; 32
     let (nonce, rest) = raw_wrapped.split_at(NONCE_LEN);
     let mut buf = rest.to_vec();
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let plain = aead(raw).open_in_place(nonce, Aad::from(label.as_bytes()), &mut buf).ok()?;
+    let plain = aead(raw)
+        .open_in_place(nonce, Aad::from(label.as_bytes()), &mut buf)
+        .ok()?;
     plain.try_into().ok()
 }
 
@@ -148,7 +154,10 @@ fn aead(raw: &[u8; 32]) -> LessSafeKey {
 
 fn new_key() -> Key {
     let raw: [u8; 32] = rand::random();
-    Key { id: key_id(&raw), raw }
+    Key {
+        id: key_id(&raw),
+        raw,
+    }
 }
 
 /// A key's id: the first 8 bytes of SHA-256 of it, hex (says which key, reveals nothing).
@@ -174,7 +183,10 @@ fn read_key(path: &Path) -> Result<Key, MasterKeyError> {
         .and_then(|b| B64.decode(b).ok())
         .and_then(|v| <[u8; 32]>::try_from(v).ok())
         .ok_or_else(|| format("the key is not 32 bytes of base64"))?;
-    Ok(Key { id: key_id(&raw), raw })
+    Ok(Key {
+        id: key_id(&raw),
+        raw,
+    })
 }
 
 fn write_key(path: &Path, key: &Key) -> Result<(), MasterKeyError> {
@@ -217,17 +229,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("master.key");
         let ring = Keyring::load_or_create(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let data = new_data_key();
         let (id, wrapped) = ring.wrap(&data);
         let again = Keyring::load_or_create(&path).unwrap();
         assert_eq!(again.unwrap(&id, &wrapped).unwrap(), data);
         let other = Keyring::ephemeral();
-        assert!(matches!(other.unwrap(&id, &wrapped), Err(MasterKeyError::UnknownKey { .. })));
+        assert!(matches!(
+            other.unwrap(&id, &wrapped),
+            Err(MasterKeyError::UnknownKey { .. })
+        ));
         let rotated = begin_rotation(&path).unwrap();
         assert_ne!(rotated.current_id(), id);
-        assert_eq!(rotated.unwrap(&id, &wrapped).unwrap(), data, "the old key still opens");
+        assert_eq!(
+            rotated.unwrap(&id, &wrapped).unwrap(),
+            data,
+            "the old key still opens"
+        );
         finish_rotation(&path).unwrap();
-        assert_eq!(Keyring::load_or_create(&path).unwrap().ids(), vec![rotated.current_id().to_string()]);
+        assert_eq!(
+            Keyring::load_or_create(&path).unwrap().ids(),
+            vec![rotated.current_id().to_string()]
+        );
     }
 }

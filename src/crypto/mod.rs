@@ -81,7 +81,8 @@ impl CustomerCheck {
         use base64::Engine as _;
         use hmac::Mac as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(salt).unwrap_or_else(|_| unreachable!("any length"));
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(salt).unwrap_or_else(|_| unreachable!("any length"));
         mac.update(key);
         Self {
             salt: b64.encode(salt),
@@ -130,6 +131,8 @@ pub struct Seal {
 
 impl std::fmt::Debug for Seal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Seal").field("sealed", &self.sealed).finish_non_exhaustive()
+        f.debug_struct("Seal")
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
     }
 }

@@ -54,9 +54,7 @@ impl Daemon {
     /// Opens everything and starts serving. Listens where the config says (port 0
     /// picks a free port: see [`Daemon::s3_addr`]).
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
-        for warning in config.tls.check_exposure(&config.listeners())? {
-            tracing::warn!("{warning}");
-        }
+        warn_plain_exposure(config)?;
         let stores = open::open_stores(config, &clock).await?;
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
@@ -67,12 +65,7 @@ impl Daemon {
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
         let recent = RecentGenerations::default();
-        let http = crate::tls::client::trust(
-            reqwest::Client::builder().connect_timeout(Duration::from_secs(5)),
-            config.tls.ca(),
-        )?
-        .build()
-            .context("cannot build the HTTP client")?;
+        let http = http_client(config)?;
         let alerts = Alerts::new(config.alerts.clone(), clock.clone(), http.clone());
         let observer = background::observer(&metrics, &recent, &alerts);
         let dispatcher = open::start_dispatcher(
@@ -111,10 +104,7 @@ impl Daemon {
             shutdown.clone(),
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
-        let api_url = format!(
-            "{}://{api_addr}",
-            if api_listener.is_tls() { "https" } else { "http" }
-        );
+        let api_url = url_of(&api_listener, api_addr);
         let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
         let services = Services {
             jobs: Jobs::new(
@@ -261,6 +251,31 @@ impl Daemon {
     }
 }
 
+/// The client webhooks and alert notifiers share (trusting `tls.ca_file` too).
+fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    crate::tls::client::trust(
+        reqwest::Client::builder().connect_timeout(Duration::from_secs(5)),
+        config.tls.ca(),
+    )?
+    .build()
+    .context("cannot build the HTTP client")
+}
+
+/// Logs the loud warning for each listener off loopback without TLS (or refuses
+/// with `tls.required_off_loopback`).
+fn warn_plain_exposure(config: &Config) -> anyhow::Result<()> {
+    for warning in config.tls.check_exposure(&config.listeners())? {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// `https://addr` or `http://addr`.
+fn url_of(listener: &crate::tls::Listener, addr: SocketAddr) -> String {
+    let scheme = if listener.is_tls() { "https" } else { "http" };
+    format!("{scheme}://{addr}")
+}
+
 /// Binds the HTTP API's listener (served once the services exist).
 async fn bind_api(config: &Config) -> anyhow::Result<(crate::tls::Listener, SocketAddr)> {
     let listener = TcpListener::bind(config.api.addr)
@@ -284,7 +299,8 @@ fn tls_listener(
         crate::tls::ListenerKind::S3 => crate::tls::Alpn::Http1,
         crate::tls::ListenerKind::Api => crate::tls::Alpn::H2AndHttp1,
     };
-    let acceptor = crate::tls::server::acceptor(&pair, alpn).with_context(|| format!("tls ({} listener)", kind.name()))?;
+    let acceptor = crate::tls::server::acceptor(&pair, alpn)
+        .with_context(|| format!("tls ({} listener)", kind.name()))?;
     Ok(crate::tls::Listener::new(tcp, Some(acceptor)))
 }
 
@@ -384,7 +400,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // that went away must not take the daemon down.
     let mut ready = Vec::new();
     if let Some(addr) = daemon.s3_addr() {
-        let scheme = if config.tls.pair_for(crate::tls::ListenerKind::S3).is_some() { "https" } else { "http" };
+        let scheme = if config.tls.pair_for(crate::tls::ListenerKind::S3).is_some() {
+            "https"
+        } else {
+            "http"
+        };
         ready.push(format!("darkroom: S3 API on {scheme}://{addr}\n"));
     }
     ready.push(format!("darkroom: HTTP API on {}\n", daemon.api_url()));

@@ -112,8 +112,12 @@ pub(super) async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow
         .await?
         .context("cannot open the object store")?;
     let key_path = config.s3.master_key_path(&config.data_dir);
-    let keyring = crate::crypto::Keyring::load_or_create(&key_path)
-        .with_context(|| format!("s3.master_key_file: cannot load the master key {}", key_path.display()))?;
+    let keyring = crate::crypto::Keyring::load_or_create(&key_path).with_context(|| {
+        format!(
+            "s3.master_key_file: cannot load the master key {}",
+            key_path.display()
+        )
+    })?;
     storage.enable_encryption(crate::object_store::Encryption {
         keyring,
         encrypt_all: config.s3.encrypt_all,

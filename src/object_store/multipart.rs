@@ -218,7 +218,11 @@ impl ObjectStore {
             .map_err(|e| StorageError::io("(concat task)", std::io::Error::other(e)))??;
         // Sealed parts: the object is their segments, its size their plaintext sizes.
         let encryption = upload.encryption.map(|mut e| {
-            e.segments = requested.iter().map(|(n, _)| *n).zip(chosen.iter().map(|p| p.size)).collect();
+            e.segments = requested
+                .iter()
+                .map(|(n, _)| *n)
+                .zip(chosen.iter().map(|p| p.size))
+                .collect();
             e
         });
         let size = if encryption.is_some() {

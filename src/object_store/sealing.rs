@@ -50,7 +50,11 @@ impl ObjectStore {
     /// SSE-S3, or SSE-C with the client's key), else the bucket's default
     /// encryption, else `s3.encrypt_all`; `None` when the object is stored in the
     /// clear.
-    pub async fn seal_for(&self, bucket: &str, requested: Option<SseRequest>) -> Result<Option<Seal>, StorageError> {
+    pub async fn seal_for(
+        &self,
+        bucket: &str,
+        requested: Option<SseRequest>,
+    ) -> Result<Option<Seal>, StorageError> {
         let requested = match requested {
             Some(r) => Some(r),
             None => {
@@ -89,7 +93,11 @@ impl ObjectStore {
     /// is SSE-C — the one rule for every read, part upload and copy source: an
     /// SSE-C object needs its key and only it; a key sent for anything else is
     /// refused.
-    pub fn open_seal(&self, sealed: Option<&Sealed>, customer: Option<&[u8; 32]>) -> Result<Option<Seal>, StorageError> {
+    pub fn open_seal(
+        &self,
+        sealed: Option<&Sealed>,
+        customer: Option<&[u8; 32]>,
+    ) -> Result<Option<Seal>, StorageError> {
         let Some(sealed) = sealed else {
             return match customer {
                 Some(_) => Err(StorageError::CustomerKeyNotApplicable),
@@ -101,8 +109,9 @@ impl ObjectStore {
                 if !check.matches(given) {
                     return Err(StorageError::CustomerKeyWrong);
                 }
-                crate::crypto::master::unwrap_with(given, CUSTOMER_LABEL, &sealed.wrapped_key)
-                    .ok_or_else(|| StorageError::Encryption("an SSE-C data key does not open (corrupt metadata?)".into()))?
+                crate::crypto::master::unwrap_with(given, CUSTOMER_LABEL, &sealed.wrapped_key).ok_or_else(
+                    || StorageError::Encryption("an SSE-C data key does not open (corrupt metadata?)".into()),
+                )?
             }
             (Some(_), None) => return Err(StorageError::CustomerKeyMissing),
             (None, Some(_)) => return Err(StorageError::CustomerKeyNotApplicable),
@@ -141,7 +150,14 @@ impl ObjectStore {
             };
         };
         let totals = Arc::new(Mutex::new(Totals::default()));
-        let sealed_body = chunked::seal(body, &seal.key, segment, seal.sealed.chunk_size, inspect, totals.clone());
+        let sealed_body = chunked::seal(
+            body,
+            &seal.key,
+            segment,
+            seal.sealed.chunk_size,
+            inspect,
+            totals.clone(),
+        );
         let mut staged = if segment > 0 {
             self.stage_part(bucket, sealed_body, |_| {}).await?
         } else {
@@ -307,7 +323,8 @@ fn plain_span(body: ObjectBody, span: Range<u64>) -> PlainStream {
             Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024))
         }
         ObjectBody::Inline(bytes) => {
-            let part = bytes.slice(usize::try_from(span.start).unwrap_or(0)..usize::try_from(span.end).unwrap_or(0));
+            let part =
+                bytes.slice(usize::try_from(span.start).unwrap_or(0)..usize::try_from(span.end).unwrap_or(0));
             Box::pin(futures::stream::once(async move { Ok(part) }))
         }
     }

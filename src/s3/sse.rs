@@ -58,7 +58,10 @@ pub fn customer_key(
         .ok_or_else(|| s3_error!(InvalidArgument, "the SSE-C key must be 256 bits, base64"))?;
     let md5 = b64.encode(Md5::digest(raw));
     if md5 != key_md5 {
-        return Err(s3_error!(InvalidArgument, "the SSE-C key's MD5 does not match the key"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "the SSE-C key's MD5 does not match the key"
+        ));
     }
     Ok(Some(CustomerKey { key: raw, md5 }))
 }
@@ -111,10 +114,16 @@ pub async fn put_bucket_encryption(
     let input = req.input;
     let rules = input.server_side_encryption_configuration.rules;
     let [rule] = rules.as_slice() else {
-        return Err(s3_error!(MalformedXML, "give exactly one ServerSideEncryptionRule"));
+        return Err(s3_error!(
+            MalformedXML,
+            "give exactly one ServerSideEncryptionRule"
+        ));
     };
     let Some(default) = &rule.apply_server_side_encryption_by_default else {
-        return Err(s3_error!(MalformedXML, "ApplyServerSideEncryptionByDefault is missing"));
+        return Err(s3_error!(
+            MalformedXML,
+            "ApplyServerSideEncryptionByDefault is missing"
+        ));
     };
     if default.sse_algorithm.as_str() != ServerSideEncryption::AES256 {
         return Err(s3_error!(

@@ -8,7 +8,10 @@ use std::path::Path;
 use super::server::TlsError;
 
 /// Adds every certificate of the PEM file `ca_file` as a trusted root.
-pub fn trust(builder: reqwest::ClientBuilder, ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, TlsError> {
+pub fn trust(
+    builder: reqwest::ClientBuilder,
+    ca_file: Option<&Path>,
+) -> Result<reqwest::ClientBuilder, TlsError> {
     let Some(path) = ca_file else {
         return Ok(builder);
     };

@@ -97,10 +97,7 @@ impl TlsConfig {
     /// The rule for listeners off loopback: without TLS they are refused when
     /// `tls.required_off_loopback` is set, and otherwise named in the warnings
     /// returned (the daemon logs them loudly at start).
-    pub fn check_exposure(
-        &self,
-        listeners: &[(Listener, SocketAddr)],
-    ) -> Result<Vec<String>, ConfigError> {
+    pub fn check_exposure(&self, listeners: &[(Listener, SocketAddr)]) -> Result<Vec<String>, ConfigError> {
         let mut warnings = Vec::new();
         for &(listener, addr) in listeners {
             if addr.ip().is_loopback() || self.pair_for(listener).is_some() {
@@ -143,8 +140,14 @@ mod tests {
             cert_file: "api.pem".into(),
             key_file: "api.key".into(),
         });
-        assert_eq!(c.pair_for(Listener::S3).unwrap().cert_file, PathBuf::from("all.pem"));
-        assert_eq!(c.pair_for(Listener::Api).unwrap().cert_file, PathBuf::from("api.pem"));
+        assert_eq!(
+            c.pair_for(Listener::S3).unwrap().cert_file,
+            PathBuf::from("all.pem")
+        );
+        assert_eq!(
+            c.pair_for(Listener::Api).unwrap().cert_file,
+            PathBuf::from("api.pem")
+        );
         assert!(TlsConfig::default().pair_for(Listener::S3).is_none());
     }
 
@@ -160,10 +163,16 @@ mod tests {
     #[test]
     fn plain_off_loopback_warns_or_is_refused() {
         let mut c = TlsConfig::default();
-        let listeners = [(Listener::S3, addr("0.0.0.0:9000")), (Listener::Api, addr("127.0.0.1:9080"))];
+        let listeners = [
+            (Listener::S3, addr("0.0.0.0:9000")),
+            (Listener::Api, addr("127.0.0.1:9080")),
+        ];
         let warnings = c.check_exposure(&listeners).unwrap();
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("s3 listener on 0.0.0.0:9000"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("s3 listener on 0.0.0.0:9000"),
+            "{warnings:?}"
+        );
         c.required_off_loopback = true;
         let err = c.check_exposure(&listeners).unwrap_err().to_string();
         assert!(err.starts_with("tls.required_off_loopback"), "{err}");

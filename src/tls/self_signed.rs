@@ -70,7 +70,11 @@ pub fn write(dir: &Path, hosts: &[String], days: u32) -> Result<Written, SelfSig
 /// SHA-256 of a certificate's DER as colon-separated hex (what browsers show).
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
-    digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Writes a file only its owner can read (created 0600, replaced whole).

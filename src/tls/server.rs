@@ -26,7 +26,11 @@ pub enum TlsError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{cert} and {key}: {message}")]
-    Pair { cert: PathBuf, key: PathBuf, message: String },
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        message: String,
+    },
 }
 
 /// What ALPN a listener offers.
@@ -109,7 +113,9 @@ pub struct ReloadingCert {
 
 impl std::fmt::Debug for ReloadingCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadingCert").field("pair", &self.pair).finish_non_exhaustive()
+        f.debug_struct("ReloadingCert")
+            .field("pair", &self.pair)
+            .finish_non_exhaustive()
     }
 }
 

@@ -46,7 +46,14 @@ fn assert_nowhere(dir: &Path, needle: &[u8], what: &str) {
 }
 
 async fn get_range(client: &aws_sdk_s3::Client, bucket: &str, key: &str, range: &str) -> Vec<u8> {
-    let out = client.get_object().bucket(bucket).key(key).range(range).send().await.unwrap();
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(range)
+        .send()
+        .await
+        .unwrap();
     body_bytes(out).await
 }
 
@@ -71,7 +78,10 @@ async fn sse_s3_round_trips_small_large_and_multipart_across_every_chunk_boundar
             .unwrap();
         assert_eq!(put.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
         // SSE-S3 ETags are the plaintext's MD5, as AWS gives them.
-        assert_eq!(put.e_tag().unwrap(), format!("\"{}\"", hex::encode(Md5::digest(bytes))));
+        assert_eq!(
+            put.e_tag().unwrap(),
+            format!("\"{}\"", hex::encode(Md5::digest(bytes)))
+        );
         let head = c.head_object().bucket("sealed").key(key).send().await.unwrap();
         assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
         assert_eq!(head.content_length(), Some(bytes.len() as i64));
@@ -83,14 +93,21 @@ async fn sse_s3_round_trips_small_large_and_multipart_across_every_chunk_boundar
     // starting on it, and ranges spanning two and three chunks.
     for k in 1..=16usize {
         let b = k * CHUNK;
-        let mut ranges = vec![(b - 1, b), (b - CHUNK, b - 1), (b - 1, b + 1.min(large.len() - 1 - b))];
+        let mut ranges = vec![
+            (b - 1, b),
+            (b - CHUNK, b - 1),
+            (b - 1, b + 1.min(large.len() - 1 - b)),
+        ];
         if b + 1 < large.len() {
             ranges.push((b, b + 1));
             ranges.push((b.saturating_sub(CHUNK + 5), (b + CHUNK + 5).min(large.len() - 1)));
         }
         for (first, last) in ranges {
             let got = get_range(c, "sealed", "large", &format!("bytes={first}-{last}")).await;
-            assert!(got == large[first..=last], "range {first}-{last} came back different");
+            assert!(
+                got == large[first..=last],
+                "range {first}-{last} came back different"
+            );
         }
     }
     let tail = get_range(c, "sealed", "large", "bytes=-200").await;
@@ -99,7 +116,11 @@ async fn sse_s3_round_trips_small_large_and_multipart_across_every_chunk_boundar
     assert!(from == large[3 * CHUNK + 7..]);
 
     // Multipart: sealed part by part; ranges across the part boundaries.
-    let parts = [data(5 * 1024 * 1024 + 11, 3), data(5 * 1024 * 1024, 4), data(CHUNK + 9, 5)];
+    let parts = [
+        data(5 * 1024 * 1024 + 11, 3),
+        data(5 * 1024 * 1024, 4),
+        data(CHUNK + 9, 5),
+    ];
     let up = c
         .create_multipart_upload()
         .bucket("sealed")
@@ -124,7 +145,12 @@ async fn sse_s3_round_trips_small_large_and_multipart_across_every_chunk_boundar
             .await
             .unwrap();
         assert_eq!(r.e_tag().unwrap(), format!("\"{}\"", hex::encode(Md5::digest(p))));
-        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build(),
+        );
     }
     let complete = c
         .complete_multipart_upload()
@@ -135,21 +161,36 @@ async fn sse_s3_round_trips_small_large_and_multipart_across_every_chunk_boundar
         .send()
         .await
         .unwrap();
-    assert_eq!(complete.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+    assert_eq!(
+        complete.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
     let whole = parts.concat();
     let got = body_bytes(c.get_object().bucket("sealed").key("multi").send().await.unwrap()).await;
     assert!(got == whole, "the multipart object came back different");
     let p1 = parts[0].len();
     let p2 = p1 + parts[1].len();
-    for (first, last) in [(p1 - 1, p1), (p1 - 3, p2 + 3), (p2, whole.len() - 1), (p1 - CHUNK, p1 + CHUNK)] {
+    for (first, last) in [
+        (p1 - 1, p1),
+        (p1 - 3, p2 + 3),
+        (p2, whole.len() - 1),
+        (p1 - CHUNK, p1 + CHUNK),
+    ] {
         let got = get_range(c, "sealed", "multi", &format!("bytes={first}-{last}")).await;
-        assert!(got == whole[first..=last], "multipart range {first}-{last} came back different");
+        assert!(
+            got == whole[first..=last],
+            "multipart range {first}-{last} came back different"
+        );
     }
 
     // No plaintext anywhere in the data directory (blobs, database files).
     let dir = s.dir.path().join("data");
     assert_nowhere(&dir, &small[..64], "the small object's plaintext");
-    assert_nowhere(&dir, &large[5 * CHUNK..5 * CHUNK + 64], "the large object's plaintext");
+    assert_nowhere(
+        &dir,
+        &large[5 * CHUNK..5 * CHUNK + 64],
+        "the large object's plaintext",
+    );
     assert_nowhere(&dir, &whole[p1 - 32..p1 + 32], "the multipart object's plaintext");
     s.daemon.shutdown().await;
 }
@@ -175,25 +216,45 @@ async fn bucket_default_encryption_copies_across_modes_and_the_dispatchers_write
         .build();
     c.put_bucket_encryption()
         .bucket("enc")
-        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().unwrap())
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
     let got = c.get_bucket_encryption().bucket("enc").send().await.unwrap();
     let rules = got.server_side_encryption_configuration().unwrap().rules();
     assert_eq!(
-        rules[0].apply_server_side_encryption_by_default().unwrap().sse_algorithm(),
+        rules[0]
+            .apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm(),
         &ServerSideEncryption::Aes256
     );
 
     // No header: sealed by the bucket's default.
     let bytes = data(200_000, 9);
-    c.put_object().bucket("enc").key("a").body(ByteStream::from(bytes.clone())).send().await.unwrap();
+    c.put_object()
+        .bucket("enc")
+        .key("a")
+        .body(ByteStream::from(bytes.clone()))
+        .send()
+        .await
+        .unwrap();
     let head = c.head_object().bucket("enc").key("a").send().await.unwrap();
     assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
 
     // Sealed -> clear bucket: opened; clear -> with the header: sealed.
-    c.copy_object().bucket("plain").key("a").copy_source("enc/a").send().await.unwrap();
+    c.copy_object()
+        .bucket("plain")
+        .key("a")
+        .copy_source("enc/a")
+        .send()
+        .await
+        .unwrap();
     let head = c.head_object().bucket("plain").key("a").send().await.unwrap();
     assert_eq!(head.server_side_encryption(), None);
     let plain = body_bytes(c.get_object().bucket("plain").key("a").send().await.unwrap()).await;
@@ -210,16 +271,41 @@ async fn bucket_default_encryption_copies_across_modes_and_the_dispatchers_write
     assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
     assert!(body_bytes(c.get_object().bucket("plain").key("b").send().await.unwrap()).await == bytes);
     // Sealed -> sealed (same mode): shares the bytes and key.
-    c.copy_object().bucket("enc").key("c").copy_source("plain/b").send().await.unwrap();
+    c.copy_object()
+        .bucket("enc")
+        .key("c")
+        .copy_source("plain/b")
+        .send()
+        .await
+        .unwrap();
     assert!(body_bytes(c.get_object().bucket("enc").key("c").send().await.unwrap()).await == bytes);
 
     // The dispatcher's writes (ObjectStore::put) honour the bucket's default.
     let out = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes.clone()))]);
-    let meta = s.daemon.storage().put("enc", "jobs/x/0.png", out, Default::default()).await.unwrap();
-    assert!(meta.encryption.is_some(), "an output in a default-encrypted bucket was stored in the clear");
+    let meta = s
+        .daemon
+        .storage()
+        .put(
+            "enc",
+            "jobs/x/0.png",
+            out,
+            darkroom::object_store::ObjectAttrs::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        meta.encryption.is_some(),
+        "an output in a default-encrypted bucket was stored in the clear"
+    );
 
     c.delete_bucket_encryption().bucket("enc").send().await.unwrap();
-    c.put_object().bucket("enc").key("d").body(ByteStream::from_static(b"clear")).send().await.unwrap();
+    c.put_object()
+        .bucket("enc")
+        .key("d")
+        .body(ByteStream::from_static(b"clear"))
+        .send()
+        .await
+        .unwrap();
     let head = c.head_object().bucket("enc").key("d").send().await.unwrap();
     assert_eq!(head.server_side_encryption(), None);
     // aws:kms is not offered.
@@ -244,7 +330,13 @@ async fn encrypt_all_seals_every_bucket() {
     let c = &s.client;
     c.create_bucket().bucket("any").send().await.unwrap();
     let bytes = data(100_000, 11);
-    c.put_object().bucket("any").key("k").body(ByteStream::from(bytes.clone())).send().await.unwrap();
+    c.put_object()
+        .bucket("any")
+        .key("k")
+        .body(ByteStream::from(bytes.clone()))
+        .send()
+        .await
+        .unwrap();
     let head = c.head_object().bucket("any").key("k").send().await.unwrap();
     assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
     assert!(body_bytes(c.get_object().bucket("any").key("k").send().await.unwrap()).await == bytes);
@@ -296,8 +388,28 @@ fn awscli_sse_survives_kill_9_rotation_and_backups_leave_the_master_key_out() {
     std::fs::write(&src, &big).unwrap();
     let s = spawn_serve(&data_dir, |_| {});
     aws(&s.endpoint, &["s3", "mb", "s3://ssebucket"]);
-    aws(&s.endpoint, &["s3", "cp", "--sse", "AES256", src.to_str().unwrap(), "s3://ssebucket/big.bin"]);
-    let head = aws(&s.endpoint, &["s3api", "head-object", "--bucket", "ssebucket", "--key", "big.bin"]);
+    aws(
+        &s.endpoint,
+        &[
+            "s3",
+            "cp",
+            "--sse",
+            "AES256",
+            src.to_str().unwrap(),
+            "s3://ssebucket/big.bin",
+        ],
+    );
+    let head = aws(
+        &s.endpoint,
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "ssebucket",
+            "--key",
+            "big.bin",
+        ],
+    );
     assert!(head.contains("\"ServerSideEncryption\": \"AES256\""), "{head}");
     aws(
         &s.endpoint,
@@ -310,7 +422,10 @@ fn awscli_sse_survives_kill_9_rotation_and_backups_leave_the_master_key_out() {
             r#"{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"}}]}"#,
         ],
     );
-    aws(&s.endpoint, &["s3", "cp", src.to_str().unwrap(), "s3://ssebucket/default.bin"]);
+    aws(
+        &s.endpoint,
+        &["s3", "cp", src.to_str().unwrap(), "s3://ssebucket/default.bin"],
+    );
     // Acknowledged, then SIGKILL.
     drop(s);
 
@@ -325,8 +440,19 @@ fn awscli_sse_survives_kill_9_rotation_and_backups_leave_the_master_key_out() {
     let s = spawn_serve(&data_dir, |_| {});
     for key in ["big.bin", "default.bin"] {
         let back = dir.path().join(format!("back-{key}"));
-        aws(&s.endpoint, &["s3", "cp", &format!("s3://ssebucket/{key}"), back.to_str().unwrap()]);
-        assert!(std::fs::read(&back).unwrap() == big, "{key} after kill -9 and rotation");
+        aws(
+            &s.endpoint,
+            &[
+                "s3",
+                "cp",
+                &format!("s3://ssebucket/{key}"),
+                back.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            std::fs::read(&back).unwrap() == big,
+            "{key} after kill -9 and rotation"
+        );
     }
     drop(s);
 
@@ -337,23 +463,44 @@ fn awscli_sse_survives_kill_9_rotation_and_backups_leave_the_master_key_out() {
         cmd.env("DARKROOM_S3__MASTER_KEY_FILE", &old_file);
     });
     let out = Command::new("aws")
-        .args(["--endpoint-url", &s.endpoint, "--region", "us-east-1", "s3", "cp", "s3://ssebucket/big.bin", "-"])
+        .args([
+            "--endpoint-url",
+            &s.endpoint,
+            "--region",
+            "us-east-1",
+            "s3",
+            "cp",
+            "s3://ssebucket/big.bin",
+            "-",
+        ])
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
         .unwrap();
-    assert!(!out.status.success(), "an object opened with the wrong master key");
+    assert!(
+        !out.status.success(),
+        "an object opened with the wrong master key"
+    );
     drop(s);
 
     // A backup carries the sealed blobs and wrapped keys, never the master key.
     let backup = dir.path().join("backup");
-    let (ok, text) = darkroom(&["backup", backup.to_str().unwrap(), "--data", data_dir.to_str().unwrap()]);
+    let (ok, text) = darkroom(&[
+        "backup",
+        backup.to_str().unwrap(),
+        "--data",
+        data_dir.to_str().unwrap(),
+    ]);
     assert!(ok, "{text}");
     let secret = new_key.split_whitespace().nth(1).unwrap().as_bytes().to_vec();
     assert_nowhere(&backup, &secret, "the master key");
-    assert!(files(&backup).iter().all(|(p, _)| !p.to_string_lossy().contains("master.key")));
+    assert!(
+        files(&backup)
+            .iter()
+            .all(|(p, _)| !p.to_string_lossy().contains("master.key"))
+    );
     assert_nowhere(&backup, &big[4096..4160], "plaintext");
 }
 
@@ -387,7 +534,10 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
     let get = |k: Option<(&str, &str)>, range: Option<&str>| {
         let mut r = c.get_object().bucket("cust").key("k");
         if let Some((k, m)) = k {
-            r = r.sse_customer_algorithm("AES256").sse_customer_key(k).sse_customer_key_md5(m);
+            r = r
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(k)
+                .sse_customer_key_md5(m);
         }
         if let Some(range) = range {
             r = r.range(range);
@@ -399,7 +549,10 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
     assert!(body_bytes(got).await == bytes);
     let part = body_bytes(get(Some((&key, &md5)), Some("bytes=65530-131080")).await.unwrap()).await;
     assert!(part == bytes[65530..=131_080]);
-    assert_eq!(crate::support::status(get(Some((&wrong, &wrong_md5)), None).await), 403);
+    assert_eq!(
+        crate::support::status(get(Some((&wrong, &wrong_md5)), None).await),
+        403
+    );
     assert_eq!(crate::support::status(get(None, None).await), 400);
     let head = c
         .head_object()
@@ -415,7 +568,15 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
     assert!(c.head_object().bucket("cust").key("k").send().await.is_err());
 
     // Copy: the source's key opens it, the destination gets SSE-S3 or another key.
-    assert!(c.copy_object().bucket("cust").key("copy").copy_source("cust/k").send().await.is_err());
+    assert!(
+        c.copy_object()
+            .bucket("cust")
+            .key("copy")
+            .copy_source("cust/k")
+            .send()
+            .await
+            .is_err()
+    );
     c.copy_object()
         .bucket("cust")
         .key("copy")
@@ -479,7 +640,12 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
             .send()
             .await
             .unwrap();
-        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build(),
+        );
     }
     c.complete_multipart_upload()
         .bucket("cust")
@@ -550,18 +716,35 @@ fn boto3_sse_c_over_tls_and_the_key_never_in_the_log() {
             .stderr(log_file);
     });
     let out = Command::new("python3")
-        .args(["-c", BOTO3_SSE_C, &s.endpoint, ca_file.to_str().unwrap(), ACCESS_KEY, SECRET_KEY])
+        .args([
+            "-c",
+            BOTO3_SSE_C,
+            &s.endpoint,
+            ca_file.to_str().unwrap(),
+            ACCESS_KEY,
+            SECRET_KEY,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "boto3 SSE failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "boto3 SSE failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "boto3 sse ok");
     drop(s);
     use base64::Engine as _;
     let raw: Vec<u8> = (0..32).collect();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
     let logged = std::fs::read(&log).unwrap();
-    assert!(!logged.is_empty(), "the debug log is empty: the scan would prove nothing");
-    assert!(!logged.windows(b64.len()).any(|w| w == b64.as_bytes()), "the SSE-C key is in the log");
+    assert!(
+        !logged.is_empty(),
+        "the debug log is empty: the scan would prove nothing"
+    );
+    assert!(
+        !logged.windows(b64.len()).any(|w| w == b64.as_bytes()),
+        "the SSE-C key is in the log"
+    );
     assert_nowhere(&data_dir, &raw, "the SSE-C key");
     assert_nowhere(&data_dir, b64.as_bytes(), "the SSE-C key (base64)");
 }

@@ -49,7 +49,8 @@ impl TestCa {
     /// (certificate, key).
     pub fn leaf_pem(&self) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
@@ -130,30 +131,66 @@ fn s3_over_tls_with_awscli_boto3_and_presigned_urls() {
     let src = dir.path().join("in.bin");
     let bytes = crate::support::data(9 * 1024 * 1024, 7);
     std::fs::write(&src, &bytes).unwrap();
-    ok(aws(&s.endpoint, &ca_file, &["s3", "cp", src.to_str().unwrap(), "s3://tls-bucket/in.bin"]));
+    ok(aws(
+        &s.endpoint,
+        &ca_file,
+        &["s3", "cp", src.to_str().unwrap(), "s3://tls-bucket/in.bin"],
+    ));
     let back = dir.path().join("back.bin");
-    ok(aws(&s.endpoint, &ca_file, &["s3", "cp", "s3://tls-bucket/in.bin", back.to_str().unwrap()]));
-    assert!(std::fs::read(&back).unwrap() == bytes, "the object came back different over TLS");
+    ok(aws(
+        &s.endpoint,
+        &ca_file,
+        &["s3", "cp", "s3://tls-bucket/in.bin", back.to_str().unwrap()],
+    ));
+    assert!(
+        std::fs::read(&back).unwrap() == bytes,
+        "the object came back different over TLS"
+    );
 
     // A presigned URL is https and works with the CA.
-    let url = ok(aws(&s.endpoint, &ca_file, &["s3", "presign", "s3://tls-bucket/in.bin"]));
+    let url = ok(aws(
+        &s.endpoint,
+        &ca_file,
+        &["s3", "presign", "s3://tls-bucket/in.bin"],
+    ));
     let url = url.trim();
     assert!(url.starts_with("https://"), "{url}");
     let got = dir.path().join("presigned.bin");
-    ok(curl(&["--fail", "--cacert", ca_file.to_str().unwrap(), "-o", got.to_str().unwrap(), url]));
+    ok(curl(&[
+        "--fail",
+        "--cacert",
+        ca_file.to_str().unwrap(),
+        "-o",
+        got.to_str().unwrap(),
+        url,
+    ]));
     assert!(std::fs::read(&got).unwrap() == bytes);
 
     // A client trusting another CA is refused.
     let other = TestCa::new("someone else").write_ca(&dir.path().join("other.pem"));
     let (refused, _, err) = aws(&s.endpoint, &other, &["s3", "ls", "s3://tls-bucket"]);
-    assert!(!refused, "awscli trusted a certificate from a CA it was not given");
+    assert!(
+        !refused,
+        "awscli trusted a certificate from a CA it was not given"
+    );
     assert!(err.contains("SSL") || err.contains("certificate"), "{err}");
 
     let out = Command::new("python3")
-        .args(["-c", BOTO3_SCRIPT, &s.endpoint, ca_file.to_str().unwrap(), ACCESS_KEY, SECRET_KEY])
+        .args([
+            "-c",
+            BOTO3_SCRIPT,
+            &s.endpoint,
+            ca_file.to_str().unwrap(),
+            ACCESS_KEY,
+            SECRET_KEY,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "boto3 over TLS failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "boto3 over TLS failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "boto3 ok");
 }
 
@@ -172,7 +209,15 @@ async fn api_over_tls_speaks_h2_and_http1_to_curl_the_cli_and_the_dashboard_clie
         let (healthz, ca_arg) = (healthz.clone(), ca_arg.clone());
         move || {
             let version = |extra: &[&str]| {
-                let mut args = vec!["--fail", "--cacert", &ca_arg, "-o", "/dev/null", "-w", "%{http_version}"];
+                let mut args = vec![
+                    "--fail",
+                    "--cacert",
+                    &ca_arg,
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_version}",
+                ];
                 args.extend_from_slice(extra);
                 args.push(&healthz);
                 curl(&args)
@@ -190,14 +235,18 @@ async fn api_over_tls_speaks_h2_and_http1_to_curl_the_cli_and_the_dashboard_clie
     assert!(curl_h2.0 && curl_h2.1 == "2", "HTTP/2 by ALPN: {curl_h2:?}");
     assert!(curl_h1.0 && curl_h1.1 == "1.1", "HTTP/1.1 by ALPN: {curl_h1:?}");
     assert!(!curl_old.0, "TLS 1.1 was accepted: {curl_old:?}");
-    assert!(!curl_plain.0, "plain HTTP was answered on the TLS port: {curl_plain:?}");
+    assert!(
+        !curl_plain.0,
+        "plain HTTP was answered on the TLS port: {curl_plain:?}"
+    );
 
     // darkroom's own CLI, with and without the CA.
     let status = |ca: Option<String>| {
         let api = api.clone();
         tokio::task::spawn_blocking(move || {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_darkroom"));
-            cmd.args(["status", "--json", "--url", &api]).env_remove("DARKROOM_CA_FILE");
+            cmd.args(["status", "--json", "--url", &api])
+                .env_remove("DARKROOM_CA_FILE");
             if let Some(ca) = ca {
                 cmd.args(["--ca-file", &ca]);
             }
@@ -206,7 +255,11 @@ async fn api_over_tls_speaks_h2_and_http1_to_curl_the_cli_and_the_dashboard_clie
     };
     let with_ca = status(Some(ca_arg.clone())).await.unwrap();
     assert!(with_ca.0, "darkroom status over TLS failed: {}", with_ca.2);
-    assert!(with_ca.1.contains(&format!("\"api_url\": \"{api}\"")) || with_ca.1.contains(&api), "{}", with_ca.1);
+    assert!(
+        with_ca.1.contains(&format!("\"api_url\": \"{api}\"")) || with_ca.1.contains(&api),
+        "{}",
+        with_ca.1
+    );
     let without = status(None).await.unwrap();
     assert!(!without.0, "darkroom status trusted an unknown CA");
 
@@ -245,14 +298,22 @@ async fn a_replaced_certificate_is_served_without_failing_a_request() {
         .build()
         .unwrap();
     assert!(kept.get(&healthz).send().await.unwrap().status().is_success());
-    assert!(only_new.get(&healthz).send().await.is_err(), "the new CA is trusted before the change");
+    assert!(
+        only_new.get(&healthz).send().await.is_err(),
+        "the new CA is trusted before the change"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut load = Vec::new();
     for _ in 0..4 {
-        let (client, url, stop, done, failed) =
-            (fresh.clone(), healthz.clone(), stop.clone(), done.clone(), failed.clone());
+        let (client, url, stop, done, failed) = (
+            fresh.clone(),
+            healthz.clone(),
+            stop.clone(),
+            done.clone(),
+            failed.clone(),
+        );
         load.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match client.get(&url).send().await {
@@ -291,7 +352,11 @@ async fn a_replaced_certificate_is_served_without_failing_a_request() {
     for t in load {
         t.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed while the certificate changed");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed while the certificate changed"
+    );
     assert!(done.load(Ordering::Relaxed) > 20);
     // The connection opened before the change still works (it was not dropped).
     assert!(kept.get(&healthz).send().await.unwrap().status().is_success());
