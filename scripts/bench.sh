@@ -5,7 +5,8 @@
 #   dispatch end to end (queue -> fake ComfyUI -> store -> complete) vs a bare client,
 #   the dashboard's idle CPU and terminal bytes vs top (in tmux),
 #   scale-out: jobs/s of one and two nodes on a shared Redis + S3 (vs one embedded node),
-#   backups: full and incremental against tar and rsync, GET p99 during a backup.
+#   backups: full and incremental against tar and rsync, GET p99 during a backup,
+#   TLS and SSE-S3 against plain HTTP (S3 PUT/GET, 4 KiB and 256 MiB).
 # Installs the peers first, idempotently. Benchmarks are timings: run them on a quiet
 # machine; the README quotes a run of this script.
 set -euo pipefail
@@ -31,6 +32,7 @@ case "${1:-all}" in
     dash) cargo bench --locked --bench dash ;;
     cluster) cargo bench --locked --bench cluster ;;
     backup) cargo bench --locked --bench backup ;;
+    crypto) cargo bench --locked --bench crypto ;;
     all)
         cargo bench --locked --bench s3
         cargo bench --locked --bench queue
@@ -38,6 +40,7 @@ case "${1:-all}" in
         cargo bench --locked --bench dash
         cargo bench --locked --bench cluster
         cargo bench --locked --bench backup
+        cargo bench --locked --bench crypto
         ;;
     *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|cluster|backup|all]" >&2; exit 2 ;;
 esac
