@@ -13,7 +13,7 @@
 //! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
 //! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
 //! [`crate::gpu`], `[openai]` to [`crate::openai`], `[backup]` to [`crate::backup`], `[log]` to
-//! [`crate::telemetry`], `[dash]` to [`crate::dash`] — which defines its type, its defaults and its
+//! [`crate::telemetry`], `[dash]` to [`crate::dash`], `[tls]` to [`crate::tls`] — which defines its type, its defaults and its
 //! `validate()`. This module only layers and assembles them.
 
 use std::net::SocketAddr;

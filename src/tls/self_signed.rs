@@ -77,7 +77,8 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Writes a file only its owner can read (created 0600, replaced whole).
+/// Writes a file only its owner can read (created 0600, replaced whole, synced
+/// with its directory).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -89,7 +90,13 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself durable too: a master key must outlive a crash that
+    // follows the first encrypted write.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
