@@ -1,10 +1,12 @@
 //! The sealed format of an object's bytes: the plaintext cut into chunks of
 //! `chunk_size` bytes (the last shorter, an empty object one empty chunk), each
 //! sealed with AES-256-GCM under the object's data key and followed by its 16-byte
-//! tag. The nonce is (segment number, chunk index), unique because every object
-//! (and every upload) has its own key; the additional data marks the last chunk of
-//! a segment, so a truncated blob does not open. A multipart object is its parts'
-//! segments one after the other.
+//! tag. The nonce is (segment, chunk index): an object sealed in one piece is
+//! segment 0 under a key of its own; each upload of a multipart part is a segment
+//! with a random 64-bit id under the upload's key, so a part uploaded twice never
+//! reuses a nonce. The additional data marks the last chunk of a segment, so a
+//! truncated blob does not open. A multipart object is its parts' segments one
+//! after the other.
 //!
 //! [`seal`] wraps a body stream (hashing and inspecting the plaintext on the way);
 //! [`plan`] says which chunks a byte range needs and [`open_chunk`] opens one.
@@ -37,10 +39,11 @@ fn key(raw: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).unwrap_or_else(|_| unreachable!("32-byte key")))
 }
 
-fn nonce(segment: u32, index: u64) -> Nonce {
+fn nonce(segment: u64, index: u64) -> Nonce {
     let mut n = [0u8; 12];
-    n[..4].copy_from_slice(&segment.to_be_bytes());
-    n[4..].copy_from_slice(&index.to_be_bytes());
+    n[..8].copy_from_slice(&segment.to_be_bytes());
+    // 2^32 chunks of 64 KiB is 256 TiB, far beyond any object S3 allows.
+    n[8..].copy_from_slice(&u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes());
     Nonce::assume_unique_for_key(n)
 }
 
@@ -63,7 +66,7 @@ pub struct Totals {
 pub fn seal<S, E>(
     body: S,
     data_key: &[u8; 32],
-    segment: u32,
+    segment: u64,
     chunk_size: u32,
     mut inspect: impl FnMut(&[u8]),
     totals: Arc<Mutex<Totals>>,
@@ -143,7 +146,7 @@ where
 pub struct ChunkRead {
     pub offset: u64,
     pub len: usize,
-    pub segment: u32,
+    pub segment: u64,
     pub index: u64,
     pub last: bool,
     pub keep: Range<usize>,
@@ -151,7 +154,7 @@ pub struct ChunkRead {
 
 /// The chunks holding plaintext bytes `span` of an object of `size` bytes whose
 /// segments are `segments` (empty: one segment 0 of `size` bytes).
-pub fn plan(size: u64, segments: &[(u32, u64)], chunk_size: u32, span: Range<u64>) -> Vec<ChunkRead> {
+pub fn plan(size: u64, segments: &[(u64, u64)], chunk_size: u32, span: Range<u64>) -> Vec<ChunkRead> {
     let whole = [(0, size)];
     let segments = if segments.is_empty() { &whole[..] } else { segments };
     let chunk = u64::from(chunk_size);
@@ -190,7 +193,7 @@ pub fn plan(size: u64, segments: &[(u32, u64)], chunk_size: u32, span: Range<u64
 }
 
 /// The sealed size of a whole object (the blob's expected length).
-pub fn object_sealed_len(size: u64, segments: &[(u32, u64)], chunk_size: u32) -> u64 {
+pub fn object_sealed_len(size: u64, segments: &[(u64, u64)], chunk_size: u32) -> u64 {
     if segments.is_empty() {
         sealed_len(size, chunk_size)
     } else {
@@ -202,7 +205,7 @@ pub fn object_sealed_len(size: u64, segments: &[(u32, u64)], chunk_size: u32) ->
 #[derive(Debug, thiserror::Error)]
 #[error("sealed chunk {index} of segment {segment} does not open (wrong key or damaged bytes)")]
 pub struct OpenError {
-    pub segment: u32,
+    pub segment: u64,
     pub index: u64,
 }
 
@@ -238,7 +241,7 @@ impl Opener {
 mod tests {
     use super::*;
 
-    async fn sealed_bytes(plain: &[u8], segment: u32, chunk: u32, key: &[u8; 32]) -> (Vec<u8>, Totals) {
+    async fn sealed_bytes(plain: &[u8], segment: u64, chunk: u32, key: &[u8; 32]) -> (Vec<u8>, Totals) {
         let totals = Arc::new(Mutex::new(Totals::default()));
         // Odd-sized pieces so chunk boundaries fall inside them.
         let pieces: Vec<Result<Bytes, std::io::Error>> =
@@ -262,7 +265,7 @@ mod tests {
     fn read(
         sealed: &[u8],
         size: u64,
-        segments: &[(u32, u64)],
+        segments: &[(u64, u64)],
         chunk: u32,
         span: Range<u64>,
         key: &[u8; 32],
@@ -300,10 +303,11 @@ mod tests {
         let key = [9u8; 32];
         let chunk = 16;
         let (p1, p2): (Vec<u8>, Vec<u8>) = ((0..40).collect(), (100..123).collect());
-        let (s1, _) = sealed_bytes(&p1, 1, chunk, &key).await;
-        let (s2, _) = sealed_bytes(&p2, 2, chunk, &key).await;
+        let (s1, _) = sealed_bytes(&p1, 0x1234_5678_9abc_def0, chunk, &key).await;
+        let (s2, _) = sealed_bytes(&p2, 7, chunk, &key).await;
         let sealed = [s1.clone(), s2].concat();
-        let segments = [(1, 40), (2, 23)];
+        let (s1_id, s2_id) = (0x1234_5678_9abc_def0, 7);
+        let segments = [(s1_id, 40), (s2_id, 23)];
         let whole = [p1.clone(), p2].concat();
         for a in 0..whole.len() {
             for b in a..=whole.len() {
@@ -314,12 +318,12 @@ mod tests {
             }
         }
         // Dropping the last chunk of segment 1 and calling the one before it last fails.
-        let mut r = plan(40, &[], chunk, 0..32)[1].clone();
+        let mut r = plan(40, &[(s1_id, 40)], chunk, 0..32)[1].clone();
         r.last = true;
         let mut buf = s1[usize::try_from(r.offset).unwrap()..][..r.len].to_vec();
         assert!(Opener::new(&key).open_chunk(&r, &mut buf).is_err());
         // A wrong key does not open.
-        let r = plan(40, &[], chunk, 0..1).remove(0);
+        let r = plan(40, &[(s1_id, 40)], chunk, 0..1).remove(0);
         let mut buf = s1[..r.len].to_vec();
         assert!(Opener::new(&[1u8; 32]).open_chunk(&r, &mut buf).is_err());
     }

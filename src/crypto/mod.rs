@@ -50,11 +50,11 @@ pub struct Sealed {
     pub wrapped_key: String,
     /// Plaintext bytes per sealed chunk.
     pub chunk_size: u32,
-    /// A multipart object's segments in order: (part number, plaintext size); each
-    /// was sealed on its own as it arrived. Empty: one segment (number 0), the
-    /// whole object.
+    /// A multipart object's segments in order: (segment id, plaintext size), one
+    /// per part, each sealed on its own as it arrived. Empty: one segment (id 0),
+    /// the whole object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub segments: Vec<(u32, u64)>,
+    pub segments: Vec<(u64, u64)>,
     /// SSE-C: how to recognise the client's key (`wrapped_key` is wrapped by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<CustomerCheck>,

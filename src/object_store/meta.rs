@@ -135,6 +135,9 @@ pub struct PartMeta {
     /// The blob's length when the part is sealed (`size` is the plaintext's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_size: Option<u64>,
+    /// The sealed part's segment id (its nonces' prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

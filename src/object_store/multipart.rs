@@ -86,6 +86,10 @@ impl ObjectStore {
                 .sealed
                 .as_ref()
                 .map(|s| crate::crypto::chunked::sealed_len(staged.size, s.chunk_size)),
+            segment: staged
+                .sealed
+                .as_ref()
+                .and_then(|s| s.segments.first().map(|&(id, _)| id)),
         };
         let (bucket, key, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let record = part.clone();
@@ -217,14 +221,22 @@ impl ObjectStore {
             .await
             .map_err(|e| StorageError::io("(concat task)", std::io::Error::other(e)))??;
         // Sealed parts: the object is their segments, its size their plaintext sizes.
-        let encryption = upload.encryption.map(|mut e| {
-            e.segments = requested
-                .iter()
-                .map(|(n, _)| *n)
-                .zip(chosen.iter().map(|p| p.size))
-                .collect();
-            e
-        });
+        let encryption = match upload.encryption {
+            Some(mut e) => {
+                e.segments = chosen
+                    .iter()
+                    .map(|p| {
+                        p.segment.map(|id| (id, p.size)).ok_or_else(|| {
+                            StorageError::InvalidPart(
+                                "a part of an encrypted upload was stored in the clear".into(),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Some(e)
+            }
+            None => None,
+        };
         let size = if encryption.is_some() {
             chosen.iter().map(|p| p.size).sum()
         } else {

@@ -166,7 +166,9 @@ impl ObjectStore {
         E: std::fmt::Display,
     {
         let seal = self.seal_for(bucket, None).await?;
-        let staged = self.stage_sealed(bucket, body, seal.as_ref(), 0, |_| {}).await?;
+        let staged = self
+            .stage_sealed(bucket, body, seal.as_ref(), false, |_| {})
+            .await?;
         self.commit_object(
             bucket,
             key,

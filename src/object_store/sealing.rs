@@ -126,16 +126,17 @@ impl ObjectStore {
         }))
     }
 
-    /// Stages `body` like [`ObjectStore::stage`] (or, with `segment > 0`, as part
-    /// `segment` of a multipart upload), sealed with `seal` when given: `inspect`
-    /// and the staged size and MD5 then see the plaintext, the blob holds only
-    /// sealed chunks.
+    /// Stages `body` like [`ObjectStore::stage`] (or, with `part`, like
+    /// [`ObjectStore::stage_part`]), sealed with `seal` when given: `inspect` and the
+    /// staged size and MD5 then see the plaintext, the blob holds only sealed chunks.
+    /// A part is a segment with a fresh random id, recorded in the staged blob's
+    /// `sealed.segments`.
     pub async fn stage_sealed<S, E>(
         &self,
         bucket: &str,
         body: S,
         seal: Option<&Seal>,
-        segment: u32,
+        part: bool,
         inspect: impl FnMut(&[u8]),
     ) -> Result<StagedBlob, StorageError>
     where
@@ -143,12 +144,13 @@ impl ObjectStore {
         E: std::fmt::Display,
     {
         let Some(seal) = seal else {
-            return if segment > 0 {
+            return if part {
                 self.stage_part(bucket, body, inspect).await
             } else {
                 self.stage(bucket, body, inspect).await
             };
         };
+        let segment = if part { rand::random::<u64>() | 1 } else { 0 };
         let totals = Arc::new(Mutex::new(Totals::default()));
         let sealed_body = chunked::seal(
             body,
@@ -158,7 +160,7 @@ impl ObjectStore {
             inspect,
             totals.clone(),
         );
-        let mut staged = if segment > 0 {
+        let mut staged = if part {
             self.stage_part(bucket, sealed_body, |_| {}).await?
         } else {
             self.stage(bucket, sealed_body, |_| {}).await?
@@ -166,7 +168,11 @@ impl ObjectStore {
         let totals = lock(&totals).clone();
         staged.size = totals.size;
         staged.md5 = totals.md5;
-        staged.sealed = Some(seal.sealed.clone());
+        let mut sealed = seal.sealed.clone();
+        if part {
+            sealed.segments = vec![(segment, totals.size)];
+        }
+        staged.sealed = Some(sealed);
         Ok(staged)
     }
 
@@ -213,7 +219,7 @@ impl ObjectStore {
     }
 
     /// Copies bytes `range` (default: all) of `src` into a new staged blob for
-    /// `dst_bucket`, sealed with `seal` as `segment` (0: an object, n: part n),
+    /// `dst_bucket`, sealed with `seal` (as an object, or with `part` a part),
     /// opening the source's seal on the way: CopyObject across encryption modes and
     /// UploadPartCopy. Between two clear objects it is a plain byte copy.
     pub async fn restage(
@@ -222,17 +228,17 @@ impl ObjectStore {
         range: Option<Range<u64>>,
         dst_bucket: &str,
         seal: Option<&Seal>,
-        segment: u32,
+        part: bool,
         src_customer: Option<&[u8; 32]>,
     ) -> Result<StagedBlob, StorageError> {
         let open = self.open_object(src.0, src.1).await?;
         if open.meta.encryption.is_none() && seal.is_none() && src_customer.is_none() {
             drop(open);
-            return Ok(self.stage_copy(src, range, segment == 0).await?.0);
+            return Ok(self.stage_copy(src, range, !part).await?.0);
         }
         let span = range.unwrap_or(0..open.meta.size);
         let plain = self.read_span(&open.meta, open.body, span, src_customer)?;
-        self.stage_sealed(dst_bucket, plain, seal, segment, |_| {}).await
+        self.stage_sealed(dst_bucket, plain, seal, part, |_| {}).await
     }
 
     /// Sets or clears a bucket's default encryption.

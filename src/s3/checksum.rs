@@ -130,8 +130,7 @@ pub struct Incoming {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Object,
-    /// Part number n (its segment number when sealed).
-    Part(u32),
+    Part,
 }
 
 /// Streams a request body into a staged blob, enforcing the size limit,
@@ -155,12 +154,8 @@ pub async fn receive(
         return Err(s3_error!(IncompleteBody, "missing request body"));
     };
     let mut verifier = Verifier::new(incoming.declared)?;
-    let segment = match target {
-        Target::Object => 0,
-        Target::Part(number) => number,
-    };
     let staged = s
-        .stage_sealed(bucket, body, seal, segment, |c| verifier.update(c))
+        .stage_sealed(bucket, body, seal, target == Target::Part, |c| verifier.update(c))
         .await?;
     if let Some(len) = incoming.content_length
         && u64::try_from(len).ok() != Some(staged.size)

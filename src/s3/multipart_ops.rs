@@ -59,8 +59,7 @@ pub async fn upload_part(s: &ObjectStore, req: S3Request<UploadPartInput>) -> Ou
         declared: declared!(input),
         trailers,
     };
-    let (staged, sums) =
-        checksum::receive(s, &input.bucket, incoming, Target::Part(number), seal.as_ref()).await?;
+    let (staged, sums) = checksum::receive(s, &input.bucket, incoming, Target::Part, seal.as_ref()).await?;
     let part = s
         .commit_part((&input.bucket, &input.key, &input.upload_id), number, staged)
         .await?;
@@ -124,7 +123,7 @@ pub async fn upload_part_copy(
             range,
             &input.bucket,
             seal.as_ref(),
-            number,
+            true,
             src_customer.as_ref().map(|c| &c.key),
         )
         .await?;

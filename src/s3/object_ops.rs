@@ -364,7 +364,7 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
                 None,
                 &input.bucket,
                 seal.as_ref(),
-                0,
+                false,
                 src_customer.as_ref().map(|c| &c.key),
             )
             .await?;
