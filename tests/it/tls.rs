@@ -399,3 +399,67 @@ async fn a_self_signed_pair_is_served_and_trusted_by_itself() {
     assert!(got.0, "curl with the self-signed certificate as CA: {got:?}");
     s.daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_sdk_s3_and_darkrooms_own_presigned_urls_over_tls() {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("darkroom test CA");
+    let pair = ca.leaf(dir.path(), "server");
+    let s = server_with(|c| use_pair(c, &pair)).await;
+    let endpoint = s.daemon.s3_url().unwrap();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(
+            TlsContext::builder()
+                .with_trust_store(TrustStore::empty().with_pem_certificate(ca.pem.as_bytes()))
+                .build()
+                .unwrap(),
+        )
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            ACCESS_KEY, SECRET_KEY, None, None, "test",
+        ))
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .force_path_style(true)
+        .http_client(http)
+        .build();
+    let c = aws_sdk_s3::Client::from_conf(conf);
+    c.create_bucket().bucket("sdk-tls").send().await.unwrap();
+    let bytes = crate::support::data(300_000, 3);
+    c.put_object()
+        .bucket("sdk-tls")
+        .key("k")
+        .body(aws_sdk_s3::primitives::ByteStream::from(bytes.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got =
+        crate::support::body_bytes(c.get_object().bucket("sdk-tls").key("k").send().await.unwrap()).await;
+    assert!(got == bytes);
+    // The presigned URLs darkroom hands out (job outputs) are https and verify.
+    let url = s
+        .daemon
+        .presigner()
+        .unwrap()
+        .get_url(
+            "sdk-tls",
+            "k",
+            std::time::Duration::from_secs(60),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let resp = client.get(&url).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert!(resp.bytes().await.unwrap() == bytes);
+    s.daemon.shutdown().await;
+}
