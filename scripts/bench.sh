@@ -6,7 +6,8 @@
 #   the dashboard's idle CPU and terminal bytes vs top (in tmux),
 #   scale-out: jobs/s of one and two nodes on a shared Redis + S3 (vs one embedded node),
 #   backups: full and incremental against tar and rsync, GET p99 during a backup,
-#   model affinity vs least-loaded dispatch: swaps, makespan, p95 wait.
+#   model affinity vs least-loaded dispatch: swaps, makespan, p95 wait,
+#   TLS and SSE-S3 against plain HTTP (S3 PUT/GET, 4 KiB and 256 MiB).
 # Installs the peers first, idempotently. Benchmarks are timings: run them on a quiet
 # machine; the README quotes a run of this script.
 set -euo pipefail
@@ -33,6 +34,7 @@ case "${1:-all}" in
     cluster) cargo bench --locked --bench cluster ;;
     backup) cargo bench --locked --bench backup ;;
     models) cargo bench --locked --bench models ;;
+    crypto) cargo bench --locked --bench crypto ;;
     all)
         cargo bench --locked --bench s3
         cargo bench --locked --bench queue
@@ -41,6 +43,7 @@ case "${1:-all}" in
         cargo bench --locked --bench cluster
         cargo bench --locked --bench backup
         cargo bench --locked --bench models
+        cargo bench --locked --bench crypto
         ;;
-    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|cluster|backup|models|all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [s3|queue|dispatch|dash|cluster|backup|models|crypto|all]" >&2; exit 2 ;;
 esac

@@ -98,6 +98,12 @@ pub enum Command {
     Backup(BackupArgs),
     /// Rebuild a data directory from a backup, checking every file's SHA-256.
     Restore(RestoreArgs),
+    /// TLS certificates for the S3 and API listeners.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// Keys: the master key of encryption at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (Claude
     /// Desktop, Claude Code), calling a running daemon's API.
     Mcp {
@@ -120,6 +126,36 @@ pub enum Command {
         /// Print the raw JSON snapshot.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `darkroom tls ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TlsCommand {
+    /// Write a self-signed certificate and key for a LAN (cert.pem, key.pem) and
+    /// print its SHA-256 fingerprint and the [tls] lines that use it.
+    SelfSigned {
+        /// A DNS name or IP address clients reach the box by (repeatable).
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+        /// Where to write the pair (default: {data_dir}/tls).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+}
+
+/// `darkroom keys ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the master key and re-wrap every object's data key with the new one
+    /// (no object is rewritten). Run it with the daemon stopped.
+    RotateMaster {
+        /// The data directory (default: data_dir from the configuration).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -196,6 +232,17 @@ pub struct Remote {
     /// Bearer token (the daemon's api.token).
     #[arg(long, env = "DARKROOM_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for an https:// --url besides the
+    /// public roots (a private CA, or the daemon's self-signed certificate).
+    #[arg(long, env = "DARKROOM_CA_FILE", value_name = "FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Remote {
+    /// The API client these flags describe.
+    pub fn client(&self) -> Result<crate::client::ApiClient, crate::client::ClientError> {
+        crate::client::ApiClient::with_ca(&self.url, self.token.clone(), self.ca_file.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -46,6 +46,16 @@ pub struct ApiClient {
 impl ApiClient {
     /// A client of the API at `base` (`http://127.0.0.1:9080`).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_ca(base, token, None)
+    }
+
+    /// A client that also trusts the CA certificates in the PEM file `ca_file`
+    /// (`--ca-file`: a private CA or a self-signed daemon's own certificate).
+    pub fn with_ca(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
         let url =
             reqwest::Url::parse(base).map_err(|e| ClientError::Invalid(format!("--url {base:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -53,8 +63,9 @@ impl ApiClient {
                 "--url {base:?}: must be http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        let http = crate::tls::client::trust(builder, ca_file)
+            .map_err(|e| ClientError::Invalid(format!("--ca-file: {e}")))?
             .build()
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         Ok(Self {

@@ -35,6 +35,9 @@
 //! - [`alerts`]: built-in alert rules, their pending/firing/resolved states and the
 //!   notifiers (webhook, Slack, Alertmanager).
 //! - [`webhook`]: job webhooks, signed and retried.
+//! - [`tls`]: TLS on the S3 and API listeners (certificates re-read on change, a
+//!   self-signed pair for a LAN) and the private CA darkroom's own clients trust;
+//!   [`crypto`]: encryption at rest (SSE-S3, SSE-C, the master key).
 //! - [`gpu`]: GPU telemetry through NVML (ComfyUI's `/system_stats` as the
 //!   fallback), sampled on its own thread with a bounded history.
 //! - Engines: [`redb_store`] (the embedded database with a group-commit writer every
@@ -59,6 +62,7 @@ pub mod clock;
 pub mod comfy;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod dash;
 pub mod dispatch;
@@ -79,4 +83,5 @@ pub mod status;
 pub mod stores;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;

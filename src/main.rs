@@ -25,8 +25,7 @@ fn main() -> ExitCode {
             .and_then(|loaded| {
                 let image_protocol = image_protocol.unwrap_or(loaded.config.dash.image_protocol);
                 client(darkroom::dash::run_remote(
-                    &remote.url,
-                    remote.token,
+                    &remote,
                     darkroom::dash::Options {
                         readonly,
                         image_protocol,
@@ -42,6 +41,10 @@ fn main() -> ExitCode {
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
         Some(Command::Backup(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::backup(&args, &c))),
+        Some(Command::Tls(command)) => darkroom::commands::tls::run(&command),
+        Some(Command::Keys(darkroom::cli::KeysCommand::RotateMaster { data })) => {
+            with_data_dir(data).and_then(|c| client(darkroom::commands::keys::rotate_master(&c)))
+        }
         Some(Command::Restore(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::restore(&args, &c))),
         Some(Command::Gpu { json, once, nvml_lib }) => {
@@ -139,7 +142,7 @@ fn mcp(remote: &darkroom::cli::Remote) -> anyhow::Result<()> {
         "warn,rmcp=error",
         &darkroom::telemetry::Output::Stderr,
     )?;
-    client(darkroom::mcp::serve_stdio(&remote.url, remote.token.clone()))
+    client(darkroom::mcp::serve_stdio(remote))
 }
 
 /// Runs a client subcommand on a small runtime.

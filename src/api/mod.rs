@@ -30,7 +30,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod backups;
@@ -106,16 +105,44 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` fires, letting requests finish.
-/// Open event streams end with the shutdown too.
-pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
+/// Serves the API on `listener` (plain, or TLS with HTTP/2 and HTTP/1.1 by ALPN)
+/// until `shutdown` fires, letting requests finish. Open event streams end with
+/// the shutdown too.
+pub async fn serve(listener: crate::tls::Listener, state: ApiState, shutdown: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     let app = router(state);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, "api: server failed");
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let incoming = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "api: accept failed");
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let peer = incoming.peer;
+            let stream = match incoming.handshake().await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "api: TLS handshake failed");
+                    return;
+                }
+            };
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "api: connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn not_found() -> ApiError {

@@ -8,7 +8,6 @@ use anyhow::Context;
 
 use crate::backup::{BackupReport, Dest, Inventory, RestoreReport, Source};
 use crate::cli::{BackupArgs, RestoreArgs, S3DestArgs};
-use crate::client::ApiClient;
 use crate::clock::Clock as _;
 use crate::config::Config;
 use crate::dash::ui::fmt::bytes;
@@ -43,7 +42,7 @@ pub async fn backup(args: &BackupArgs, config: &Config) -> anyhow::Result<()> {
             crate::backup::backup(&source, &dest, keep, now).await?
         }
         None => {
-            let api = ApiClient::new(&args.remote.url, args.remote.token.clone())?;
+            let api = args.remote.client()?;
             let request = BackupRequest {
                 dest: args.dest.clone(),
                 keep: args.keep,

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 
 pub mod backup;
+pub mod keys;
 pub mod models;
+pub mod tls;
 
 use anyhow::Context;
 
@@ -19,7 +21,7 @@ use crate::queue::Job;
 use crate::status::StatusSnapshot;
 
 pub(crate) fn client(remote: &Remote) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::new(&remote.url, remote.token.clone())?)
+    Ok(remote.client()?)
 }
 
 /// `darkroom submit`.

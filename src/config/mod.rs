@@ -13,7 +13,7 @@
 //! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
 //! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
 //! [`crate::gpu`], `[openai]` to [`crate::openai`], `[backup]` to [`crate::backup`], `[log]` to
-//! [`crate::telemetry`], `[dash]` to [`crate::dash`] — which defines its type, its defaults and its
+//! [`crate::telemetry`], `[dash]` to [`crate::dash`], `[tls]` to [`crate::tls`] — which defines its type, its defaults and its
 //! `validate()`. This module only layers and assembles them.
 
 use std::net::SocketAddr;
@@ -34,6 +34,7 @@ use crate::redis_store::{Backend, RedisSettings};
 use crate::s3::S3Config;
 use crate::telemetry::LogConfig;
 pub use crate::telemetry::LogFormat;
+use crate::tls::TlsConfig;
 
 /// The documented example configuration shipped with darkroom.
 pub const EXAMPLE: &str = include_str!("../../config.toml");
@@ -63,6 +64,7 @@ pub struct Config {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<crate::models::ModelSpec>,
     pub routing: crate::models::RoutingConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             dash: DashConfig::default(),
             models: Vec::new(),
             routing: crate::models::RoutingConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -202,7 +205,18 @@ impl Config {
         self.log.validate()?;
         let catalog = crate::models::Catalog::new(self.models.clone())?;
         self.routing.validate(&catalog)?;
+        self.tls.validate()?;
+        self.tls.check_exposure(&self.listeners())?;
         Ok(())
+    }
+
+    /// The listeners that will be bound, for the TLS exposure rule.
+    pub fn listeners(&self) -> Vec<(crate::tls::ListenerKind, SocketAddr)> {
+        let mut listeners = vec![(crate::tls::ListenerKind::Api, self.api.addr)];
+        if self.s3.enabled {
+            listeners.push((crate::tls::ListenerKind::S3, self.s3.addr));
+        }
+        listeners
     }
 
     /// The effective configuration as TOML (what `darkroom config check` prints).

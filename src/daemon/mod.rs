@@ -38,6 +38,8 @@ use open::Stores;
 /// A running daemon.
 pub struct Daemon {
     api_addr: SocketAddr,
+    /// `http://` or `https://` and the API's address.
+    api_url: String,
     kv: KvCache,
     alerts: Alerts,
     gpu_sampler: Option<Sampler>,
@@ -52,6 +54,7 @@ impl Daemon {
     /// Opens everything and starts serving. Listens where the config says (port 0
     /// picks a free port: see [`Daemon::s3_addr`]).
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+        warn_plain_exposure(config)?;
         let stores = open::open_stores(config, &clock).await?;
         let metrics = Metrics::new();
         metrics.catalog_models(config.models.iter().map(|m| m.name.as_str()));
@@ -63,10 +66,7 @@ impl Daemon {
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
         let recent = RecentGenerations::default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let http = http_client(config)?;
         let alerts = Alerts::new(config.alerts.clone(), clock.clone(), http.clone());
         let observer = background::observer(&metrics, &recent, &alerts);
         let dispatcher = open::start_dispatcher(
@@ -105,6 +105,7 @@ impl Daemon {
             shutdown.clone(),
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
+        let api_url = url_of(&api_listener, api_addr);
         let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
         let services = Services {
             jobs: Jobs::new(
@@ -127,7 +128,7 @@ impl Daemon {
             presigner: presigner.clone(),
             url_expiry: Duration::from_secs(config.comfyui.url_expiry_seconds),
             logs: crate::telemetry::logs().clone(),
-            endpoints: Some(open::endpoints(s3.as_ref(), api_addr)),
+            endpoints: Some(open::endpoints(s3.as_ref(), api_url.clone())),
             backups: Some(backups),
             thumbnails: crate::service::pictures::ThumbnailCache::default(),
         };
@@ -138,9 +139,10 @@ impl Daemon {
             shutdown: shutdown.clone(),
         };
         tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
-        tracing::info!(addr = %api_addr, "HTTP API listening");
+        tracing::info!(url = %api_url, "HTTP API listening");
         Ok(Self {
             api_addr,
+            api_url,
             kv,
             alerts,
             gpu_sampler,
@@ -164,6 +166,17 @@ impl Daemon {
     /// Where the HTTP API (health, readiness, metrics) listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The API's base URL: `https://` when it speaks TLS.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// The S3 API's base URL as clients are told (`s3.public_url`, else the
+    /// address with `https://` when it speaks TLS).
+    pub fn s3_url(&self) -> Option<String> {
+        self.services.endpoints.as_ref().and_then(|e| e.s3_url.clone())
     }
 
     /// The object store the daemon serves.
@@ -239,13 +252,57 @@ impl Daemon {
     }
 }
 
+/// The client webhooks and alert notifiers share (trusting `tls.ca_file` too).
+fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    crate::tls::client::trust(
+        reqwest::Client::builder().connect_timeout(Duration::from_secs(5)),
+        config.tls.ca(),
+    )?
+    .build()
+    .context("cannot build the HTTP client")
+}
+
+/// Logs the loud warning for each listener off loopback without TLS (or refuses
+/// with `tls.required_off_loopback`).
+fn warn_plain_exposure(config: &Config) -> anyhow::Result<()> {
+    for warning in config.tls.check_exposure(&config.listeners())? {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// `https://addr` or `http://addr`.
+fn url_of(listener: &crate::tls::Listener, addr: SocketAddr) -> String {
+    let scheme = if listener.is_tls() { "https" } else { "http" };
+    format!("{scheme}://{addr}")
+}
+
 /// Binds the HTTP API's listener (served once the services exist).
-async fn bind_api(config: &Config) -> anyhow::Result<(TcpListener, SocketAddr)> {
+async fn bind_api(config: &Config) -> anyhow::Result<(crate::tls::Listener, SocketAddr)> {
     let listener = TcpListener::bind(config.api.addr)
         .await
         .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
+    let listener = tls_listener(listener, config, crate::tls::ListenerKind::Api)?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
+}
+
+/// Wraps a bound listener in TLS when `[tls]` gives it a certificate.
+fn tls_listener(
+    tcp: TcpListener,
+    config: &Config,
+    kind: crate::tls::ListenerKind,
+) -> anyhow::Result<crate::tls::Listener> {
+    let Some(pair) = config.tls.pair_for(kind) else {
+        return Ok(crate::tls::Listener::new(tcp, None));
+    };
+    let alpn = match kind {
+        crate::tls::ListenerKind::S3 => crate::tls::Alpn::Http1,
+        crate::tls::ListenerKind::Api => crate::tls::Alpn::H2AndHttp1,
+    };
+    let acceptor = crate::tls::server::acceptor(&pair, alpn)
+        .with_context(|| format!("tls ({} listener)", kind.name()))?;
+    Ok(crate::tls::Listener::new(tcp, Some(acceptor)))
 }
 
 /// Starts delivering job webhooks.
@@ -347,9 +404,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // that went away must not take the daemon down.
     let mut ready = Vec::new();
     if let Some(addr) = daemon.s3_addr() {
-        ready.push(format!("darkroom: S3 API on http://{addr}\n"));
+        let scheme = if config.tls.pair_for(crate::tls::ListenerKind::S3).is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        ready.push(format!("darkroom: S3 API on {scheme}://{addr}\n"));
     }
-    ready.push(format!("darkroom: HTTP API on http://{}\n", daemon.api_addr()));
+    ready.push(format!("darkroom: HTTP API on {}\n", daemon.api_url()));
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -72,9 +72,11 @@ pub(super) async fn start_s3(
     let listener = TcpListener::bind(config.s3.addr)
         .await
         .with_context(|| format!("s3.addr: cannot listen on {}", config.s3.addr))?;
+    let listener = super::tls_listener(listener, config, crate::tls::ListenerKind::S3)?;
     let addr = listener.local_addr()?;
+    let scheme = if listener.is_tls() { "https" } else { "http" };
     let public_url = if config.s3.public_url.is_empty() {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     } else {
         config.s3.public_url.clone()
     };
@@ -92,9 +94,9 @@ pub(super) async fn start_s3(
 }
 
 /// Where the daemon listens and how to log in to its S3 API, for the status.
-pub(super) fn endpoints(s3: Option<&S3Server>, api_addr: std::net::SocketAddr) -> Endpoints {
+pub(super) fn endpoints(s3: Option<&S3Server>, api_url: String) -> Endpoints {
     Endpoints {
-        api_url: format!("http://{api_addr}"),
+        api_url,
         s3_url: s3.map(|s| s.public_url.clone()),
         s3_access_key: s3.map(|s| s.login.credentials.access_key.clone()),
         s3_secret_in: s3.map(|s| s.login.secret_in.clone()),
@@ -109,6 +111,17 @@ pub(super) async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow
     let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))
         .await?
         .context("cannot open the object store")?;
+    let key_path = config.s3.master_key_path(&config.data_dir);
+    let keyring = crate::crypto::Keyring::load_or_create(&key_path).with_context(|| {
+        format!(
+            "s3.master_key_file: cannot load the master key {}",
+            key_path.display()
+        )
+    })?;
+    storage.enable_encryption(crate::object_store::Encryption {
+        keyring,
+        encrypt_all: config.s3.encrypt_all,
+    });
     for b in &config.s3.buckets {
         let rules = if b.expire_days > 0 {
             vec![LifecycleRule {

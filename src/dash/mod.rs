@@ -81,8 +81,8 @@ pub async fn run_local(config: crate::config::Config, options: Options) -> anyho
 }
 
 /// Attaches the dashboard to the daemon at `url`.
-pub async fn run_remote(url: &str, token: Option<String>, options: Options) -> anyhow::Result<()> {
-    let client = crate::client::ApiClient::new(url, token)?;
+pub async fn run_remote(remote: &crate::cli::Remote, options: Options) -> anyhow::Result<()> {
+    let client = remote.client()?;
     run(Arc::new(RemoteLink { client }), false, options).await
 }
 

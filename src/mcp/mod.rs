@@ -73,9 +73,9 @@ pub const REMOTE_MAX_WAIT_SECONDS: u64 = 300;
 
 /// `darkroom mcp`: serves MCP on stdin/stdout, calling the daemon's API at `url`.
 /// Nothing else may write to stdout; logs go to stderr.
-pub async fn serve_stdio(url: &str, token: Option<String>) -> anyhow::Result<()> {
+pub async fn serve_stdio(remote: &crate::cli::Remote) -> anyhow::Result<()> {
     use rmcp::ServiceExt as _;
-    let client = crate::client::ApiClient::new(url, token)?;
+    let client = remote.client()?;
     let server = McpServer::new(Arc::new(RemoteLink { client }), REMOTE_MAX_WAIT_SECONDS);
     let running = server
         .serve(rmcp::transport::stdio())

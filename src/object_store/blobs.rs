@@ -68,6 +68,8 @@ pub struct StagedBlob {
     pub md5: [u8; 16],
     /// The bytes, when the blob is small enough to live in the database.
     pub inline: Option<Bytes>,
+    /// Set when the bytes are sealed: `size` and `md5` are then the plaintext's.
+    pub sealed: Option<crate::crypto::Sealed>,
     path: PathBuf,
     keep: bool,
 }
@@ -81,6 +83,7 @@ impl StagedBlob {
             size: 0,
             md5: [0; 16],
             inline: None,
+            sealed: None,
             path,
             keep: false,
         }
@@ -201,6 +204,7 @@ impl Blobs {
                 size,
                 md5: md5.finalize().into(),
                 inline: Some(buf.freeze()),
+                sealed: None,
                 path,
                 keep: false,
             });
@@ -246,6 +250,7 @@ impl Blobs {
             size: bytes.len() as u64,
             md5: Md5::digest(&bytes).into(),
             inline: Some(bytes),
+            sealed: None,
             path: PathBuf::new(),
             keep: false,
         }

@@ -49,6 +49,21 @@ pub enum StorageError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("reading the request body: {0}")]
     Body(String),
+    /// A sealed object or upload whose key cannot be had (no or another master key).
+    #[error("encryption: {0}")]
+    Encryption(String),
+    /// An SSE-C object read without its key.
+    #[error("the object is encrypted with a customer key: send it (x-amz-server-side-encryption-customer-*)")]
+    CustomerKeyMissing,
+    /// An SSE-C object read with another key.
+    #[error("the customer key does not match the one the object was encrypted with")]
+    CustomerKeyWrong,
+    /// A customer key sent for an object that is not encrypted with one.
+    #[error("the object is not encrypted with a customer key; do not send one")]
+    CustomerKeyNotApplicable,
+    /// Encryption asked for on a store without a master key.
+    #[error("server-side encryption is not available (no master key loaded)")]
+    EncryptionUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

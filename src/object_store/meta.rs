@@ -36,6 +36,9 @@ pub struct BucketMeta {
     pub public_read: bool,
     #[serde(default)]
     pub lifecycle: Vec<LifecycleRule>,
+    /// Bucket default encryption (PutBucketEncryption): new objects are sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::SseMode>,
 }
 
 /// The attributes a client sets on an object (PutObject, CreateMultipartUpload,
@@ -95,6 +98,19 @@ pub struct ObjectMeta {
     /// blob is missing, truncated or corrupt): reads answer this instead of wrong bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
+    /// How the bytes are encrypted at rest (`size` and `etag` are the plaintext's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::Sealed>,
+}
+
+impl ObjectMeta {
+    /// The length of its blob: `size`, or the sealed length when encrypted.
+    pub fn stored_len(&self) -> u64 {
+        match &self.encryption {
+            Some(e) => crate::crypto::chunked::object_sealed_len(self.size, &e.segments, e.chunk_size),
+            None => self.size,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +120,9 @@ pub struct UploadMeta {
     pub initiated_ms: Millis,
     #[serde(default)]
     pub attrs: ObjectAttrs,
+    /// The upload's data key: each part is sealed with it as it arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::Sealed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +132,12 @@ pub struct PartMeta {
     pub etag: String,
     pub last_modified_ms: Millis,
     pub blob: String,
+    /// The blob's length when the part is sealed (`size` is the plaintext's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
+    /// The sealed part's segment id (its nonces' prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

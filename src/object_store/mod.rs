@@ -30,6 +30,7 @@ pub mod meta;
 mod multipart;
 mod names;
 mod objects;
+pub mod sealing;
 pub mod verify;
 
 pub use blobs::{BlobHold, StagedBlob};
@@ -43,6 +44,7 @@ pub use meta::{BucketMeta, Checksums, LifecycleRule, ObjectAttrs, ObjectMeta, Pa
 pub use multipart::UploadSummary;
 pub use names::validate_bucket_name;
 pub use objects::{ObjectBody, OpenObject, PutConditions};
+pub use sealing::{Encryption, PlainStream};
 
 /// Options of the object store.
 #[derive(Debug, Clone)]
@@ -102,6 +104,8 @@ struct Inner {
     /// The last objects lifecycle rules expired, for the dashboard.
     expirations: std::sync::Mutex<std::collections::VecDeque<Expiration>>,
     root: PathBuf,
+    /// Encryption at rest, once the daemon turned it on (`sealing`).
+    encryption: std::sync::OnceLock<sealing::Encryption>,
 }
 
 impl ObjectStore {
@@ -121,6 +125,7 @@ impl ObjectStore {
                 counters: StorageCounters::default(),
                 expirations: std::sync::Mutex::default(),
                 root: root.to_path_buf(),
+                encryption: std::sync::OnceLock::new(),
             }),
         };
         store.init_tables()?;
@@ -251,8 +256,8 @@ pub fn referenced_blobs(txn: &redb::ReadTransaction) -> Result<Vec<BlobRef>, Sto
         if !o.inline && o.damaged.is_none() && seen.insert(o.blob.clone()) {
             let (bucket, key) = k.value();
             out.push(BlobRef {
+                size: o.stored_len(),
                 id: o.blob,
-                size: o.size,
                 owner: format!("{bucket}/{key}"),
             });
         }
@@ -262,8 +267,8 @@ pub fn referenced_blobs(txn: &redb::ReadTransaction) -> Result<Vec<BlobRef>, Sto
         let p: PartMeta = meta::decode(v.value())?;
         if seen.insert(p.blob.clone()) {
             out.push(BlobRef {
+                size: p.stored_size.unwrap_or(p.size),
                 id: p.blob,
-                size: p.size,
                 owner: "a part of an unfinished multipart upload".into(),
             });
         }

@@ -30,6 +30,7 @@ impl ObjectStore {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
+        encryption: Option<crate::crypto::Sealed>,
     ) -> Result<String, StorageError> {
         let upload_id = hex::encode(rand::random::<[u8; 16]>());
         let record = UploadMeta {
@@ -37,6 +38,7 @@ impl ObjectStore {
             key: key.to_string(),
             initiated_ms: self.now(),
             attrs,
+            encryption,
         };
         let id = upload_id.clone();
         self.inner
@@ -80,6 +82,14 @@ impl ObjectStore {
             etag: staged.md5_hex(),
             last_modified_ms: self.now(),
             blob: staged.id.clone(),
+            stored_size: staged
+                .sealed
+                .as_ref()
+                .map(|s| crate::crypto::chunked::sealed_len(staged.size, s.chunk_size)),
+            segment: staged
+                .sealed
+                .as_ref()
+                .and_then(|s| s.segments.first().map(|&(id, _)| id)),
         };
         let (bucket, key, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let record = part.clone();
@@ -210,8 +220,30 @@ impl ObjectStore {
         let staged = tokio::task::spawn_blocking(move || blobs.concat(&blob_ids))
             .await
             .map_err(|e| StorageError::io("(concat task)", std::io::Error::other(e)))??;
+        // Sealed parts: the object is their segments, its size their plaintext sizes.
+        let encryption = match upload.encryption {
+            Some(mut e) => {
+                e.segments = chosen
+                    .iter()
+                    .map(|p| {
+                        p.segment.map(|id| (id, p.size)).ok_or_else(|| {
+                            StorageError::InvalidPart(
+                                "a part of an encrypted upload was stored in the clear".into(),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Some(e)
+            }
+            None => None,
+        };
+        let size = if encryption.is_some() {
+            chosen.iter().map(|p| p.size).sum()
+        } else {
+            staged.size
+        };
         let record = ObjectMeta {
-            size: staged.size,
+            size,
             etag: multipart_etag(&chosen)?,
             last_modified_ms: self.now(),
             blob: staged.id.clone(),
@@ -220,6 +252,7 @@ impl ObjectStore {
             parts: u32::try_from(chosen.len()).unwrap_or(u32::MAX),
             inline: false,
             damaged: None,
+            encryption,
         };
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let expected: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();

@@ -107,6 +107,7 @@ impl ObjectStore {
             parts: 0,
             inline: staged.inline.is_some(),
             damaged: None,
+            encryption: staged.sealed.clone(),
         };
         self.commit_record(bucket, key, staged, record, conditions).await
     }
@@ -164,7 +165,10 @@ impl ObjectStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let staged = self.stage(bucket, body, |_| {}).await?;
+        let seal = self.seal_for(bucket, None).await?;
+        let staged = self
+            .stage_sealed(bucket, body, seal.as_ref(), false, |_| {})
+            .await?;
         self.commit_object(
             bucket,
             key,
@@ -322,8 +326,9 @@ impl ObjectStore {
                     checksums: src.checksums,
                     parts: src.parts,
                     inline: src.inline,
-                    // A copy shares the bytes, so their damage too.
+                    // A copy shares the bytes, so their damage and their key too.
                     damaged: src.damaged,
+                    encryption: src.encryption,
                 };
                 let mut objects = txn.open_table(meta::OBJECTS)?;
                 let old = match objects.insert(

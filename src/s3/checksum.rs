@@ -140,6 +140,7 @@ pub async fn receive(
     bucket: &str,
     incoming: Incoming,
     target: Target,
+    seal: Option<&crate::crypto::Seal>,
 ) -> S3Result<(StagedBlob, Checksums)> {
     if let Some(len) = incoming.content_length
         && u64::try_from(len).unwrap_or(0) > s.options().max_object_size
@@ -153,10 +154,9 @@ pub async fn receive(
         return Err(s3_error!(IncompleteBody, "missing request body"));
     };
     let mut verifier = Verifier::new(incoming.declared)?;
-    let staged = match target {
-        Target::Object => s.stage(bucket, body, |c| verifier.update(c)).await?,
-        Target::Part => s.stage_part(bucket, body, |c| verifier.update(c)).await?,
-    };
+    let staged = s
+        .stage_sealed(bucket, body, seal, target == Target::Part, |c| verifier.update(c))
+        .await?;
     if let Some(len) = incoming.content_length
         && u64::try_from(len).ok() != Some(staged.size)
     {

@@ -24,6 +24,11 @@ pub struct S3Config {
     pub lifecycle_day_seconds: u64,
     pub lifecycle_interval_seconds: u64,
     pub buckets: Vec<BucketConfig>,
+    /// Seal every new object of every bucket with SSE-S3 (MinIO's auto-encryption).
+    pub encrypt_all: bool,
+    /// The master key wrapping every data key; empty = `{data_dir}/master.key`.
+    /// Keep it outside the data directory to keep it out of its backups.
+    pub master_key_file: std::path::PathBuf,
 }
 
 impl Default for S3Config {
@@ -52,6 +57,8 @@ impl Default for S3Config {
                 bucket("darkchannel-refs", 0),
                 bucket("darkchannel-temp", 1),
             ],
+            encrypt_all: false,
+            master_key_file: std::path::PathBuf::new(),
         }
     }
 }
@@ -77,6 +84,15 @@ impl S3Config {
             lifecycle_day_ms: i64::try_from(self.lifecycle_day_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             inline_max: self.inline_max_bytes,
+        }
+    }
+
+    /// Where the master key is (`s3.master_key_file`, else in the data directory).
+    pub fn master_key_path(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        if self.master_key_file.as_os_str().is_empty() {
+            data_dir.join("master.key")
+        } else {
+            self.master_key_file.clone()
         }
     }
 

@@ -36,7 +36,10 @@ impl From<StorageError> for S3Error {
                 tracing::warn!(error = %e, "read of a damaged object refused");
                 return S3Error::with_message(S3ErrorCode::InternalError, e.to_string());
             }
-            E::Io { .. } | E::Store(_) => {
+            E::EncryptionUnavailable => S3ErrorCode::NotImplemented,
+            E::CustomerKeyMissing | E::CustomerKeyNotApplicable => S3ErrorCode::InvalidRequest,
+            E::CustomerKeyWrong => S3ErrorCode::AccessDenied,
+            E::Io { .. } | E::Store(_) | E::Encryption(_) => {
                 tracing::error!(error = %e, "internal storage error");
                 return S3Error::with_message(S3ErrorCode::InternalError, "internal storage error");
             }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -27,6 +26,7 @@ mod multipart_ops;
 mod object_ops;
 pub mod presign;
 mod service;
+mod sse;
 
 pub use config::{BucketConfig, S3Config};
 pub use convert::{millis, timestamp};
@@ -67,13 +67,26 @@ pub fn build(store: ObjectStore, credentials: &Credentials, region: &str, metric
     builder.build()
 }
 
-/// Serves `service` on `listener` until `shutdown` fires, then lets open requests
-/// finish for up to `grace`.
-pub async fn serve(listener: TcpListener, service: S3Service, shutdown: CancellationToken, grace: Duration) {
+/// How a request reached the S3 listener: over TLS or not, and from where (the
+/// SSE-C rule reads it). Put into each request's extensions by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub tls: bool,
+    pub peer: std::net::SocketAddr,
+}
+
+/// Serves `service` on `listener` (plain or TLS) until `shutdown` fires, then
+/// lets open requests finish for up to `grace`.
+pub async fn serve(
+    listener: crate::tls::Listener,
+    service: S3Service,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let service = Arc::new(service);
     loop {
-        let (stream, _) = tokio::select! {
+        let incoming = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -83,15 +96,29 @@ pub async fn serve(listener: TcpListener, service: S3Service, shutdown: Cancella
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let svc = (*service).clone();
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_mins(1))
-            .serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let info = Connection {
+                tls: incoming.is_tls(),
+                peer: incoming.peer,
+            };
+            let stream = match incoming.handshake().await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(error = %e, peer = %info.peer, "s3: TLS handshake failed");
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(info);
+                hyper::service::Service::call(&svc, req)
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_mins(1))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "s3: connection ended with an error");
             }
         });

@@ -6,7 +6,8 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
-use super::object_ops::copy_source;
+use super::object_ops::{copy_source, copy_source_customer_of, customer_of};
+use super::sse;
 use crate::object_store::ObjectStore;
 
 type Out<T> = S3Result<S3Response<T>>;
@@ -22,34 +23,51 @@ pub async fn create(
     s: &ObjectStore,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> Out<CreateMultipartUploadOutput> {
+    let conn = req.extensions.get::<super::Connection>().copied();
     let input = req.input;
     let attrs = convert::attrs_of!(input)?;
-    let upload_id = s.create_upload(&input.bucket, &input.key, attrs).await?;
+    let customer = customer_of!(input, conn)?;
+    let requested = sse::requested(input.server_side_encryption.as_ref(), customer.as_ref())?;
+    let seal = s.seal_for(&input.bucket, requested).await?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
+    let sealed = seal.map(|s| s.sealed);
+    let server_side_encryption = sse::answered(sealed.as_ref());
+    let upload_id = s.create_upload(&input.bucket, &input.key, attrs, sealed).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
+        server_side_encryption,
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         ..Default::default()
     }))
 }
 
 pub async fn upload_part(s: &ObjectStore, req: S3Request<UploadPartInput>) -> Out<UploadPartOutput> {
+    let conn = req.extensions.get::<super::Connection>().copied();
     let trailers = req.trailing_headers;
     let input = req.input;
     let number = part_number(input.part_number)?;
-    s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let customer = customer_of!(input, conn)?;
+    let upload = s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let seal = s.open_seal(upload.encryption.as_ref(), customer.as_ref().map(|c| &c.key))?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let incoming = Incoming {
         body: input.body,
         content_length: input.content_length,
         declared: declared!(input),
         trailers,
     };
-    let (staged, sums) = checksum::receive(s, &input.bucket, incoming, Target::Part).await?;
+    let (staged, sums) = checksum::receive(s, &input.bucket, incoming, Target::Part, seal.as_ref()).await?;
     let part = s
         .commit_part((&input.bucket, &input.key, &input.upload_id), number, staged)
         .await?;
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(ETag::Strong(part.etag)),
+        server_side_encryption: sse::answered(upload.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_sha1: sums.sha1,
@@ -84,9 +102,13 @@ pub async fn upload_part_copy(
     s: &ObjectStore,
     req: S3Request<UploadPartCopyInput>,
 ) -> Out<UploadPartCopyOutput> {
+    let conn = req.extensions.get::<super::Connection>().copied();
     let input = req.input;
     let number = part_number(input.part_number)?;
-    s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let customer = customer_of!(input, conn)?;
+    let src_customer = copy_source_customer_of!(input, conn)?;
+    let upload = s.get_upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let seal = s.open_seal(upload.encryption.as_ref(), customer.as_ref().map(|c| &c.key))?;
     let (src_bucket, src_key) = copy_source(&input.copy_source)?;
     let range = match &input.copy_source_range {
         Some(h) => {
@@ -95,7 +117,16 @@ pub async fn upload_part_copy(
         }
         None => None,
     };
-    let (staged, _src) = s.stage_copy((src_bucket, src_key), range, false).await?;
+    let staged = s
+        .restage(
+            (src_bucket, src_key),
+            range,
+            &input.bucket,
+            seal.as_ref(),
+            true,
+            src_customer.as_ref().map(|c| &c.key),
+        )
+        .await?;
     let part = s
         .commit_part((&input.bucket, &input.key, &input.upload_id), number, staged)
         .await?;
@@ -219,6 +250,7 @@ pub async fn complete(
         key: Some(input.key.clone()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         e_tag: Some(convert::etag(&meta)),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
         ..Default::default()
     }))
 }

@@ -1,22 +1,52 @@
 //! Object operations of the S3 API: put, get (ranges and conditions), head, delete,
 //! batch delete, copy and tagging.
 
-use std::io::{Seek, SeekFrom};
-
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
-use crate::object_store::{ObjectAttrs, ObjectBody, ObjectMeta, ObjectStore, PutConditions};
+use super::sse;
+use crate::object_store::{ObjectAttrs, ObjectMeta, ObjectStore, PutConditions};
 
 type Out<T> = S3Result<S3Response<T>>;
 
+/// The connection a request came on (set by `s3::serve`).
+fn connection<T>(req: &S3Request<T>) -> Option<super::Connection> {
+    req.extensions.get::<super::Connection>().copied()
+}
+
+/// The SSE-C key of a request's `sse_customer_*` fields.
+macro_rules! customer_of {
+    ($input:expr, $conn:expr) => {
+        sse::customer_key(
+            $input.sse_customer_algorithm.as_deref(),
+            $input.sse_customer_key.as_deref(),
+            $input.sse_customer_key_md5.as_deref(),
+            $conn,
+        )
+    };
+}
+pub(crate) use customer_of;
+
+/// The SSE-C key of a copy request's source (`copy_source_sse_customer_*`).
+macro_rules! copy_source_customer_of {
+    ($input:expr, $conn:expr) => {
+        sse::customer_key(
+            $input.copy_source_sse_customer_algorithm.as_deref(),
+            $input.copy_source_sse_customer_key.as_deref(),
+            $input.copy_source_sse_customer_key_md5.as_deref(),
+            $conn,
+        )
+    };
+}
+pub(crate) use copy_source_customer_of;
+
 pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<PutObjectOutput> {
+    let conn = connection(&req);
     let trailers = req.trailing_headers;
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
     let attrs = convert::attrs_of!(input)?;
     let conditions = PutConditions {
         if_none_match_any: input.if_none_match.as_ref().is_some_and(ETagCondition::is_any),
@@ -31,12 +61,19 @@ pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<
         declared: declared!(input),
         trailers,
     };
-    let (staged, checksums) = checksum::receive(s, &input.bucket, incoming, Target::Object).await?;
+    let requested = sse::requested(input.server_side_encryption.as_ref(), customer.as_ref())?;
+    let seal = s.seal_for(&input.bucket, requested).await?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
+    let (staged, checksums) =
+        checksum::receive(s, &input.bucket, incoming, Target::Object, seal.as_ref()).await?;
     let meta = s
         .commit_object(&input.bucket, &input.key, staged, attrs, checksums, conditions)
         .await?;
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(convert::etag(&meta)),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_crc32: meta.checksums.crc32,
         checksum_crc32c: meta.checksums.crc32c,
         checksum_sha1: meta.checksums.sha1,
@@ -91,7 +128,9 @@ fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
 }
 
 pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<GetObjectOutput> {
+    let conn = connection(&req);
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
     if input.part_number.is_some() {
         return Err(s3_error!(
             NotImplemented,
@@ -115,21 +154,8 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
     };
     let span = range.clone().unwrap_or(0..meta.size);
     let len = span.end - span.start;
-    let body = match open.body {
-        ObjectBody::File(mut file) => {
-            if span.start > 0 {
-                file.seek(SeekFrom::Start(span.start))
-                    .map_err(s3s::S3Error::internal_error)?;
-            }
-            let reader = tokio::fs::File::from_std(file).take(len);
-            StreamingBlob::wrap(ReaderStream::with_capacity(reader, 64 * 1024))
-        }
-        ObjectBody::Inline(bytes) => {
-            let part =
-                bytes.slice(usize::try_from(span.start).unwrap_or(0)..usize::try_from(span.end).unwrap_or(0));
-            StreamingBlob::from(s3s::Body::from(part))
-        }
-    };
+    let body = StreamingBlob::wrap(s.read_span(&meta, open.body, span, customer.as_ref().map(|c| &c.key))?);
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let whole = range.is_none();
     let a = &meta.attrs;
     let output = GetObjectOutput {
@@ -153,6 +179,9 @@ pub async fn get_object(s: &ObjectStore, req: S3Request<GetObjectInput>) -> Out<
         metadata: metadata_of(a),
         tag_count: i32::try_from(a.tags.len()).ok().filter(|n| *n > 0),
         parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_crc32: meta.checksums.crc32.clone().filter(|_| whole),
         checksum_crc32c: meta.checksums.crc32c.clone().filter(|_| whole),
         checksum_sha1: meta.checksums.sha1.clone().filter(|_| whole),
@@ -168,8 +197,12 @@ fn metadata_of(a: &ObjectAttrs) -> Option<Metadata> {
 }
 
 pub async fn head_object(s: &ObjectStore, req: S3Request<HeadObjectInput>) -> Out<HeadObjectOutput> {
+    let conn = connection(&req);
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
     let meta = s.head_object(&input.bucket, &input.key).await?;
+    s.open_seal(meta.encryption.as_ref(), customer.as_ref().map(|c| &c.key))?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     check_conditions(
         &meta,
         &Conditions {
@@ -192,6 +225,9 @@ pub async fn head_object(s: &ObjectStore, req: S3Request<HeadObjectInput>) -> Ou
         cache_control: a.cache_control.clone(),
         metadata: metadata_of(a),
         parts_count: i32::try_from(meta.parts).ok().filter(|n| *n > 0),
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_crc32: meta.checksums.crc32.clone(),
         checksum_crc32c: meta.checksums.crc32c.clone(),
         checksum_sha1: meta.checksums.sha1.clone(),
@@ -267,7 +303,10 @@ pub fn copy_source(src: &CopySource) -> S3Result<(&str, &str)> {
 }
 
 pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Out<CopyObjectOutput> {
+    let conn = connection(&req);
     let input = req.input;
+    let customer = customer_of!(input, conn)?;
+    let src_customer = copy_source_customer_of!(input, conn)?;
     let (src_bucket, src_key) = copy_source(&input.copy_source)?;
     let src = s.head_object(src_bucket, src_key).await?;
     check_conditions(
@@ -305,10 +344,45 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
         }
         new_attrs = Some(a);
     }
-    let meta = s
-        .copy_object((src_bucket, src_key), (&input.bucket, &input.key), new_attrs)
-        .await?;
+    // The destination is sealed as a new object would be (the request's header, the
+    // bucket's default, encrypt_all); when that matches the source, the copy shares
+    // its bytes (and data key), otherwise the bytes are opened and sealed again.
+    let requested = sse::requested(input.server_side_encryption.as_ref(), customer.as_ref())?;
+    let seal = s.seal_for(&input.bucket, requested).await?;
+    let src_mode = src.encryption.as_ref().map(|e| e.mode);
+    let same_mode = src_mode == seal.as_ref().map(|s| s.sealed.mode);
+    // SSE-C never shares: the source's key is checked and the copy gets its own.
+    let share = same_mode && src_mode != Some(crate::crypto::SseMode::Customer) && src_customer.is_none();
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
+    let meta = if share {
+        s.copy_object((src_bucket, src_key), (&input.bucket, &input.key), new_attrs)
+            .await?
+    } else {
+        let staged = s
+            .restage(
+                (src_bucket, src_key),
+                None,
+                &input.bucket,
+                seal.as_ref(),
+                false,
+                src_customer.as_ref().map(|c| &c.key),
+            )
+            .await?;
+        let attrs = new_attrs.unwrap_or_else(|| src.attrs.clone());
+        s.commit_object(
+            &input.bucket,
+            &input.key,
+            staged,
+            attrs,
+            crate::object_store::Checksums::default(),
+            PutConditions::default(),
+        )
+        .await?
+    };
     Ok(S3Response::new(CopyObjectOutput {
+        server_side_encryption: sse::answered(meta.encryption.as_ref()),
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(convert::etag(&meta)),
             last_modified: Some(convert::timestamp(meta.last_modified_ms)),

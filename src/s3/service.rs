@@ -8,7 +8,7 @@ use std::time::Instant;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
-use super::{bucket_ops, list_ops, multipart_ops, object_ops};
+use super::{bucket_ops, list_ops, multipart_ops, object_ops, sse};
 use crate::metrics::Metrics;
 use crate::object_store::ObjectStore;
 
@@ -44,6 +44,36 @@ type Out<T> = S3Result<S3Response<T>>;
 
 #[async_trait::async_trait]
 impl S3 for DarkroomS3 {
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> Out<PutBucketEncryptionOutput> {
+        self.track(
+            "PutBucketEncryption",
+            sse::put_bucket_encryption(&self.store, req),
+        )
+        .await
+    }
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> Out<GetBucketEncryptionOutput> {
+        self.track(
+            "GetBucketEncryption",
+            sse::get_bucket_encryption(&self.store, req),
+        )
+        .await
+    }
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> Out<DeleteBucketEncryptionOutput> {
+        self.track(
+            "DeleteBucketEncryption",
+            sse::delete_bucket_encryption(&self.store, req),
+        )
+        .await
+    }
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> Out<CreateBucketOutput> {
         self.track("CreateBucket", bucket_ops::create_bucket(&self.store, req))
             .await

@@ -58,4 +58,6 @@ mod s3_multipart;
 mod s3_objects;
 mod s3_security;
 mod service_jobs;
+mod sse;
+mod tls;
 mod verify;
