@@ -177,7 +177,7 @@ pub fn backend_lines(state: &State, theme: Theme, width: usize) -> Vec<Line<'sta
             ];
             if let Some(m) = &b.loaded_model {
                 spans.push(Span::styled(
-                    format!("  model {}  swaps {}", fmt::fit(m, 28), b.swaps),
+                    format!("  model {}  swaps {}", fmt::fit(m, 40), b.swaps),
                     theme.dim(),
                 ));
             }

@@ -427,3 +427,42 @@ fn a_selection_past_the_end_draws_without_panicking() {
         assert!(screen.contains("darkroom"), "{panel:?}");
     }
 }
+
+#[test]
+fn a_catalog_job_shows_its_model_eta_and_placement() {
+    let mut snap = snapshot(true);
+    snap.backends[0].loaded_model = Some("sd_xl_turbo_1.0_fp16.safetensors".into());
+    snap.backends[0].swaps = 2;
+    let mut running = job(7, "running");
+    running.payload["model"] = json!({"name": "sdxl-turbo", "file": "sd_xl_turbo_1.0_fp16.safetensors",
+        "folder": "checkpoints", "vram_gb": 4.0, "quality": "fast", "reason": "urgency:immediate"});
+    running.routing = Some(json!({"model": "sdxl-turbo", "placement": "loaded",
+        "rejected": [{"backend": "http://10.0.0.7:8188", "why": "down"}]}));
+    running.eta = Some(crate::service::models::Eta {
+        start_ms: None,
+        finish_ms: NOW + 90_000,
+    });
+    let id = running.id;
+    let mut s = State::new("local", true, false);
+    s.tick(NOW);
+    s.apply(Data::Full {
+        snapshot: Box::new(snap),
+        jobs: vec![running],
+        templates: crate::dash::form::tests::templates(),
+    });
+    let overview = render(&s, 160, 48);
+    assert!(
+        overview.contains("model sd_xl_turbo_1.0_fp16.safetensors  swaps 2"),
+        "{overview}"
+    );
+    s.panel = Panel::Jobs;
+    s.jobs_view.detail = Some(id);
+    let details = render(&s, 160, 48);
+    for want in [
+        "model  sdxl-turbo (sd_xl_turbo_1.0_fp16.safetensors)  urgency:immediate",
+        "eta  finish ~",
+        "placed  loaded (1 backends could not take it)",
+    ] {
+        assert!(details.contains(want), "{want:?} not in:\n{details}");
+    }
+}
