@@ -139,14 +139,7 @@ impl Dest {
                 blocking(move || copy_hashing(&src, &dst).and_then(|h| sync_file(&dst).map(|()| h))).await
             }
             Self::S3(s) => {
-                let out = s
-                    .client
-                    .get_object()
-                    .bucket(&s.bucket)
-                    .key(s.key(rel))
-                    .send()
-                    .await
-                    .map_err(|e| self.err(format!("GET {}: {}", s.key(rel), DisplayErrorContext(e))))?;
+                let out = self.s3_get(s, rel).await?;
                 let mut body = out.body;
                 let mut file = create_with_dirs(dst)?;
                 let mut hasher = Sha256::new();
@@ -170,6 +163,21 @@ impl Dest {
         }
     }
 
+    /// Starts a GET of `rel` on the S3 destination `s`.
+    async fn s3_get(
+        &self,
+        s: &S3Dest,
+        rel: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, BackupError> {
+        s.client
+            .get_object()
+            .bucket(&s.bucket)
+            .key(s.key(rel))
+            .send()
+            .await
+            .map_err(|e| self.err(format!("GET {}: {}", s.key(rel), DisplayErrorContext(e))))
+    }
+
     /// The whole content of `rel` (a manifest).
     pub async fn get_bytes(&self, rel: &str) -> Result<Vec<u8>, BackupError> {
         match self {
@@ -178,14 +186,7 @@ impl Dest {
                 std::fs::read(&path).map_err(|e| BackupError::io(path.display(), e))
             }
             Self::S3(s) => {
-                let out = s
-                    .client
-                    .get_object()
-                    .bucket(&s.bucket)
-                    .key(s.key(rel))
-                    .send()
-                    .await
-                    .map_err(|e| self.err(format!("GET {}: {}", s.key(rel), DisplayErrorContext(e))))?;
+                let out = self.s3_get(s, rel).await?;
                 let bytes = out
                     .body
                     .collect()

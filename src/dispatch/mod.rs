@@ -420,12 +420,7 @@ const WINDOW: usize = 64;
 async fn claim_by_model(shared: &Arc<Shared>, shutdown: &CancellationToken, tasks: &TaskTracker) {
     let worker = shared.settings.worker.clone();
     while !shutdown.is_cancelled() {
-        let views = shared.pool.views();
-        let free: usize = views
-            .iter()
-            .filter(|b| b.healthy)
-            .map(|b| b.max_in_flight.saturating_sub(b.in_flight))
-            .sum();
+        let free = shared.pool.free_slots();
         if free == 0 {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -435,7 +430,7 @@ async fn claim_by_model(shared: &Arc<Shared>, shutdown: &CancellationToken, task
         let ready = shared.queue.ready_notified();
         tokio::pin!(ready);
         ready.as_mut().enable();
-        let picker = picker(shared, views);
+        let picker = picker(shared, shared.pool.views());
         let claimed = match shared
             .queue
             .claim_picked(QUEUE, &worker, WINDOW.max(free * 4), picker.clone())

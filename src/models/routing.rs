@@ -56,6 +56,11 @@ pub enum Scheduler {
     LeastLoaded,
 }
 
+named_enum!(Scheduler, "scheduler", {
+    Affinity => "affinity",
+    LeastLoaded => "least_loaded",
+});
+
 /// One row of the free-VRAM table: below this many GB free, use `model`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -163,13 +163,23 @@ impl ObjectStore {
 
     /// Replaces the bucket's lifecycle rules (an empty list deletes them).
     pub async fn set_lifecycle(&self, name: &str, rules: Vec<LifecycleRule>) -> Result<(), StorageError> {
+        self.update_bucket(name, move |record| record.lifecycle = rules)
+            .await
+    }
+
+    /// Changes one existing bucket's record in one write transaction.
+    pub(crate) async fn update_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut meta::BucketMeta) + Send + 'static,
+    ) -> Result<(), StorageError> {
         let name = name.to_string();
         self.inner
             .db
             .write(move |txn| {
                 let mut buckets = txn.open_table(meta::BUCKETS)?;
                 let mut record = require_bucket(&buckets, &name)?;
-                record.lifecycle = rules;
+                change(&mut record);
                 buckets.insert(name.as_str(), meta::encode(&record)?.as_slice())?;
                 Ok(())
             })

@@ -13,7 +13,7 @@ use futures::Stream;
 use redb::ReadableTable;
 
 use super::meta::{self, ObjectMeta, UploadMeta};
-use super::{ObjectBody, ObjectStore, StagedBlob, StorageError, require_bucket};
+use super::{ObjectBody, ObjectStore, StagedBlob, StorageError};
 use crate::crypto::chunked::{self, CHUNK_SIZE, Totals};
 use crate::crypto::{CustomerCheck, Keyring, Seal, Sealed, SseMode, SseRequest};
 
@@ -243,16 +243,7 @@ impl ObjectStore {
 
     /// Sets or clears a bucket's default encryption.
     pub async fn set_bucket_encryption(&self, name: &str, mode: Option<SseMode>) -> Result<(), StorageError> {
-        let name = name.to_string();
-        self.inner
-            .db
-            .write(move |txn| {
-                let mut buckets = txn.open_table(meta::BUCKETS)?;
-                let mut record = require_bucket(&buckets, &name)?;
-                record.encryption = mode;
-                buckets.insert(name.as_str(), meta::encode(&record)?.as_slice())?;
-                Ok(())
-            })
+        self.update_bucket(name, move |record| record.encryption = mode)
             .await
     }
 

@@ -333,12 +333,18 @@ pub struct ModelsReport {
     pub max_affinity_wait_seconds: u64,
 }
 
-/// The catalog with where each model is and what was learned (read fresh from
-/// the shared store, so it includes other nodes' runs).
+/// The catalog with where each model is and what was learned, read fresh from
+/// the shared store (timings and the loaded-model view), so it includes what
+/// other nodes ran.
 pub async fn report(dispatcher: &Dispatcher) -> ModelsReport {
     let (catalog, config, timings) = dispatcher.models();
     timings.refresh(catalog).await;
-    let views = dispatcher.backend_views();
+    let mut views = dispatcher.backend_views();
+    for v in &mut views {
+        if let Some(file) = timings.shared_loaded(&v.url).await {
+            v.loaded = Some(file);
+        }
+    }
     let statuses = dispatcher.backends();
     let models = catalog
         .all()
@@ -360,26 +366,22 @@ pub async fn report(dispatcher: &Dispatcher) -> ModelsReport {
         })
         .collect();
     let backends = views
-        .iter()
+        .into_iter()
         .zip(&statuses)
         .map(|(v, s)| ModelBackend {
-            url: v.url.clone(),
+            url: v.url,
             healthy: v.healthy,
-            loaded_model: v.loaded.clone(),
+            loaded_model: v.loaded,
             swaps: s.swaps,
             vram_free_bytes: v.vram_free,
             vram_total_bytes: v.vram_total,
-            inventory: v.inventory.clone(),
+            inventory: v.inventory,
         })
         .collect();
-    let scheduler = serde_json::to_value(config.scheduler)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
     ModelsReport {
         models,
         backends,
-        scheduler,
+        scheduler: config.scheduler.as_str().to_owned(),
         max_affinity_wait_seconds: config.max_affinity_wait_seconds,
     }
 }

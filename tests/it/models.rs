@@ -108,24 +108,12 @@ async fn daemon_with(urls: &[&str], tweak: impl FnOnce(&mut Config)) -> (TestSer
     (server, api)
 }
 
-/// Waits until every backend's model inventory has been read.
-async fn inventories_read(api: &Api, n: usize) {
-    crate::support::bounded("backend inventories", async {
-        loop {
-            let r = api.get("/api/v1/models").await.json();
-            let read = r["backends"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|b| b["inventory"].is_object())
-                .count();
-            if read == n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+/// Waits until each fake has answered a whole health check from now on, so its
+/// model files and VRAM as they are now are what darkroom routes by.
+async fn health_checked(fakes: &[&FakeComfy]) {
+    for f in fakes {
+        f.ctl.health_checked().await;
+    }
 }
 
 #[allow(clippy::needless_pass_by_value)] // called with json!(...) literals
@@ -159,7 +147,7 @@ async fn done(server: &TestServer, id: Ulid) -> Job {
 async fn auto_jobs_go_where_the_rules_say_and_say_why() {
     let (small, big) = backends().await;
     let (server, api) = daemon_with(&[&small.url, &big.url], |_| {}).await;
-    inventories_read(&api, 2).await;
+    health_checked(&[&small, &big]).await;
 
     // immediate -> sdxl-turbo, which only the small GPU has.
     let id = submit(&api, txt2img(json!({"model": "auto", "urgency": "immediate"}))).await;
@@ -346,21 +334,14 @@ async fn a_switch_frees_vram_first_and_is_counted_and_timed() {
     let (small, _) = backends().await;
     small.ctl.set_model_cost(QWEN, Duration::from_millis(50), 8 * GB);
     let (server, api) = daemon_with(&[&small.url], |_| {}).await;
-    inventories_read(&api, 1).await;
+    health_checked(&[&small]).await;
     let turbo = submit(&api, txt2img(json!({"model": "sdxl-turbo"}))).await;
     done(&server, turbo).await;
     assert_eq!(small.ctl.frees(), 0, "10 GB free: no need to unload first");
-    // Wait until a health check has seen turbo's 4 GB in use (6 GB free < 8 GB).
-    crate::support::bounded("turbo's VRAM in use", async {
-        loop {
-            let r = api.get("/api/v1/models").await.json();
-            if r["backends"][0]["vram_free_bytes"] == json!(6 * GB) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    // A health check sees turbo's 4 GB in use (6 GB free < 8 GB).
+    health_checked(&[&small]).await;
+    let r = api.get("/api/v1/models").await.json();
+    assert_eq!(r["backends"][0]["vram_free_bytes"], json!(6 * GB));
     let qwen = submit(&api, txt2img(json!({"model": "qwen-image-standard"}))).await;
     done(&server, qwen).await;
     assert_eq!(small.ctl.frees(), 1, "unloaded before the switch");
@@ -408,7 +389,7 @@ async fn broken_and_missing_files_fail_with_comfyuis_words() {
     let (small, _) = backends().await;
     small.ctl.set_broken(TURBO);
     let (server, api) = daemon_with(&[&small.url], |c| c.queue.default_max_attempts = 1).await;
-    inventories_read(&api, 1).await;
+    health_checked(&[&small]).await;
     let id = submit(&api, txt2img(json!({"model": "sdxl-turbo"}))).await;
     let job = finished(server.daemon.queue(), id).await;
     assert_eq!(job.status, JobStatus::Failed);
@@ -454,7 +435,7 @@ async fn affinity_groups_a_loaded_model_but_not_past_the_wait_bound() {
     )
     .await;
     let api = Api::new(server.daemon.api_addr(), None).await;
-    inventories_read(&api, 1).await;
+    health_checked(&[&comfy]).await;
     let queue = server.daemon.queue();
     let turbo = || txt2img(json!({"model": "sdxl-turbo"}));
     let first = submit(&api, turbo()).await;
@@ -541,8 +522,6 @@ async fn learned_timings_replace_the_estimate_and_are_shared_through_redis() {
     };
     let (one, api_one) = daemon_with(&[&comfy.url], on_redis).await;
     let (two, api_two) = daemon_with(&[&comfy.url], on_redis).await;
-    inventories_read(&api_one, 1).await;
-    inventories_read(&api_two, 1).await;
     let turbo_seconds = |r: &Value| {
         r["models"]
             .as_array()
@@ -568,16 +547,8 @@ async fn learned_timings_replace_the_estimate_and_are_shared_through_redis() {
     let learned = turbo_seconds(&api_two.get("/api/v1/models").await.json());
     assert!(learned < 5.0, "{learned}");
     // And the other node sees which model the shared backend has loaded.
-    crate::support::bounded("the shared loaded-model view", async {
-        loop {
-            let r = api_two.get("/api/v1/models").await.json();
-            if r["backends"][0]["loaded_model"] == json!(TURBO) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    let r = api_two.get("/api/v1/models").await.json();
+    assert_eq!(r["backends"][0]["loaded_model"], json!(TURBO));
     one.daemon.shutdown().await;
     two.daemon.shutdown().await;
 }
