@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::dest::{Dest, Hashed};
@@ -114,16 +114,30 @@ async fn fetch(src: &Dest, manifest: &Manifest, staging: &Path) -> Result<(), Ba
         (f, staging.join(name))
     });
     let blobs = manifest.blobs.iter().map(|b| (b, staging.join(&b.path)));
-    futures::stream::iter(files.chain(blobs).map(|(entry, local)| async move {
-        let got = src
-            .get_file(&entry.path, &local)
-            .await
-            .map_err(|e| missing(manifest, entry, e))?;
-        check(manifest, entry, &got)
-    }))
-    .buffer_unordered(PARALLEL_FETCHES)
-    .try_collect::<Vec<()>>()
-    .await?;
+    // After a failure no new fetch starts, but the ones under way are waited for:
+    // a local copy runs on a blocking thread that dropping its future would not
+    // stop, and it would write into `staging` after the caller removed it.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = &failed;
+    let results: Vec<Result<(), BackupError>> =
+        futures::stream::iter(files.chain(blobs).map(|(entry, local)| async move {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
+            let got = src
+                .get_file(&entry.path, &local)
+                .await
+                .map_err(|e| missing(manifest, entry, e));
+            let checked = got.and_then(|got| check(manifest, entry, &got));
+            if checked.is_err() {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            checked
+        }))
+        .buffer_unordered(PARALLEL_FETCHES)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
     let root = staging.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let dir = std::fs::File::open(&root).map_err(|e| BackupError::io(root.display(), e))?;
