@@ -83,5 +83,6 @@ pub mod status;
 pub mod stores;
 pub mod sync;
 pub mod telemetry;
+pub mod templates;
 pub mod tls;
 pub mod webhook;

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::Alerts;
 use crate::cache::{KvCache, PromptCache};
 use crate::clock::{self, SharedClock};
-use crate::comfy::Templates;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::events::EventHub;
@@ -27,6 +26,7 @@ use crate::queue::Queue;
 use crate::s3::presign::Presigner;
 use crate::service::{Jobs, Services};
 use crate::status::RecentGenerations;
+use crate::templates::TemplateLibrary;
 use crate::webhook::Webhooks;
 
 mod background;
@@ -80,11 +80,13 @@ impl Daemon {
         .await?;
         let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
         let backups = start_backups(config, &stores, &clock, &shutdown, &mut tasks);
+        let templates = open_templates(config, stores.shared.clone(), &shutdown, &mut tasks).await?;
         let Stores {
             storage,
             queue,
             prompts,
             kv,
+            shared: _,
         } = stores;
         tasks.spawn(background::forward_events(
             queue.clone(),
@@ -106,7 +108,6 @@ impl Daemon {
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
-        let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
         let services = Services {
             jobs: Jobs::new(
                 queue.clone(),
@@ -303,6 +304,25 @@ fn tls_listener(
     let acceptor = crate::tls::server::acceptor(&pair, alpn)
         .with_context(|| format!("tls ({} listener)", kind.name()))?;
     Ok(crate::tls::Listener::new(tcp, Some(acceptor)))
+}
+
+/// Loads the templates (built-ins, the folder, the shared store) and starts
+/// watching them.
+async fn open_templates(
+    config: &Config,
+    shared: Option<crate::redis_store::RedisStore>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<TemplateLibrary> {
+    let dir = config.comfyui.templates_dir(&config.data_dir);
+    let shown = dir.display().to_string();
+    let library = tokio::task::spawn_blocking(move || TemplateLibrary::open(Some(dir), shared))
+        .await?
+        .with_context(|| format!("comfyui.templates_dir: cannot load the templates in {shown}"))?;
+    library
+        .start(shutdown, tasks)
+        .context("comfyui.templates_dir")?;
+    Ok(library)
 }
 
 /// Starts delivering job webhooks.

@@ -103,7 +103,7 @@ impl Form {
                     .parse::<f64>()
                     .map(Value::from)
                     .map_err(|_| format!("{name}: {text:?} is not a number"))?,
-                ParamType::String | ParamType::Model => Value::from(text),
+                ParamType::String | ParamType::Model | ParamType::Image => Value::from(text),
             };
             params.insert(name.clone(), value);
         }
@@ -131,7 +131,7 @@ pub mod tests {
 
     fn spec(kind: ParamType) -> ParamSpec {
         serde_json::from_value(json!({"node": "1", "input": "x", "type": match kind {
-            ParamType::Int => "int", ParamType::Float => "float", ParamType::String => "string", ParamType::Seed => "seed", ParamType::Model => "model",
+            ParamType::Int => "int", ParamType::Float => "float", ParamType::String => "string", ParamType::Seed => "seed", ParamType::Model => "model", ParamType::Image => "image",
         }}))
         .unwrap()
     }

@@ -24,6 +24,10 @@ pub struct ComfyConfig {
     pub poll_interval_ms: u64,
     /// Seconds one HTTP request to ComfyUI (submit, history, image download) may take.
     pub request_timeout_seconds: u64,
+    /// The folder of user templates (`NAME.json` + `NAME.toml`), watched for
+    /// changes; default `{data_dir}/templates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ComfyConfig {
@@ -35,6 +39,7 @@ impl Default for ComfyConfig {
             health_interval_ms: 2000,
             poll_interval_ms: 1000,
             request_timeout_seconds: 120,
+            templates_dir: None,
         }
     }
 }
@@ -66,6 +71,13 @@ impl BackendConfig {
 }
 
 impl ComfyConfig {
+    /// Where the user templates are: `templates_dir`, else `{data_dir}/templates`.
+    pub fn templates_dir(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        self.templates_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("templates"))
+    }
+
     /// Checks the section; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });

@@ -74,6 +74,9 @@ pub struct JobSpec {
     /// The template it was rendered from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// That template's version (a hash of its workflow and manifest) when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<String>,
     /// Every parameter's effective value (the seed included).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub params: Map<String, Value>,
@@ -169,6 +172,7 @@ impl JobRequest {
                 let rendered = templates.render(&name, &self.params)?;
                 JobSpec {
                     template: Some(name),
+                    template_version: Some(rendered.version),
                     params: rendered.params_used,
                     workflow: rendered.workflow,
                     cache: true,
@@ -186,6 +190,7 @@ impl JobRequest {
                 check_workflow(&workflow)?;
                 JobSpec {
                     template: None,
+                    template_version: None,
                     params: Map::new(),
                     workflow,
                     cache: true,

@@ -168,7 +168,7 @@ pub async fn generations(State(s): State<ApiState>, body: Body) -> Result<Json<I
     let model_asked = request.model.clone();
     let jobs = &s.svc.jobs;
     let catalog = s.svc.dispatcher.models().0;
-    let mut plan = plan(request, jobs.templates(), &s.openai.template, s.openai.max_n)?;
+    let mut plan = plan(request, &jobs.templates(), &s.openai.template, s.openai.max_n)?;
     // A catalog model's name (or `auto`) picks the model for the default template.
     if let Some(m) = &model_asked
         && (catalog.get(m).is_some() || (m == "auto" && !catalog.is_empty()))
@@ -284,10 +284,8 @@ fn model(id: &str) -> Model {
 /// `openai.template`).
 pub async fn models(State(s): State<ApiState>) -> Json<ModelList> {
     let catalog = s.svc.dispatcher.models().0;
-    let names = s
-        .svc
-        .jobs
-        .templates()
+    let templates = s.svc.jobs.templates();
+    let names = templates
         .names()
         .chain(catalog.all().iter().map(|m| m.name.as_str()));
     Json(ModelList {

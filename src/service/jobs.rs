@@ -17,6 +17,7 @@ use ulid::Ulid;
 
 use super::ServiceError;
 use crate::comfy::Templates;
+use crate::templates::TemplateLibrary;
 use crate::dispatch::{Dispatcher, JobRequest, QUEUE};
 use crate::queue::{Job, JobStatus, ListQuery, Queue, QueueError};
 
@@ -85,12 +86,12 @@ pub struct Submitted {
 pub struct Jobs {
     queue: Queue,
     dispatcher: Dispatcher,
-    templates: Arc<Templates>,
+    templates: TemplateLibrary,
     limits: JobLimits,
 }
 
 impl Jobs {
-    pub fn new(queue: Queue, dispatcher: Dispatcher, templates: Arc<Templates>, limits: JobLimits) -> Self {
+    pub fn new(queue: Queue, dispatcher: Dispatcher, templates: TemplateLibrary, limits: JobLimits) -> Self {
         Self {
             queue,
             dispatcher,
@@ -99,8 +100,13 @@ impl Jobs {
         }
     }
 
-    /// The workflow templates jobs can name.
-    pub fn templates(&self) -> &Templates {
+    /// The workflow templates jobs can name, as they are now.
+    pub fn templates(&self) -> Arc<Templates> {
+        self.templates.current()
+    }
+
+    /// The live template set (reloads, saves, deletes).
+    pub fn library(&self) -> &TemplateLibrary {
         &self.templates
     }
 
@@ -164,8 +170,10 @@ impl Jobs {
         if let Some(url) = &request.webhook {
             check_url("webhook", url)?;
         }
-        let routed = super::models::route(&request, &self.templates, &self.queue, &self.dispatcher).await?;
-        let new = request.into_new_job_with(&self.templates, routed)?;
+        // One snapshot for the whole admission: a reload meanwhile changes nothing here.
+        let templates = self.templates.current();
+        let routed = super::models::route(&request, &templates, &self.queue, &self.dispatcher).await?;
+        let new = request.into_new_job_with(&templates, routed)?;
         if self.dispatcher.backends().is_empty() {
             return Err(ServiceError::NoBackend(
                 "no ComfyUI backend is configured, so no job could ever run: set comfyui.backends or pass --comfyui URL"
