@@ -119,6 +119,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Workflow templates: import a workflow exported from ComfyUI, list, show,
+    /// validate against a backend, delete.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
     /// Print a running daemon's status (queue, backends, storage, cache, alerts).
     Status {
         #[command(flatten)]
@@ -127,6 +131,90 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `darkroom templates ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TemplatesCommand {
+    /// Import a workflow saved with ComfyUI's Workflow → Export (API) as template
+    /// NAME, with a proposed manifest: into the templates folder, or into a
+    /// running daemon with --url.
+    Import(ImportArgs),
+    /// List a running daemon's templates with their versions.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one template: version, parameters, manifest.
+    Show {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+        /// Print the whole template (workflow included) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a template against a backend's /object_info (unknown node classes
+    /// and inputs, values out of range or not among the choices). Exit 1 when
+    /// something is wrong.
+    Validate {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user template (built-ins cannot be).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `darkroom templates import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The workflow file (API format: in ComfyUI enable the Dev mode options in
+    /// the settings, then Workflow → Export (API)).
+    pub file: PathBuf,
+    /// The template's name: 1 to 64 of a-z, 0-9, `_` and `-`.
+    #[arg(long)]
+    pub name: String,
+    /// Print the proposed manifest (TOML) and save nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Use this manifest (the proposal, edited) instead of proposing one.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The description of a proposed manifest.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Replace a template of that name.
+    #[arg(long)]
+    pub replace: bool,
+    /// Save into the daemon at this URL (POST /api/v1/templates) instead of the
+    /// templates folder; its backends give the ranges.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Bearer token of the daemon at --url.
+    #[arg(long, env = "DARKROOM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for an https:// --url.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Without --url: the templates folder (default: comfyui.templates_dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Without --url: a ComfyUI server whose /object_info gives ranges and
+    /// choices (repeatable; default: comfyui.backends).
+    #[arg(long = "comfyui", value_name = "URL")]
+    pub comfyui: Vec<String>,
+    /// Without --url: the config file (default: ./config.toml when present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `darkroom tls ...`.

@@ -12,7 +12,10 @@ use crate::api::ErrorBody;
 use crate::dispatch::LivePreview;
 use crate::queue::Job;
 pub use crate::service::pictures::OutputPicture;
-use crate::service::{JobPage, LogPage, ObjectPage, PresignedUrl, TemplateInfo};
+use crate::service::{
+    ImportOutcome, JobPage, LogPage, ObjectPage, PresignedUrl, TemplateDetail, TemplateInfo, TemplateUpload,
+    ValidationReport,
+};
 use crate::status::StatusSnapshot;
 
 /// What a call to the API can end with.
@@ -197,6 +200,43 @@ impl ApiClient {
 
     pub async fn templates(&self) -> Result<Vec<TemplateInfo>, ClientError> {
         Ok(self.call(Method::GET, "/api/v1/templates", None, SHORT).await?.1)
+    }
+
+    /// One template in full.
+    pub async fn template(&self, name: &str) -> Result<TemplateDetail, ClientError> {
+        let path = format!("/api/v1/templates/{}", encode_segment(name));
+        Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
+    }
+
+    /// Imports a workflow as a new template (`dry_run`: only the proposal).
+    pub async fn import_template(&self, upload: &TemplateUpload, dry_run: bool) -> Result<ImportOutcome, ClientError> {
+        let path = if dry_run {
+            "/api/v1/templates?dry_run=true"
+        } else {
+            "/api/v1/templates"
+        };
+        let body = serde_json::to_vec(upload).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        Ok(self.call(Method::POST, path, Some(body), SHORT).await?.1)
+    }
+
+    /// Replaces template `name`.
+    pub async fn replace_template(&self, name: &str, upload: &TemplateUpload) -> Result<ImportOutcome, ClientError> {
+        let path = format!("/api/v1/templates/{}", encode_segment(name));
+        let body = serde_json::to_vec(upload).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        Ok(self.call(Method::PUT, &path, Some(body), SHORT).await?.1)
+    }
+
+    /// Deletes template `name`.
+    pub async fn delete_template(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/templates/{}", encode_segment(name));
+        self.call::<serde_json::Value>(Method::DELETE, &path, None, SHORT).await?;
+        Ok(())
+    }
+
+    /// Template `name` checked against a backend's `/object_info`.
+    pub async fn validate_template(&self, name: &str) -> Result<ValidationReport, ClientError> {
+        let path = format!("/api/v1/templates/{}/validate", encode_segment(name));
+        Ok(self.call(Method::GET, &path, None, SHORT).await?.1)
     }
 
     /// One folder of a bucket (`prefix` ends in `/`, or is empty for the top).

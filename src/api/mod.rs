@@ -6,7 +6,9 @@
 //! - `/api/v1/jobs/{id}/outputs/{n}/thumbnail`, `/api/v1/jobs/{id}/preview`
 //!   ([`pictures`]): thumbnails of outputs and a running job's live preview;
 //! - `/api/v1/events` ([`events`]): Server-Sent Events with `Last-Event-ID` resume;
-//! - `/api/v1/status`, `/api/v1/templates`, `/api/v1/openapi.json` (here, [`openapi`]);
+//! - `/api/v1/templates` ([`templates`]): list, show, import, replace, delete,
+//!   validate workflow templates;
+//! - `/api/v1/status`, `/api/v1/openapi.json` (here, [`openapi`]);
 //! - `/api/v1/buckets/{bucket}/objects|presign`, `/api/v1/logs` ([`browse`]), for
 //!   the dashboard's storage browser and log panel;
 //! - `/api/v1/backups` ([`backups`]): take a backup now, read the schedule's state;
@@ -21,7 +23,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -44,6 +45,7 @@ pub mod ops;
 pub mod pictures;
 mod query;
 pub mod status;
+pub mod templates;
 
 pub use crate::service::TemplateInfo;
 pub use config::ApiConfig;
@@ -75,7 +77,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/events", get(events::events))
         .route("/status", get(status::status))
         .route("/backups", post(backups::create).get(backups::status))
-        .route("/templates", get(templates))
+        .route("/templates", get(templates::list).post(templates::create))
+        .route(
+            "/templates/{name}",
+            get(templates::get).put(templates::put).delete(templates::delete),
+        )
+        .route("/templates/{name}/validate", get(templates::validate))
         .route("/models", get(models::models))
         .route("/buckets/{bucket}/objects", get(browse::objects))
         .route("/buckets/{bucket}/presign", get(browse::presign))
@@ -194,11 +201,3 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
     }
 }
 
-/// The workflow templates jobs can name, with their parameters.
-#[utoipa::path(
-    get, path = "/api/v1/templates", tag = "jobs",
-    responses((status = 200, body = Vec<TemplateInfo>), (status = 401, body = ErrorBody))
-)]
-pub async fn templates(State(s): State<ApiState>) -> Json<Vec<TemplateInfo>> {
-    Json(s.svc.templates())
-}

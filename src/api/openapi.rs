@@ -14,7 +14,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     paths(
         super::jobs::submit, super::jobs::get, super::jobs::list, super::jobs::cancel, super::jobs::retry,
         super::pictures::thumbnail, super::pictures::preview,
-        super::events::events, super::status::status, super::templates, document,
+        super::events::events, super::status::status, document,
+        super::templates::list, super::templates::get, super::templates::create,
+        super::templates::put, super::templates::delete, super::templates::validate,
         super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
         super::backups::create, super::backups::status, super::models::models,

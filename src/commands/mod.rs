@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 pub mod backup;
 pub mod keys;
 pub mod models;
+pub mod templates;
 pub mod tls;
 
 use anyhow::Context;

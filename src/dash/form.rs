@@ -147,11 +147,13 @@ pub mod tests {
                 name: "noop".into(),
                 description: "smoke".into(),
                 params: noop,
+                ..TemplateInfo::default()
             },
             TemplateInfo {
                 name: "txt2img".into(),
                 description: "sdxl".into(),
                 params: txt,
+                ..TemplateInfo::default()
             },
         ]
     }

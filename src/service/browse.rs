@@ -1,9 +1,8 @@
 //! What the dashboard's storage, log and submit form read, in either mode: a
-//! bucket's keys one folder at a time, a presigned URL for one of them, the
-//! daemon's recent log lines and the templates jobs can name. Scripts that want
-//! more use S3 itself.
+//! bucket's keys one folder at a time, a presigned URL for one of them and the
+//! daemon's recent log lines (the templates are [`super::templates`]'). Scripts
+//! that want more use S3 itself.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -11,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{ServiceError, Services};
 use crate::clock::Millis;
-use crate::comfy::ParamSpec;
 use crate::dispatch::SinkError;
 use crate::object_store::{ListQuery, StorageError};
 use crate::telemetry::LogLine;
@@ -48,14 +46,6 @@ pub struct PresignedUrl {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
     pub lines: Vec<LogLine>,
-}
-
-/// A template and its parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TemplateInfo {
-    pub name: String,
-    pub description: String,
-    pub params: BTreeMap<String, ParamSpec>,
 }
 
 /// Which keys of a bucket to list.
@@ -173,20 +163,6 @@ impl Services {
         Ok(LogPage {
             lines: self.logs.after(after, limit),
         })
-    }
-
-    /// The workflow templates jobs can name, with their parameters.
-    pub fn templates(&self) -> Vec<TemplateInfo> {
-        let templates = self.jobs.templates();
-        templates
-            .names()
-            .filter_map(|n| templates.get(n).ok())
-            .map(|t| TemplateInfo {
-                name: t.name.clone(),
-                description: t.manifest.description.clone(),
-                params: t.manifest.params.clone(),
-            })
-            .collect()
     }
 }
 

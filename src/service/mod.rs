@@ -10,7 +10,9 @@
 //! - [`models`]: which catalog model a request gets (or why none: 400 / 409),
 //!   each job's expected start and finish, the catalog report;
 //! - [`status`]: the status collector behind every status view;
-//! - [`browse`]: one folder of a bucket, presigned URLs, log lines, templates;
+//! - [`browse`]: one folder of a bucket, presigned URLs, log lines;
+//! - [`templates`]: list, show, import (with a proposed manifest), replace,
+//!   delete and validate workflow templates;
 //! - [`pictures`]: thumbnails of job outputs and live previews of running jobs;
 //! - [`ops`]: readiness and the readings `/metrics` exports;
 //! - [`backups`]: take a backup now, read how the scheduled ones went;
@@ -29,11 +31,13 @@ pub mod models;
 pub mod ops;
 pub mod pictures;
 pub mod status;
+pub mod templates;
 
 pub use backups::BackupRequest;
-pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl, TemplateInfo};
+pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl};
 pub use error::ServiceError;
 pub use jobs::{JobLimits, JobListing, JobPage, Jobs, Submitted};
+pub use templates::{ImportOutcome, TemplateDetail, TemplateInfo, TemplateUpload, ValidationReport};
 
 use crate::alerts::Alerts;
 use crate::cache::PromptCache;

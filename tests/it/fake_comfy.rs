@@ -32,7 +32,8 @@ mod run;
 
 pub const PNG: &[u8] = include_bytes!("../fixtures/comfyui/view_output.png");
 const SYSTEM_STATS: &str = include_str!("../fixtures/comfyui/system_stats.json");
-const OBJECT_INFO: &str = include_str!("../fixtures/comfyui/object_info_SaveImage.json");
+/// The whole `/object_info` of the recorded server (496 node classes).
+const OBJECT_INFO: &str = include_str!("../fixtures/comfyui/object_info.json");
 const KNOWN_CLASSES: &[&str] = &[
     "EmptyImage",
     "ImageInvert",
@@ -285,8 +286,20 @@ fn routes() -> Router<Arc<Ctl>> {
         .route("/models/{folder}", get(models::files))
         .route("/free", post(models::free))
         .route("/object_info", get(|| async { json_text(OBJECT_INFO) }))
-        .route("/object_info/{class}", get(|| async { json_text(OBJECT_INFO) }))
+        .route("/object_info/{class}", get(object_info_of))
         .route("/ws", get(ws_upgrade))
+}
+
+/// GET /object_info/{class}: `{CLASS: {...}}`, or `{}` for a class the server
+/// lacks (as recorded: `object_info_unknown.json`).
+async fn object_info_of(Path(class): Path<String>) -> Response {
+    static ALL: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| serde_json::from_str(OBJECT_INFO).unwrap_or_default());
+    let mut one = Map::new();
+    if let Some(info) = all.get(&class) {
+        one.insert(class, info.clone());
+    }
+    Json(Value::Object(one)).into_response()
 }
 
 fn json_text(body: &'static str) -> Response {
