@@ -45,12 +45,14 @@ pub struct Finding {
 pub fn validate(template: &Template, info: &ObjectInfo) -> Vec<Finding> {
     let mut findings = validate_workflow(&template.workflow, info);
     for (pname, spec) in &template.manifest.params {
-        let (Some(default), Some(class)) = (
-            &spec.default,
-            template.workflow[&spec.node]["class_type"].as_str(),
-        ) else {
+        let node = &template.workflow[&spec.node];
+        let (Some(default), Some(class)) = (&spec.default, node["class_type"].as_str()) else {
             continue;
         };
+        // The workflow's own value was checked above.
+        if node["inputs"][&spec.input] == *default {
+            continue;
+        }
         if let Some(input) = info.input(class, &spec.input)
             && let Some((kind, why)) = check_value(&input, default)
         {

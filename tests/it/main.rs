@@ -59,5 +59,6 @@ mod s3_objects;
 mod s3_security;
 mod service_jobs;
 mod sse;
+mod templates;
 mod tls;
 mod verify;
