@@ -209,7 +209,11 @@ impl ApiClient {
     }
 
     /// Imports a workflow as a new template (`dry_run`: only the proposal).
-    pub async fn import_template(&self, upload: &TemplateUpload, dry_run: bool) -> Result<ImportOutcome, ClientError> {
+    pub async fn import_template(
+        &self,
+        upload: &TemplateUpload,
+        dry_run: bool,
+    ) -> Result<ImportOutcome, ClientError> {
         let path = if dry_run {
             "/api/v1/templates?dry_run=true"
         } else {
@@ -220,7 +224,11 @@ impl ApiClient {
     }
 
     /// Replaces template `name`.
-    pub async fn replace_template(&self, name: &str, upload: &TemplateUpload) -> Result<ImportOutcome, ClientError> {
+    pub async fn replace_template(
+        &self,
+        name: &str,
+        upload: &TemplateUpload,
+    ) -> Result<ImportOutcome, ClientError> {
         let path = format!("/api/v1/templates/{}", encode_segment(name));
         let body = serde_json::to_vec(upload).map_err(|e| ClientError::Invalid(e.to_string()))?;
         Ok(self.call(Method::PUT, &path, Some(body), SHORT).await?.1)
@@ -229,7 +237,8 @@ impl ApiClient {
     /// Deletes template `name`.
     pub async fn delete_template(&self, name: &str) -> Result<(), ClientError> {
         let path = format!("/api/v1/templates/{}", encode_segment(name));
-        self.call::<serde_json::Value>(Method::DELETE, &path, None, SHORT).await?;
+        self.call::<serde_json::Value>(Method::DELETE, &path, None, SHORT)
+            .await?;
         Ok(())
     }
 

@@ -200,4 +200,3 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
         )),
     }
 }
-

@@ -31,7 +31,10 @@ pub async fn list(State(s): State<ApiState>) -> Json<Vec<TemplateInfo>> {
     params(("name" = String, Path, description = "The template's name")),
     responses((status = 200, body = TemplateDetail), (status = 401, body = ErrorBody), (status = 404, description = "No such template, or its files are broken (named with file and line)", body = ErrorBody))
 )]
-pub async fn get(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Json<TemplateDetail>, ApiError> {
+pub async fn get(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<TemplateDetail>, ApiError> {
     Ok(Json(s.svc.template(&name)?))
 }
 
@@ -59,11 +62,20 @@ pub async fn create(
     let dry_run = match Params::parse(query.as_deref()).get("dry_run") {
         None | Some("false" | "0") => false,
         Some("true" | "1") => true,
-        Some(other) => return Err(ApiError::invalid("dry_run", format!("{other:?} is not true or false"))),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "dry_run",
+                format!("{other:?} is not true or false"),
+            ));
+        }
     };
     let upload = upload(&s, body).await?;
     let outcome = s.svc.import_template(upload, dry_run).await?;
-    let status = if outcome.saved { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if outcome.saved {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(outcome)))
 }
 
@@ -100,7 +112,10 @@ pub async fn put(
         (status = 503, description = "The shared store (Redis) does not answer", body = ErrorBody),
     )
 )]
-pub async fn delete(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Json<TemplateDeleted>, ApiError> {
+pub async fn delete(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<TemplateDeleted>, ApiError> {
     Ok(Json(s.svc.delete_template(&name).await?))
 }
 

@@ -16,7 +16,8 @@ pub use client::{ComfyClient, parse_base_url};
 pub use error::{ComfyError, NodeError};
 pub use events::{BinaryImage, ComfyEvent, ExecutionError, ExecutionInterrupted, ImageFormat, NodeProgress};
 pub use templates::{
-    Manifest, ParamSpec, ParamType, RenderedWorkflow, SourceError, Template, TemplateError, TemplateSource, Templates,
+    Manifest, ParamSpec, ParamType, RenderedWorkflow, SourceError, Template, TemplateError, TemplateSource,
+    Templates,
 };
 pub use types::{
     Device, HistoryEntry, HistoryStatus, ImageRef, ImageType, NodeOutput, OutputImage, PromptFailure,

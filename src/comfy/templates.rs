@@ -220,9 +220,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// The line of `[params.NAME]` in a manifest text, for errors about that parameter.
 fn param_line(text: &str, name: &str) -> Option<usize> {
     let header = format!("[params.{name}]");
-    text.lines()
-        .position(|l| l.trim() == header)
-        .map(|i| i + 1)
+    text.lines().position(|l| l.trim() == header).map(|i| i + 1)
 }
 
 impl Template {

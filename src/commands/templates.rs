@@ -64,9 +64,16 @@ pub async fn run(command: &TemplatesCommand) -> anyhow::Result<()> {
 
 /// The templates as a table.
 pub fn list_text(list: &[TemplateInfo]) -> String {
-    let mut out = format!("{:<24}  {:<12}  {:<7}  {:>6}  DESCRIPTION\n", "NAME", "VERSION", "SOURCE", "PARAMS");
+    let mut out = format!(
+        "{:<24}  {:<12}  {:<7}  {:>6}  DESCRIPTION\n",
+        "NAME", "VERSION", "SOURCE", "PARAMS"
+    );
     for t in list {
-        let broken = if t.problems.is_empty() { "" } else { " (newer edit broken: see show)" };
+        let broken = if t.problems.is_empty() {
+            ""
+        } else {
+            " (newer edit broken: see show)"
+        };
         let _ = writeln!(
             out,
             "{:<24}  {:<12}  {:<7}  {:>6}  {}{broken}",
@@ -121,12 +128,12 @@ pub fn validate_text(r: &ValidationReport) -> String {
 
 /// `darkroom templates import`.
 async fn import(args: &ImportArgs) -> anyhow::Result<()> {
-    let file_name = args
-        .file
-        .file_name()
-        .map_or_else(|| args.file.display().to_string(), |f| f.to_string_lossy().into_owned());
-    let text =
-        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file_name = args.file.file_name().map_or_else(
+        || args.file.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let workflow = crate::templates::read_workflow(&file_name, &text)?;
     let manifest = match &args.manifest {
         Some(path) => {
@@ -189,14 +196,22 @@ async fn import_to_folder(
     let (manifest_text, backend, notes) = match manifest {
         Some(text) => (text, None, Vec::new()),
         None => {
-            let (backend, info, mut notes) = match object_info::fetch(backends, Duration::from_secs(15)).await {
+            let (backend, info, mut notes) = match object_info::fetch(backends, Duration::from_secs(15)).await
+            {
                 Ok((url, info)) => (Some(url), Some(info), Vec::new()),
                 Err(why) => (None, None, vec![why]),
             };
-            let proposal =
-                crate::templates::propose(workflow, info.as_ref(), args.description.as_deref().unwrap_or_default());
+            let proposal = crate::templates::propose(
+                workflow,
+                info.as_ref(),
+                args.description.as_deref().unwrap_or_default(),
+            );
             notes.extend(proposal.notes.iter().cloned());
-            (crate::templates::manifest_text(&proposal, file_name), backend, notes)
+            (
+                crate::templates::manifest_text(&proposal, file_name),
+                backend,
+                notes,
+            )
         }
     };
     let workflow_text = crate::service::templates::pretty(workflow);

@@ -17,9 +17,9 @@ use ulid::Ulid;
 
 use super::ServiceError;
 use crate::comfy::Templates;
-use crate::templates::TemplateLibrary;
 use crate::dispatch::{Dispatcher, JobRequest, QUEUE};
 use crate::queue::{Job, JobStatus, ListQuery, Queue, QueueError};
+use crate::templates::TemplateLibrary;
 
 /// Order of the statuses when a listing spans all of them: live work first.
 pub const LIST_ORDER: [JobStatus; 6] = [

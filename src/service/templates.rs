@@ -133,7 +133,10 @@ impl From<LibraryError> for ServiceError {
             LibraryError::Builtin(_) | LibraryError::Exists(_) => Self::Conflict(e.to_string()),
             LibraryError::NotFound(_) => Self::NotFound(e.to_string()),
             LibraryError::Source(s) => {
-                let field = if s.file.ends_with(".toml") { "manifest" } else { "workflow" };
+                let toml = std::path::Path::new(&s.file)
+                    .extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("toml"));
+                let field = if toml { "manifest" } else { "workflow" };
                 Self::invalid(field, s.to_string())
             }
             LibraryError::Redis { .. } => Self::Unavailable(e.to_string()),
@@ -184,7 +187,10 @@ impl Services {
         if upload.name.as_deref().is_some_and(|n| n != name) {
             return Err(ServiceError::invalid(
                 "name",
-                format!("the body names {:?} but the path {name:?}", upload.name.unwrap_or_default()),
+                format!(
+                    "the body names {:?} but the path {name:?}",
+                    upload.name.unwrap_or_default()
+                ),
             ));
         }
         self.save_template(name, upload, false, false).await
@@ -225,7 +231,8 @@ impl Services {
         } else {
             TemplateSource::Folder
         };
-        let proposed = Template::parse(name, &workflow_text, &manifest_text, source).map_err(LibraryError::from)?;
+        let proposed =
+            Template::parse(name, &workflow_text, &manifest_text, source).map_err(LibraryError::from)?;
         if dry_run {
             return Ok(ImportOutcome {
                 template: detail(&proposed, &library),
@@ -236,9 +243,10 @@ impl Services {
         }
         let owned = name.to_owned();
         let lib = library.clone();
-        let saved = tokio::task::spawn_blocking(move || lib.save(&owned, &workflow_text, &manifest_text, only_new))
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let saved =
+            tokio::task::spawn_blocking(move || lib.save(&owned, &workflow_text, &manifest_text, only_new))
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))??;
         Ok(ImportOutcome {
             template: detail(&saved, &library),
             saved: true,

@@ -72,14 +72,15 @@ fn read_pair(name: &str, pair: (Option<PathBuf>, Option<PathBuf>)) -> Entry {
             "not a template name: use 1 to 64 of a-z, 0-9, `_` and `-`".into(),
         ));
     }
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|e| problem(file_name(p), format!("cannot read: {e}")))
-    };
+    let read =
+        |p: &Path| std::fs::read_to_string(p).map_err(|e| problem(file_name(p), format!("cannot read: {e}")));
     match pair {
         (Some(json), Some(toml)) => Ok((read(&json)?, read(&toml)?)),
         (Some(_), None) => Err(problem(
             format!("{name}.toml"),
-            format!("missing: {name}.json needs a manifest beside it (`darkroom templates import` proposes one)"),
+            format!(
+                "missing: {name}.json needs a manifest beside it (`darkroom templates import` proposes one)"
+            ),
         )),
         (None, _) => Err(problem(
             format!("{name}.json"),
@@ -136,10 +137,19 @@ mod tests {
         std::fs::write(dir.path().join("Bad Name.toml"), "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
         let found = scan(dir.path()).unwrap();
-        assert_eq!(found.keys().collect::<Vec<_>>(), ["Bad Name", "lonely", "portrait"]);
+        assert_eq!(
+            found.keys().collect::<Vec<_>>(),
+            ["Bad Name", "lonely", "portrait"]
+        );
         assert_eq!(found["portrait"], Ok(("{}".into(), "params = {}".into())));
         assert_eq!(found["lonely"].clone().unwrap_err().file, "lonely.toml");
-        assert!(found["Bad Name"].clone().unwrap_err().message.contains("not a template name"));
+        assert!(
+            found["Bad Name"]
+                .clone()
+                .unwrap_err()
+                .message
+                .contains("not a template name")
+        );
         assert!(remove_pair(dir.path(), "portrait").unwrap());
         assert!(!remove_pair(dir.path(), "portrait").unwrap());
         assert!(scan(&dir.path().join("absent")).unwrap().is_empty());

@@ -77,7 +77,13 @@ pub fn propose(workflow: &Value, info: Option<&ObjectInfo>, description: &str) -
         b.add(&node, &input, "prompt", ParamType::String, "positive prompt");
     }
     for (node, input) in negative {
-        b.add(&node, &input, "negative_prompt", ParamType::String, "negative prompt");
+        b.add(
+            &node,
+            &input,
+            "negative_prompt",
+            ParamType::String,
+            "negative prompt",
+        );
     }
     for id in node_order(nodes) {
         let class = nodes[&id]["class_type"].as_str().unwrap_or_default().to_owned();
@@ -110,9 +116,10 @@ pub fn propose(workflow: &Value, info: Option<&ObjectInfo>, description: &str) -
             }
         }
     }
-    if b.params.keys().all(|k| !k.starts_with("prompt")) && nodes.values().any(|n| is_consumer(n)) {
+    if b.params.keys().all(|k| !k.starts_with("prompt")) && nodes.values().any(is_consumer) {
         b.notes.push(
-            "no node with a literal `text` input feeds a sampler's positive side: no `prompt` parameter".into(),
+            "no node with a literal `text` input feeds a sampler's positive side: no `prompt` parameter"
+                .into(),
         );
     }
     Proposal {
@@ -155,12 +162,16 @@ fn rule(class: &str, input: &str, value: &Value) -> Option<(&'static str, ParamT
         "batch_size" if latent => ("batch_size", ParamType::Int, "images per job"),
         "ckpt_name" | "unet_name" => ("checkpoint", ParamType::Model, "model file"),
         "lora_name" => ("lora", ParamType::String, "LoRA file"),
-        "model_name" if class.contains("Upscale") => ("upscale_model", ParamType::String, "upscale model file"),
+        "model_name" if class.contains("Upscale") => {
+            ("upscale_model", ParamType::String, "upscale model file")
+        }
         "scale_by" => ("scale_by", ParamType::Float, "scale factor"),
         "upscale_method" => ("upscale_method", ParamType::String, "scaling method"),
-        "image" if class.starts_with("LoadImage") && value.is_string() => {
-            ("image", ParamType::Image, "input image (a file in the backend's input folder)")
-        }
+        "image" if class.starts_with("LoadImage") && value.is_string() => (
+            "image",
+            ParamType::Image,
+            "input image (a file in the backend's input folder)",
+        ),
         "filename_prefix" => ("filename_prefix", ParamType::String, "output file name prefix"),
         _ => return None,
     })
@@ -170,7 +181,7 @@ struct Builder<'a> {
     nodes: &'a serde_json::Map<String, Value>,
     info: Option<&'a ObjectInfo>,
     params: BTreeMap<String, ParamSpec>,
-    used: BTreeSet<(String, String)>,
+    used: BTreeSet<Slot>,
     counts: BTreeMap<&'static str, usize>,
     notes: Vec<String>,
     /// Only the first loader input is of type `model` (what a catalog binds).
@@ -183,7 +194,10 @@ impl Builder<'_> {
             return;
         }
         let value = self.nodes[node]["inputs"][input].clone();
-        let class = self.nodes[node]["class_type"].as_str().unwrap_or_default().to_owned();
+        let class = self.nodes[node]["class_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if kind == ParamType::Model {
             if self.has_model {
                 kind = ParamType::String;
@@ -198,7 +212,11 @@ impl Builder<'_> {
         };
         let n = self.counts.entry(base).or_insert(0);
         *n += 1;
-        let name = if *n == 1 { base.to_owned() } else { format!("{base}_{n}") };
+        let name = if *n == 1 {
+            base.to_owned()
+        } else {
+            format!("{base}_{n}")
+        };
         let mut spec = ParamSpec {
             node: node.to_owned(),
             input: input.to_owned(),
@@ -224,7 +242,14 @@ impl Builder<'_> {
 
     /// Fills min/max or choices from the backend, unless the workflow's own
     /// value falls outside them (then they are left out, with a note).
-    fn ranges(&mut self, name: &str, spec: &mut ParamSpec, kind: &InputKind, min: Option<f64>, max: Option<f64>) {
+    fn ranges(
+        &mut self,
+        name: &str,
+        spec: &mut ParamSpec,
+        kind: &InputKind,
+        min: Option<f64>,
+        max: Option<f64>,
+    ) {
         let value = spec.default.clone().unwrap_or(Value::Null);
         match (spec.kind, kind) {
             (ParamType::Int | ParamType::Float, InputKind::Int | InputKind::Float) => {
@@ -261,9 +286,12 @@ fn is_consumer(node: &Value) -> bool {
     link_target(&inputs["positive"]).is_some() && link_target(&inputs["negative"]).is_some()
 }
 
-/// The (node, input) pairs of prompt text on the positive and on the negative side
-/// of each sampler, in sampler order.
-fn prompt_inputs(nodes: &serde_json::Map<String, Value>) -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// A (node id, input name) pair.
+type Slot = (String, String);
+
+/// The slots of prompt text on the positive and on the negative side of each
+/// sampler, in sampler order.
+fn prompt_inputs(nodes: &serde_json::Map<String, Value>) -> (Vec<Slot>, Vec<Slot>) {
     let consumers: Vec<String> = node_order(nodes)
         .into_iter()
         .filter(|id| is_consumer(&nodes[id]))
@@ -295,7 +323,7 @@ fn trace(
     id: &str,
     side: &str,
     seen: &mut BTreeSet<String>,
-    out: &mut Vec<(String, String)>,
+    out: &mut Vec<Slot>,
 ) {
     if !seen.insert(id.to_owned()) {
         return;

@@ -7,7 +7,9 @@ use super::*;
 use crate::comfy::{Template, TemplateSource};
 
 fn info() -> ObjectInfo {
-    ObjectInfo::new(serde_json::from_str(include_str!("../../tests/fixtures/comfyui/object_info.json")).unwrap())
+    ObjectInfo::new(
+        serde_json::from_str(include_str!("../../tests/fixtures/comfyui/object_info.json")).unwrap(),
+    )
 }
 
 fn fixture(name: &str) -> Value {
@@ -66,16 +68,45 @@ fn sdxl_txt2img_proposes_every_knob_with_backend_ranges() {
     let ps = &p.manifest.params;
     assert_eq!(ps["steps"].default, Some(json!(30)));
     assert_eq!((ps["steps"].min, ps["steps"].max), (Some(1.0), Some(10000.0)));
-    assert_eq!((ps["cfg"].default.clone(), ps["cfg"].max), (Some(json!(7.5)), Some(100.0)));
+    assert_eq!(
+        (ps["cfg"].default.clone(), ps["cfg"].max),
+        (Some(json!(7.5)), Some(100.0))
+    );
     assert_eq!((ps["width"].min, ps["width"].max), (Some(16.0), Some(16384.0)));
     assert_eq!((ps["denoise"].min, ps["denoise"].max), (Some(0.0), Some(1.0)));
-    assert!(ps["sampler_name"].choices.as_ref().unwrap().contains(&"dpmpp_2m".to_owned()));
-    assert!(ps["scheduler"].choices.as_ref().unwrap().contains(&"karras".to_owned()));
+    assert!(
+        ps["sampler_name"]
+            .choices
+            .as_ref()
+            .unwrap()
+            .contains(&"dpmpp_2m".to_owned())
+    );
+    assert!(
+        ps["scheduler"]
+            .choices
+            .as_ref()
+            .unwrap()
+            .contains(&"karras".to_owned())
+    );
     assert_eq!(ps["seed"].default, None, "a seed is random per job");
-    assert_eq!(ps["checkpoint"].default, Some(json!("sd_xl_base_1.0.safetensors")));
+    assert_eq!(
+        ps["checkpoint"].default,
+        Some(json!("sd_xl_base_1.0.safetensors"))
+    );
     assert_eq!(ps["checkpoint"].choices, None, "file lists differ per backend");
-    assert!(ps["prompt"].default.as_ref().unwrap().as_str().unwrap().starts_with("cinematic portrait"));
-    assert_eq!(ps["negative_prompt"].default, Some(json!("blurry, lowres, watermark, text")));
+    assert!(
+        ps["prompt"]
+            .default
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("cinematic portrait")
+    );
+    assert_eq!(
+        ps["negative_prompt"].default,
+        Some(json!("blurry, lowres, watermark, text"))
+    );
     assert_eq!(ps["filename_prefix"].default, Some(json!("sdxl/portrait")));
     assert!(p.notes.is_empty(), "{:?}", p.notes);
     loads(&wf, &p);
@@ -86,14 +117,27 @@ fn img2img_follows_the_controlnet_to_both_prompts_and_takes_the_image() {
     let wf = fixture("img2img");
     let p = propose(&wf, Some(&info()), "");
     let ps = &p.manifest.params;
-    assert_eq!((ps["prompt"].node.as_str(), ps["negative_prompt"].node.as_str()), ("6", "7"));
+    assert_eq!(
+        (ps["prompt"].node.as_str(), ps["negative_prompt"].node.as_str()),
+        ("6", "7")
+    );
     assert_eq!(ps["image"].kind, ParamType::Image);
-    assert_eq!((ps["image"].node.as_str(), ps["image"].input.as_str()), ("10", "image"));
+    assert_eq!(
+        (ps["image"].node.as_str(), ps["image"].input.as_str()),
+        ("10", "image")
+    );
     assert_eq!(ps["image"].default, Some(json!("street_photo.png")));
     assert_eq!(ps["image"].choices, None);
     assert_eq!(ps["denoise"].default, Some(json!(0.55)));
-    assert_eq!(ps["cfg"].kind, ParamType::Float, "cfg is a float even when the workflow says 6");
-    assert!(!ps.contains_key("width"), "no latent node: the size comes from the image");
+    assert_eq!(
+        ps["cfg"].kind,
+        ParamType::Float,
+        "cfg is a float even when the workflow says 6"
+    );
+    assert!(
+        !ps.contains_key("width"),
+        "no latent node: the size comes from the image"
+    );
     loads(&wf, &p);
 }
 
@@ -114,7 +158,13 @@ fn an_upscale_chain_has_image_model_scale_and_prefix() {
     );
     let ps = &p.manifest.params;
     assert_eq!((ps["scale_by"].min, ps["scale_by"].max), (Some(0.01), Some(8.0)));
-    assert!(ps["upscale_method"].choices.as_ref().unwrap().contains(&"lanczos".to_owned()));
+    assert!(
+        ps["upscale_method"]
+            .choices
+            .as_ref()
+            .unwrap()
+            .contains(&"lanczos".to_owned())
+    );
     loads(&wf, &p);
 }
 
@@ -135,7 +185,9 @@ fn custom_nodes_and_several_samplers_get_distinct_names_and_notes() {
         ("filename_prefix_2", "11", "filename_prefix"),
         ("upscale_model", "12", "model_name"),
     ] {
-        let s = ps.get(name).unwrap_or_else(|| panic!("no {name} in {:?}", ps.keys()));
+        let s = ps
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", ps.keys()));
         assert_eq!((s.node.as_str(), s.input.as_str()), (node, input), "{name}");
     }
     // The prompts feed all three samplers, proposed once.
@@ -145,7 +197,10 @@ fn custom_nodes_and_several_samplers_get_distinct_names_and_notes() {
     assert_eq!((ps["steps_3"].min, ps["steps_3"].max), (None, None));
     assert_eq!(ps["batch_size"].default, Some(json!(2)));
     let notes = p.notes.join("\n");
-    assert!(notes.contains("`UltimateSDUpscale`") && notes.contains("`Image Save`"), "{notes}");
+    assert!(
+        notes.contains("`UltimateSDUpscale`") && notes.contains("`Image Save`"),
+        "{notes}"
+    );
     loads(&wf, &p);
 }
 
@@ -179,7 +234,10 @@ fn a_workflow_value_outside_the_backend_range_drops_the_range() {
     wf["3"]["inputs"]["sampler_name"] = json!("my_sampler");
     let p = propose(&wf, Some(&info()), "");
     let ps = &p.manifest.params;
-    assert_eq!((ps["width"].min, ps["sampler_name"].choices.clone()), (None, None));
+    assert_eq!(
+        (ps["width"].min, ps["sampler_name"].choices.clone()),
+        (None, None)
+    );
     assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
     loads(&wf, &p);
 }

@@ -39,14 +39,25 @@ fn a_broken_file_is_named_with_its_line_and_the_old_version_stays() {
     let (_dir, lib) = lib();
     let good = lib.save("portrait", WORKFLOW, MANIFEST, true).unwrap();
     let dir = lib.dir().unwrap().to_owned();
-    std::fs::write(dir.join("portrait.toml"), "description = \"x\"\n[params.steps\nnode = 3\n").unwrap();
+    std::fs::write(
+        dir.join("portrait.toml"),
+        "description = \"x\"\n[params.steps\nnode = 3\n",
+    )
+    .unwrap();
     lib.reload_folder().unwrap();
     assert_eq!(lib.current().get("portrait").unwrap().version, good.version);
     let problems = lib.problems_of("portrait");
     assert_eq!(problems.len(), 1);
-    assert_eq!((problems[0].file.as_str(), problems[0].line), ("portrait.toml", Some(2)));
+    assert_eq!(
+        (problems[0].file.as_str(), problems[0].line),
+        ("portrait.toml", Some(2))
+    );
     // A manifest naming an input the workflow lacks: named at its table's line.
-    std::fs::write(dir.join("portrait.toml"), MANIFEST.replace("\"steps\"\ntype", "\"stepz\"\ntype")).unwrap();
+    std::fs::write(
+        dir.join("portrait.toml"),
+        MANIFEST.replace("\"steps\"\ntype", "\"stepz\"\ntype"),
+    )
+    .unwrap();
     lib.reload_folder().unwrap();
     let p = &lib.problems_of("portrait")[0];
     assert_eq!(p.line, Some(3), "{p}");
@@ -61,9 +72,15 @@ fn a_broken_file_is_named_with_its_line_and_the_old_version_stays() {
 #[test]
 fn builtins_and_bad_names_are_refused() {
     let (_dir, lib) = lib();
-    assert!(matches!(lib.save("txt2img", WORKFLOW, MANIFEST, false), Err(LibraryError::Builtin(_))));
+    assert!(matches!(
+        lib.save("txt2img", WORKFLOW, MANIFEST, false),
+        Err(LibraryError::Builtin(_))
+    ));
     assert!(matches!(lib.delete("noop"), Err(LibraryError::Builtin(_))));
-    assert!(matches!(lib.save("My Portrait", WORKFLOW, MANIFEST, false), Err(LibraryError::BadName(_))));
+    assert!(matches!(
+        lib.save("My Portrait", WORKFLOW, MANIFEST, false),
+        Err(LibraryError::BadName(_))
+    ));
     assert!(matches!(lib.delete("absent"), Err(LibraryError::NotFound(_))));
     // Files named like a built-in are reported, not loaded over it.
     let dir = lib.dir().unwrap().to_owned();

@@ -241,7 +241,9 @@ impl TemplateLibrary {
                     let old = st.folder.get(&name);
                     if st.folder_problems.get(&name) != Some(&e) {
                         match old {
-                            Some(o) => tracing::warn!(template = %name, "{e}; version {} stays in use", o.version),
+                            Some(o) => {
+                                tracing::warn!(template = %name, "{e}; version {} stays in use", o.version);
+                            }
                             None => tracing::warn!(template = %name, "{e}; the template is not loaded"),
                         }
                     }
@@ -263,13 +265,16 @@ impl TemplateLibrary {
         }
         st.folder = good;
         st.folder_problems = problems;
-        let shared_versions: BTreeMap<String, String> =
-            st.shared.iter().map(|(n, t)| (n.clone(), t.version.clone())).collect();
+        let shared_versions: BTreeMap<String, String> = st
+            .shared
+            .iter()
+            .map(|(n, t)| (n.clone(), t.version.clone()))
+            .collect();
         drop(st);
         if let Some(shared) = &self.inner.shared {
             let moved = !changed.is_empty() || !removed.is_empty();
             for t in &changed {
-                self.publish(shared, t, initial)?;
+                Self::publish(shared, t, initial)?;
             }
             // A file removed here takes its shared copy along when that copy is this one.
             for t in removed {
@@ -285,12 +290,15 @@ impl TemplateLibrary {
         Ok(())
     }
 
-    fn publish(&self, shared: &SharedTemplates, t: &Template, only_new: bool) -> Result<(), LibraryError> {
+    fn publish(shared: &SharedTemplates, t: &Template, only_new: bool) -> Result<(), LibraryError> {
         let stored = shared::Stored {
             workflow: t.workflow_text.clone(),
             manifest: t.manifest_text.clone(),
         };
-        if shared.put(&t.name, &stored, only_new).map_err(|e| redis_error(shared, e))? {
+        if shared
+            .put(&t.name, &stored, only_new)
+            .map_err(|e| redis_error(shared, e))?
+        {
             tracing::info!(template = %t.name, version = %t.version, "template published to the shared store");
         }
         Ok(())
@@ -395,14 +403,19 @@ impl TemplateLibrary {
                 workflow: t.workflow_text.clone(),
                 manifest: t.manifest_text.clone(),
             };
-            if !shared.put(name, &stored, only_new).map_err(|e| redis_error(shared, e))? {
+            if !shared
+                .put(name, &stored, only_new)
+                .map_err(|e| redis_error(shared, e))?
+            {
                 return Err(LibraryError::Exists(name.to_owned()));
             }
             self.refresh_shared(true)?;
         } else if let Some(dir) = &self.inner.dir {
-            folder::write_pair(dir, name, workflow_text, manifest_text).map_err(|source| LibraryError::Io {
-                path: dir.clone(),
-                source,
+            folder::write_pair(dir, name, workflow_text, manifest_text).map_err(|source| {
+                LibraryError::Io {
+                    path: dir.clone(),
+                    source,
+                }
             })?;
             self.load_folder(false)?;
         } else {
@@ -443,27 +456,31 @@ impl TemplateLibrary {
     /// its revision moves; both stop with `shutdown`.
     pub fn start(&self, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) -> Result<(), LibraryError> {
         if let Some(dir) = &self.inner.dir {
-            watch::spawn(self.clone(), dir.clone(), shutdown.clone(), tasks)?;
+            watch::spawn(self.clone(), dir, shutdown.clone(), tasks)?;
         }
         if self.inner.shared.is_some() {
             let lib = self.clone();
-            tasks.spawn(crate::clock::run_every(SHARED_REFRESH, shutdown.clone(), move || {
-                let lib = lib.clone();
-                async move {
-                    let l = lib.clone();
-                    let result = tokio::task::spawn_blocking(move || l.refresh_shared(false)).await;
-                    let error = match result {
-                        Ok(Ok(_)) => return,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    let mut st = lock(&lib.inner.state);
-                    if st.refresh_error.as_deref() != Some(error.as_str()) {
-                        tracing::warn!("cannot refresh the shared templates: {error}");
-                        st.refresh_error = Some(error);
+            tasks.spawn(crate::clock::run_every(
+                SHARED_REFRESH,
+                shutdown.clone(),
+                move || {
+                    let lib = lib.clone();
+                    async move {
+                        let l = lib.clone();
+                        let result = tokio::task::spawn_blocking(move || l.refresh_shared(false)).await;
+                        let error = match result {
+                            Ok(Ok(_)) => return,
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => e.to_string(),
+                        };
+                        let mut st = lock(&lib.inner.state);
+                        if st.refresh_error.as_deref() != Some(error.as_str()) {
+                            tracing::warn!("cannot refresh the shared templates: {error}");
+                            st.refresh_error = Some(error);
+                        }
                     }
-                }
-            }));
+                },
+            ));
         }
         Ok(())
     }

@@ -168,7 +168,10 @@ mod tests {
             (steps.kind, steps.min, steps.max, steps.default),
             (InputKind::Int, Some(1.0), Some(10000.0), Some(json!(20)))
         );
-        assert_eq!(info.input("KSampler", "model").unwrap().kind, InputKind::Link("MODEL".into()));
+        assert_eq!(
+            info.input("KSampler", "model").unwrap().kind,
+            InputKind::Link("MODEL".into())
+        );
         assert_eq!(
             info.input("KSampler", "sampler_name").unwrap().kind,
             InputKind::Choice(vec!["euler".into(), "heun".into()])

@@ -101,7 +101,10 @@ pub fn validate_workflow(workflow: &Value, info: &ObjectInfo) -> Vec<Finding> {
                 out.push(finding(
                     Some(name),
                     FindingKind::UnknownInput,
-                    format!("node {id} ({class}): no input `{name}` (it has: {})", names(&specs)),
+                    format!(
+                        "node {id} ({class}): no input `{name}` (it has: {})",
+                        names(&specs)
+                    ),
                 ));
                 continue;
             };
@@ -137,7 +140,11 @@ pub fn validate_workflow(workflow: &Value, info: &ObjectInfo) -> Vec<Finding> {
 }
 
 fn names(specs: &[(String, InputSpec)]) -> String {
-    specs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+    specs
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The node id of a link input (`["4", 0]`).
@@ -160,8 +167,12 @@ fn check_value(spec: &InputSpec, v: &Value) -> Option<(FindingKind, String)> {
             Some(n) => n,
             None => return wrong("a number"),
         },
-        InputKind::String => return (!v.is_string()).then(|| (FindingKind::WrongType, "must be a string".into())),
-        InputKind::Boolean => return (!v.is_boolean()).then(|| (FindingKind::WrongType, "must be true or false".into())),
+        InputKind::String => {
+            return (!v.is_string()).then(|| (FindingKind::WrongType, "must be a string".into()));
+        }
+        InputKind::Boolean => {
+            return (!v.is_boolean()).then(|| (FindingKind::WrongType, "must be true or false".into()));
+        }
         InputKind::Link(t) => return wrong(&format!("a link to another node's {t} output")),
         InputKind::Choice(choices) => {
             let Some(s) = v.as_str() else {
@@ -185,7 +196,11 @@ fn check_value(spec: &InputSpec, v: &Value) -> Option<(FindingKind, String)> {
         let fmt = |b: Option<f64>| b.map_or_else(|| "..".to_owned(), |x| x.to_string());
         (
             FindingKind::OutOfRange,
-            format!("outside the backend's range {}..={}", fmt(spec.min), fmt(spec.max)),
+            format!(
+                "outside the backend's range {}..={}",
+                fmt(spec.min),
+                fmt(spec.max)
+            ),
         )
     })
 }
@@ -218,8 +233,10 @@ mod tests {
             "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}},
         });
         let f = validate_workflow(&wf, &info());
-        let kinds: Vec<(&str, Option<&str>, FindingKind)> =
-            f.iter().map(|f| (f.node.as_str(), f.input.as_deref(), f.kind)).collect();
+        let kinds: Vec<(&str, Option<&str>, FindingKind)> = f
+            .iter()
+            .map(|f| (f.node.as_str(), f.input.as_deref(), f.kind))
+            .collect();
         assert_eq!(
             kinds,
             [

@@ -3,7 +3,7 @@
 //! rename, chmod) and `write_pair` writes two files — so the folder is re-read
 //! once the events stop for [`DEBOUNCE`]. The re-read runs on a blocking thread.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -20,27 +20,25 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 /// Watches `dir` and reloads `library` after changes, until `shutdown`.
 pub(super) fn spawn(
     library: TemplateLibrary,
-    dir: PathBuf,
+    dir: &Path,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), LibraryError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let watch_error = |e: notify::Error| LibraryError::Watch {
-        path: dir.clone(),
+        path: dir.to_owned(),
         message: e.to_string(),
     };
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
-            Ok(e) if relevant(&e) => {
-                let _ = tx.send(());
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "templates folder watch"),
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        Ok(e) if relevant(&e) => {
+            let _ = tx.send(());
         }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "templates folder watch"),
     })
     .map_err(watch_error)?;
     watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
+        .watch(dir, RecursiveMode::NonRecursive)
         .map_err(watch_error)?;
     tracing::info!(dir = %dir.display(), "watching the templates folder");
     tasks.spawn(async move {
@@ -83,7 +81,5 @@ fn template_file(p: &Path) -> bool {
     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    !name.starts_with('.')
-        && p.extension()
-            .is_some_and(|x| x == "json" || x == "toml")
+    !name.starts_with('.') && p.extension().is_some_and(|x| x == "json" || x == "toml")
 }
