@@ -53,7 +53,9 @@ pub enum LibraryError {
     Builtin(String),
     #[error("no template `{0}`")]
     NotFound(String),
-    #[error("template `{0}` already exists: PUT /api/v1/templates/{0} replaces it")]
+    #[error(
+        "template `{0}` already exists: PUT /api/v1/templates/{0} (or `templates import --replace`) replaces it"
+    )]
     Exists(String),
     #[error("{0}")]
     Source(#[from] SourceError),
@@ -86,6 +88,10 @@ struct Inner {
     dir: Option<PathBuf>,
     shared: Option<SharedTemplates>,
     state: Mutex<State>,
+    /// Held through a whole folder reload, and through a whole shared refresh, so
+    /// a slow read never overwrites a newer one.
+    folder_reload: Mutex<()>,
+    shared_refresh: Mutex<()>,
     current: RwLock<Arc<Templates>>,
     /// Bumped on every rebuild of `current`: what waiters (and tests) watch.
     generation: tokio::sync::watch::Sender<u64>,
@@ -118,6 +124,8 @@ impl TemplateLibrary {
                 dir,
                 shared,
                 state: Mutex::new(State::default()),
+                folder_reload: Mutex::new(()),
+                shared_refresh: Mutex::new(()),
                 current: RwLock::new(current),
                 generation: tokio::sync::watch::Sender::new(0),
             }),
@@ -210,6 +218,7 @@ impl TemplateLibrary {
         let Some(dir) = &self.inner.dir else {
             return Ok(());
         };
+        let _one_at_a_time = lock(&self.inner.folder_reload);
         let scanned = folder::scan(dir).map_err(|source| LibraryError::Io {
             path: dir.clone(),
             source,
@@ -310,6 +319,7 @@ impl TemplateLibrary {
         let Some(shared) = &self.inner.shared else {
             return Ok(false);
         };
+        let _one_at_a_time = lock(&self.inner.shared_refresh);
         if !force {
             let rev = shared.revision().map_err(|e| redis_error(shared, e))?;
             if lock(&self.inner.state).shared_rev == Some(rev) {

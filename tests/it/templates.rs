@@ -209,6 +209,25 @@ async fn a_cli_import_into_the_folder_is_hot_reloaded_and_jobs_record_its_versio
     .await;
     assert!(ok && out.contains("PROBLEM: portrait.toml:3"), "{out}");
 
+    // A new template whose workflow is broken JSON never loads; its line is named.
+    std::fs::write(
+        dir.join("fresh.json"),
+        "{\n  \"1\": {\n    \"class_type\": \"SaveImage\",,\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("fresh.toml"), "params = {}\n").unwrap();
+    until(&lib, "the broken new template to be reported", |l| {
+        !l.problems_of("fresh").is_empty()
+    })
+    .await;
+    let r = api.get("/api/v1/templates/fresh").await;
+    assert_eq!(r.status, 404);
+    assert!(r.text.contains("fresh.json:3:"), "{}", r.text);
+    let r = api
+        .post("/api/v1/jobs", Some(&json!({"template": "fresh"})))
+        .await;
+    assert_eq!((r.status, r.error_field()), (400, Some("template".into())));
+
     // A built-in's job records the built-in's version too.
     let builtin = version_of(&lib, "noop").unwrap();
     let job = run(&api, "noop", json!({"width": 64, "height": 64})).await;
