@@ -201,11 +201,11 @@ async fn import_to_folder(
                 Ok((url, info)) => (Some(url), Some(info), Vec::new()),
                 Err(why) => (None, None, vec![why]),
             };
-            let proposal = crate::templates::propose(
-                workflow,
-                info.as_ref(),
-                args.description.as_deref().unwrap_or_default(),
-            );
+            let description = args
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("imported from {file_name}"));
+            let proposal = crate::templates::propose(workflow, info.as_ref(), &description);
             notes.extend(proposal.notes.iter().cloned());
             (
                 crate::templates::manifest_text(&proposal, file_name),

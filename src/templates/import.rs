@@ -144,6 +144,9 @@ pub fn manifest_text(proposal: &Proposal, source: &str) -> String {
     }
     out.push('\n');
     out.push_str(&proposal.manifest.to_toml());
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
     out
 }
 
@@ -151,7 +154,7 @@ pub fn manifest_text(proposal: &Proposal, source: &str) -> String {
 fn rule(class: &str, input: &str, value: &Value) -> Option<(&'static str, ParamType, &'static str)> {
     let latent = class.contains("Latent");
     Some(match input {
-        "seed" | "noise_seed" => ("seed", ParamType::Seed, "seed (random when not given)"),
+        "seed" | "noise_seed" => ("seed", ParamType::Seed, "seed, random when not given"),
         "steps" => ("steps", ParamType::Int, "sampling steps"),
         "cfg" => ("cfg", ParamType::Float, "classifier-free guidance scale"),
         "sampler_name" => ("sampler_name", ParamType::String, "sampler"),
@@ -170,7 +173,7 @@ fn rule(class: &str, input: &str, value: &Value) -> Option<(&'static str, ParamT
         "image" if class.starts_with("LoadImage") && value.is_string() => (
             "image",
             ParamType::Image,
-            "input image (a file in the backend's input folder)",
+            "input image: a file in the backend's input folder",
         ),
         "filename_prefix" => ("filename_prefix", ParamType::String, "output file name prefix"),
         _ => return None,
@@ -209,6 +212,11 @@ impl Builder<'_> {
             (ParamType::Int, v) if v.is_f64() => ParamType::Float,
             (ParamType::Int | ParamType::Float | ParamType::Seed, Value::String(_)) => ParamType::String,
             (k, _) => k,
+        };
+        // A float written as a whole number in the workflow (`"cfg": 7`) is a float.
+        let value = match (value.as_f64(), kind) {
+            (Some(f), ParamType::Float) if !value.is_f64() => Value::from(f),
+            _ => value,
         };
         let n = self.counts.entry(base).or_insert(0);
         *n += 1;
