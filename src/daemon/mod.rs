@@ -319,7 +319,7 @@ async fn open_templates(
     let library = tokio::task::spawn_blocking(move || TemplateLibrary::open(Some(dir), shared))
         .await?
         .with_context(|| format!("comfyui.templates_dir: cannot load the templates in {shown}"))?;
-    library.start(shutdown, tasks).context("comfyui.templates_dir")?;
+    library.start(shutdown, tasks);
     Ok(library)
 }
 

@@ -463,10 +463,14 @@ impl TemplateLibrary {
     }
 
     /// Starts watching the folder and, with a shared store, re-reading it when
-    /// its revision moves; both stop with `shutdown`.
-    pub fn start(&self, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) -> Result<(), LibraryError> {
-        if let Some(dir) = &self.inner.dir {
-            watch::spawn(self.clone(), dir, shutdown.clone(), tasks)?;
+    /// its revision moves; both stop with `shutdown`. A folder that cannot be
+    /// watched (no inotify instance left, say) is logged, and its templates are
+    /// served as loaded until a restart or an API save re-reads it.
+    pub fn start(&self, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
+        if let Some(dir) = &self.inner.dir
+            && let Err(e) = watch::spawn(self.clone(), dir, shutdown.clone(), tasks)
+        {
+            tracing::warn!("{e}: edits to the templates folder are picked up at the next start only");
         }
         if self.inner.shared.is_some() {
             let lib = self.clone();
@@ -492,7 +496,6 @@ impl TemplateLibrary {
                 },
             ));
         }
-        Ok(())
     }
 }
 
