@@ -118,7 +118,9 @@ async fn session(
     let mut refresh = tokio::time::interval(Duration::from_secs(2));
     let mut poll_logs = tokio::time::interval(Duration::from_secs(1));
     let mut fetch = tokio::time::interval(Duration::from_millis(200));
-    for t in [&mut refresh, &mut poll_logs, &mut fetch] {
+    // User templates are added and edited while the dashboard runs.
+    let mut poll_templates = tokio::time::interval(Duration::from_secs(10));
+    for t in [&mut refresh, &mut poll_logs, &mut fetch, &mut poll_templates] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t.reset();
     }
@@ -145,6 +147,7 @@ async fn session(
                 };
                 vec![snapshot]
             }
+            _ = poll_templates.tick() => vec![Data::Templates(link.templates().await?)],
             _ = poll_logs.tick() => {
                 let lines = link.logs(log_after).await?.lines;
                 let Some(last) = lines.last() else { continue };

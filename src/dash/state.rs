@@ -91,6 +91,8 @@ pub enum Data {
     },
     /// The periodic refresh of counts, rates, backends and buckets.
     Snapshot(Box<StatusSnapshot>),
+    /// The templates, re-read now and then (user templates come and go).
+    Templates(Vec<TemplateInfo>),
     Event(Arc<Event>),
     /// A job read in full (after it changed status).
     Job(Box<Job>),
@@ -287,6 +289,7 @@ impl State {
                 self.set_snapshot(*snapshot);
             }
             Data::Snapshot(s) => self.set_snapshot(*s),
+            Data::Templates(t) => self.templates = t,
             Data::Event(e) => self.apply_event(&e),
             Data::Job(job) => self.put_job(*job),
             Data::Logs { lines, reset } => {

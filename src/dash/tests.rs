@@ -149,6 +149,14 @@ fn the_form_submits_a_template_request() {
             serde_json::from_value(json!({"template": "noop", "params": {"color": 5}})).unwrap()
         )))
     );
+    // A template added while the dashboard runs is offered by the next form.
+    let mut more = super::form::tests::templates();
+    more.push(crate::service::TemplateInfo {
+        name: "portrait".into(),
+        ..crate::service::TemplateInfo::default()
+    });
+    s.apply(Data::Templates(more));
+    assert!(s.templates.iter().any(|t| t.name == "portrait"));
     // A refused submit comes back as a message naming the field.
     s.outcome(Outcome::Submitted(Err(
         "must be at most 4096 (field `params.width`)".into(),
