@@ -83,3 +83,35 @@ fn template_file(p: &Path) -> bool {
     };
     !name.starts_with('.') && p.extension().is_some_and(|x| x == "json" || x == "toml")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    fn event(kind: EventKind, path: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(path.into())
+    }
+
+    #[test]
+    fn only_changes_to_template_files_count() {
+        let write = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert!(relevant(&event(write, "/t/portrait.toml")));
+        assert!(relevant(&event(renamed, "/t/portrait.json")));
+        assert!(relevant(&event(
+            EventKind::Remove(notify::event::RemoveKind::File),
+            "/t/a.json"
+        )));
+        // Reads, hidden temporary files and other files do not.
+        assert!(!relevant(&event(
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            "/t/a.json"
+        )));
+        assert!(!relevant(&event(
+            EventKind::Create(CreateKind::File),
+            "/t/.portrait.json.tmp"
+        )));
+        assert!(!relevant(&event(write, "/t/notes.txt")));
+    }
+}
