@@ -143,6 +143,21 @@ async fn a_cli_import_into_the_folder_is_hot_reloaded_and_jobs_record_its_versio
     assert_eq!(job["payload"]["template"], "portrait");
     assert_eq!(job["payload"]["template_version"], json!(first));
     assert_eq!(job["payload"]["workflow"]["3"]["inputs"]["steps"], 12);
+    // The stored metadata.json beside the outputs names it too.
+    let id = job["id"].as_str().unwrap();
+    let meta = server
+        .client
+        .get_object()
+        .bucket("comfyui-outputs")
+        .key(format!("jobs/{id}/metadata.json"))
+        .send()
+        .await
+        .unwrap();
+    let meta: Value = serde_json::from_slice(&meta.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(
+        (&meta["template"], &meta["template_version"]),
+        (&json!("portrait"), &json!(first))
+    );
     let out_of_range = api
         .post(
             "/api/v1/jobs",
