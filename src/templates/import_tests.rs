@@ -241,3 +241,36 @@ fn a_workflow_value_outside_the_backend_range_drops_the_range() {
     assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
     loads(&wf, &p);
 }
+
+#[test]
+fn a_custom_sampling_graph_is_read_through_its_guider() {
+    // Flux-style: RandomNoise + CFGGuider + KSamplerSelect + BasicScheduler
+    // feeding SamplerCustomAdvanced, a UNET loader, an SD3 latent.
+    let wf = json!({
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["11", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+        "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl.safetensors", "clip_name2": "clip_l.safetensors", "type": "flux"}},
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+        "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0], "sampler": ["16", 0], "sigmas": ["17", 0], "latent_image": ["27", 0]}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 20, "denoise": 1, "model": ["12", 0]}},
+        "22": {"class_type": "CFGGuider", "inputs": {"cfg": 1, "model": ["12", 0], "positive": ["6", 0], "negative": ["7", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 219670278747233u64}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 768, "batch_size": 1}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "flux", "images": ["8", 0]}},
+    });
+    let p = propose(&wf, Some(&info()), "");
+    let ps = &p.manifest.params;
+    let at = |n: &str| (ps[n].node.as_str(), ps[n].input.as_str(), ps[n].kind);
+    assert_eq!(at("prompt"), ("6", "text", ParamType::String));
+    assert_eq!(at("negative_prompt"), ("7", "text", ParamType::String));
+    assert_eq!(at("seed"), ("25", "noise_seed", ParamType::Seed));
+    assert_eq!(at("steps"), ("17", "steps", ParamType::Int));
+    assert_eq!(at("cfg"), ("22", "cfg", ParamType::Float));
+    assert_eq!(at("sampler_name"), ("16", "sampler_name", ParamType::String));
+    assert_eq!(at("checkpoint"), ("12", "unet_name", ParamType::Model));
+    assert_eq!(at("width"), ("27", "width", ParamType::Int));
+    assert_eq!(ps["width"].max, Some(16384.0));
+    loads(&wf, &p);
+}
