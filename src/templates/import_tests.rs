@@ -255,7 +255,7 @@ fn a_custom_sampling_graph_is_read_through_its_guider() {
         "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
         "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 20, "denoise": 1, "model": ["12", 0]}},
         "22": {"class_type": "CFGGuider", "inputs": {"cfg": 1, "model": ["12", 0], "positive": ["6", 0], "negative": ["7", 0]}},
-        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 219670278747233u64}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 219_670_278_747_233_u64}},
         "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 768, "batch_size": 1}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
         "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "flux", "images": ["8", 0]}},
