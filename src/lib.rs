@@ -73,6 +73,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod models;
 pub mod object_store;
+pub mod prompts;
 pub mod openai;
 pub mod queue;
 pub mod redb_store;

@@ -107,13 +107,21 @@ impl Daemon {
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
         let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
+        let library = crate::prompts::Library::new(
+            crate::prompts::store::Docs::of_queue(&queue).await.context("the prompt library")?,
+            clock.clone(),
+        );
+        let jobs = Jobs::new(queue.clone(), dispatcher.clone(), templates, config.api.job_limits())
+            .with_library(library.clone());
+        let library = crate::service::prompts::Prompts::new(library, jobs.clone());
+        tasks.spawn(background::settle_prompt_runs(
+            queue.clone(),
+            library.clone(),
+            shutdown.clone(),
+        ));
         let services = Services {
-            jobs: Jobs::new(
-                queue.clone(),
-                dispatcher.clone(),
-                templates,
-                config.api.job_limits(),
-            ),
+            jobs,
+            library,
             storage: storage.clone(),
             queue: queue.clone(),
             metrics,

@@ -1,0 +1,229 @@
+//! Where the prompt library keeps its records: groups of named JSON documents, in
+//! the queue's store — a redb table beside the queue's tables, or Redis hashes when
+//! the queue is on Redis, so every node shares one library. Edits go through
+//! [`Docs::update`], a read-modify-write that is atomic on both (one redb write
+//! transaction; `WATCH`/`MULTI` on Redis, retried when another node wrote first),
+//! so two editors never lose a version and a campaign never hands out a slot twice.
+//!
+//! | redb table     | key              | value |
+//! |----------------|------------------|-------|
+//! | `library_docs` | (group, name)    | JSON  |
+//!
+//! On Redis a group is the hash `{prefix}:lib:{group}`.
+
+use redis::Connection;
+use redb::{ReadableTable, TableDefinition};
+
+use super::LibraryError;
+use crate::queue::Queue;
+use crate::redb_store::Store;
+use crate::redis_store::RedisStore;
+
+const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("library_docs");
+
+/// How many times an update is tried again when other nodes keep writing first.
+const REDIS_RETRIES: usize = 64;
+
+/// What an update does with the document it read.
+pub enum Write {
+    Keep,
+    Put(Vec<u8>),
+    Delete,
+}
+
+/// Cheap `Clone` handle on the documents.
+#[derive(Clone)]
+pub enum Docs {
+    Embedded(Store),
+    Redis(RedisStore),
+}
+
+impl Docs {
+    /// The documents in the queue's store (the table is created if missing).
+    pub async fn of_queue(queue: &Queue) -> Result<Self, LibraryError> {
+        if let Some(store) = queue.redis() {
+            return Ok(Self::Redis(store.clone()));
+        }
+        let store = queue
+            .redb()
+            .ok_or_else(|| LibraryError::Internal("the queue has no store".into()))?
+            .clone();
+        store
+            .write(|txn| txn.open_table(DOCS).map(drop).map_err(LibraryError::from))
+            .await?;
+        Ok(Self::Embedded(store))
+    }
+
+    fn hash(store: &RedisStore, group: &str) -> String {
+        store.key(&format!("lib:{group}"))
+    }
+
+    /// Document `name` of `group`.
+    pub async fn get(&self, group: &str, name: &str) -> Result<Option<Vec<u8>>, LibraryError> {
+        let (group, name) = (group.to_owned(), name.to_owned());
+        match self {
+            Self::Embedded(store) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let txn = store.read()?;
+                    let t = txn.open_table(DOCS)?;
+                    Ok(t.get((group.as_str(), name.as_str()))?.map(|v| v.value().to_vec()))
+                })
+                .await?
+            }
+            Self::Redis(store) => {
+                let key = Self::hash(store, &group);
+                store
+                    .run((key, name), |c, (key, name)| {
+                        Ok(redis::cmd("HGET").arg(key).arg(name).query(c)?)
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Every document of `group`, by name.
+    pub async fn list(&self, group: &str) -> Result<Vec<(String, Vec<u8>)>, LibraryError> {
+        let group = group.to_owned();
+        match self {
+            Self::Embedded(store) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let txn = store.read()?;
+                    let t = txn.open_table(DOCS)?;
+                    let mut out = Vec::new();
+                    for entry in t.range((group.as_str(), "")..)? {
+                        let (k, v) = entry?;
+                        let (g, name) = k.value();
+                        if g != group {
+                            break;
+                        }
+                        out.push((name.to_owned(), v.value().to_vec()));
+                    }
+                    Ok(out)
+                })
+                .await?
+            }
+            Self::Redis(store) => {
+                let key = Self::hash(store, &group);
+                let mut all: Vec<(String, Vec<u8>)> = store
+                    .run(key, |c, key| Ok::<_, LibraryError>(redis::cmd("HGETALL").arg(key).query(c)?))
+                    .await?;
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(all)
+            }
+        }
+    }
+
+    /// Sets document `name` of `group`.
+    pub async fn put(&self, group: &str, name: &str, value: Vec<u8>) -> Result<(), LibraryError> {
+        self.update(group, name, move |_| Ok((Write::Put(value.clone()), ())))
+            .await
+    }
+
+    /// Removes every document of `group`.
+    pub async fn delete_group(&self, group: &str) -> Result<(), LibraryError> {
+        let group = group.to_owned();
+        match self {
+            Self::Embedded(store) => {
+                store
+                    .write(move |txn| {
+                        let mut t = txn.open_table(DOCS)?;
+                        let names: Vec<String> = t
+                            .range((group.as_str(), "")..)?
+                            .map_while(|e| {
+                                let (k, _) = e.ok()?;
+                                let (g, name) = k.value();
+                                (g == group).then(|| name.to_owned())
+                            })
+                            .collect();
+                        for name in names {
+                            t.remove((group.as_str(), name.as_str()))?;
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+            Self::Redis(store) => {
+                let key = Self::hash(store, &group);
+                store
+                    .run(key, |c, key| Ok(redis::cmd("DEL").arg(key).query::<()>(c)?))
+                    .await
+            }
+        }
+    }
+
+    /// Reads document `name` of `group`, lets `f` decide what to write, writes it,
+    /// and returns what `f` returned — atomically. `f` may run more than once (on
+    /// Redis, when another node wrote between the read and the write); an `Err` from
+    /// it writes nothing.
+    pub async fn update<T, F>(&self, group: &str, name: &str, f: F) -> Result<T, LibraryError>
+    where
+        T: Send + 'static,
+        F: Fn(Option<&[u8]>) -> Result<(Write, T), LibraryError> + Send + 'static,
+    {
+        let (group, name) = (group.to_owned(), name.to_owned());
+        match self {
+            Self::Embedded(store) => {
+                store
+                    .write(move |txn| {
+                        let mut t = txn.open_table(DOCS)?;
+                        let old = t.get((group.as_str(), name.as_str()))?.map(|v| v.value().to_vec());
+                        let (write, out) = f(old.as_deref())?;
+                        match write {
+                            Write::Keep => {}
+                            Write::Put(v) => {
+                                t.insert((group.as_str(), name.as_str()), v.as_slice())?;
+                            }
+                            Write::Delete => {
+                                t.remove((group.as_str(), name.as_str()))?;
+                            }
+                        }
+                        Ok(out)
+                    })
+                    .await
+            }
+            Self::Redis(store) => {
+                let key = Self::hash(store, &group);
+                store
+                    .run((key, name), move |c, (key, name)| redis_update(c, key, name, &f))
+                    .await
+            }
+        }
+    }
+}
+
+/// [`Docs::update`] on Redis: `WATCH`, read, `MULTI` write `EXEC`, again if the
+/// hash changed meanwhile.
+fn redis_update<T, F>(c: &mut Connection, key: &str, name: &str, f: &F) -> Result<T, LibraryError>
+where
+    F: Fn(Option<&[u8]>) -> Result<(Write, T), LibraryError>,
+{
+    for _ in 0..REDIS_RETRIES {
+        redis::cmd("WATCH").arg(key).query::<()>(c)?;
+        let old: Option<Vec<u8>> = redis::cmd("HGET").arg(key).arg(name).query(c)?;
+        let (write, out) = match f(old.as_deref()) {
+            Ok(x) => x,
+            Err(e) => {
+                redis::cmd("UNWATCH").query::<()>(c)?;
+                return Err(e);
+            }
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match write {
+            Write::Keep => {
+                redis::cmd("UNWATCH").query::<()>(c)?;
+                return Ok(out);
+            }
+            Write::Put(v) => pipe.cmd("HSET").arg(key).arg(name).arg(v).ignore(),
+            Write::Delete => pipe.cmd("HDEL").arg(key).arg(name).ignore(),
+        };
+        // EXEC answers nil when a watched key changed: nothing was written.
+        let done: Option<()> = pipe.query(c)?;
+        if done.is_some() {
+            return Ok(out);
+        }
+    }
+    Err(LibraryError::Contention(format!("{key} {name}")))
+}
