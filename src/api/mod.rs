@@ -28,7 +28,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +42,7 @@ pub mod models;
 pub mod openapi;
 pub mod ops;
 pub mod pictures;
+pub mod prompts;
 mod query;
 pub mod status;
 
@@ -77,6 +78,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/backups", post(backups::create).get(backups::status))
         .route("/templates", get(templates))
         .route("/models", get(models::models))
+        .route("/prompts", get(prompts::list).post(prompts::create))
+        .route("/prompts/{name}", get(prompts::get).put(prompts::edit).delete(prompts::delete))
+        .route("/jobs/{id}/rating", post(prompts::rate).get(prompts::rating))
+        .route("/campaigns", get(prompts::campaigns).post(prompts::create_campaign))
+        .route("/campaigns/{name}", get(prompts::report).delete(prompts::delete_campaign))
+        .route("/campaigns/{name}/{action}", post(prompts::campaign_action))
+        .route("/collections", get(prompts::collections))
+        .route("/collections/{name}", put(prompts::put_collection).delete(prompts::delete_collection))
+        .route("/library", get(prompts::export).post(prompts::import))
         .route("/buckets/{bucket}/objects", get(browse::objects))
         .route("/buckets/{bucket}/presign", get(browse::presign))
         .route("/logs", get(browse::logs))

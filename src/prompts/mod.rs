@@ -19,6 +19,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod client;
 pub mod model;
 pub mod stats;
 pub mod store;
