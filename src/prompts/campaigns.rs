@@ -132,6 +132,10 @@ impl Library {
                 state: Some(CampaignState::Draft),
             })
             .await?;
+        let campaign = Campaign {
+            created_ms: c.created_ms,
+            ..campaign
+        };
         let raw = encode(&campaign)?;
         self.docs
             .update(CAMPAIGNS, &campaign.name, move |old| match old {
