@@ -79,13 +79,25 @@ pub fn router(state: ApiState) -> Router {
         .route("/templates", get(templates))
         .route("/models", get(models::models))
         .route("/prompts", get(prompts::list).post(prompts::create))
-        .route("/prompts/{name}", get(prompts::get).put(prompts::edit).delete(prompts::delete))
+        .route(
+            "/prompts/{name}",
+            get(prompts::get).put(prompts::edit).delete(prompts::delete),
+        )
         .route("/jobs/{id}/rating", post(prompts::rate).get(prompts::rating))
-        .route("/campaigns", get(prompts::campaigns).post(prompts::create_campaign))
-        .route("/campaigns/{name}", get(prompts::report).delete(prompts::delete_campaign))
+        .route(
+            "/campaigns",
+            get(prompts::campaigns).post(prompts::create_campaign),
+        )
+        .route(
+            "/campaigns/{name}",
+            get(prompts::report).delete(prompts::delete_campaign),
+        )
         .route("/campaigns/{name}/{action}", post(prompts::campaign_action))
         .route("/collections", get(prompts::collections))
-        .route("/collections/{name}", put(prompts::put_collection).delete(prompts::delete_collection))
+        .route(
+            "/collections/{name}",
+            put(prompts::put_collection).delete(prompts::delete_collection),
+        )
         .route("/library", get(prompts::export).post(prompts::import))
         .route("/buckets/{bucket}/objects", get(browse::objects))
         .route("/buckets/{bucket}/presign", get(browse::presign))

@@ -42,7 +42,10 @@ fn flag(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
     params(PromptFilter),
     responses((status = 200, body = Vec<PromptSummary>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
 )]
-pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Vec<PromptSummary>>, ApiError> {
+pub async fn list(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Vec<PromptSummary>>, ApiError> {
     let p = Params::parse(q.as_deref());
     let filter = PromptFilter {
         category: p.get("category").map(str::to_owned),
@@ -69,7 +72,10 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<(StatusCode
     params(("name" = String, Path)),
     responses((status = 200, body = PromptDetails), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
-pub async fn get(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Json<PromptDetails>, ApiError> {
+pub async fn get(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<PromptDetails>, ApiError> {
     Ok(Json(s.svc.library.get(&name).await?))
 }
 
@@ -79,7 +85,11 @@ pub async fn get(State(s): State<ApiState>, Path(name): Path<String>) -> Result<
     params(("name" = String, Path)),
     responses((status = 200, body = Prompt), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
-pub async fn edit(State(s): State<ApiState>, Path(name): Path<String>, body: Body) -> Result<Json<Prompt>, ApiError> {
+pub async fn edit(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Prompt>, ApiError> {
     let edit = json(&s, body).await?;
     Ok(Json(s.svc.library.edit(&name, edit).await?))
 }
@@ -101,7 +111,11 @@ pub async fn delete(State(s): State<ApiState>, Path(name): Path<String>) -> Resu
     params(("id" = String, Path, description = "The job's ULID")),
     responses((status = 200, body = JobRating), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "The job has not succeeded", body = ErrorBody))
 )]
-pub async fn rate(State(s): State<ApiState>, Path(id): Path<String>, body: Body) -> Result<Json<JobRating>, ApiError> {
+pub async fn rate(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<JobRating>, ApiError> {
     let id = parse_id(&id)?;
     let rating = json(&s, body).await?;
     Ok(Json(s.svc.library.rate(id, rating).await?))
@@ -140,7 +154,10 @@ pub async fn create_campaign(
     body: Body,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
     let draft = json(&s, body).await?;
-    Ok((StatusCode::CREATED, Json(s.svc.library.create_campaign(draft).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.svc.library.create_campaign(draft).await?),
+    ))
 }
 
 /// A campaign's figures per variant and its winner (highest mean rating once each
@@ -150,7 +167,10 @@ pub async fn create_campaign(
     params(("name" = String, Path)),
     responses((status = 200, body = CampaignReport), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
-pub async fn report(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Json<CampaignReport>, ApiError> {
+pub async fn report(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<CampaignReport>, ApiError> {
     Ok(Json(s.svc.library.report(&name).await?))
 }
 
@@ -178,7 +198,10 @@ pub async fn campaign_action(
     params(("name" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
-pub async fn delete_campaign(State(s): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_campaign(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     s.svc.library.delete_campaign(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -213,7 +236,10 @@ pub async fn put_collection(
     params(("name" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
-pub async fn delete_collection(State(s): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_collection(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     s.svc.library.delete_collection(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

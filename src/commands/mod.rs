@@ -48,7 +48,11 @@ pub fn submit_request(args: &SubmitArgs) -> anyhow::Result<Value> {
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
         r.insert("workflow".into(), wf);
     }
-    for (field, value) in [("template", &args.template), ("prompt", &args.prompt), ("campaign", &args.campaign)] {
+    for (field, value) in [
+        ("template", &args.template),
+        ("prompt", &args.prompt),
+        ("campaign", &args.campaign),
+    ] {
         if let Some(v) = value {
             r.insert(field.into(), json!(v));
         }

@@ -11,7 +11,9 @@ use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
 use crate::cli::Remote;
-use crate::prompts::{CampaignDraft, CampaignReport, Collection, LibraryExport, PromptDraft, PromptEdit, Stats, Variant};
+use crate::prompts::{
+    CampaignDraft, CampaignReport, Collection, LibraryExport, PromptDraft, PromptEdit, Stats, Variant,
+};
 use crate::service::prompts::{PromptDetails, PromptFilter, PromptSummary};
 
 #[derive(Debug, Clone, Subcommand)]
@@ -114,9 +116,15 @@ pub enum CampaignCommand {
         #[arg(long)]
         json: bool,
     },
-    Start { name: String },
-    Stop { name: String },
-    Delete { name: String },
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -129,7 +137,9 @@ pub enum CollectionCommand {
         #[arg(long)]
         description: Option<String>,
     },
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 /// `NAME=VALUE` flags as template parameters.
@@ -229,7 +239,11 @@ pub async fn run(remote: &Remote, command: &PromptsCommand) -> anyhow::Result<()
                     .await?
                 }
                 Some(current) => {
-                    let mut merged = current.versions.last().map(|v| v.version.params.clone()).unwrap_or_default();
+                    let mut merged = current
+                        .versions
+                        .last()
+                        .map(|v| v.version.params.clone())
+                        .unwrap_or_default();
                     let changes = !params.is_empty();
                     merged.extend(params);
                     api.edit_prompt(
@@ -258,12 +272,15 @@ pub async fn run(remote: &Remote, command: &PromptsCommand) -> anyhow::Result<()
             let file = api.export_library().await?;
             let text = serde_json::to_string_pretty(&file)? + "\n";
             match output {
-                Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+                Some(path) => {
+                    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?
+                }
                 None => print!("{text}"),
             }
         }
         PromptsCommand::Import { file, replace } => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
             let library: LibraryExport = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not an exported prompt library", file.display()))?;
             let r = api.import_library(&library, *replace).await?;
@@ -277,7 +294,9 @@ pub async fn run(remote: &Remote, command: &PromptsCommand) -> anyhow::Result<()
                 r.campaigns
             );
             for name in &r.conflicts {
-                println!("conflict: {name} has different versions under the same numbers (--replace to take the file's)");
+                println!(
+                    "conflict: {name} has different versions under the same numbers (--replace to take the file's)"
+                );
             }
         }
         PromptsCommand::Campaign(c) => campaign(&api, c).await?,
@@ -290,7 +309,10 @@ async fn campaign(api: &crate::client::ApiClient, command: &CampaignCommand) -> 
     match command {
         CampaignCommand::List => {
             for c in api.campaigns().await? {
-                println!("{:<24} {:<9} {:>5}/{:<5} {}", c.name, c.state, c.assigned, c.target, c.description);
+                println!(
+                    "{:<24} {:<9} {:>5}/{:<5} {}",
+                    c.name, c.state, c.assigned, c.target, c.description
+                );
             }
         }
         CampaignCommand::Create {
@@ -301,7 +323,10 @@ async fn campaign(api: &crate::client::ApiClient, command: &CampaignCommand) -> 
             description,
             draft,
         } => {
-            let variants = variants.iter().map(|v| parse_variant(v)).collect::<anyhow::Result<_>>()?;
+            let variants = variants
+                .iter()
+                .map(|v| parse_variant(v))
+                .collect::<anyhow::Result<_>>()?;
             let c = api
                 .create_campaign(&CampaignDraft {
                     name: name.clone(),
@@ -312,7 +337,11 @@ async fn campaign(api: &crate::client::ApiClient, command: &CampaignCommand) -> 
                     state: draft.then_some(crate::prompts::CampaignState::Draft),
                 })
                 .await?;
-            let arms: Vec<String> = c.variants.iter().map(|v| format!("{} x{}", v.prompt, v.weight)).collect();
+            let arms: Vec<String> = c
+                .variants
+                .iter()
+                .map(|v| format!("{} x{}", v.prompt, v.weight))
+                .collect();
             println!("{} {} over {}", c.name, c.state, arms.join(", "));
         }
         CampaignCommand::Show { name, json } => {
@@ -323,8 +352,12 @@ async fn campaign(api: &crate::client::ApiClient, command: &CampaignCommand) -> 
                 print!("{}", campaign_text(&r));
             }
         }
-        CampaignCommand::Start { name } => println!("{} {}", name, api.campaign_action(name, "start").await?.state),
-        CampaignCommand::Stop { name } => println!("{} {}", name, api.campaign_action(name, "stop").await?.state),
+        CampaignCommand::Start { name } => {
+            println!("{} {}", name, api.campaign_action(name, "start").await?.state)
+        }
+        CampaignCommand::Stop { name } => {
+            println!("{} {}", name, api.campaign_action(name, "stop").await?.state)
+        }
         CampaignCommand::Delete { name } => {
             api.delete_campaign(name).await?;
             println!("deleted {name}");
@@ -448,7 +481,10 @@ pub fn show_text(p: &PromptDetails) -> String {
 
 /// A campaign report for a person.
 pub fn campaign_text(r: &CampaignReport) -> String {
-    let mut out = format!("{} {} ({} of {} submissions)\n", r.name, r.state, r.assigned, r.target);
+    let mut out = format!(
+        "{} {} ({} of {} submissions)\n",
+        r.name, r.state, r.assigned, r.target
+    );
     let _ = writeln!(out, "{:<24} {:>6} {STATS_HEAD}", "VARIANT", "WEIGHT");
     for v in &r.variants {
         let _ = writeln!(out, "{:<24} {:>6} {}", v.prompt, v.weight, stats_cols(&v.stats));

@@ -107,18 +107,13 @@ impl Daemon {
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
         let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
-        let library = crate::prompts::Library::new(
-            crate::prompts::store::Docs::of_queue(&queue).await.context("the prompt library")?,
-            clock.clone(),
-        );
-        let jobs = Jobs::new(queue.clone(), dispatcher.clone(), templates, config.api.job_limits())
-            .with_library(library.clone());
-        let library = crate::service::prompts::Prompts::new(library, jobs.clone());
-        tasks.spawn(background::settle_prompt_runs(
+        let jobs = Jobs::new(
             queue.clone(),
-            library.clone(),
-            shutdown.clone(),
-        ));
+            dispatcher.clone(),
+            templates,
+            config.api.job_limits(),
+        );
+        let (jobs, library) = start_library(jobs, &queue, &clock, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
             library,
@@ -311,6 +306,29 @@ fn tls_listener(
     let acceptor = crate::tls::server::acceptor(&pair, alpn)
         .with_context(|| format!("tls ({} listener)", kind.name()))?;
     Ok(crate::tls::Listener::new(tcp, Some(acceptor)))
+}
+
+/// The prompt library on the queue's store, the jobs service that expands saved
+/// prompts and campaigns, and the task settling each prompt run when its job ends.
+async fn start_library(
+    jobs: Jobs,
+    queue: &crate::queue::Queue,
+    clock: &SharedClock,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<(Jobs, crate::service::prompts::Prompts)> {
+    let docs = crate::prompts::store::Docs::of_queue(queue)
+        .await
+        .context("cannot open the prompt library")?;
+    let library = crate::prompts::Library::new(docs, clock.clone());
+    let jobs = jobs.with_library(library.clone());
+    let prompts = crate::service::prompts::Prompts::new(library, jobs.clone());
+    tasks.spawn(background::settle_prompt_runs(
+        queue.clone(),
+        prompts.clone(),
+        shutdown.clone(),
+    ));
+    Ok((jobs, prompts))
 }
 
 /// Starts delivering job webhooks.

@@ -91,7 +91,10 @@ impl Library {
         }
         let state = draft.state.unwrap_or(CampaignState::Running);
         if state == CampaignState::Completed {
-            return Err(LibraryError::invalid("state", "a new campaign is `draft` or `running`"));
+            return Err(LibraryError::invalid(
+                "state",
+                "a new campaign is `draft` or `running`",
+            ));
         }
         Ok(Campaign {
             name: draft.name,
@@ -112,7 +115,9 @@ impl Library {
         let name = campaign.name.clone();
         self.docs
             .update(CAMPAIGNS, &name.clone(), move |old| match old {
-                Some(_) => Err(LibraryError::Conflict(format!("a campaign named {name:?} exists"))),
+                Some(_) => Err(LibraryError::Conflict(format!(
+                    "a campaign named {name:?} exists"
+                ))),
                 None => Ok((Write::Put(raw.clone()), ())),
             })
             .await?;
@@ -146,7 +151,11 @@ impl Library {
     }
 
     /// Starts (`running`) or stops (`completed`) a campaign.
-    pub async fn set_campaign_state(&self, name: &str, state: CampaignState) -> Result<Campaign, LibraryError> {
+    pub async fn set_campaign_state(
+        &self,
+        name: &str,
+        state: CampaignState,
+    ) -> Result<Campaign, LibraryError> {
         let missing = name.to_owned();
         self.docs
             .update(CAMPAIGNS, name, move |old| {

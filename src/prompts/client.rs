@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Campaign, CampaignDraft, CampaignReport, Collection, ImportReport, LibraryExport, Prompt, PromptDraft, PromptEdit,
-    Rating,
+    Campaign, CampaignDraft, CampaignReport, Collection, ImportReport, LibraryExport, Prompt, PromptDraft,
+    PromptEdit, Rating,
 };
 use crate::client::{ApiClient, ClientError, SHORT, encode_segment};
 use crate::service::prompts::{JobRating, PromptDetails, PromptFilter, PromptSummary};
@@ -32,7 +32,11 @@ impl ApiClient {
     /// Saved prompts matching `filter`, with their stats.
     pub async fn prompts(&self, filter: &PromptFilter) -> Result<Vec<PromptSummary>, ClientError> {
         let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("category", &filter.category), ("tag", &filter.tag), ("collection", &filter.collection)] {
+        for (k, v) in [
+            ("category", &filter.category),
+            ("tag", &filter.tag),
+            ("collection", &filter.collection),
+        ] {
             if let Some(v) = v {
                 query.append_pair(k, v);
             }
@@ -44,7 +48,8 @@ impl ApiClient {
     }
 
     pub async fn prompt(&self, name: &str) -> Result<PromptDetails, ClientError> {
-        self.read(&format!("/api/v1/prompts/{}", encode_segment(name))).await
+        self.read(&format!("/api/v1/prompts/{}", encode_segment(name)))
+            .await
     }
 
     pub async fn create_prompt(&self, draft: &PromptDraft) -> Result<Prompt, ClientError> {
@@ -75,7 +80,8 @@ impl ApiClient {
     }
 
     pub async fn campaign(&self, name: &str) -> Result<CampaignReport, ClientError> {
-        self.read(&format!("/api/v1/campaigns/{}", encode_segment(name))).await
+        self.read(&format!("/api/v1/campaigns/{}", encode_segment(name)))
+            .await
     }
 
     /// `start` or `stop`.
@@ -107,7 +113,11 @@ impl ApiClient {
         self.read("/api/v1/library").await
     }
 
-    pub async fn import_library(&self, file: &LibraryExport, replace: bool) -> Result<ImportReport, ClientError> {
+    pub async fn import_library(
+        &self,
+        file: &LibraryExport,
+        replace: bool,
+    ) -> Result<ImportReport, ClientError> {
         let path = format!("/api/v1/library?replace={replace}");
         self.send(Method::POST, &path, Some(file)).await
     }

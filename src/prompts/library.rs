@@ -78,7 +78,11 @@ pub struct Library {
 }
 
 /// Checks that `params` render with `template`, naming the parameter at fault.
-fn check_renders(templates: &Templates, template: &str, params: &Map<String, Value>) -> Result<(), LibraryError> {
+fn check_renders(
+    templates: &Templates,
+    template: &str,
+    params: &Map<String, Value>,
+) -> Result<(), LibraryError> {
     templates.render(template, params).map(drop).map_err(|e| {
         let e = crate::dispatch::RequestError::from(e);
         LibraryError::invalid(e.field, e.message)
@@ -87,7 +91,10 @@ fn check_renders(templates: &Templates, template: &str, params: &Map<String, Val
 
 fn check_tags(tags: &[String]) -> Result<(), LibraryError> {
     if tags.len() > 32 || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
-        return Err(LibraryError::invalid("tags", "at most 32 tags of 1-64 characters"));
+        return Err(LibraryError::invalid(
+            "tags",
+            "at most 32 tags of 1-64 characters",
+        ));
     }
     Ok(())
 }
@@ -153,19 +160,31 @@ impl Library {
     }
 
     /// Applies `edit`; a changed template or parameters become a new version.
-    pub async fn edit(&self, name: &str, edit: PromptEdit, templates: &Templates) -> Result<Prompt, LibraryError> {
+    pub async fn edit(
+        &self,
+        name: &str,
+        edit: PromptEdit,
+        templates: &Templates,
+    ) -> Result<Prompt, LibraryError> {
         if let Some(tags) = &edit.tags {
             check_tags(tags)?;
         }
         let current = self.prompt(name).await?;
-        let template = edit.template.clone().unwrap_or_else(|| current.latest().template.clone());
-        let params = edit.params.clone().unwrap_or_else(|| current.latest().params.clone());
+        let template = edit
+            .template
+            .clone()
+            .unwrap_or_else(|| current.latest().template.clone());
+        let params = edit
+            .params
+            .clone()
+            .unwrap_or_else(|| current.latest().params.clone());
         check_renders(templates, &template, &params)?;
         let now = self.clock.now_ms();
         let missing = name.to_owned();
         self.docs
             .update(PROMPTS, name, move |old| {
-                let old = old.ok_or_else(|| LibraryError::NotFound(format!("no saved prompt {missing:?}")))?;
+                let old =
+                    old.ok_or_else(|| LibraryError::NotFound(format!("no saved prompt {missing:?}")))?;
                 let mut p: Prompt = decode(old)?;
                 let e = edit.clone();
                 if let Some(d) = e.description {
@@ -204,7 +223,10 @@ impl Library {
     /// Removes prompt `name` and the record of its runs (the jobs stay).
     pub async fn delete(&self, name: &str) -> Result<(), LibraryError> {
         for campaign in self.campaigns().await? {
-            let uses = campaign.variants.iter().any(|v| v.prompt.split('@').next() == Some(name));
+            let uses = campaign
+                .variants
+                .iter()
+                .any(|v| v.prompt.split('@').next() == Some(name));
             if uses && campaign.state != super::CampaignState::Completed {
                 return Err(LibraryError::Conflict(format!(
                     "campaign {:?} ({}) uses prompt {name:?}; stop or delete it first",
@@ -233,7 +255,10 @@ impl Library {
         if prompt.version(version).is_none() {
             return Err(LibraryError::invalid(
                 field,
-                format!("prompt {name:?} has no version {version} (latest: {})", prompt.latest().version),
+                format!(
+                    "prompt {name:?} has no version {version} (latest: {})",
+                    prompt.latest().version
+                ),
             ));
         }
         Ok((prompt, version))
@@ -247,7 +272,12 @@ impl Library {
     }
 
     /// Changes the run of job `job_id` of prompt `name` with `f`, if it is recorded.
-    pub async fn update_run<F>(&self, name: &str, job_id: ulid::Ulid, f: F) -> Result<Option<Run>, LibraryError>
+    pub async fn update_run<F>(
+        &self,
+        name: &str,
+        job_id: ulid::Ulid,
+        f: F,
+    ) -> Result<Option<Run>, LibraryError>
     where
         F: Fn(&mut Run) + Send + 'static,
     {
@@ -301,7 +331,10 @@ impl Library {
         c.name = name.to_owned();
         for (i, p) in c.prompts.iter().enumerate() {
             if self.docs.get(PROMPTS, p).await?.is_none() {
-                return Err(LibraryError::invalid(format!("prompts[{i}]"), format!("no saved prompt {p:?}")));
+                return Err(LibraryError::invalid(
+                    format!("prompts[{i}]"),
+                    format!("no saved prompt {p:?}"),
+                ));
             }
         }
         self.docs.put(COLLECTIONS, name, encode(&c)?).await?;
@@ -352,19 +385,26 @@ impl Library {
         if file.format != EXPORT_FORMAT {
             return Err(LibraryError::invalid(
                 "format",
-                format!("{:?} is not a darkroom prompt library (expected {EXPORT_FORMAT:?})", file.format),
+                format!(
+                    "{:?} is not a darkroom prompt library (expected {EXPORT_FORMAT:?})",
+                    file.format
+                ),
             ));
         }
         for (i, p) in file.prompts.iter().enumerate() {
             check_name(&format!("prompts[{i}].name"), &p.name)?;
             if p.versions.is_empty() {
-                return Err(LibraryError::invalid(format!("prompts[{i}].versions"), "a prompt needs a version"));
+                return Err(LibraryError::invalid(
+                    format!("prompts[{i}].versions"),
+                    "a prompt needs a version",
+                ));
             }
             for v in &p.versions {
                 check_renders(templates, &v.template, &v.params).map_err(|e| match e {
-                    LibraryError::Invalid { field, message } => {
-                        LibraryError::invalid(format!("prompts[{i}] ({}@{}).{field}", p.name, v.version), message)
-                    }
+                    LibraryError::Invalid { field, message } => LibraryError::invalid(
+                        format!("prompts[{i}] ({}@{}).{field}", p.name, v.version),
+                        message,
+                    ),
                     other => other,
                 })?;
             }

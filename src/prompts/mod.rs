@@ -30,8 +30,8 @@ mod library;
 pub use campaigns::CampaignDraft;
 pub use library::{Library, PromptDraft, PromptEdit};
 pub use model::{
-    Campaign, CampaignState, Collection, ImportReport, LibraryExport, Prompt, PromptRef, PromptVersion, Rating,
-    Run, Variant,
+    Campaign, CampaignState, Collection, ImportReport, LibraryExport, Prompt, PromptRef, PromptVersion,
+    Rating, Run, Variant,
 };
 pub use stats::{CampaignReport, Stats, VariantReport};
 
@@ -88,11 +88,16 @@ fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, LibraryError> {
 /// with a letter or digit (no `@`: it separates the version).
 pub fn check_name(field: &str, name: &str) -> Result<(), LibraryError> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.');
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if name.len() > 64 || !first_ok || !name.chars().all(ok_char) {
         return Err(LibraryError::invalid(
             field,
-            format!("{name:?} is not a name: use 1-64 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit"),
+            format!(
+                "{name:?} is not a name: use 1-64 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit"
+            ),
         ));
     }
     Ok(())
@@ -102,11 +107,12 @@ pub fn check_name(field: &str, name: &str) -> Result<(), LibraryError> {
 pub fn parse_ref(field: &str, text: &str) -> Result<(String, Option<u32>), LibraryError> {
     let (name, version) = match text.split_once('@') {
         Some((name, v)) => {
-            let n = v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| LibraryError::invalid(field, format!("{text:?}: the version after '@' must be a number from 1")))?;
+            let n = v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                LibraryError::invalid(
+                    field,
+                    format!("{text:?}: the version after '@' must be a number from 1"),
+                )
+            })?;
             (name, Some(n))
         }
         None => (text, None),

@@ -190,7 +190,9 @@ pub fn assign(weights: &[u32], n: u64) -> usize {
         for (c, w) in current.iter_mut().zip(weights) {
             *c += i64::from(*w);
         }
-        chosen = (0..current.len()).max_by_key(|i| (current[*i], -(*i as i64))).unwrap_or(0);
+        chosen = (0..current.len())
+            .max_by_key(|i| (current[*i], std::cmp::Reverse(*i)))
+            .unwrap_or(0);
         current[chosen] -= total;
     }
     chosen

@@ -80,11 +80,17 @@ fn campaign(min_ratings: u64, n: usize) -> Campaign {
 #[test]
 fn the_winner_has_the_highest_mean_rating_once_every_variant_has_enough() {
     let c = campaign(3, 2);
-    let short = report(&c, &[variant("a", &[5, 5, 5], 0, 1.0), variant("b", &[1, 1], 0, 1.0)]);
+    let short = report(
+        &c,
+        &[variant("a", &[5, 5, 5], 0, 1.0), variant("b", &[1, 1], 0, 1.0)],
+    );
     assert_eq!(short.winner, None);
     assert!(short.verdict.contains("p1@1 has 2 of the 3"), "{}", short.verdict);
 
-    let done = report(&c, &[variant("a", &[4, 4, 3], 0, 1.0), variant("b", &[5, 4, 4], 0, 1.0)]);
+    let done = report(
+        &c,
+        &[variant("a", &[4, 4, 3], 0, 1.0), variant("b", &[5, 4, 4], 0, 1.0)],
+    );
     assert_eq!(done.winner.as_deref(), Some("p1@1"));
     assert!(done.verdict.contains("highest mean rating"), "{}", done.verdict);
     assert_eq!(done.variants[1].stats.mean_rating, Some(13.0 / 3.0));
@@ -107,12 +113,23 @@ fn ties_go_to_success_rate_then_speed_then_the_first_listed() {
     // Equal ratings and success: the faster.
     let r = report(
         &c,
-        &[variant("a", &[4, 4], 0, 5.0), variant("b", &[4, 4], 0, 2.0), variant("c", &[3, 3], 0, 1.0)],
+        &[
+            variant("a", &[4, 4], 0, 5.0),
+            variant("b", &[4, 4], 0, 2.0),
+            variant("c", &[3, 3], 0, 1.0),
+        ],
     );
     assert_eq!(r.winner.as_deref(), Some("p1@1"));
     assert!(r.verdict.contains("faster"), "{}", r.verdict);
     // All equal: the first listed.
-    let r = report(&c, &[variant("a", &[4, 4], 0, 2.0), variant("b", &[4, 4], 0, 2.0), variant("c", &[4, 4], 0, 2.0)]);
+    let r = report(
+        &c,
+        &[
+            variant("a", &[4, 4], 0, 2.0),
+            variant("b", &[4, 4], 0, 2.0),
+            variant("c", &[4, 4], 0, 2.0),
+        ],
+    );
     assert_eq!(r.winner.as_deref(), Some("p0@1"));
 }
 

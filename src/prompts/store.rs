@@ -11,8 +11,8 @@
 //!
 //! On Redis a group is the hash `{prefix}:lib:{group}`.
 
-use redis::Connection;
 use redb::{ReadableTable, TableDefinition};
+use redis::Connection;
 
 use super::LibraryError;
 use crate::queue::Queue;
@@ -67,7 +67,8 @@ impl Docs {
                 tokio::task::spawn_blocking(move || {
                     let txn = store.read()?;
                     let t = txn.open_table(DOCS)?;
-                    Ok(t.get((group.as_str(), name.as_str()))?.map(|v| v.value().to_vec()))
+                    Ok(t.get((group.as_str(), name.as_str()))?
+                        .map(|v| v.value().to_vec()))
                 })
                 .await?
             }
@@ -107,7 +108,9 @@ impl Docs {
             Self::Redis(store) => {
                 let key = Self::hash(store, &group);
                 let mut all: Vec<(String, Vec<u8>)> = store
-                    .run(key, |c, key| Ok::<_, LibraryError>(redis::cmd("HGETALL").arg(key).query(c)?))
+                    .run(key, |c, key| {
+                        Ok::<_, LibraryError>(redis::cmd("HGETALL").arg(key).query(c)?)
+                    })
                     .await?;
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 Ok(all)
@@ -168,7 +171,9 @@ impl Docs {
                 store
                     .write(move |txn| {
                         let mut t = txn.open_table(DOCS)?;
-                        let old = t.get((group.as_str(), name.as_str()))?.map(|v| v.value().to_vec());
+                        let old = t
+                            .get((group.as_str(), name.as_str()))?
+                            .map(|v| v.value().to_vec());
                         let (write, out) = f(old.as_deref())?;
                         match write {
                             Write::Keep => {}

@@ -189,7 +189,10 @@ impl Jobs {
         let request = match &self.library {
             Some(library) => super::prompts::expand(library, request).await?,
             None if request.prompt.is_some() || request.campaign.is_some() => {
-                return Err(ServiceError::invalid("prompt", "this server has no prompt library"));
+                return Err(ServiceError::invalid(
+                    "prompt",
+                    "this server has no prompt library",
+                ));
             }
             None => request,
         };

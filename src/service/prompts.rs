@@ -28,7 +28,9 @@ impl From<LibraryError> for ServiceError {
             LibraryError::Invalid { field, message } => Self::invalid(field, message),
             LibraryError::NotFound(m) => Self::NotFound(m),
             LibraryError::Conflict(m) => Self::Conflict(m),
-            LibraryError::Redis(_) | LibraryError::Contention(_) => Self::Unavailable(format!("prompt library: {e}")),
+            LibraryError::Redis(_) | LibraryError::Contention(_) => {
+                Self::Unavailable(format!("prompt library: {e}"))
+            }
             other => Self::Internal(format!("prompt library: {other}")),
         }
     }
@@ -191,7 +193,10 @@ impl Prompts {
         };
         let mut out = Vec::new();
         for p in self.library.prompts().await? {
-            let keep = filter.category.as_ref().is_none_or(|c| p.category.as_ref() == Some(c))
+            let keep = filter
+                .category
+                .as_ref()
+                .is_none_or(|c| p.category.as_ref() == Some(c))
                 && filter.tag.as_ref().is_none_or(|t| p.tags.contains(t))
                 && filter.favourite.is_none_or(|f| p.favourite == f)
                 && members.as_ref().is_none_or(|m| m.contains(&p.name));
@@ -243,11 +248,11 @@ impl Prompts {
     }
 
     pub async fn create(&self, draft: PromptDraft) -> Result<Prompt, ServiceError> {
-        Ok(self.library.create(draft, &self.jobs.templates()).await?)
+        Ok(self.library.create(draft, self.jobs.templates()).await?)
     }
 
     pub async fn edit(&self, name: &str, edit: PromptEdit) -> Result<Prompt, ServiceError> {
-        Ok(self.library.edit(name, edit, &self.jobs.templates()).await?)
+        Ok(self.library.edit(name, edit, self.jobs.templates()).await?)
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), ServiceError> {
@@ -318,7 +323,11 @@ impl Prompts {
         Ok(self.library.create_campaign(draft).await?)
     }
 
-    pub async fn set_campaign_state(&self, name: &str, state: CampaignState) -> Result<Campaign, ServiceError> {
+    pub async fn set_campaign_state(
+        &self,
+        name: &str,
+        state: CampaignState,
+    ) -> Result<Campaign, ServiceError> {
         Ok(self.library.set_campaign_state(name, state).await?)
     }
 
@@ -353,7 +362,7 @@ impl Prompts {
     }
 
     pub async fn import(&self, file: LibraryExport, replace: bool) -> Result<ImportReport, ServiceError> {
-        Ok(self.library.import(file, replace, &self.jobs.templates()).await?)
+        Ok(self.library.import(file, replace, self.jobs.templates()).await?)
     }
 }
 
@@ -363,7 +372,10 @@ pub(super) async fn expand(library: &Library, mut request: JobRequest) -> Result
     let saved = match (&request.prompt, &request.campaign) {
         (None, None) => return Ok(request),
         (Some(_), Some(_)) => {
-            return Err(ServiceError::invalid("campaign", "give either `prompt` or `campaign`, not both"));
+            return Err(ServiceError::invalid(
+                "campaign",
+                "give either `prompt` or `campaign`, not both",
+            ));
         }
         (Some(text), None) => {
             let (prompt, version) = library.resolve("prompt", text).await?;
@@ -375,7 +387,11 @@ pub(super) async fn expand(library: &Library, mut request: JobRequest) -> Result
         }
         (None, Some(campaign)) => library.assign("campaign", campaign).await?,
     };
-    let field = if request.campaign.is_some() { "campaign" } else { "prompt" };
+    let field = if request.campaign.is_some() {
+        "campaign"
+    } else {
+        "prompt"
+    };
     if request.template.is_some() || request.workflow.is_some() {
         return Err(ServiceError::invalid(
             field,
