@@ -374,7 +374,7 @@ async fn prompts_version_run_rate_compare_and_round_trip() {
     // Everything survives a restart.
     let config = {
         let mut c = crate::support::test_config(&server.dir);
-        configure(&mut c, &[comfy.url.clone()]);
+        configure(&mut c, std::slice::from_ref(&comfy.url));
         c
     };
     let TestServer { daemon, dir, .. } = server;
@@ -518,7 +518,7 @@ async fn the_cli_saves_lists_submits_rates_and_exports() {
     assert!(ok, "{err}");
     assert!(out.contains("rated 4 (fox@1)"), "{out}");
     let (ok, _, err) = cli(vec!["jobs".into(), "rate".into(), id, "9".into()]).await;
-    assert!(!ok && err.contains("9"), "{err}");
+    assert!(!ok && err.contains('9'), "{err}");
 
     let (ok, out, _) = cli(args("prompts list")).await;
     assert!(ok);
