@@ -273,7 +273,7 @@ pub async fn run(remote: &Remote, command: &PromptsCommand) -> anyhow::Result<()
             let text = serde_json::to_string_pretty(&file)? + "\n";
             match output {
                 Some(path) => {
-                    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?
+                    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
                 }
                 None => print!("{text}"),
             }
