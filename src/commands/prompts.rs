@@ -353,10 +353,10 @@ async fn campaign(api: &crate::client::ApiClient, command: &CampaignCommand) -> 
             }
         }
         CampaignCommand::Start { name } => {
-            println!("{} {}", name, api.campaign_action(name, "start").await?.state)
+            println!("{} {}", name, api.campaign_action(name, "start").await?.state);
         }
         CampaignCommand::Stop { name } => {
-            println!("{} {}", name, api.campaign_action(name, "stop").await?.state)
+            println!("{} {}", name, api.campaign_action(name, "stop").await?.state);
         }
         CampaignCommand::Delete { name } => {
             api.delete_campaign(name).await?;

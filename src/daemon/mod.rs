@@ -106,14 +106,7 @@ impl Daemon {
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
-        let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
-        let jobs = Jobs::new(
-            queue.clone(),
-            dispatcher.clone(),
-            templates,
-            config.api.job_limits(),
-        );
-        let (jobs, library) = start_library(jobs, &queue, &clock, &shutdown, &mut tasks).await?;
+        let (jobs, library) = start_jobs(config, &dispatcher, &queue, &clock, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
             library,
@@ -308,15 +301,23 @@ fn tls_listener(
     Ok(crate::tls::Listener::new(tcp, Some(acceptor)))
 }
 
-/// The prompt library on the queue's store, the jobs service that expands saved
-/// prompts and campaigns, and the task settling each prompt run when its job ends.
-async fn start_library(
-    jobs: Jobs,
+/// The jobs service on the templates and the prompt library (on the queue's
+/// store), and the task settling each prompt run when its job ends.
+async fn start_jobs(
+    config: &Config,
+    dispatcher: &Dispatcher,
     queue: &crate::queue::Queue,
     clock: &SharedClock,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<(Jobs, crate::service::prompts::Prompts)> {
+    let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
+    let jobs = Jobs::new(
+        queue.clone(),
+        dispatcher.clone(),
+        templates,
+        config.api.job_limits(),
+    );
     let docs = crate::prompts::store::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
