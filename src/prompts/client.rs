@@ -31,20 +31,23 @@ impl ApiClient {
 
     /// Saved prompts matching `filter`, with their stats.
     pub async fn prompts(&self, filter: &PromptFilter) -> Result<Vec<PromptSummary>, ClientError> {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("category", &filter.category),
-            ("tag", &filter.tag),
-            ("collection", &filter.collection),
-        ] {
-            if let Some(v) = v {
-                query.append_pair(k, v);
+        let path = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [
+                ("category", &filter.category),
+                ("tag", &filter.tag),
+                ("collection", &filter.collection),
+            ] {
+                if let Some(v) = v {
+                    query.append_pair(k, v);
+                }
             }
-        }
-        if let Some(f) = filter.favourite {
-            query.append_pair("favourite", if f { "true" } else { "false" });
-        }
-        self.read(&format!("/api/v1/prompts?{}", query.finish())).await
+            if let Some(f) = filter.favourite {
+                query.append_pair("favourite", if f { "true" } else { "false" });
+            }
+            format!("/api/v1/prompts?{}", query.finish())
+        };
+        self.read(&path).await
     }
 
     pub async fn prompt(&self, name: &str) -> Result<PromptDetails, ClientError> {
