@@ -57,14 +57,7 @@ pub fn submit_request(args: &SubmitArgs) -> anyhow::Result<Value> {
             r.insert(field.into(), json!(v));
         }
     }
-    let mut params = Map::new();
-    for p in &args.params {
-        let (name, value) = p
-            .split_once('=')
-            .with_context(|| format!("--param {p:?}: expected NAME=VALUE"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
-        params.insert(name.trim().to_owned(), value);
-    }
+    let params = prompts::parse_params(&args.params)?;
     if !params.is_empty() {
         r.insert("params".into(), Value::Object(params));
     }
