@@ -74,6 +74,7 @@ pub mod metrics;
 pub mod models;
 pub mod object_store;
 pub mod openai;
+pub mod outbound;
 pub mod prompts;
 pub mod queue;
 pub mod redb_store;

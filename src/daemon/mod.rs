@@ -95,7 +95,7 @@ impl Daemon {
         tasks.spawn(alerts.clone().run_notifier(shutdown.clone()));
         let forward_gpu = background::forward_gpu(gpu.clone(), hub.clone(), shutdown.clone());
         tasks.spawn(forward_gpu);
-        let webhooks = start_webhooks(config, http, &queue, &kv, &shutdown, &mut tasks);
+        let webhooks = start_webhooks(config, &queue, &kv, &shutdown, &mut tasks)?;
         tasks.spawn(background::evaluate_alerts(
             alerts.clone(),
             dispatcher.clone(),
@@ -250,12 +250,15 @@ impl Daemon {
 
 /// The client webhooks and alert notifiers share (trusting `tls.ca_file` too).
 fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    crate::tls::client::trust(
-        reqwest::Client::builder().connect_timeout(Duration::from_secs(5)),
-        config.tls.ca(),
-    )?
-    .build()
-    .context("cannot build the HTTP client")
+    http_builder(config)?
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// darkroom's outbound HTTP: a connect timeout, and the trusted CAs (`tls.ca_file`).
+fn http_builder(config: &Config) -> anyhow::Result<reqwest::ClientBuilder> {
+    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    Ok(crate::tls::client::trust(builder, config.tls.ca())?)
 }
 
 /// Logs the loud warning for each listener off loopback without TLS (or refuses
@@ -312,12 +315,9 @@ async fn start_jobs(
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<(Jobs, crate::service::prompts::Prompts)> {
     let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
-    let jobs = Jobs::new(
-        queue.clone(),
-        dispatcher.clone(),
-        templates,
-        config.api.job_limits(),
-    );
+    let limits = config.api.job_limits();
+    let jobs =
+        Jobs::new(queue.clone(), dispatcher.clone(), templates, limits).with_targets(config.api.targets()?);
     let docs = crate::prompts::store::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
@@ -335,23 +335,28 @@ async fn start_jobs(
 /// Starts delivering job webhooks.
 fn start_webhooks(
     config: &Config,
-    http: reqwest::Client,
     queue: &Queue,
     kv: &KvCache,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> Webhooks {
+) -> anyhow::Result<Webhooks> {
+    // Job webhooks go where users point them: only to what api targets allow.
+    let targets = config.api.targets()?;
+    let http = (targets.clone().guard(http_builder(config)?))
+        .build()
+        .context("cannot build the webhook client")?;
     let webhooks = Webhooks::new(
         http,
         config.api.webhook_secret.clone(),
         config.api.webhook_retries(),
         Some(kv.clone()),
-    );
+    )
+    .with_targets(targets);
     let task = webhooks.spawn(queue.clone(), shutdown.clone());
     tasks.spawn(async move {
         let _ = task.await;
     });
-    webhooks
+    Ok(webhooks)
 }
 
 /// Starts GPU sampling: NVML, else VRAM from the ComfyUI backends.

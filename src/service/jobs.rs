@@ -89,6 +89,8 @@ pub struct Jobs {
     limits: JobLimits,
     /// Saved prompts and campaigns a request may name (absent: it may not).
     library: Option<crate::prompts::Library>,
+    /// Where a job's webhook may point.
+    targets: Arc<crate::outbound::TargetPolicy>,
 }
 
 impl Jobs {
@@ -99,7 +101,15 @@ impl Jobs {
             templates,
             limits,
             library: None,
+            targets: Arc::default(),
         }
+    }
+
+    /// Lets webhooks reach what `targets` allows (default: no internal address).
+    #[must_use]
+    pub fn with_targets(mut self, targets: crate::outbound::TargetPolicy) -> Self {
+        self.targets = Arc::new(targets);
+        self
     }
 
     /// Lets requests name a saved prompt or a campaign of `library`.
@@ -185,6 +195,10 @@ impl Jobs {
     async fn admit(&self, request: JobRequest) -> Result<crate::queue::Enqueued, ServiceError> {
         if let Some(url) = &request.webhook {
             check_url("webhook", url)?;
+            self.targets
+                .check_url(url)
+                .await
+                .map_err(|m| ServiceError::invalid("webhook", m))?;
         }
         let request = match &self.library {
             Some(library) => super::prompts::expand(library, request).await?,
