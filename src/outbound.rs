@@ -117,7 +117,7 @@ impl Allowed {
         };
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
+            v4 @ IpAddr::V4(_) => v4,
         };
         let ((net, len), (x, xlen)) = (bits(*addr), bits(ip));
         if len != xlen {
