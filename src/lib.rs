@@ -85,5 +85,6 @@ pub mod status;
 pub mod stores;
 pub mod sync;
 pub mod telemetry;
+pub mod throttle;
 pub mod tls;
 pub mod webhook;

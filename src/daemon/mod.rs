@@ -61,7 +61,16 @@ impl Daemon {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         spawn_housekeeping(config, &stores, &clock, &shutdown, &mut tasks);
-        let s3 = open::start_s3(config, &stores.storage, &metrics, &shutdown, &mut tasks).await?;
+        let throttle = config.api.throttle();
+        let s3 = open::start_s3(
+            config,
+            &stores.storage,
+            &metrics,
+            &throttle,
+            &shutdown,
+            &mut tasks,
+        )
+        .await?;
         let s3_addr = s3.as_ref().map(|s| s.addr);
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
@@ -133,6 +142,7 @@ impl Daemon {
             config: Arc::new(config.api.clone()),
             openai: Arc::new(config.openai.clone()),
             shutdown: shutdown.clone(),
+            throttle,
         };
         tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
         tracing::info!(url = %api_url, "HTTP API listening");
