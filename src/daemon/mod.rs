@@ -137,14 +137,7 @@ impl Daemon {
             backups: Some(backups),
             thumbnails: crate::service::pictures::ThumbnailCache::default(),
         };
-        let api_state = crate::api::ApiState {
-            svc: services.clone(),
-            config: Arc::new(config.api.clone()),
-            openai: Arc::new(config.openai.clone()),
-            shutdown: shutdown.clone(),
-            throttle,
-        };
-        tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
+        serve_api(config, api_listener, &services, throttle, &shutdown, &mut tasks);
         tracing::info!(url = %api_url, "HTTP API listening");
         Ok(Self {
             api_addr,
@@ -284,6 +277,25 @@ fn warn_plain_exposure(config: &Config) -> anyhow::Result<()> {
 fn url_of(listener: &crate::tls::Listener, addr: SocketAddr) -> String {
     let scheme = if listener.is_tls() { "https" } else { "http" };
     format!("{scheme}://{addr}")
+}
+
+/// Serves the HTTP API (and OpenAI's routes, MCP) over `services`.
+fn serve_api(
+    config: &Config,
+    listener: crate::tls::Listener,
+    services: &Services,
+    throttle: crate::throttle::AuthThrottle,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let state = crate::api::ApiState {
+        svc: services.clone(),
+        config: Arc::new(config.api.clone()),
+        openai: Arc::new(config.openai.clone()),
+        shutdown: shutdown.clone(),
+        throttle,
+    };
+    tasks.spawn(crate::api::serve(listener, state, shutdown.clone()));
 }
 
 /// Binds the HTTP API's listener (served once the services exist).
