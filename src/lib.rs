@@ -64,6 +64,7 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod docs;
 pub mod dash;
 pub mod dispatch;
 pub mod events;

@@ -340,7 +340,7 @@ async fn start_jobs(
     let limits = config.api.job_limits();
     let jobs =
         Jobs::new(queue.clone(), dispatcher.clone(), templates, limits).with_targets(config.api.targets()?);
-    let docs = crate::prompts::store::Docs::of_queue(queue)
+    let docs = crate::docs::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
     let library = crate::prompts::Library::new(docs, clock.clone());

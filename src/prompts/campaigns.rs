@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::library::{CAMPAIGNS, Library};
 use super::model::{Campaign, CampaignState, PromptRef, Variant};
 use super::stats::{self, CampaignReport};
-use super::store::Write;
+use crate::docs::Write;
 use super::{LibraryError, check_name, decode, encode, parse_ref};
 
 const MAX_VARIANTS: usize = 16;

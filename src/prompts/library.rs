@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::model::{Collection, EXPORT_FORMAT, ImportReport, LibraryExport, Prompt, PromptVersion, Run};
-use super::store::{Docs, Write};
+use crate::docs::{Docs, Write};
 use super::{LibraryError, check_name, decode, encode, parse_ref};
 use crate::clock::SharedClock;
 use crate::comfy::Templates;

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 pub mod client;
 pub mod model;
 pub mod stats;
-pub mod store;
+
 
 mod campaigns;
 mod library;
@@ -35,46 +35,8 @@ pub use model::{
 };
 pub use stats::{CampaignReport, Stats, VariantReport};
 
-/// What a library call can end with.
-#[derive(Debug, thiserror::Error)]
-pub enum LibraryError {
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Store(#[from] crate::redb_store::StoreError),
-    #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("a library record is corrupt: {0}")]
-    Codec(#[from] serde_json::Error),
-    #[error("a background read failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    #[error("other nodes kept writing {0}; try again")]
-    Contention(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl LibraryError {
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl crate::redis_store::Failure for LibraryError {
-    fn breaks_connection(&self) -> bool {
-        matches!(self, Self::Redis(e) if e.breaks_connection())
-    }
-}
-
-use crate::redb_store::from_redb;
-from_redb!(LibraryError);
+/// What a library call can end with (the record store's errors).
+pub use crate::docs::DocsError as LibraryError;
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, LibraryError> {
     Ok(serde_json::to_vec(value)?)

@@ -1,9 +1,10 @@
-//! Where the prompt library keeps its records: groups of named JSON documents, in
-//! the queue's store — a redb table beside the queue's tables, or Redis hashes when
-//! the queue is on Redis, so every node shares one library. Edits go through
-//! [`Docs::update`], a read-modify-write that is atomic on both (one redb write
-//! transaction; `WATCH`/`MULTI` on Redis, retried when another node wrote first),
-//! so two editors never lose a version and a campaign never hands out a slot twice.
+//! Where small shared records live (the prompt library, users and their keys):
+//! groups of named JSON documents in the queue's store — a redb table beside the
+//! queue's tables, or Redis hashes when the queue is on Redis, so every node shares
+//! them. Edits go through [`Docs::update`], a read-modify-write that is atomic on
+//! both (one redb write transaction; `WATCH`/`MULTI` on Redis, retried when another
+//! node wrote first), so two editors never lose a version, a campaign never hands
+//! out a slot twice, and a revoked key is gone for every node at once.
 //!
 //! | redb table     | key              | value |
 //! |----------------|------------------|-------|
@@ -14,10 +15,50 @@
 use redb::{ReadableTable, TableDefinition};
 use redis::Connection;
 
-use super::LibraryError;
 use crate::queue::Queue;
-use crate::redb_store::Store;
+use crate::redb_store::{Store, from_redb};
 use crate::redis_store::RedisStore;
+
+/// What a call on records can end with: the caller's own refusals (invalid,
+/// not found, conflict) and the store's failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DocsError {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] crate::redb_store::StoreError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("a stored record is corrupt: {0}")]
+    Codec(#[from] serde_json::Error),
+    #[error("a background read failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("other nodes kept writing {0}; try again")]
+    Contention(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl DocsError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl crate::redis_store::Failure for DocsError {
+    fn breaks_connection(&self) -> bool {
+        matches!(self, Self::Redis(e) if e.breaks_connection())
+    }
+}
+
+from_redb!(DocsError);
 
 const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("library_docs");
 
@@ -40,16 +81,16 @@ pub enum Docs {
 
 impl Docs {
     /// The documents in the queue's store (the table is created if missing).
-    pub async fn of_queue(queue: &Queue) -> Result<Self, LibraryError> {
+    pub async fn of_queue(queue: &Queue) -> Result<Self, DocsError> {
         if let Some(store) = queue.redis() {
             return Ok(Self::Redis(store.clone()));
         }
         let store = queue
             .redb()
-            .ok_or_else(|| LibraryError::Internal("the queue has no store".into()))?
+            .ok_or_else(|| DocsError::Internal("the queue has no store".into()))?
             .clone();
         store
-            .write(|txn| txn.open_table(DOCS).map(drop).map_err(LibraryError::from))
+            .write(|txn| txn.open_table(DOCS).map(drop).map_err(DocsError::from))
             .await?;
         Ok(Self::Embedded(store))
     }
@@ -59,7 +100,7 @@ impl Docs {
     }
 
     /// Document `name` of `group`.
-    pub async fn get(&self, group: &str, name: &str) -> Result<Option<Vec<u8>>, LibraryError> {
+    pub async fn get(&self, group: &str, name: &str) -> Result<Option<Vec<u8>>, DocsError> {
         let (group, name) = (group.to_owned(), name.to_owned());
         match self {
             Self::Embedded(store) => {
@@ -84,7 +125,7 @@ impl Docs {
     }
 
     /// Every document of `group`, by name.
-    pub async fn list(&self, group: &str) -> Result<Vec<(String, Vec<u8>)>, LibraryError> {
+    pub async fn list(&self, group: &str) -> Result<Vec<(String, Vec<u8>)>, DocsError> {
         let group = group.to_owned();
         match self {
             Self::Embedded(store) => {
@@ -109,7 +150,7 @@ impl Docs {
                 let key = Self::hash(store, &group);
                 let mut all: Vec<(String, Vec<u8>)> = store
                     .run(key, |c, key| {
-                        Ok::<_, LibraryError>(redis::cmd("HGETALL").arg(key).query(c)?)
+                        Ok::<_, DocsError>(redis::cmd("HGETALL").arg(key).query(c)?)
                     })
                     .await?;
                 all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -119,13 +160,13 @@ impl Docs {
     }
 
     /// Sets document `name` of `group`.
-    pub async fn put(&self, group: &str, name: &str, value: Vec<u8>) -> Result<(), LibraryError> {
+    pub async fn put(&self, group: &str, name: &str, value: Vec<u8>) -> Result<(), DocsError> {
         self.update(group, name, move |_| Ok((Write::Put(value.clone()), ())))
             .await
     }
 
     /// Removes every document of `group`.
-    pub async fn delete_group(&self, group: &str) -> Result<(), LibraryError> {
+    pub async fn delete_group(&self, group: &str) -> Result<(), DocsError> {
         let group = group.to_owned();
         match self {
             Self::Embedded(store) => {
@@ -160,10 +201,10 @@ impl Docs {
     /// and returns what `f` returned — atomically. `f` may run more than once (on
     /// Redis, when another node wrote between the read and the write); an `Err` from
     /// it writes nothing.
-    pub async fn update<T, F>(&self, group: &str, name: &str, f: F) -> Result<T, LibraryError>
+    pub async fn update<T, F>(&self, group: &str, name: &str, f: F) -> Result<T, DocsError>
     where
         T: Send + 'static,
-        F: Fn(Option<&[u8]>) -> Result<(Write, T), LibraryError> + Send + 'static,
+        F: Fn(Option<&[u8]>) -> Result<(Write, T), DocsError> + Send + 'static,
     {
         let (group, name) = (group.to_owned(), name.to_owned());
         match self {
@@ -200,9 +241,9 @@ impl Docs {
 
 /// [`Docs::update`] on Redis: `WATCH`, read, `MULTI` write `EXEC`, again if the
 /// hash changed meanwhile.
-fn redis_update<T, F>(c: &mut Connection, key: &str, name: &str, f: &F) -> Result<T, LibraryError>
+fn redis_update<T, F>(c: &mut Connection, key: &str, name: &str, f: &F) -> Result<T, DocsError>
 where
-    F: Fn(Option<&[u8]>) -> Result<(Write, T), LibraryError>,
+    F: Fn(Option<&[u8]>) -> Result<(Write, T), DocsError>,
 {
     for _ in 0..REDIS_RETRIES {
         redis::cmd("WATCH").arg(key).query::<()>(c)?;
@@ -230,5 +271,5 @@ where
             return Ok(out);
         }
     }
-    Err(LibraryError::Contention(format!("{key} {name}")))
+    Err(DocsError::Contention(format!("{key} {name}")))
 }
