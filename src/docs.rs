@@ -89,6 +89,11 @@ impl Docs {
             .redb()
             .ok_or_else(|| DocsError::Internal("the queue has no store".into()))?
             .clone();
+        Self::embedded(store).await
+    }
+
+    /// The documents in a redb store (the table is created if missing).
+    pub async fn embedded(store: Store) -> Result<Self, DocsError> {
         store
             .write(|txn| txn.open_table(DOCS).map(drop).map_err(DocsError::from))
             .await?;

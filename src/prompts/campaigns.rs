@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::library::{CAMPAIGNS, Library};
 use super::model::{Campaign, CampaignState, PromptRef, Variant};
 use super::stats::{self, CampaignReport};
-use crate::docs::Write;
 use super::{LibraryError, check_name, decode, encode, parse_ref};
+use crate::docs::Write;
 
 const MAX_VARIANTS: usize = 16;
 const MAX_WEIGHT: u32 = 100;

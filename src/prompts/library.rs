@@ -6,10 +6,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::model::{Collection, EXPORT_FORMAT, ImportReport, LibraryExport, Prompt, PromptVersion, Run};
-use crate::docs::{Docs, Write};
 use super::{LibraryError, check_name, decode, encode, parse_ref};
 use crate::clock::SharedClock;
 use crate::comfy::Templates;
+use crate::docs::{Docs, Write};
 
 pub(super) const PROMPTS: &str = "prompts";
 pub(super) const CAMPAIGNS: &str = "campaigns";

@@ -23,7 +23,6 @@ pub mod client;
 pub mod model;
 pub mod stats;
 
-
 mod campaigns;
 mod library;
 
