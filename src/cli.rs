@@ -123,6 +123,14 @@ pub enum Command {
     /// validate against a backend, delete.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// The prompt library of a running daemon: saved prompts with versions and
+    /// stats, A/B campaigns, collections, export and import.
+    Prompts {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: crate::commands::prompts::PromptsCommand,
+    },
     /// Print a running daemon's status (queue, backends, storage, cache, alerts).
     Status {
         #[command(flatten)]
@@ -338,8 +346,15 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub remote: Remote,
     /// The template to run (`noop`, `txt2img`, ...); see `GET /api/v1/templates`.
-    #[arg(required_unless_present = "workflow")]
+    #[arg(required_unless_present_any = ["workflow", "prompt", "campaign"])]
     pub template: Option<String>,
+    /// Run a saved prompt, `NAME` (its latest version) or `NAME@3`; `--param`
+    /// overrides its parameters.
+    #[arg(long, value_name = "NAME[@VERSION]", conflicts_with_all = ["template", "workflow", "campaign"])]
+    pub prompt: Option<String>,
+    /// Submit to an A/B campaign: it picks the prompt version.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["template", "workflow"])]
+    pub campaign: Option<String>,
     /// A template parameter, `name=value` (repeatable); values are JSON when they
     /// parse as JSON (`steps=30`), else strings (`prompt=a red fox`).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
@@ -387,6 +402,14 @@ pub enum JobsCommand {
     Cancel { id: String },
     /// Run a failed or cancelled job again.
     Retry { id: String },
+    /// Rate a succeeded job's images, 1 (worst) to 5 (best).
+    Rate {
+        id: String,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+        rating: u8,
+        #[arg(long)]
+        comment: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         Some(Command::Mcp { remote }) => mcp(&remote),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
         Some(Command::Templates(command)) => client(darkroom::commands::templates::run(&command)),
+        Some(Command::Prompts { remote, command }) => {
+            client(darkroom::commands::prompts::run(&remote, &command))
+        }
         Some(Command::Models { remote, json }) => client(darkroom::commands::models::models(&remote, json)),
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
         Some(Command::Backup(args)) => with_data_dir(args.data.clone())

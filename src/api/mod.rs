@@ -29,7 +29,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,7 @@ pub mod models;
 pub mod openapi;
 pub mod ops;
 pub mod pictures;
+pub mod prompts;
 mod query;
 pub mod status;
 pub mod templates;
@@ -63,7 +64,13 @@ pub struct ApiState {
     pub openai: Arc<crate::openai::OpenAiConfig>,
     /// The daemon's shutdown: ends MCP sessions (`/mcp`) and their streams.
     pub shutdown: CancellationToken,
+    /// Failed authentications per client address (shared with the S3 listener).
+    pub throttle: crate::throttle::AuthThrottle,
 }
+
+/// The address a request came from, put into its extensions by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// The router, separate from the listener so tests can drive it directly.
 pub fn router(state: ApiState) -> Router {
@@ -84,6 +91,27 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/templates/{name}/validate", get(templates::validate))
         .route("/models", get(models::models))
+        .route("/prompts", get(prompts::list).post(prompts::create))
+        .route(
+            "/prompts/{name}",
+            get(prompts::get).put(prompts::edit).delete(prompts::delete),
+        )
+        .route("/jobs/{id}/rating", post(prompts::rate).get(prompts::rating))
+        .route(
+            "/campaigns",
+            get(prompts::campaigns).post(prompts::create_campaign),
+        )
+        .route(
+            "/campaigns/{name}",
+            get(prompts::report).delete(prompts::delete_campaign),
+        )
+        .route("/campaigns/{name}/{action}", post(prompts::campaign_action))
+        .route("/collections", get(prompts::collections))
+        .route(
+            "/collections/{name}",
+            put(prompts::put_collection).delete(prompts::delete_collection),
+        )
+        .route("/library", get(prompts::export).post(prompts::import))
         .route("/buckets/{bucket}/objects", get(browse::objects))
         .route("/buckets/{bucket}/presign", get(browse::presign))
         .route("/logs", get(browse::logs))
@@ -130,10 +158,15 @@ pub async fn serve(listener: crate::tls::Listener, state: ApiState, shutdown: Ca
                 }
             },
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let tower = hyper_util::service::TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let peer = incoming.peer;
+            let service =
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
+                    hyper::service::Service::call(&tower, req)
+                });
             let stream = match incoming.handshake().await {
                 Ok(stream) => stream,
                 Err(e) => {
@@ -160,11 +193,30 @@ async fn not_found() -> ApiError {
 
 /// Refuses requests without the configured bearer token.
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if token_ok(&s.config, req.headers()) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+    match authorize(&s, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
+}
+
+/// The request carries the token (or none is needed), and its address is not
+/// locked out for failing too often; a failure is counted against the address.
+pub(crate) fn authorize(s: &ApiState, req: &Request) -> Result<(), ApiError> {
+    let ip = req.extensions().get::<Peer>().map(|p| p.0.ip());
+    if let Some(ip) = ip
+        && let Err(wait) = s.throttle.check(ip)
+    {
+        return Err(ApiError::Throttled {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    if token_ok(&s.config, req.headers()) {
+        return Ok(());
+    }
+    if let Some(ip) = ip {
+        s.throttle.failed(ip, "api");
+    }
+    Err(ApiError::Unauthorized)
 }
 
 /// The request carries `api.token` as its bearer token, or none is required.

@@ -150,13 +150,13 @@ impl From<LibraryError> for ServiceError {
 impl Services {
     /// The workflow templates jobs can name, with their parameters and versions.
     pub fn templates(&self) -> Vec<TemplateInfo> {
-        let library = self.jobs.library();
+        let library = self.jobs.template_library();
         library.current().iter().map(|t| info(t, library)).collect()
     }
 
     /// Template `name` in full.
     pub fn template(&self, name: &str) -> Result<TemplateDetail, ServiceError> {
-        let library = self.jobs.library();
+        let library = self.jobs.template_library();
         let current = library.current();
         match current.get(name) {
             Ok(t) => Ok(detail(t, library)),
@@ -203,7 +203,7 @@ impl Services {
         dry_run: bool,
         only_new: bool,
     ) -> Result<ImportOutcome, ServiceError> {
-        let library = self.jobs.library().clone();
+        let library = self.jobs.template_library().clone();
         if !crate::templates::folder::valid_name(name) {
             return Err(LibraryError::BadName(name.to_owned()).into());
         }
@@ -257,7 +257,7 @@ impl Services {
 
     /// Deletes user template `name` (a built-in is refused).
     pub async fn delete_template(&self, name: &str) -> Result<TemplateDeleted, ServiceError> {
-        let lib = self.jobs.library().clone();
+        let lib = self.jobs.template_library().clone();
         let owned = name.to_owned();
         tokio::task::spawn_blocking(move || lib.delete(&owned))
             .await
@@ -269,7 +269,7 @@ impl Services {
 
     /// Checks template `name` against the first backend that answers `/object_info`.
     pub async fn validate_template(&self, name: &str) -> Result<ValidationReport, ServiceError> {
-        let library = self.jobs.library();
+        let library = self.jobs.template_library();
         let current = library.current();
         let t = current.get(name).map_err(|_| not_found(library, name))?;
         let (backend, info) = self.object_info().await.map_err(ServiceError::NoBackend)?;

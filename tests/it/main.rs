@@ -40,6 +40,7 @@ mod models;
 mod multi_node;
 mod openai;
 mod pictures;
+mod prompts;
 mod queue;
 mod queue_admin;
 mod queue_crash;

@@ -95,7 +95,7 @@ async fn a_cli_import_into_the_folder_is_hot_reloaded_and_jobs_record_its_versio
     let comfy = FakeComfy::start().await;
     let server = daemon(&[&comfy], |_| {}).await;
     let api = api(&server).await;
-    let lib = server.daemon.services().jobs.library().clone();
+    let lib = server.daemon.services().jobs.template_library().clone();
     let dir = templates_dir(&server);
     let dir_arg = dir.to_str().unwrap();
     let file = fixture("sdxl_txt2img.json");
@@ -570,8 +570,8 @@ async fn two_nodes_on_one_redis_serve_the_same_templates() {
     let two = server_with(on_redis).await;
     let (api_one, api_two) = (api(&one).await, api(&two).await);
     let (lib_one, lib_two) = (
-        one.daemon.services().jobs.library().clone(),
-        two.daemon.services().jobs.library().clone(),
+        one.daemon.services().jobs.template_library().clone(),
+        two.daemon.services().jobs.template_library().clone(),
     );
     assert_eq!(version_of(&lib_two, "seeded"), version_of(&lib_one, "seeded"));
     assert!(version_of(&lib_two, "seeded").is_some());
