@@ -9,6 +9,7 @@ pub mod keys;
 pub mod models;
 pub mod prompts;
 pub mod tls;
+pub mod users;
 
 use anyhow::Context;
 

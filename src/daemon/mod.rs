@@ -115,10 +115,12 @@ impl Daemon {
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
-        let (jobs, library) = start_jobs(config, &dispatcher, &queue, &clock, &shutdown, &mut tasks).await?;
+        let (jobs, library, users) =
+            start_jobs(config, &dispatcher, &queue, &clock, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
             library,
+            users,
             storage: storage.clone(),
             queue: queue.clone(),
             metrics,
@@ -335,7 +337,11 @@ async fn start_jobs(
     clock: &SharedClock,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<(Jobs, crate::service::prompts::Prompts)> {
+) -> anyhow::Result<(
+    Jobs,
+    crate::service::prompts::Prompts,
+    crate::service::users::UsersService,
+)> {
     let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
     let limits = config.api.job_limits();
     let jobs =
@@ -343,6 +349,7 @@ async fn start_jobs(
     let docs = crate::docs::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
+    let users = crate::users::Users::new(docs.clone(), clock.clone());
     let library = crate::prompts::Library::new(docs, clock.clone());
     let jobs = jobs.with_library(library.clone());
     let prompts = crate::service::prompts::Prompts::new(library, jobs.clone());
@@ -351,7 +358,7 @@ async fn start_jobs(
         prompts.clone(),
         shutdown.clone(),
     ));
-    Ok((jobs, prompts))
+    Ok((jobs, prompts, crate::service::users::UsersService::new(users)))
 }
 
 /// Starts delivering job webhooks.

@@ -61,4 +61,5 @@ mod s3_security;
 mod service_jobs;
 mod sse;
 mod tls;
+mod users;
 mod verify;
