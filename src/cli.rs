@@ -101,9 +101,22 @@ pub enum Command {
     /// TLS certificates for the S3 and API listeners.
     #[command(subcommand)]
     Tls(TlsCommand),
-    /// Keys: the master key of encryption at rest.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    /// Keys: users' API keys (`create`, `list`, `revoke`), and the master key of
+    /// encryption at rest (`rotate-master`).
+    Keys {
+        #[command(flatten)]
+        target: crate::commands::users::Target,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Users and their roles (admin, user, viewer), on a running daemon or, with
+    /// `--data DIR`, a stopped one's store.
+    Users {
+        #[command(flatten)]
+        target: crate::commands::users::Target,
+        #[command(subcommand)]
+        command: crate::commands::users::UsersCommand,
+    },
     /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (Claude
     /// Desktop, Claude Code), calling a running daemon's API.
     Mcp {
@@ -247,12 +260,11 @@ pub enum TlsCommand {
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
     /// Replace the master key and re-wrap every object's data key with the new one
-    /// (no object is rewritten). Run it with the daemon stopped.
-    RotateMaster {
-        /// The data directory (default: data_dir from the configuration).
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
-    },
+    /// (no object is rewritten). Run it with the daemon stopped (`--data DIR`:
+    /// its data directory; default: data_dir from the configuration).
+    RotateMaster,
+    #[command(flatten)]
+    Api(crate::commands::users::KeyCommand),
 }
 
 /// `darkroom backup`.

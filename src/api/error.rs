@@ -61,6 +61,7 @@ impl ApiError {
         let status = match service {
             ServiceError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::Conflict(_) | ServiceError::ModelUnavailable(_) => StatusCode::CONFLICT,
             ServiceError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::NoBackend(_) | ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -8,22 +8,16 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, ErrorBody, json_error};
+use super::error::{ApiError, ErrorBody};
 use super::query::Params;
-use super::{ApiState, read_body};
+use super::{ApiState, json_body as json};
 use crate::prompts::{
     Campaign, CampaignDraft, CampaignReport, CampaignState, Collection, ImportReport, LibraryExport, Prompt,
     PromptDraft, PromptEdit, Rating,
 };
 use crate::service::jobs::parse_id;
 use crate::service::prompts::{JobRating, PromptDetails, PromptFilter, PromptSummary};
-
-async fn json<T: DeserializeOwned>(s: &ApiState, body: Body) -> Result<T, ApiError> {
-    let bytes = read_body(body, s.config.max_body_bytes).await?;
-    serde_json::from_slice(&bytes).map_err(|e| json_error(&e))
-}
 
 fn flag(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
     params

@@ -89,13 +89,11 @@ impl Daemon {
         .await?;
         let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
         let backups = start_backups(config, &stores, &clock, &shutdown, &mut tasks);
-        let (jobs, lib) = start_jobs(config, &stores, &dispatcher, &clock, &shutdown, &mut tasks).await?;
         let Stores {
             storage,
             queue,
             prompts,
             kv,
-            ..
         } = stores;
         tasks.spawn(background::forward_events(
             queue.clone(),
@@ -117,9 +115,12 @@ impl Daemon {
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
+        let (jobs, library, users) =
+            start_jobs(config, &dispatcher, &queue, &clock, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
-            library: lib,
+            library,
+            users,
             storage: storage.clone(),
             queue: queue.clone(),
             metrics,
@@ -348,20 +349,25 @@ async fn open_templates(
 /// store), and the task settling each prompt run when its job ends.
 async fn start_jobs(
     config: &Config,
-    stores: &Stores,
     dispatcher: &Dispatcher,
+    queue: &crate::queue::Queue,
     clock: &SharedClock,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<(Jobs, crate::service::prompts::Prompts)> {
-    let queue = &stores.queue;
-    let templates = open_templates(config, stores.shared.clone(), shutdown, tasks).await?;
+) -> anyhow::Result<(
+    Jobs,
+    crate::service::prompts::Prompts,
+    crate::service::users::UsersService,
+)> {
+    // On the queue's Redis too when it is there: every node serves the same set.
+    let templates = open_templates(config, queue.redis().cloned(), shutdown, tasks).await?;
     let limits = config.api.job_limits();
     let jobs =
         Jobs::new(queue.clone(), dispatcher.clone(), templates, limits).with_targets(config.api.targets()?);
     let docs = crate::docs::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
+    let users = crate::users::Users::new(docs.clone(), clock.clone());
     let library = crate::prompts::Library::new(docs, clock.clone());
     let jobs = jobs.with_library(library.clone());
     let prompts = crate::service::prompts::Prompts::new(library, jobs.clone());
@@ -370,7 +376,7 @@ async fn start_jobs(
         prompts.clone(),
         shutdown.clone(),
     ));
-    Ok((jobs, prompts))
+    Ok((jobs, prompts, crate::service::users::UsersService::new(users)))
 }
 
 /// Starts delivering job webhooks.

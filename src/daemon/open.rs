@@ -31,9 +31,6 @@ pub(super) struct Stores {
     pub queue: Queue,
     pub prompts: PromptCache,
     pub kv: KvCache,
-    /// The Redis server the queue is on (`queue.backend = "redis"`): what nodes
-    /// share, the user templates too.
-    pub shared: Option<RedisStore>,
 }
 
 /// Opens the object store, the queue and the caches.
@@ -41,13 +38,12 @@ pub(super) async fn open_stores(config: &Config, clock: &SharedClock) -> anyhow:
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let storage = open_storage(config, clock).await?;
-    let (queue, prompts, kv, shared) = open_queue_and_caches(config, clock).await?;
+    let (queue, prompts, kv) = open_queue_and_caches(config, clock).await?;
     Ok(Stores {
         storage,
         queue,
         prompts,
         kv,
-        shared,
     })
 }
 
@@ -222,7 +218,7 @@ pub(super) async fn start_dispatcher(
 pub(super) async fn open_queue_and_caches(
     config: &Config,
     clock: &SharedClock,
-) -> anyhow::Result<(Queue, PromptCache, KvCache, Option<RedisStore>)> {
+) -> anyhow::Result<(Queue, PromptCache, KvCache)> {
     let dir = config.data_dir.clone();
     let queue_config = config.queue.to_queue_config();
     let prompt_config = config.cache.prompt_cache();
@@ -261,8 +257,7 @@ pub(super) async fn open_queue_and_caches(
                 )
             }
         };
-        let shared = redis.filter(|_| queue_backend == Backend::Redis);
-        Ok((queue, prompts, kv, shared))
+        Ok((queue, prompts, kv))
     })
     .await?
 }

@@ -142,6 +142,7 @@ impl From<ServiceError> for OpenAiError {
                 e
             }
             ServiceError::NotFound(m) => Self::not_found(m),
+            ServiceError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "invalid_request_error", None, m),
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "invalid_request_error", None, m),
             ServiceError::ModelUnavailable(m) => Self::new(
                 StatusCode::CONFLICT,

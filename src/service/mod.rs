@@ -16,6 +16,7 @@
 //! - [`pictures`]: thumbnails of job outputs and live previews of running jobs;
 //! - [`ops`]: readiness and the readings `/metrics` exports;
 //! - [`backups`]: take a backup now, read how the scheduled ones went;
+//! - [`users`]: users and API keys (admins only);
 //! - [`prompts`]: the prompt library — saved prompts and versions, submit by
 //!   prompt or campaign, ratings, per-version stats, A/B reports, collections;
 //! - events: [`crate::events::EventHub::stream`] (backlog, resume and `resync`).
@@ -35,6 +36,7 @@ pub mod pictures;
 pub mod prompts;
 pub mod status;
 pub mod templates;
+pub mod users;
 
 pub use backups::BackupRequest;
 pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl};
@@ -83,4 +85,6 @@ pub struct Services {
     pub thumbnails: pictures::ThumbnailCache,
     /// The prompt library (not the prompt cache: that is `prompts`).
     pub library: prompts::Prompts,
+    /// Users and their API keys.
+    pub users: users::UsersService,
 }

@@ -14,27 +14,13 @@ use ulid::Ulid;
 use super::{Jobs, ServiceError};
 use crate::dispatch::{JobRequest, JobSpec};
 use crate::prompts::{
-    Campaign, CampaignDraft, CampaignReport, CampaignState, Collection, ImportReport, Library, LibraryError,
-    LibraryExport, Prompt, PromptDraft, PromptEdit, PromptRef, PromptVersion, Rating, Run, Stats, stats,
+    Campaign, CampaignDraft, CampaignReport, CampaignState, Collection, ImportReport, Library, LibraryExport,
+    Prompt, PromptDraft, PromptEdit, PromptRef, PromptVersion, Rating, Run, Stats, stats,
 };
 use crate::queue::{Job, JobStatus};
 
 /// How many of a prompt's latest runs its details show.
 const RECENT_RUNS: usize = 12;
-
-impl From<LibraryError> for ServiceError {
-    fn from(e: LibraryError) -> Self {
-        match e {
-            LibraryError::Invalid { field, message } => Self::invalid(field, message),
-            LibraryError::NotFound(m) => Self::NotFound(m),
-            LibraryError::Conflict(m) => Self::Conflict(m),
-            LibraryError::Redis(_) | LibraryError::Contention(_) => {
-                Self::Unavailable(format!("prompt library: {e}"))
-            }
-            other => Self::Internal(format!("prompt library: {other}")),
-        }
-    }
-}
 
 /// A prompt in a listing: what it is, its latest version and the stats of all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

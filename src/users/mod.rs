@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 use crate::clock::{Millis, SharedClock};
 use crate::docs::{Docs, DocsError, Write};
 
+pub mod client;
+
 const USERS: &str = "users";
 const KEYS: &str = "keys";
 /// A key's last use is written at most this often (ms).

@@ -62,4 +62,5 @@ mod service_jobs;
 mod sse;
 mod templates;
 mod tls;
+mod users;
 mod verify;
