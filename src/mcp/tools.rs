@@ -62,6 +62,13 @@ pub struct GenerateImage {
     /// fast, medium, high or ultra: the least quality "auto" may choose.
     #[serde(default)]
     pub min_quality: Option<String>,
+    /// A saved prompt from list_prompts, "name" (its latest version) or "name@3":
+    /// its template and parameters, `params` overriding; instead of `template`.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// An A/B campaign: it picks the saved prompt version to run.
+    #[serde(default)]
+    pub campaign: Option<String>,
     /// Higher runs first (default 0).
     #[serde(default)]
     pub priority: Option<i32>,
@@ -155,6 +162,8 @@ impl McpServer {
             purpose: args.purpose,
             urgency: args.urgency,
             min_quality: args.min_quality,
+            prompt: args.prompt,
+            campaign: args.campaign,
             ..JobRequest::default()
         };
         // Subscribed before the submit, so the end of a quick job is not missed;
@@ -229,6 +238,14 @@ impl McpServer {
     )]
     async fn list_templates(&self) -> CallToolResult {
         answer(self.link.templates().await)
+    }
+
+    #[tool(
+        description = "The team's saved prompts generate_image can run by name (prompt): each one's template, latest version, tags and how it has done — uses, success rate, mean and p95 seconds, mean rating.",
+        annotations(title = "List saved prompts", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_prompts(&self) -> CallToolResult {
+        answer(self.link.prompts().await)
     }
 
     #[tool(

@@ -26,7 +26,7 @@ use crate::mcp_http_client;
 use crate::support::{TestServer, bounded};
 
 const TOKEN: &str = "mcp-test-token";
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "cancel_job",
     "generate_image",
     "get_job",
@@ -34,6 +34,7 @@ const TOOLS: [&str; 9] = [
     "list_jobs",
     "list_models",
     "list_outputs",
+    "list_prompts",
     "list_templates",
     "retry_job",
 ];
@@ -265,6 +266,26 @@ async fn stdio_tools_generate_report_progress_cancel_and_refuse() {
     assert!(texts(&r)[0].contains("\"noop\""), "{r:?}");
     let r = call(&client, "list_models", json!({})).await;
     assert!(texts(&r)[0].contains("\"models\": []"), "no catalog here: {r:?}");
+    // A saved prompt is listed and runs by name.
+    let api = crate::api_support::Api::new(s.daemon.api_addr(), Some(TOKEN)).await;
+    let saved = json!({"name": "fox", "template": "noop", "params": {"width": 40, "color": 777}});
+    assert_eq!(api.post("/api/v1/prompts", Some(&saved)).await.status, 201);
+    let r = call(&client, "list_prompts", json!({})).await;
+    assert!(texts(&r)[0].contains("\"fox\""), "{r:?}");
+    let r = call(
+        &client,
+        "generate_image",
+        json!({"prompt": "fox", "wait_seconds": 60}),
+    )
+    .await;
+    let ran = job_of(&r);
+    assert_eq!(ran["status"], "succeeded", "{r:?}");
+    let full = api
+        .get(&format!("/api/v1/jobs/{}", ran["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(full["payload"]["prompt"], json!({"name": "fox", "version": 1}));
+    assert_eq!(full["payload"]["params"]["width"], 40);
     let bucket = output["bucket"].as_str().unwrap();
     let key = output["key"].as_str().unwrap();
     let folder = format!("{}/", key.rsplit_once('/').unwrap().0);
@@ -280,7 +301,8 @@ async fn stdio_tools_generate_report_progress_cancel_and_refuse() {
     let resources = bounded("resources/list", client.list_all_resources())
         .await
         .unwrap();
-    assert_eq!(resources.len(), 2, "{resources:?}");
+    // The two generated above and the saved prompt's.
+    assert_eq!(resources.len(), 3, "{resources:?}");
     let uri = format!("darkroom://outputs/{bucket}/{key}");
     assert!(
         resources.iter().any(|r| r.uri == uri),
