@@ -66,7 +66,8 @@ impl Daemon {
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
         let recent = RecentGenerations::default();
-        let http = http_client(config)?;
+        let trust = crate::tls::Trust::load(config.tls.ca()).context("tls.ca_file")?;
+        let http = http_client(&trust)?;
         let alerts = Alerts::new(config.alerts.clone(), clock.clone(), http.clone());
         let observer = background::observer(&metrics, &recent, &alerts);
         let dispatcher = open::start_dispatcher(
@@ -74,12 +75,13 @@ impl Daemon {
             &stores,
             presigner.as_ref(),
             observer,
+            &trust,
             &shutdown,
             &mut tasks,
         )
         .await?;
         let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
-        let backups = start_backups(config, &stores, &clock, &shutdown, &mut tasks);
+        let backups = start_backups(config, &stores, &trust, &clock, &shutdown, &mut tasks);
         let Stores {
             storage,
             queue,
@@ -253,13 +255,11 @@ impl Daemon {
 }
 
 /// The client webhooks and alert notifiers share (trusting `tls.ca_file` too).
-fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    crate::tls::client::trust(
-        reqwest::Client::builder().connect_timeout(Duration::from_secs(5)),
-        config.tls.ca(),
-    )?
-    .build()
-    .context("cannot build the HTTP client")
+fn http_client(trust: &crate::tls::Trust) -> anyhow::Result<reqwest::Client> {
+    trust
+        .reqwest(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)))?
+        .build()
+        .context("cannot build the HTTP client")
 }
 
 /// Logs the loud warning for each listener off loopback without TLS (or refuses
@@ -352,6 +352,7 @@ fn start_gpu(config: &Config, dispatcher: &Dispatcher, clock: &SharedClock) -> (
 fn start_backups(
     config: &Config,
     stores: &Stores,
+    trust: &crate::tls::Trust,
     clock: &SharedClock,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
@@ -359,6 +360,7 @@ fn start_backups(
     let backups = crate::backup::Backups::new(
         crate::backup::Source::live(&stores.storage, &stores.queue, &stores.prompts),
         config.backup.clone(),
+        trust.clone(),
         clock.clone(),
     );
     tasks.spawn(backups.clone().run_schedule(shutdown.clone()));

@@ -147,6 +147,7 @@ pub(super) async fn start_dispatcher(
     stores: &Stores,
     presigner: Option<&Presigner>,
     observer: GenerationObserver,
+    trust: &crate::tls::Trust,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Dispatcher> {
@@ -155,7 +156,7 @@ pub(super) async fn start_dispatcher(
             storage: stores.storage.clone(),
             presigner: presigner.cloned(),
         }),
-        StorageBackend::S3 => Arc::new(S3Sink::new(&config.storage.s3)),
+        StorageBackend::S3 => Arc::new(S3Sink::with_trust(&config.storage.s3, trust).context("tls.ca_file")?),
     };
     // With backends configured, make the bucket now so a bad name or a full disk
     // stops the start; without, nothing will be stored and no bucket appears. An
@@ -181,6 +182,7 @@ pub(super) async fn start_dispatcher(
     settings.catalog = crate::models::Catalog::new(config.models.clone())?;
     settings.routing = config.routing.clone();
     settings.timings = crate::models::Timings::new(Some(stores.kv.clone()));
+    settings.trust = trust.clone();
     if !settings.catalog.is_empty() {
         // What earlier runs (and other nodes) learned, then again every minute.
         let (timings, catalog) = (settings.timings.clone(), settings.catalog.clone());

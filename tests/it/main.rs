@@ -60,4 +60,5 @@ mod s3_security;
 mod service_jobs;
 mod sse;
 mod tls;
+mod tls_clients;
 mod verify;
