@@ -111,12 +111,15 @@ pub(super) async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow
     let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))
         .await?
         .context("cannot open the object store")?;
-    let key_path = config.s3.master_key_path(&config.data_dir);
-    let keyring = crate::crypto::Keyring::load_or_create(&key_path).with_context(|| {
-        format!(
-            "s3.master_key_file: cannot load the master key {}",
-            key_path.display()
-        )
+    let keyring = config.s3.keyring(&config.data_dir).with_context(|| {
+        if config.s3.master_key.is_empty() {
+            format!(
+                "s3.master_key_file: cannot load the master key {}",
+                config.s3.master_key_path(&config.data_dir).display()
+            )
+        } else {
+            "s3.master_key: cannot use the master key".to_owned()
+        }
     })?;
     storage.enable_encryption(crate::object_store::Encryption {
         keyring,

@@ -160,14 +160,13 @@ impl ObjectStore {
             inspect,
             totals.clone(),
         );
-        let mut staged = if part {
-            self.stage_part(bucket, sealed_body, |_| {}).await?
-        } else {
-            self.stage(bucket, sealed_body, |_| {}).await?
-        };
+        let mut staged = self.stage_unhashed(bucket, sealed_body, part).await?;
         let totals = lock(&totals).clone();
         staged.size = totals.size;
         staged.md5 = totals.md5;
+        if seal.sealed.mode == SseMode::Customer {
+            staged.etag = Some(customer_etag(&seal.key, &totals.md5));
+        }
         let mut sealed = seal.sealed.clone();
         if part {
             sealed.segments = vec![(segment, totals.size)];
@@ -302,6 +301,22 @@ impl ObjectStore {
             })
             .await
     }
+}
+
+/// An SSE-C object's (or part's) ETag: its plaintext's MD5 hashed with its data
+/// key, so it names the version as an MD5 would (32 hex digits, the same for the
+/// same write) but says nothing of the content without the client's key — AWS's
+/// SSE-C ETags are not the data's MD5 either.
+fn customer_etag(data_key: &[u8; 32], md5: &[u8; 16]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"darkroom-sse-c-etag")
+        .chain_update(data_key)
+        .chain_update(md5)
+        .finalize();
+    let mut etag = [0u8; 16];
+    etag.copy_from_slice(&digest[..16]);
+    etag
 }
 
 /// Bytes `span` of an object stored in the clear.

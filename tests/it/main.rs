@@ -59,6 +59,7 @@ mod s3_objects;
 mod s3_security;
 mod service_jobs;
 mod sse;
+mod sse_keys;
 mod tls;
 mod tls_clients;
 mod verify;
