@@ -66,8 +66,7 @@ impl Daemon {
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
         let recent = RecentGenerations::default();
-        let trust = crate::tls::Trust::load(config.tls.ca()).context("tls.ca_file")?;
-        let http = http_client(&trust)?;
+        let (trust, http) = clients(config)?;
         let alerts = Alerts::new(config.alerts.clone(), clock.clone(), http.clone());
         let observer = background::observer(&metrics, &recent, &alerts);
         let dispatcher = open::start_dispatcher(
@@ -254,12 +253,15 @@ impl Daemon {
     }
 }
 
-/// The client webhooks and alert notifiers share (trusting `tls.ca_file` too).
-fn http_client(trust: &crate::tls::Trust) -> anyhow::Result<reqwest::Client> {
-    trust
+/// What darkroom's clients trust (`tls.ca_file` besides the public roots), and
+/// the HTTP client webhooks and alert notifiers share.
+fn clients(config: &Config) -> anyhow::Result<(crate::tls::Trust, reqwest::Client)> {
+    let trust = crate::tls::Trust::load(config.tls.ca()).context("tls.ca_file")?;
+    let http = trust
         .reqwest(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)))?
         .build()
-        .context("cannot build the HTTP client")
+        .context("cannot build the HTTP client")?;
+    Ok((trust, http))
 }
 
 /// Logs the loud warning for each listener off loopback without TLS (or refuses

@@ -56,7 +56,7 @@ impl Trust {
     }
 
     fn build(ca: Option<Arc<CaFile>>) -> Result<Self, TlsError> {
-        let mut roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut roots: rustls::RootCertStore = webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect();
         if let Some(ca) = &ca {
             for cert in &ca.certs {
                 roots.add(cert.clone()).map_err(|e| ca.error(&e))?;
