@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::error::BackupError;
 use crate::dispatch::ExternalS3;
 use crate::tls::Trust;
+use crate::tls::client::refusal_or;
 
 const CHUNK: usize = 1024 * 1024;
 
@@ -109,7 +110,13 @@ impl Dest {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| self.err(format!("PUT {}: {}", s.key(rel), DisplayErrorContext(e))))?;
+                    .map_err(|e| {
+                        self.err(format!(
+                            "PUT {}: {}",
+                            s.key(rel),
+                            refusal_or(&e, DisplayErrorContext(&e))
+                        ))
+                    })?;
                 Ok(hashed)
             }
         }
@@ -131,7 +138,13 @@ impl Dest {
                     .body(ByteStream::from(bytes))
                     .send()
                     .await
-                    .map_err(|e| self.err(format!("PUT {}: {}", s.key(rel), DisplayErrorContext(e))))?;
+                    .map_err(|e| {
+                        self.err(format!(
+                            "PUT {}: {}",
+                            s.key(rel),
+                            refusal_or(&e, DisplayErrorContext(&e))
+                        ))
+                    })?;
                 Ok(())
             }
         }
@@ -181,7 +194,13 @@ impl Dest {
             .key(s.key(rel))
             .send()
             .await
-            .map_err(|e| self.err(format!("GET {}: {}", s.key(rel), DisplayErrorContext(e))))
+            .map_err(|e| {
+                self.err(format!(
+                    "GET {}: {}",
+                    s.key(rel),
+                    refusal_or(&e, DisplayErrorContext(&e))
+                ))
+            })
     }
 
     /// The whole content of `rel` (a manifest).
@@ -228,8 +247,12 @@ impl Dest {
                     .into_paginator()
                     .send();
                 while let Some(page) = pages.next().await {
-                    let page =
-                        page.map_err(|e| self.err(format!("LIST {prefix}: {}", DisplayErrorContext(e))))?;
+                    let page = page.map_err(|e| {
+                        self.err(format!(
+                            "LIST {prefix}: {}",
+                            refusal_or(&e, DisplayErrorContext(&e))
+                        ))
+                    })?;
                     for object in page.contents() {
                         if let Some(key) = object.key() {
                             out.push(s.rel(key).to_owned());
@@ -268,7 +291,11 @@ impl Dest {
                         .send()
                         .await
                         .map_err(|e| {
-                            self.err(format!("DELETE {}: {}", s.key(rel), DisplayErrorContext(e)))
+                            self.err(format!(
+                                "DELETE {}: {}",
+                                s.key(rel),
+                                refusal_or(&e, DisplayErrorContext(&e))
+                            ))
                         })?;
                 }
                 Ok(())

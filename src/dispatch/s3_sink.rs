@@ -19,6 +19,7 @@ use bytes::Bytes;
 use super::outputs::{OutputSink, SinkError};
 use super::storage_config::ExternalS3;
 use crate::stores::{StoreHealth, StoreKind};
+use crate::tls::client::refusal_or;
 use crate::tls::{TlsError, Trust};
 
 /// The sink.
@@ -70,10 +71,10 @@ impl S3Sink {
         }
     }
 
-    fn remote(&self, what: &str, e: &impl std::error::Error) -> SinkError {
+    fn remote(&self, what: &str, e: &(impl std::error::Error + 'static)) -> SinkError {
         SinkError::Remote {
             endpoint: self.endpoint.clone(),
-            message: format!("{what}: {}", DisplayErrorContext(e)),
+            message: format!("{what}: {}", refusal_or(e, DisplayErrorContext(e))),
         }
     }
 
@@ -261,7 +262,7 @@ impl OutputSink for S3Sink {
                 let status = e.raw_response().map_or(0, |r| r.status().as_u16());
                 (true, Some(format!("bucket {bucket:?}: HTTP {status}")))
             }
-            Err(e) => (false, Some(DisplayErrorContext(&e).to_string())),
+            Err(e) => (false, Some(refusal_or(&e, DisplayErrorContext(&e)))),
         };
         StoreHealth {
             backend: StoreKind::S3,

@@ -178,6 +178,18 @@ pub fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<
     None
 }
 
+/// `text` (how `error` reads), unless `error` is a refused server certificate:
+/// then a sentence that says so and what to set, for errors whose own text buries
+/// it (aws-sdk-s3's "dispatch failure").
+pub fn refusal_or(error: &(dyn std::error::Error + 'static), text: impl std::fmt::Display) -> String {
+    match certificate_problem(error) {
+        Some(reason) => format!(
+            "the server's TLS certificate is not trusted ({reason}); set tls.ca_file (or --ca-file) to the CA that signed it"
+        ),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
