@@ -101,9 +101,22 @@ pub enum Command {
     /// TLS certificates for the S3 and API listeners.
     #[command(subcommand)]
     Tls(TlsCommand),
-    /// Keys: the master key of encryption at rest.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    /// Keys: users' API keys (`create`, `list`, `revoke`), and the master key of
+    /// encryption at rest (`rotate-master`).
+    Keys {
+        #[command(flatten)]
+        target: crate::commands::users::Target,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Users and their roles (admin, user, viewer), on a running daemon or, with
+    /// `--data DIR`, a stopped one's store.
+    Users {
+        #[command(flatten)]
+        target: crate::commands::users::Target,
+        #[command(subcommand)]
+        command: crate::commands::users::UsersCommand,
+    },
     /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (Claude
     /// Desktop, Claude Code), calling a running daemon's API.
     Mcp {
@@ -118,6 +131,14 @@ pub enum Command {
         /// Print the raw JSON report.
         #[arg(long)]
         json: bool,
+    },
+    /// The prompt library of a running daemon: saved prompts with versions and
+    /// stats, A/B campaigns, collections, export and import.
+    Prompts {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: crate::commands::prompts::PromptsCommand,
     },
     /// Print a running daemon's status (queue, backends, storage, cache, alerts).
     Status {
@@ -151,12 +172,11 @@ pub enum TlsCommand {
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
     /// Replace the master key and re-wrap every object's data key with the new one
-    /// (no object is rewritten). Run it with the daemon stopped.
-    RotateMaster {
-        /// The data directory (default: data_dir from the configuration).
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
-    },
+    /// (no object is rewritten). Run it with the daemon stopped (`--data DIR`:
+    /// its data directory; default: data_dir from the configuration).
+    RotateMaster,
+    #[command(flatten)]
+    Api(crate::commands::users::KeyCommand),
 }
 
 /// `darkroom backup`.
@@ -255,8 +275,15 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub remote: Remote,
     /// The template to run (`noop`, `txt2img`, ...); see `GET /api/v1/templates`.
-    #[arg(required_unless_present = "workflow")]
+    #[arg(required_unless_present_any = ["workflow", "prompt", "campaign"])]
     pub template: Option<String>,
+    /// Run a saved prompt, `NAME` (its latest version) or `NAME@3`; `--param`
+    /// overrides its parameters.
+    #[arg(long, value_name = "NAME[@VERSION]", conflicts_with_all = ["template", "workflow", "campaign"])]
+    pub prompt: Option<String>,
+    /// Submit to an A/B campaign: it picks the prompt version.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["template", "workflow"])]
+    pub campaign: Option<String>,
     /// A template parameter, `name=value` (repeatable); values are JSON when they
     /// parse as JSON (`steps=30`), else strings (`prompt=a red fox`).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
@@ -304,6 +331,14 @@ pub enum JobsCommand {
     Cancel { id: String },
     /// Run a failed or cancelled job again.
     Retry { id: String },
+    /// Rate a succeeded job's images, 1 (worst) to 5 (best).
+    Rate {
+        id: String,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+        rating: u8,
+        #[arg(long)]
+        comment: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -79,7 +79,7 @@ impl ApiClient {
         &self.base
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -108,6 +108,11 @@ impl ApiClient {
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
+        let bytes = if status == StatusCode::NO_CONTENT {
+            bytes::Bytes::from_static(b"null")
+        } else {
+            bytes
+        };
         serde_json::from_slice(&bytes)
             .map(|v| (status, v))
             .map_err(|e| ClientError::Decode(e.to_string()))
@@ -462,14 +467,14 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
 }
 
 /// Percent-encodes one path segment.
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
 }
 
 /// The timeout of calls that answer at once.
-const SHORT: Duration = Duration::from_secs(30);
+pub(crate) const SHORT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

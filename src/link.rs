@@ -19,6 +19,7 @@ use crate::queue::Job;
 use crate::service::browse::Folder;
 use crate::service::jobs::parse_id;
 use crate::service::pictures::{OutputPicture, ThumbnailFormat};
+use crate::service::prompts::{PromptDetails, PromptFilter, PromptSummary};
 use crate::service::{
     JobListing, JobPage, LogPage, ObjectPage, PresignedUrl, ServiceError, Services, TemplateInfo,
 };
@@ -113,6 +114,10 @@ pub trait Link: Send + Sync + 'static {
     /// The live preview of running job `id`; `None` while its newest frame is
     /// still `newer_than`.
     async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, LinkError>;
+    /// The saved prompts with their stats.
+    async fn prompts(&self) -> Result<Vec<PromptSummary>, LinkError>;
+    /// One saved prompt's versions with their stats, and its latest runs.
+    async fn prompt(&self, name: &str) -> Result<PromptDetails, LinkError>;
 }
 
 /// How many log lines one read returns.
@@ -193,6 +198,12 @@ impl Link for RemoteLink {
     async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, LinkError> {
         Ok(self.client.preview(id, newer_than).await?)
     }
+    async fn prompts(&self) -> Result<Vec<PromptSummary>, LinkError> {
+        Ok(self.client.prompts(&PromptFilter::default()).await?)
+    }
+    async fn prompt(&self, name: &str) -> Result<PromptDetails, LinkError> {
+        Ok(self.client.prompt(name).await?)
+    }
 }
 
 /// The daemon in this process: the service layer called directly.
@@ -253,5 +264,11 @@ impl Link for LocalLink {
     async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, LinkError> {
         let frame = self.services.live_preview(parse_id(id)?).await?;
         Ok((Some(frame.seq) != newer_than).then_some(frame))
+    }
+    async fn prompts(&self) -> Result<Vec<PromptSummary>, LinkError> {
+        Ok(self.services.library.list(&PromptFilter::default()).await?)
+    }
+    async fn prompt(&self, name: &str) -> Result<PromptDetails, LinkError> {
+        Ok(self.services.library.get(name).await?)
     }
 }

@@ -37,14 +37,25 @@ fn main() -> ExitCode {
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
         Some(Command::Mcp { remote }) => mcp(&remote),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
+        Some(Command::Prompts { remote, command }) => {
+            client(darkroom::commands::prompts::run(&remote, &command))
+        }
         Some(Command::Models { remote, json }) => client(darkroom::commands::models::models(&remote, json)),
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
         Some(Command::Backup(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::backup(&args, &c))),
         Some(Command::Tls(command)) => darkroom::commands::tls::run(&command),
-        Some(Command::Keys(darkroom::cli::KeysCommand::RotateMaster { data })) => {
-            with_data_dir(data).and_then(|c| client(darkroom::commands::keys::rotate_master(&c)))
-        }
+        Some(Command::Keys {
+            target,
+            command: darkroom::cli::KeysCommand::RotateMaster,
+        }) => with_data_dir(target.data).and_then(|c| client(darkroom::commands::keys::rotate_master(&c))),
+        Some(Command::Keys {
+            target,
+            command: darkroom::cli::KeysCommand::Api(command),
+        }) => local_config(&target)
+            .and_then(|c| client(darkroom::commands::users::keys(&target, c.as_ref(), &command))),
+        Some(Command::Users { target, command }) => local_config(&target)
+            .and_then(|c| client(darkroom::commands::users::users(&target, c.as_ref(), &command))),
         Some(Command::Restore(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::restore(&args, &c))),
         Some(Command::Gpu { json, once, nvml_lib }) => {
@@ -107,6 +118,11 @@ fn dashboard(
 
 /// `darkroom verify`: 0 clean, 1 problems found, 2 could not run.
 /// The configuration (for `data_dir` and `[backup]`), with `--data` over it.
+/// The configuration with `--data`, when the command works on a stopped daemon's store.
+fn local_config(target: &darkroom::commands::users::Target) -> anyhow::Result<Option<Config>> {
+    target.data.clone().map(|d| with_data_dir(Some(d))).transpose()
+}
+
 fn with_data_dir(data: Option<std::path::PathBuf>) -> anyhow::Result<Config> {
     let overrides = Overrides {
         data_dir: data,

@@ -157,6 +157,9 @@ struct Inner {
     /// Jobs whose webhook is being delivered now (the start-up catch-up and the
     /// live events can both find one).
     sending: Mutex<HashSet<Ulid>>,
+    /// Where webhooks may point: a URL naming an internal address literally is
+    /// refused here (names are checked by the client's resolver).
+    targets: crate::outbound::TargetPolicy,
 }
 
 /// How long a delivery mark is kept: longer than any job's result is.
@@ -174,7 +177,19 @@ impl Webhooks {
                 counts: Counters::default(),
                 marks,
                 sending: Mutex::new(HashSet::new()),
+                targets: crate::outbound::TargetPolicy::open(),
             }),
+        }
+    }
+
+    /// Refuses webhook URLs with an address `targets` forbids (the client should
+    /// be [`crate::outbound::TargetPolicy::guard`]ed by the same policy).
+    #[must_use]
+    pub fn with_targets(self, targets: crate::outbound::TargetPolicy) -> Self {
+        let mut inner = Arc::into_inner(self.inner).expect("with_targets before the webhooks are shared");
+        inner.targets = targets;
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -317,6 +332,11 @@ impl Webhooks {
         ];
         if !i.secret.is_empty() {
             headers.push(("x-darkroom-signature", sign(&i.secret, &body)));
+        }
+        if let Err(why) = i.targets.check_literal(url) {
+            tracing::warn!(job = %job.id, url, "webhook not sent: {why}");
+            i.counts.add_failed();
+            return true;
         }
         match post_with_retries(&i.http, url, &body, &headers, i.policy, &i.counts, shutdown).await {
             Ok(attempts) => {

@@ -15,6 +15,7 @@ use crate::service::{BackupRequest, ServiceError};
     responses(
         (status = 200, description = "The snapshot is complete", body = BackupReport),
         (status = 400, description = "No destination given or configured", body = ErrorBody),
+        (status = 403, description = "Only admins take backups", body = ErrorBody),
         (status = 409, description = "A backup is already running", body = ErrorBody),
         (status = 500, description = "The backup failed; the message says why", body = ErrorBody),
         (status = 503, description = "The destination does not answer", body = ErrorBody),
@@ -22,8 +23,10 @@ use crate::service::{BackupRequest, ServiceError};
 )]
 pub async fn create(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<crate::users::Principal>,
     body: Option<Json<BackupRequest>>,
 ) -> Result<Json<BackupReport>, ApiError> {
+    crate::service::users::require_admin(&who, "taking a backup")?;
     let request = body.map(|Json(r)| r).unwrap_or_default();
     Ok(Json(s.svc.backup(&request).await?))
 }

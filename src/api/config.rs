@@ -31,6 +31,16 @@ pub struct ApiConfig {
     pub webhook_max_attempts: u32,
     /// First retry delay of a job webhook, in milliseconds (doubles, capped at 60 s).
     pub webhook_backoff_ms: u64,
+    /// Let requests made for users (job webhooks) reach loopback, link-local and
+    /// private addresses; off, they are refused (see [`crate::outbound`]).
+    pub allow_private_targets: bool,
+    /// Internal targets those requests may reach all the same: addresses,
+    /// networks (`10.0.0.0/8`) or host names (`n8n`).
+    pub allowed_targets: Vec<String>,
+    /// Failed authentications (API token, S3 signature) one client address may
+    /// make within `auth_lockout_seconds` before it is refused with 429.
+    pub max_auth_failures: u32,
+    pub auth_lockout_seconds: u64,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +56,10 @@ impl Default for ApiConfig {
             webhook_secret: String::new(),
             webhook_max_attempts: 5,
             webhook_backoff_ms: 1000,
+            allow_private_targets: false,
+            allowed_targets: Vec::new(),
+            max_auth_failures: 10,
+            auth_lockout_seconds: 60,
         }
     }
 }
@@ -74,7 +88,32 @@ impl ApiConfig {
                 "api.events_backlog, api.webhook_max_attempts and api.max_queued must be at least 1".into(),
             );
         }
+        if self.max_auth_failures == 0 || self.auth_lockout_seconds == 0 {
+            return invalid(
+                "api.max_auth_failures",
+                "api.max_auth_failures and api.auth_lockout_seconds must be at least 1".into(),
+            );
+        }
+        self.targets()?;
         Ok(())
+    }
+
+    /// The failed-authentication limit shared by the API and S3 listeners.
+    pub fn throttle(&self) -> crate::throttle::AuthThrottle {
+        crate::throttle::AuthThrottle::new(
+            self.max_auth_failures,
+            std::time::Duration::from_secs(self.auth_lockout_seconds),
+        )
+    }
+
+    /// Which targets requests made for users may reach.
+    pub fn targets(&self) -> Result<crate::outbound::TargetPolicy, ConfigError> {
+        crate::outbound::TargetPolicy::new(self.allow_private_targets, &self.allowed_targets).map_err(
+            |message| ConfigError::Invalid {
+                key: "api.allowed_targets",
+                message,
+            },
+        )
     }
 
     /// How job webhooks are retried (in flight ones stop at shutdown).

@@ -38,6 +38,11 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("a valid `Authorization: Bearer <token>` header is required (api.token)")]
     Unauthorized,
+    #[error(
+        "too many failed authentications from this address (api.max_auth_failures); \
+         try again in {retry_after_secs} s"
+    )]
+    Throttled { retry_after_secs: u64 },
 }
 
 impl ApiError {
@@ -50,11 +55,13 @@ impl ApiError {
         let service = match self {
             Self::TooLarge { .. } => return (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unauthorized => return (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Throttled { .. } => return (StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures"),
             Self::Service(e) => e,
         };
         let status = match service {
             ServiceError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::Conflict(_) | ServiceError::ModelUnavailable(_) => StatusCode::CONFLICT,
             ServiceError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::NoBackend(_) | ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -90,6 +97,10 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::Throttled { retry_after_secs } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp
     }

@@ -28,7 +28,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +42,10 @@ pub mod models;
 pub mod openapi;
 pub mod ops;
 pub mod pictures;
+pub mod prompts;
 mod query;
 pub mod status;
+pub mod users;
 
 pub use crate::service::TemplateInfo;
 pub use config::ApiConfig;
@@ -61,7 +63,13 @@ pub struct ApiState {
     pub openai: Arc<crate::openai::OpenAiConfig>,
     /// The daemon's shutdown: ends MCP sessions (`/mcp`) and their streams.
     pub shutdown: CancellationToken,
+    /// Failed authentications per client address (shared with the S3 listener).
+    pub throttle: crate::throttle::AuthThrottle,
 }
+
+/// The address a request came from, put into its extensions by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// The router, separate from the listener so tests can drive it directly.
 pub fn router(state: ApiState) -> Router {
@@ -77,6 +85,32 @@ pub fn router(state: ApiState) -> Router {
         .route("/backups", post(backups::create).get(backups::status))
         .route("/templates", get(templates))
         .route("/models", get(models::models))
+        .route("/prompts", get(prompts::list).post(prompts::create))
+        .route(
+            "/prompts/{name}",
+            get(prompts::get).put(prompts::edit).delete(prompts::delete),
+        )
+        .route("/jobs/{id}/rating", post(prompts::rate).get(prompts::rating))
+        .route(
+            "/campaigns",
+            get(prompts::campaigns).post(prompts::create_campaign),
+        )
+        .route(
+            "/campaigns/{name}",
+            get(prompts::report).delete(prompts::delete_campaign),
+        )
+        .route("/campaigns/{name}/{action}", post(prompts::campaign_action))
+        .route("/collections", get(prompts::collections))
+        .route(
+            "/collections/{name}",
+            put(prompts::put_collection).delete(prompts::delete_collection),
+        )
+        .route("/library", get(prompts::export).post(prompts::import))
+        .route("/users", get(users::list).post(users::add))
+        .route("/users/{name}", axum::routing::delete(users::remove))
+        .route("/users/{name}/{action}", post(users::action))
+        .route("/keys", get(users::keys).post(users::create_key))
+        .route("/keys/{id}", axum::routing::delete(users::revoke))
         .route("/buckets/{bucket}/objects", get(browse::objects))
         .route("/buckets/{bucket}/presign", get(browse::presign))
         .route("/logs", get(browse::logs))
@@ -123,10 +157,15 @@ pub async fn serve(listener: crate::tls::Listener, state: ApiState, shutdown: Ca
                 }
             },
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let tower = hyper_util::service::TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let peer = incoming.peer;
+            let service =
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
+                    hyper::service::Service::call(&tower, req)
+                });
             let stream = match incoming.handshake().await {
                 Ok(stream) => stream,
                 Err(e) => {
@@ -151,26 +190,71 @@ async fn not_found() -> ApiError {
     ))
 }
 
-/// Refuses requests without the configured bearer token.
-async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if token_ok(&s.config, req.headers()) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+/// Refuses requests without a valid bearer token (`api.token` or a user's key),
+/// and a viewer's requests that change something; the caller's
+/// [`Principal`](crate::users::Principal) goes into the request's extensions.
+async fn require_token(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let (ip, given) = credentials(&req);
+    let who = match who_is(&s, ip, &given).await {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
+    let reads = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if who.role == crate::users::Role::Viewer && !reads {
+        let e = crate::service::ServiceError::Forbidden(format!("{} is a viewer: read-only", who.user));
+        return ApiError::from(e).into_response();
     }
+    req.extensions_mut().insert(who);
+    next.run(req).await
 }
 
-/// The request carries `api.token` as its bearer token, or none is required.
-pub(crate) fn token_ok(config: &ApiConfig, headers: &axum::http::HeaderMap) -> bool {
-    if config.token.is_empty() {
-        return true;
-    }
-    let given = headers
+/// A request's address and bearer token (owned, so no borrow of the request is
+/// held across the lookup).
+pub(crate) fn credentials(req: &Request) -> (Option<std::net::IpAddr>, String) {
+    let ip = req.extensions().get::<Peer>().map(|p| p.0.ip());
+    let given = req
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    constant_time_eq(given.as_bytes(), config.token.as_bytes())
+        .unwrap_or("")
+        .to_owned();
+    (ip, given)
+}
+
+/// Who the request is from: `api.token` (or no token configured) is the
+/// bootstrap admin, a `drk_` key its user. An address locked out for failing too
+/// often is refused first; a failure is counted against the address.
+pub(crate) async fn who_is(
+    s: &ApiState,
+    ip: Option<std::net::IpAddr>,
+    given: &str,
+) -> Result<crate::users::Principal, ApiError> {
+    if let Some(ip) = ip
+        && let Err(wait) = s.throttle.check(ip)
+    {
+        return Err(ApiError::Throttled {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    if s.config.token.is_empty() {
+        return Ok(crate::users::Principal::root());
+    }
+    if constant_time_eq(given.as_bytes(), s.config.token.as_bytes()) {
+        return Ok(crate::users::Principal::root());
+    }
+    let users = s.svc.users.users();
+    if let Some(who) = users
+        .authenticate(given)
+        .await
+        .map_err(crate::service::ServiceError::from)?
+    {
+        return Ok(who);
+    }
+    if let Some(ip) = ip {
+        s.throttle.failed(ip, "api");
+    }
+    Err(ApiError::Unauthorized)
 }
 
 /// Compares without an early exit, so timing does not reveal the token.
@@ -179,6 +263,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A JSON request body of at most `api.max_body_bytes`, its errors naming the field.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    s: &ApiState,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, s.config.max_body_bytes).await?;
+    serde_json::from_slice(&bytes).map_err(|e| error::json_error(&e))
 }
 
 /// Reads a request body up to `limit` bytes (413 beyond).

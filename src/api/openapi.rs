@@ -18,6 +18,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
         super::backups::create, super::backups::status, super::models::models,
+        super::prompts::list, super::prompts::create, super::prompts::get, super::prompts::edit,
+        super::prompts::delete, super::prompts::rate, super::prompts::rating, super::prompts::campaigns,
+        super::prompts::create_campaign, super::prompts::report, super::prompts::campaign_action,
+        super::prompts::delete_campaign, super::prompts::collections, super::prompts::put_collection,
+        super::prompts::delete_collection, super::prompts::export, super::prompts::import,
+        super::users::list, super::users::add, super::users::action, super::users::remove,
+        super::users::keys, super::users::create_key, super::users::revoke,
     ),
     components(schemas(crate::events::Event, crate::events::ResyncNotice)),
     modifiers(&BearerAuth),
@@ -29,6 +36,28 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        // A viewer's key is refused (403) on every operation that changes something.
+        for item in doc.paths.paths.values_mut() {
+            for op in [&mut item.post, &mut item.put, &mut item.delete, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                op.responses.responses.entry("403".into()).or_insert_with(|| {
+                    utoipa::openapi::ResponseBuilder::new()
+                        .description(
+                            "`forbidden`: the caller's role does not allow it (a viewer changes nothing)",
+                        )
+                        .content(
+                            "application/json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build()
+                        .into()
+                });
+            }
+        }
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",

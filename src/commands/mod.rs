@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 pub mod backup;
 pub mod keys;
 pub mod models;
+pub mod prompts;
 pub mod tls;
+pub mod users;
 
 use anyhow::Context;
 
@@ -47,17 +49,16 @@ pub fn submit_request(args: &SubmitArgs) -> anyhow::Result<Value> {
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
         r.insert("workflow".into(), wf);
     }
-    if let Some(t) = &args.template {
-        r.insert("template".into(), json!(t));
+    for (field, value) in [
+        ("template", &args.template),
+        ("prompt", &args.prompt),
+        ("campaign", &args.campaign),
+    ] {
+        if let Some(v) = value {
+            r.insert(field.into(), json!(v));
+        }
     }
-    let mut params = Map::new();
-    for p in &args.params {
-        let (name, value) = p
-            .split_once('=')
-            .with_context(|| format!("--param {p:?}: expected NAME=VALUE"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
-        params.insert(name.trim().to_owned(), value);
-    }
+    let params = prompts::parse_params(&args.params)?;
     if !params.is_empty() {
         r.insert("params".into(), Value::Object(params));
     }
@@ -120,6 +121,15 @@ pub async fn jobs(remote: &Remote, command: &JobsCommand) -> anyhow::Result<()> 
         JobsCommand::Show { id } => println!("{}", serde_json::to_string_pretty(&api.job(id).await?)?),
         JobsCommand::Cancel { id } => print!("{}", describe(&api.cancel(id).await?)),
         JobsCommand::Retry { id } => print!("{}", describe(&api.retry(id).await?)),
+        JobsCommand::Rate { id, rating, comment } => {
+            let rating = crate::prompts::Rating {
+                rating: *rating,
+                comment: comment.clone(),
+            };
+            let rated = api.rate(id, &rating).await?;
+            let prompt = rated.prompt.map(|p| format!(" ({p})")).unwrap_or_default();
+            println!("{} rated {}{prompt}", rated.job_id, rated.rating);
+        }
     }
     Ok(())
 }

@@ -146,3 +146,39 @@ pub(super) async fn evaluate_alerts(
     })
     .await;
 }
+
+/// Settles the prompt-library run of every job that ends (its status and
+/// generation time); what this misses (a crash, a lag) is settled when the
+/// prompt's stats are next read.
+pub(super) async fn settle_prompt_runs(
+    queue: Queue,
+    prompts: crate::service::prompts::Prompts,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut jobs = queue.subscribe();
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            e = jobs.recv() => match e {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "prompt runs: fell behind the queue; stats settle them on read");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if !event.to.is_terminal() {
+            continue;
+        }
+        let settled = match queue.get(event.id).await {
+            Ok(Some(job)) => prompts.settle_job(&job).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = settled {
+            tracing::debug!(job = %event.id, error = %e, "prompt run not settled; stats settle it on read");
+        }
+    }
+}

@@ -61,13 +61,21 @@ impl Daemon {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         spawn_housekeeping(config, &stores, &clock, &shutdown, &mut tasks);
-        let s3 = open::start_s3(config, &stores.storage, &metrics, &shutdown, &mut tasks).await?;
+        let throttle = config.api.throttle();
+        let s3 = open::start_s3(
+            config,
+            &stores.storage,
+            &metrics,
+            &throttle,
+            &shutdown,
+            &mut tasks,
+        )
+        .await?;
         let s3_addr = s3.as_ref().map(|s| s.addr);
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
         let recent = RecentGenerations::default();
-        let (trust, http) = clients(config)?;
-        let alerts = Alerts::new(config.alerts.clone(), clock.clone(), http.clone());
+        let (trust, alerts) = trust_and_alerts(config, &clock)?;
         let observer = background::observer(&metrics, &recent, &alerts);
         let dispatcher = open::start_dispatcher(
             config,
@@ -96,7 +104,7 @@ impl Daemon {
         tasks.spawn(alerts.clone().run_notifier(shutdown.clone()));
         let forward_gpu = background::forward_gpu(gpu.clone(), hub.clone(), shutdown.clone());
         tasks.spawn(forward_gpu);
-        let webhooks = start_webhooks(config, http, &queue, &kv, &shutdown, &mut tasks);
+        let webhooks = start_webhooks(config, &queue, &kv, &shutdown, &mut tasks)?;
         tasks.spawn(background::evaluate_alerts(
             alerts.clone(),
             dispatcher.clone(),
@@ -107,14 +115,12 @@ impl Daemon {
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
-        let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
+        let (jobs, library, users) =
+            start_jobs(config, &dispatcher, &queue, &clock, &shutdown, &mut tasks).await?;
         let services = Services {
-            jobs: Jobs::new(
-                queue.clone(),
-                dispatcher.clone(),
-                templates,
-                config.api.job_limits(),
-            ),
+            jobs,
+            library,
+            users,
             storage: storage.clone(),
             queue: queue.clone(),
             metrics,
@@ -133,13 +139,7 @@ impl Daemon {
             backups: Some(backups),
             thumbnails: crate::service::pictures::ThumbnailCache::default(),
         };
-        let api_state = crate::api::ApiState {
-            svc: services.clone(),
-            config: Arc::new(config.api.clone()),
-            openai: Arc::new(config.openai.clone()),
-            shutdown: shutdown.clone(),
-        };
-        tasks.spawn(crate::api::serve(api_listener, api_state, shutdown.clone()));
+        serve_api(config, api_listener, &services, throttle, &shutdown, &mut tasks);
         tracing::info!(url = %api_url, "HTTP API listening");
         Ok(Self {
             api_addr,
@@ -254,14 +254,20 @@ impl Daemon {
 }
 
 /// What darkroom's clients trust (`tls.ca_file` besides the public roots), and
-/// the HTTP client webhooks and alert notifiers share.
-fn clients(config: &Config) -> anyhow::Result<(crate::tls::Trust, reqwest::Client)> {
+/// the alerts, whose notifiers' HTTP client trusts it too.
+fn trust_and_alerts(config: &Config, clock: &SharedClock) -> anyhow::Result<(crate::tls::Trust, Alerts)> {
     let trust = crate::tls::Trust::load(config.tls.ca()).context("tls.ca_file")?;
     let http = trust
         .reqwest(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)))?
         .build()
         .context("cannot build the HTTP client")?;
-    Ok((trust, http))
+    Ok((trust, Alerts::new(config.alerts.clone(), clock.clone(), http)))
+}
+
+/// darkroom's outbound HTTP: a connect timeout, and the trusted CAs (`tls.ca_file`).
+fn http_builder(config: &Config) -> anyhow::Result<reqwest::ClientBuilder> {
+    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    Ok(crate::tls::client::trust(builder, config.tls.ca())?)
 }
 
 /// Logs the loud warning for each listener off loopback without TLS (or refuses
@@ -277,6 +283,25 @@ fn warn_plain_exposure(config: &Config) -> anyhow::Result<()> {
 fn url_of(listener: &crate::tls::Listener, addr: SocketAddr) -> String {
     let scheme = if listener.is_tls() { "https" } else { "http" };
     format!("{scheme}://{addr}")
+}
+
+/// Serves the HTTP API (and OpenAI's routes, MCP) over `services`.
+fn serve_api(
+    config: &Config,
+    listener: crate::tls::Listener,
+    services: &Services,
+    throttle: crate::throttle::AuthThrottle,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let state = crate::api::ApiState {
+        svc: services.clone(),
+        config: Arc::new(config.api.clone()),
+        openai: Arc::new(config.openai.clone()),
+        shutdown: shutdown.clone(),
+        throttle,
+    };
+    tasks.spawn(crate::api::serve(listener, state, shutdown.clone()));
 }
 
 /// Binds the HTTP API's listener (served once the services exist).
@@ -307,26 +332,64 @@ fn tls_listener(
     Ok(crate::tls::Listener::new(tcp, Some(acceptor)))
 }
 
+/// The jobs service on the templates and the prompt library (on the queue's
+/// store), and the task settling each prompt run when its job ends.
+async fn start_jobs(
+    config: &Config,
+    dispatcher: &Dispatcher,
+    queue: &crate::queue::Queue,
+    clock: &SharedClock,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<(
+    Jobs,
+    crate::service::prompts::Prompts,
+    crate::service::users::UsersService,
+)> {
+    let templates = Arc::new(Templates::embedded().context("the embedded workflow templates")?);
+    let limits = config.api.job_limits();
+    let jobs =
+        Jobs::new(queue.clone(), dispatcher.clone(), templates, limits).with_targets(config.api.targets()?);
+    let docs = crate::docs::Docs::of_queue(queue)
+        .await
+        .context("cannot open the prompt library")?;
+    let users = crate::users::Users::new(docs.clone(), clock.clone());
+    let library = crate::prompts::Library::new(docs, clock.clone());
+    let jobs = jobs.with_library(library.clone());
+    let prompts = crate::service::prompts::Prompts::new(library, jobs.clone());
+    tasks.spawn(background::settle_prompt_runs(
+        queue.clone(),
+        prompts.clone(),
+        shutdown.clone(),
+    ));
+    Ok((jobs, prompts, crate::service::users::UsersService::new(users)))
+}
+
 /// Starts delivering job webhooks.
 fn start_webhooks(
     config: &Config,
-    http: reqwest::Client,
     queue: &Queue,
     kv: &KvCache,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> Webhooks {
+) -> anyhow::Result<Webhooks> {
+    // Job webhooks go where users point them: only to what api targets allow.
+    let targets = config.api.targets()?;
+    let http = (targets.clone().guard(http_builder(config)?))
+        .build()
+        .context("cannot build the webhook client")?;
     let webhooks = Webhooks::new(
         http,
         config.api.webhook_secret.clone(),
         config.api.webhook_retries(),
         Some(kv.clone()),
-    );
+    )
+    .with_targets(targets);
     let task = webhooks.spawn(queue.clone(), shutdown.clone());
     tasks.spawn(async move {
         let _ = task.await;
     });
-    webhooks
+    Ok(webhooks)
 }
 
 /// Starts GPU sampling: NVML, else VRAM from the ComfyUI backends.

@@ -61,6 +61,7 @@ pub(super) async fn start_s3(
     config: &Config,
     storage: &ObjectStore,
     metrics: &Metrics,
+    throttle: &crate::throttle::AuthThrottle,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Option<S3Server>> {
@@ -83,7 +84,13 @@ pub(super) async fn start_s3(
     let presigner = Presigner::new(credentials.clone(), &config.s3.region, &public_url)?;
     let service = crate::s3::build(storage.clone(), credentials, &config.s3.region, metrics.clone());
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    tasks.spawn(crate::s3::serve(listener, service, shutdown.clone(), grace));
+    tasks.spawn(crate::s3::serve(
+        listener,
+        service,
+        throttle.clone(),
+        shutdown.clone(),
+        grace,
+    ));
     tracing::info!(%addr, "S3 API listening");
     Ok(Some(S3Server {
         addr,

@@ -11,8 +11,8 @@ use crate::queue::JobStatus;
 /// The help screen's lines: key, what it does.
 pub const HELP: &[(&str, &str)] = &[
     (
-        "Tab / 1-7",
-        "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log, Gallery)",
+        "Tab / 1-8",
+        "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log, Gallery, Prompts)",
     ),
     (
         "↑↓ / j k",
@@ -22,8 +22,12 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab / ←→", "job details: the next / previous output's picture"),
     ("Esc / h", "back"),
     ("/", "filter jobs (id, template, status, backend), or the gallery"),
+    (
+        "Enter / s",
+        "prompts: a prompt's versions and pictures; submit it (the version)",
+    ),
     ("c", "cancel the selected job (asks first)"),
-    ("r", "retry the selected failed or cancelled job"),
+    ("r", "retry the selected failed or cancelled job; prompts: reload"),
     ("n", "submit a job from a template"),
     ("y / o", "copy the selected object's or output's presigned URL"),
     ("f", "freeze / unfreeze the display"),
@@ -31,8 +35,17 @@ pub const HELP: &[(&str, &str)] = &[
     ("q", "quit (local mode: stops the daemon, after asking)"),
 ];
 
-/// Handles one key press.
+/// Handles one key press; opening the prompts panel loads its listing.
 pub fn handle(state: &mut State, key: KeyEvent) -> Option<Command> {
+    let before = state.panel;
+    let command = handle_key(state, key);
+    if command.is_none() && state.panel == Panel::Prompts && before != Panel::Prompts {
+        return Some(Command::LoadPrompts);
+    }
+    command
+}
+
+fn handle_key(state: &mut State, key: KeyEvent) -> Option<Command> {
     if key.kind == KeyEventKind::Release {
         return None;
     }
@@ -65,7 +78,7 @@ pub fn handle(state: &mut State, key: KeyEvent) -> Option<Command> {
         KeyCode::BackTab => {
             state.panel = Panel::ALL[(state.panel.index() + Panel::ALL.len() - 1) % Panel::ALL.len()];
         }
-        KeyCode::Char(c @ '1'..='7') => state.panel = Panel::ALL[(c as usize) - ('1' as usize)],
+        KeyCode::Char(c @ '1'..='8') => state.panel = Panel::ALL[(c as usize) - ('1' as usize)],
         KeyCode::Char('f') => {
             if state.frozen {
                 state.thaw();
@@ -162,7 +175,7 @@ fn filter_key(state: &mut State, key: KeyEvent) {
 }
 
 /// Up/down/page moves as a signed step; `None` for other keys.
-fn movement(key: &KeyEvent) -> Option<isize> {
+pub(super) fn movement(key: &KeyEvent) -> Option<isize> {
     Some(match key.code {
         KeyCode::Up | KeyCode::Char('k') => -1,
         KeyCode::Down | KeyCode::Char('j') => 1,
@@ -174,7 +187,7 @@ fn movement(key: &KeyEvent) -> Option<isize> {
     })
 }
 
-fn step(at: usize, by: isize, len: usize) -> usize {
+pub(super) fn step(at: usize, by: isize, len: usize) -> usize {
     if len == 0 {
         return 0;
     }
@@ -200,6 +213,7 @@ fn panel_key(state: &mut State, key: KeyEvent) -> Option<Command> {
             None
         }
         Panel::Gallery => gallery_key(state, key),
+        Panel::Prompts => super::prompts::key(state, key),
         Panel::Overview | Panel::Gpus => None,
     }
 }

@@ -26,6 +26,7 @@ pub mod form;
 pub mod gallery;
 pub mod keys;
 pub mod picture;
+pub mod prompts;
 pub mod state;
 pub mod ui;
 
@@ -198,6 +199,11 @@ fn execute(link: &Arc<dyn Link>, command: Command, tx: &mpsc::Sender<Msg>, state
             Command::Presign { bucket, key } => {
                 let result = text(link.presign(&bucket, &key).await);
                 Outcome::Presigned { key, result }
+            }
+            Command::LoadPrompts => Outcome::Prompts(text(link.prompts().await)),
+            Command::LoadPrompt(name) => {
+                let result = text(link.prompt(&name).await).map(Box::new);
+                Outcome::Prompt { name, result }
             }
             Command::Quit => return,
         };

@@ -39,10 +39,11 @@ pub enum Panel {
     Alerts,
     Log,
     Gallery,
+    Prompts,
 }
 
 impl Panel {
-    pub const ALL: [Panel; 7] = [
+    pub const ALL: [Panel; 8] = [
         Panel::Overview,
         Panel::Jobs,
         Panel::Gpus,
@@ -50,6 +51,7 @@ impl Panel {
         Panel::Alerts,
         Panel::Log,
         Panel::Gallery,
+        Panel::Prompts,
     ];
 
     pub fn title(self) -> &'static str {
@@ -61,6 +63,7 @@ impl Panel {
             Panel::Alerts => "Alerts",
             Panel::Log => "Log",
             Panel::Gallery => "Gallery",
+            Panel::Prompts => "Prompts",
         }
     }
 
@@ -115,6 +118,13 @@ pub enum Outcome {
     },
     /// A picture for the screen (see [`super::picture`]).
     Picture(Box<Loaded>),
+    /// The prompt library's listing.
+    Prompts(Result<Vec<crate::service::prompts::PromptSummary>, String>),
+    /// One saved prompt's details.
+    Prompt {
+        name: String,
+        result: Result<Box<crate::service::prompts::PromptDetails>, String>,
+    },
 }
 
 /// What the dashboard asks the outside world to do.
@@ -131,6 +141,10 @@ pub enum Command {
         bucket: String,
         key: String,
     },
+    /// Read the prompt library's listing.
+    LoadPrompts,
+    /// Read one saved prompt's versions, stats and runs.
+    LoadPrompt(String),
     /// Leave; in local mode `stop_daemon` drains and stops the daemon first.
     Quit,
 }
@@ -218,6 +232,7 @@ pub struct State {
     pub jobs_view: JobsView,
     pub storage_view: StorageView,
     pub gallery: GalleryView,
+    pub prompts: super::prompts::PromptsView,
     pub alerts_selected: usize,
     /// Lines up from the newest (0 follows the tail).
     pub log_scroll: usize,
@@ -255,6 +270,7 @@ impl State {
             jobs_view: JobsView::default(),
             storage_view: StorageView::default(),
             gallery: GalleryView::default(),
+            prompts: super::prompts::PromptsView::default(),
             alerts_selected: 0,
             log_scroll: 0,
             modal: None,
@@ -430,6 +446,8 @@ impl State {
                     self.pictures.put(key, picture);
                 }
             }
+            Outcome::Prompts(r) => self.prompts_loaded(r),
+            Outcome::Prompt { name, result } => self.prompt_loaded(&name, result),
         }
     }
 

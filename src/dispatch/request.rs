@@ -59,6 +59,18 @@ pub struct JobRequest {
     /// `fast`, `medium`, `high` or `ultra`: the least quality `auto` may choose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_quality: Option<String>,
+    /// A saved prompt, `name` (its latest version) or `name@3`: its template and
+    /// parameters, with `params` overriding; exclusive with `template`, `workflow`
+    /// and `campaign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// An A/B campaign: the submission runs the prompt version the campaign assigns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    /// The saved prompt version the service expanded `prompt` or `campaign` into;
+    /// recorded in the job. Not a client field.
+    #[serde(skip)]
+    pub saved_prompt: Option<crate::prompts::PromptRef>,
 }
 
 /// The model a request was routed to: its catalog entry and the decision.
@@ -86,6 +98,9 @@ pub struct JobSpec {
     /// The catalog model it runs, and why that one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<crate::models::ModelChoice>,
+    /// The saved prompt version it runs (and the campaign that chose it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<crate::prompts::PromptRef>,
 }
 
 fn yes() -> bool {
@@ -174,6 +189,7 @@ impl JobRequest {
                     cache: true,
                     webhook: None,
                     model: None,
+                    prompt: None,
                 }
             }
             (None, Some(workflow)) => {
@@ -191,6 +207,7 @@ impl JobRequest {
                     cache: true,
                     webhook: None,
                     model: None,
+                    prompt: None,
                 }
             }
         };
@@ -205,6 +222,7 @@ impl JobRequest {
             cache: self.cache.unwrap_or(true),
             webhook: self.webhook,
             model: routed.map(|r| r.choice),
+            prompt: self.saved_prompt,
             ..spec
         };
         let payload = serde_json::to_value(&spec)

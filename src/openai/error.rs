@@ -63,6 +63,16 @@ impl OpenAiError {
         )
     }
 
+    /// A 429 that OpenAI's SDKs back off from.
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "requests",
+            Some("rate_limit_exceeded"),
+            message,
+        )
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -132,6 +142,7 @@ impl From<ServiceError> for OpenAiError {
                 e
             }
             ServiceError::NotFound(m) => Self::not_found(m),
+            ServiceError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "invalid_request_error", None, m),
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "invalid_request_error", None, m),
             ServiceError::ModelUnavailable(m) => Self::new(
                 StatusCode::CONFLICT,
@@ -139,12 +150,7 @@ impl From<ServiceError> for OpenAiError {
                 Some("model_unavailable"),
                 m,
             ),
-            ServiceError::QueueFull(m) => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "requests",
-                Some("rate_limit_exceeded"),
-                m,
-            ),
+            ServiceError::QueueFull(m) => Self::rate_limited(m),
             ServiceError::NoBackend(m) | ServiceError::Unavailable(m) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",

@@ -37,9 +37,18 @@ async fn not_found() -> OpenAiError {
 
 /// Refuses requests without the API's bearer token, in OpenAI's shape.
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if crate::api::token_ok(&s.config, req.headers()) {
-        next.run(req).await
-    } else {
-        OpenAiError::unauthorized().into_response()
+    let (ip, given) = crate::api::credentials(&req);
+    match crate::api::who_is(&s, ip, &given).await {
+        Ok(_) => next.run(req).await,
+        Err(crate::api::ApiError::Throttled { retry_after_secs }) => {
+            let mut resp = OpenAiError::rate_limited(format!(
+                "too many failed authentications from this address; try again in {retry_after_secs} s"
+            ))
+            .into_response();
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after_secs.into());
+            resp
+        }
+        Err(_) => OpenAiError::unauthorized().into_response(),
     }
 }

@@ -80,6 +80,7 @@ pub struct Connection {
 pub async fn serve(
     listener: crate::tls::Listener,
     service: S3Service,
+    throttle: crate::throttle::AuthThrottle,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -97,6 +98,7 @@ pub async fn serve(
             },
         };
         let svc = (*service).clone();
+        let throttle = throttle.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let info = Connection {
@@ -112,7 +114,22 @@ pub async fn serve(
             };
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(info);
-                hyper::service::Service::call(&svc, req)
+                let ip = info.peer.ip();
+                let refused = throttle.check(ip).err();
+                let answer = refused
+                    .is_none()
+                    .then(|| hyper::service::Service::call(&svc, req));
+                let throttle = throttle.clone();
+                async move {
+                    let Some(answer) = answer else {
+                        return Ok(slow_down(refused.unwrap_or_default()));
+                    };
+                    let resp = answer.await?;
+                    if refused_credentials(&resp) {
+                        throttle.failed(ip, "s3");
+                    }
+                    Ok::<_, s3s::HttpError>(resp)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -128,4 +145,41 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::debug!("s3: all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "s3: connections still open after the grace period; closing"),
     }
+}
+
+/// Whether S3 refused the request's key or signature (a guess, perhaps) — not
+/// a request refused for other reasons (a wrong SSE-C key, an unsigned read).
+fn refused_credentials(resp: &s3s::HttpResponse) -> bool {
+    if resp.status() != hyper::StatusCode::FORBIDDEN {
+        return false;
+    }
+    let Some(body) = resp.body().bytes() else {
+        return false;
+    };
+    ["SignatureDoesNotMatch", "InvalidAccessKeyId", "NotSignedUp"]
+        .iter()
+        .any(|code| {
+            let needle = format!("<Code>{code}</Code>");
+            body.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+}
+
+/// The answer to an address locked out for failing authentication: 429 with
+/// S3's throttling code, which SDKs back off from.
+fn slow_down(wait: Duration) -> s3s::HttpResponse {
+    let secs = wait.as_secs().max(1);
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>too many \
+         failed authentications from this address (api.max_auth_failures); try again in {secs} s\
+         </Message></Error>"
+    );
+    let mut resp = hyper::Response::new(s3s::Body::from(body));
+    *resp.status_mut() = hyper::StatusCode::TOO_MANY_REQUESTS;
+    let headers = resp.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    headers.insert(hyper::header::RETRY_AFTER, secs.into());
+    resp
 }

@@ -15,6 +15,9 @@ pub enum ServiceError {
     Invalid { field: Option<String>, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// The caller's role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     /// The thing is not in a state that allows it (cancel a finished job).
     #[error("{0}")]
     Conflict(String),
@@ -55,6 +58,7 @@ impl ServiceError {
         match self {
             Self::Invalid { .. } => "invalid_request",
             Self::NotFound(_) => "not_found",
+            Self::Forbidden(_) => "forbidden",
             Self::Conflict(_) => "conflict",
             Self::QueueFull(_) => "queue_full",
             Self::ModelUnavailable(_) => "model_unavailable",

@@ -87,6 +87,10 @@ pub struct Jobs {
     dispatcher: Dispatcher,
     templates: Arc<Templates>,
     limits: JobLimits,
+    /// Saved prompts and campaigns a request may name (absent: it may not).
+    library: Option<crate::prompts::Library>,
+    /// Where a job's webhook may point.
+    targets: Arc<crate::outbound::TargetPolicy>,
 }
 
 impl Jobs {
@@ -96,7 +100,28 @@ impl Jobs {
             dispatcher,
             templates,
             limits,
+            library: None,
+            targets: Arc::default(),
         }
+    }
+
+    /// Lets webhooks reach what `targets` allows (default: no internal address).
+    #[must_use]
+    pub fn with_targets(mut self, targets: crate::outbound::TargetPolicy) -> Self {
+        self.targets = Arc::new(targets);
+        self
+    }
+
+    /// Lets requests name a saved prompt or a campaign of `library`.
+    #[must_use]
+    pub fn with_library(mut self, library: crate::prompts::Library) -> Self {
+        self.library = Some(library);
+        self
+    }
+
+    /// The queue jobs go to.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     /// The workflow templates jobs can name.
@@ -123,6 +148,13 @@ impl Jobs {
             ));
         }
         let enqueued = self.admit(request).await?;
+        if enqueued.created
+            && let Some(library) = &self.library
+            && let Err(e) = super::prompts::record(library, &enqueued.job).await
+        {
+            // The job is queued; only the prompt's stats miss it (until it is rated).
+            tracing::warn!(job = %enqueued.job.id, error = %e, "cannot record the prompt run");
+        }
         let job = match wait_seconds {
             Some(seconds) => {
                 self.wait_for(enqueued.job.id, Duration::from_secs(seconds))
@@ -163,7 +195,21 @@ impl Jobs {
     async fn admit(&self, request: JobRequest) -> Result<crate::queue::Enqueued, ServiceError> {
         if let Some(url) = &request.webhook {
             check_url("webhook", url)?;
+            self.targets
+                .check_url(url)
+                .await
+                .map_err(|m| ServiceError::invalid("webhook", m))?;
         }
+        let request = match &self.library {
+            Some(library) => super::prompts::expand(library, request).await?,
+            None if request.prompt.is_some() || request.campaign.is_some() => {
+                return Err(ServiceError::invalid(
+                    "prompt",
+                    "this server has no prompt library",
+                ));
+            }
+            None => request,
+        };
         let routed = super::models::route(&request, &self.templates, &self.queue, &self.dispatcher).await?;
         let new = request.into_new_job_with(&self.templates, routed)?;
         if self.dispatcher.backends().is_empty() {

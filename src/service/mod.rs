@@ -14,6 +14,9 @@
 //! - [`pictures`]: thumbnails of job outputs and live previews of running jobs;
 //! - [`ops`]: readiness and the readings `/metrics` exports;
 //! - [`backups`]: take a backup now, read how the scheduled ones went;
+//! - [`users`]: users and API keys (admins only);
+//! - [`prompts`]: the prompt library — saved prompts and versions, submit by
+//!   prompt or campaign, ratings, per-version stats, A/B reports, collections;
 //! - events: [`crate::events::EventHub::stream`] (backlog, resume and `resync`).
 //!
 //! A new rule about who may do what, or what a job may ask for, goes here once.
@@ -28,7 +31,9 @@ pub mod jobs;
 pub mod models;
 pub mod ops;
 pub mod pictures;
+pub mod prompts;
 pub mod status;
+pub mod users;
 
 pub use backups::BackupRequest;
 pub use browse::{LogPage, ObjectEntry, ObjectPage, PresignedUrl, TemplateInfo};
@@ -74,4 +79,8 @@ pub struct Services {
     pub backups: Option<crate::backup::Backups>,
     /// Thumbnails of outputs made lately.
     pub thumbnails: pictures::ThumbnailCache,
+    /// The prompt library (not the prompt cache: that is `prompts`).
+    pub library: prompts::Prompts,
+    /// Users and their API keys.
+    pub users: users::UsersService,
 }

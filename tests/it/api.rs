@@ -308,6 +308,75 @@ async fn bearer_token_guards_the_api_and_optionally_the_ops_endpoints() {
     assert_eq!(ok.status(), 200);
 }
 
+/// Guessing is cut short per client address, on the API and S3 alike: after
+/// `api.max_auth_failures` failures even the right token is refused with 429 and
+/// `Retry-After`, while another address goes on as before.
+#[tokio::test]
+async fn failed_authentication_is_throttled_per_client_address() {
+    let comfy = FakeComfy::start().await;
+    let server = daemon(&[&comfy], |c| {
+        c.api.token = "s3cret-token".into();
+        c.api.max_auth_failures = 3;
+    })
+    .await;
+    let base = format!("http://{}", server.daemon.api_addr());
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(Some(ip.parse().unwrap()))
+            .build()
+            .unwrap()
+    };
+    let (one, two, three) = (from("127.0.0.1"), from("127.0.0.2"), from("127.0.0.3"));
+    // Two refused S3 signatures and one refused token: three from 127.0.0.1.
+    let s3 = &server.endpoint;
+    let wrong = crate::support::client(s3, crate::support::ACCESS_KEY, "not-the-secret");
+    for _ in 0..2 {
+        assert_eq!(
+            crate::support::code(wrong.list_buckets().send().await),
+            "SignatureDoesNotMatch"
+        );
+    }
+    let r = one
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = one
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "locked out, the right token too");
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_auth_failures");
+    let r = one
+        .post(format!("{base}/v1/images/generations"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "OpenAI's routes too");
+    let r = one.get(format!("{s3}/")).send().await.unwrap();
+    assert_eq!(r.status(), 429, "and S3");
+    assert!(r.text().await.unwrap().contains("<Code>SlowDown</Code>"));
+    let r = two
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "another address is not affected");
+    // Requests refused for other reasons (unsigned reads) are not guesses.
+    for _ in 0..5 {
+        assert_eq!(three.get(format!("{s3}/")).send().await.unwrap().status(), 403);
+    }
+}
+
 #[test]
 fn a_non_loopback_api_without_a_token_is_refused() {
     let env = [("DARKROOM_API__ADDR".to_owned(), "0.0.0.0:9080".to_owned())];

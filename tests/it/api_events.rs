@@ -174,6 +174,8 @@ async fn job_webhook_is_signed_and_retried() {
     let server = daemon(&[&comfy], |c| {
         c.api.webhook_secret = "whsec-test".into();
         c.api.webhook_backoff_ms = 1;
+        // The receiver is on loopback: allowed by name of its address.
+        c.api.allowed_targets = vec!["127.0.0.1".into()];
     })
     .await;
     let api = Api::new(server.daemon.api_addr(), None).await;
@@ -433,6 +435,7 @@ async fn a_webhook_cut_off_by_a_restart_is_delivered_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = crate::support::test_config(&dir);
     crate::dispatch::configure(&mut config, std::slice::from_ref(&comfy.url));
+    config.api.allow_private_targets = true;
     let first = darkroom::daemon::Daemon::start(&config, darkroom::clock::system())
         .await
         .unwrap();
@@ -463,4 +466,83 @@ async fn a_webhook_cut_off_by_a_restart_is_delivered_after_it() {
     assert_eq!(again["job"]["id"], json!(id));
     assert_eq!(again["event"], "job.succeeded");
     second.shutdown().await;
+}
+
+/// A job webhook may not point at this box, its link-local metadata address or a
+/// private network: refused at submit naming `webhook`, and at delivery a redirect
+/// to such an address is not followed (the check holds as the connection is made).
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused_unless_allowed() {
+    let comfy = FakeComfy::start().await;
+    let strict = daemon(&[&comfy], |_| {}).await;
+    let api = Api::new(strict.daemon.api_addr(), None).await;
+    for (url, why) in [
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://localhost:9/hook", "loopback"),
+        ("http://[::1]:9/hook", "loopback"),
+        ("http://10.0.0.7/hook", "private"),
+        ("http://[::ffff:192.168.1.1]/hook", "private"),
+    ] {
+        let mut body = noop(1);
+        body["webhook"] = json!(url);
+        let r = api.post("/api/v1/jobs", Some(&body)).await;
+        assert_eq!(
+            (r.status, r.error_field().as_deref()),
+            (400, Some("webhook")),
+            "{url}: {}",
+            r.text
+        );
+        assert!(r.text.contains(why), "{url}: {}", r.text);
+    }
+
+    // Allowed 127.0.0.1 redirects to 127.0.0.2, which is not allowed: never reached.
+    let (hidden_tx, mut hidden) = mpsc::unbounded_channel::<()>();
+    let inner = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let _ = hidden_tx.send(());
+            async { StatusCode::OK }
+        }),
+    );
+    let inner_listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let target = format!("http://{}/hook", inner_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(inner_listener, inner).await.unwrap() });
+    let (hits_tx, mut hits) = mpsc::unbounded_channel::<()>();
+    let outer = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let _ = hits_tx.send(());
+            let to = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, outer).await.unwrap() });
+    let server = daemon(&[&comfy], |c| {
+        c.api.allowed_targets = vec!["127.0.0.1".into()];
+        c.api.webhook_max_attempts = 1;
+    })
+    .await;
+    let api = Api::new(server.daemon.api_addr(), None).await;
+    let mut body = noop(2);
+    body["webhook"] = json!(url);
+    assert_eq!(api.post("/api/v1/jobs", Some(&body)).await.status, 202);
+    crate::support::bounded("the allowed receiver's hit", hits.recv())
+        .await
+        .unwrap();
+    let given_up = async {
+        loop {
+            let m = api.get("/metrics").await.text;
+            if m.contains("darkroom_webhook_deliveries_total{outcome=\"failed\"} 1") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    crate::support::bounded("the webhook given up", given_up).await;
+    assert!(
+        hidden.try_recv().is_err(),
+        "the redirect to 127.0.0.2 was followed"
+    );
 }

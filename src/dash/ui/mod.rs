@@ -28,6 +28,7 @@ mod overview;
 pub mod picture;
 #[cfg(test)]
 mod picture_tests;
+mod prompts;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -73,7 +74,7 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame) -> Vec<Key> {
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(header_line(state, theme)), header);
-    frame.render_widget(Paragraph::new(tab_line(state, theme)), tabs);
+    frame.render_widget(Paragraph::new(tab_line(state, theme, tabs.width)), tabs);
     frame.render_widget(Paragraph::new(banner), banner_area);
     match state.panel {
         Panel::Overview => overview::draw(state, theme, frame, body),
@@ -83,6 +84,7 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame) -> Vec<Key> {
         Panel::Alerts => alerts::draw(state, theme, frame, body),
         Panel::Log => log::draw(state, theme, frame, body),
         Panel::Gallery => gallery::draw(state, theme, frame, body, &mut wanted),
+        Panel::Prompts => prompts::draw(state, theme, frame, body, &mut wanted),
     }
     frame.render_widget(Paragraph::new(footer_line(state, theme)), footer);
     if let Some(modal) = &state.modal {
@@ -118,19 +120,33 @@ fn header_line(state: &State, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-fn tab_line(state: &State, theme: Theme) -> Line<'static> {
+/// The panels' tabs; narrower ones (`1:Overview`) when the roomy ones do not fit.
+fn tab_line(state: &State, theme: Theme, width: u16) -> Line<'static> {
+    let labels: Vec<(Panel, String)> = Panel::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut label = format!("{} {}", i + 1, p.title());
+            if *p == Panel::Alerts && !state.alerts.is_empty() {
+                let _ = write!(label, " ({})", state.alerts.len());
+            }
+            (*p, label)
+        })
+        .collect();
+    let roomy: usize = 1 + labels.iter().map(|(_, l)| l.chars().count() + 3).sum::<usize>();
+    let tight = roomy > usize::from(width);
     let mut spans = vec![Span::raw(" ")];
-    for (i, p) in Panel::ALL.iter().enumerate() {
-        let mut label = format!("{} {}", i + 1, p.title());
-        if *p == Panel::Alerts && !state.alerts.is_empty() {
-            let _ = write!(label, " ({})", state.alerts.len());
-        }
-        let style = if *p == state.panel {
+    for (p, label) in labels {
+        let style = if p == state.panel {
             theme.selected().add_modifier(Modifier::BOLD)
         } else {
             theme.dim()
         };
-        spans.push(Span::styled(format!(" {label} "), style));
+        if tight {
+            spans.push(Span::styled(label.replacen(' ', ":", 1), style));
+        } else {
+            spans.push(Span::styled(format!(" {label} "), style));
+        }
         spans.push(Span::raw(" "));
     }
     Line::from(spans)
@@ -162,8 +178,10 @@ fn footer_line(state: &State, theme: Theme) -> Line<'static> {
         (Panel::Jobs, false) => "?:help  Enter:details  c:cancel  r:retry  n:new  /:filter  f:freeze  q:quit",
         (Panel::Storage, _) => "?:help  Enter:open/presign  y:copy URL  Esc:back  f:freeze  q:quit",
         (Panel::Gallery, _) => "?:help  arrows:move  PgUp/PgDn:page  Enter:job  o:URL  /:filter  q:quit",
-        (_, false) => "?:help  Tab/1-7:panels  n:new job  /:filter jobs  f:freeze  q:quit",
-        (_, true) => "?:help  Tab/1-7:panels  /:filter jobs  f:freeze  q:quit",
+        (Panel::Prompts, false) => "?:help  Enter:versions  s:submit  r:reload  Esc:back  f:freeze  q:quit",
+        (Panel::Prompts, true) => "?:help  Enter:versions  r:reload  Esc:back  f:freeze  q:quit",
+        (_, false) => "?:help  Tab/1-8:panels  n:new job  /:filter jobs  f:freeze  q:quit",
+        (_, true) => "?:help  Tab/1-8:panels  /:filter jobs  f:freeze  q:quit",
     };
     Line::from(Span::styled(format!(" {hints}"), theme.dim()))
 }

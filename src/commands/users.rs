@@ -1,0 +1,233 @@
+//! `darkroom users ...` and `darkroom keys create|list|revoke`: user and key
+//! management, against a running daemon (`--url`, `--token` of an admin) or, with
+//! `--data DIR`, directly on a stopped daemon's store (its `queue.redb`, or the
+//! Redis server its configuration names) — how the first key is made.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::cli::Remote;
+use crate::client::ApiClient;
+use crate::config::Config;
+use crate::service::users::{KeyDraft, UserDraft, UsersService};
+use crate::users::{KeyRecord, NewKey, Principal, Role, User, Users};
+
+/// Where users and keys are managed.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Work on this stopped daemon's data directory instead of `--url`.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user: `--role admin|user|viewer`.
+    Add {
+        name: String,
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a user's keys working (at once, on every node).
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    /// Remove a user and their keys.
+    Remove {
+        name: String,
+    },
+}
+
+/// `darkroom keys` subcommands besides `rotate-master`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeyCommand {
+    /// Make an API key for a user and print it (once: only its hash is kept).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// What it is for (`n8n`, `laptop`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Valid for `30d`, `12h`, `90m`; default: until revoked.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Print `{"key": ...}` and the record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keys (of `--user`), without secrets.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+/// The store directly, as the bootstrap admin, or the API as whoever `--token` is.
+enum Admin {
+    Local(UsersService),
+    Remote(ApiClient),
+}
+
+impl Admin {
+    async fn open(target: &Target, config: Option<&Config>) -> anyhow::Result<Self> {
+        let Some(config) = config.filter(|_| target.data.is_some()) else {
+            return Ok(Self::Remote(super::client(&target.remote)?));
+        };
+        let docs = if config.queue.backend == crate::redis_store::Backend::Redis {
+            let settings = config.redis.clone();
+            let store =
+                tokio::task::spawn_blocking(move || crate::redis_store::RedisStore::connect(&settings))
+                    .await??;
+            crate::docs::Docs::Redis(store)
+        } else {
+            let path = config.data_dir.join("queue.redb");
+            let store = crate::redb_store::Store::open(&path).with_context(|| {
+                format!(
+                    "cannot open {} (is the daemon running? stop it, or manage users through it with --url)",
+                    path.display()
+                )
+            })?;
+            crate::docs::Docs::embedded(store).await?
+        };
+        Ok(Self::Local(UsersService::new(Users::new(
+            docs,
+            crate::clock::system(),
+        ))))
+    }
+}
+
+/// Runs `darkroom users ...`; `config` is loaded with `--data` when it is given.
+pub async fn users(target: &Target, config: Option<&Config>, command: &UsersCommand) -> anyhow::Result<()> {
+    let admin = Admin::open(target, config).await?;
+    let root = Principal::root();
+    match command {
+        UsersCommand::Add { name, role } => {
+            let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            let draft = UserDraft {
+                name: name.clone(),
+                role,
+            };
+            let user = match &admin {
+                Admin::Local(s) => s.add(&root, draft).await?,
+                Admin::Remote(api) => api.add_user(&draft).await?,
+            };
+            println!("added {} ({})", user.name, user.role);
+        }
+        UsersCommand::List { json } => {
+            let users = match &admin {
+                Admin::Local(s) => s.list(&root).await?,
+                Admin::Remote(api) => api.users().await?,
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                print!("{}", users_text(&users));
+            }
+        }
+        UsersCommand::Disable { name } | UsersCommand::Enable { name } => {
+            let disabled = matches!(command, UsersCommand::Disable { .. });
+            let user = match &admin {
+                Admin::Local(s) => s.set_disabled(&root, name, disabled).await?,
+                Admin::Remote(api) => api.set_user_disabled(name, disabled).await?,
+            };
+            let state = if user.disabled { "disabled" } else { "enabled" };
+            println!("{} {state}", user.name);
+        }
+        UsersCommand::Remove { name } => {
+            match &admin {
+                Admin::Local(s) => s.remove(&root, name).await?,
+                Admin::Remote(api) => api.remove_user(name).await?,
+            }
+            println!("removed {name} and their keys");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `darkroom keys create|list|revoke`.
+pub async fn keys(target: &Target, config: Option<&Config>, command: &KeyCommand) -> anyhow::Result<()> {
+    let admin = Admin::open(target, config).await?;
+    let root = Principal::root();
+    match command {
+        KeyCommand::Create {
+            user,
+            name,
+            expires,
+            json,
+        } => {
+            let draft = KeyDraft {
+                user: user.clone(),
+                name: name.clone().unwrap_or_default(),
+                expires: expires.clone(),
+            };
+            let key: NewKey = match &admin {
+                Admin::Local(s) => s.create_key(&root, draft).await?,
+                Admin::Remote(api) => api.create_key(&draft).await?,
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&key)?);
+            } else {
+                println!("{}", key.key);
+                eprintln!(
+                    "key {} for {}: shown once, only its hash is kept; use it as `Authorization: Bearer <key>`",
+                    key.record.id, key.record.user
+                );
+            }
+        }
+        KeyCommand::List { user, json } => {
+            let keys = match &admin {
+                Admin::Local(s) => s.keys(&root, user.as_deref()).await?,
+                Admin::Remote(api) => api.keys(user.as_deref()).await?,
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                print!("{}", keys_text(&keys));
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            match &admin {
+                Admin::Local(s) => s.revoke(&root, id).await?,
+                Admin::Remote(api) => api.revoke_key(id).await?,
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn users_text(users: &[User]) -> String {
+    let mut out = format!("{:<24} {:<7} STATE\n", "USER", "ROLE");
+    for u in users {
+        let state = if u.disabled { "disabled" } else { "enabled" };
+        let _ = writeln!(out, "{:<24} {:<7} {state}", u.name, u.role);
+    }
+    out
+}
+
+fn keys_text(keys: &[KeyRecord]) -> String {
+    let mut out = format!("{:<12} {:<20} {:<16} EXPIRES\n", "ID", "USER", "NAME");
+    for k in keys {
+        let expires = k
+            .expires_ms
+            .map_or_else(|| "never".into(), |e| format!("{}", e / 1000));
+        let _ = writeln!(out, "{:<12} {:<20} {:<16} {expires}", k.id, k.user, k.label);
+    }
+    out
+}
