@@ -229,6 +229,7 @@ impl Dispatcher {
         let pool = Pool::with_models(
             &settings.backends,
             settings.request_timeout,
+            &settings.trust,
             settings.catalog.folders(),
             settings.timings.clone(),
         )?;

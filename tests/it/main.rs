@@ -60,6 +60,8 @@ mod s3_objects;
 mod s3_security;
 mod service_jobs;
 mod sse;
+mod sse_keys;
 mod tls;
+mod tls_clients;
 mod users;
 mod verify;
