@@ -308,6 +308,10 @@ pub struct RestoreArgs {
     pub force: bool,
     #[command(flatten)]
     pub s3: S3DestArgs,
+    /// A PEM file of CA certificates to trust for an https:// S3 endpoint besides
+    /// the public roots (default: tls.ca_file).
+    #[arg(long, env = "DARKROOM_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -340,8 +344,9 @@ pub struct Remote {
     /// Bearer token (the daemon's api.token).
     #[arg(long, env = "DARKROOM_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// A PEM file of CA certificates to trust for an https:// --url besides the
-    /// public roots (a private CA, or the daemon's self-signed certificate).
+    /// A PEM file of CA certificates to trust for an https:// --url (and an
+    /// https:// S3 endpoint of `backup`) besides the public roots (a private CA,
+    /// or the daemon's self-signed certificate).
     #[arg(long, env = "DARKROOM_CA_FILE", value_name = "FILE", global = true)]
     pub ca_file: Option<PathBuf>,
 }

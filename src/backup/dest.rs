@@ -12,13 +12,15 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
 
 use super::error::BackupError;
 use crate::dispatch::ExternalS3;
+use crate::tls::Trust;
+use crate::tls::client::refusal_or;
 
 const CHUNK: usize = 1024 * 1024;
 
@@ -45,8 +47,9 @@ pub struct Hashed {
 
 impl Dest {
     /// `s3://bucket[/prefix]` (endpoint and keys from `s3`, else the `AWS_*`
-    /// environment variables awscli reads) or a local directory.
-    pub fn parse(spec: &str, s3: &ExternalS3) -> Result<Self, BackupError> {
+    /// environment variables awscli reads; over https trusting `trust`'s CAs) or
+    /// a local directory.
+    pub fn parse(spec: &str, s3: &ExternalS3, trust: &Trust) -> Result<Self, BackupError> {
         let Some(rest) = spec.strip_prefix("s3://") else {
             if spec.is_empty() {
                 return Err(BackupError::NoDest);
@@ -60,8 +63,12 @@ impl Dest {
                 message: "no bucket: expected s3://bucket/prefix".into(),
             });
         }
+        let http = trust.aws_http_client().map_err(|e| BackupError::Dest {
+            dest: spec.to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(Self::S3(S3Dest {
-            client: s3_client(s3),
+            client: s3_client(s3, http),
             bucket: bucket.to_owned(),
             prefix: prefix.trim_matches('/').to_owned(),
         }))
@@ -103,7 +110,13 @@ impl Dest {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| self.err(format!("PUT {}: {}", s.key(rel), DisplayErrorContext(e))))?;
+                    .map_err(|e| {
+                        self.err(format!(
+                            "PUT {}: {}",
+                            s.key(rel),
+                            refusal_or(&e, DisplayErrorContext(&e))
+                        ))
+                    })?;
                 Ok(hashed)
             }
         }
@@ -125,7 +138,13 @@ impl Dest {
                     .body(ByteStream::from(bytes))
                     .send()
                     .await
-                    .map_err(|e| self.err(format!("PUT {}: {}", s.key(rel), DisplayErrorContext(e))))?;
+                    .map_err(|e| {
+                        self.err(format!(
+                            "PUT {}: {}",
+                            s.key(rel),
+                            refusal_or(&e, DisplayErrorContext(&e))
+                        ))
+                    })?;
                 Ok(())
             }
         }
@@ -175,7 +194,13 @@ impl Dest {
             .key(s.key(rel))
             .send()
             .await
-            .map_err(|e| self.err(format!("GET {}: {}", s.key(rel), DisplayErrorContext(e))))
+            .map_err(|e| {
+                self.err(format!(
+                    "GET {}: {}",
+                    s.key(rel),
+                    refusal_or(&e, DisplayErrorContext(&e))
+                ))
+            })
     }
 
     /// The whole content of `rel` (a manifest).
@@ -222,8 +247,12 @@ impl Dest {
                     .into_paginator()
                     .send();
                 while let Some(page) = pages.next().await {
-                    let page =
-                        page.map_err(|e| self.err(format!("LIST {prefix}: {}", DisplayErrorContext(e))))?;
+                    let page = page.map_err(|e| {
+                        self.err(format!(
+                            "LIST {prefix}: {}",
+                            refusal_or(&e, DisplayErrorContext(&e))
+                        ))
+                    })?;
                     for object in page.contents() {
                         if let Some(key) = object.key() {
                             out.push(s.rel(key).to_owned());
@@ -262,7 +291,11 @@ impl Dest {
                         .send()
                         .await
                         .map_err(|e| {
-                            self.err(format!("DELETE {}: {}", s.key(rel), DisplayErrorContext(e)))
+                            self.err(format!(
+                                "DELETE {}: {}",
+                                s.key(rel),
+                                refusal_or(&e, DisplayErrorContext(&e))
+                            ))
                         })?;
                 }
                 Ok(())
@@ -306,7 +339,7 @@ impl S3Dest {
 }
 
 /// A client for `c`, with the `AWS_*` variables filling what `c` leaves empty.
-fn s3_client(c: &ExternalS3) -> Client {
+fn s3_client(c: &ExternalS3, http: Option<SharedHttpClient>) -> Client {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let or_env = |value: &str, name: &str| {
         if value.is_empty() {
@@ -330,6 +363,9 @@ fn s3_client(c: &ExternalS3) -> Client {
         .force_path_style(c.path_style);
     if !endpoint.is_empty() {
         conf = conf.endpoint_url(endpoint);
+    }
+    if let Some(http) = http {
+        conf = conf.http_client(http);
     }
     Client::from_conf(conf.build())
 }

@@ -21,6 +21,7 @@ use super::take::{BackupReport, Source, backup};
 use crate::alerts::BackupReading;
 use crate::clock::{Millis, SharedClock};
 use crate::sync::lock;
+use crate::tls::Trust;
 
 /// How soon a failed scheduled backup is tried again (at most the interval).
 const RETRY_AFTER: Duration = Duration::from_mins(15);
@@ -63,6 +64,8 @@ pub struct Backups {
 struct Inner {
     source: Source,
     config: BackupConfig,
+    /// The CAs an `s3://` destination over https is trusted by (`tls.ca_file`).
+    trust: Trust,
     clock: SharedClock,
     started_ms: Millis,
     /// Held while a backup runs: one at a time.
@@ -73,12 +76,13 @@ struct Inner {
 }
 
 impl Backups {
-    pub fn new(source: Source, config: BackupConfig, clock: SharedClock) -> Self {
+    pub fn new(source: Source, config: BackupConfig, trust: Trust, clock: SharedClock) -> Self {
         let started_ms = clock.now_ms();
         Self {
             inner: Arc::new(Inner {
                 source,
                 config,
+                trust,
                 clock,
                 started_ms,
                 running: tokio::sync::Mutex::new(()),
@@ -95,7 +99,7 @@ impl Backups {
         let inner = &self.inner;
         let _running = inner.running.try_lock().map_err(|_| BackupError::Busy)?;
         let spec = dest.unwrap_or(&inner.config.dest);
-        let dest = Dest::parse(spec, &inner.config.s3)?;
+        let dest = Dest::parse(spec, &inner.config.s3, &inner.trust)?;
         let now = inner.clock.now_ms();
         inner.state.send_modify(|state| {
             state.running = true;
@@ -184,7 +188,7 @@ impl Backups {
     /// Reads the destination's newest complete snapshot as the last good backup.
     async fn learn_last_success(&self) {
         let inner = &self.inner;
-        let found = match Dest::parse(&inner.config.dest, &inner.config.s3) {
+        let found = match Dest::parse(&inner.config.dest, &inner.config.s3, &inner.trust) {
             Ok(dest) => Inventory::read(&dest)
                 .await
                 .map(|i| i.latest().map(|m| m.created_ms)),

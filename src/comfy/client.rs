@@ -13,6 +13,7 @@ use super::error::{ComfyError, validation_error};
 use super::types::{
     HistoryEntry, ImageType, PromptState, QueueSnapshot, Submitted, SystemStats, UploadedImage,
 };
+use crate::tls::Trust;
 
 /// A handle on one ComfyUI server; cheap to clone.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct ComfyClient {
 struct Inner {
     base: Url,
     http: reqwest::Client,
+    /// What the WebSocket trusts over wss:// (the same CAs as `http`).
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// A ComfyUI server's base URL, checked (http or https) and ending in `/`: what
@@ -52,19 +55,37 @@ impl ComfyClient {
 
     /// Like [`Self::new`] with a per-request timeout (connects time out after 5 s).
     pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, ComfyError> {
+        Self::with_trust(base_url, timeout, &Trust::default())
+    }
+
+    /// Like [`Self::with_timeout`], trusting `trust`'s CAs (`tls.ca_file` besides
+    /// the public roots) over https:// and wss://.
+    pub fn with_trust(base_url: &str, timeout: Duration, trust: &Trust) -> Result<Self, ComfyError> {
         let base = parse_base_url(base_url)?;
         let invalid = |reason: String| ComfyError::InvalidUrl {
             url: base_url.to_owned(),
             reason,
         };
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
+            .timeout(timeout);
+        let http = trust
+            .reqwest(builder)
+            .map_err(|e| invalid(format!("tls.ca_file: {e}")))?
             .build()
             .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
-            inner: Arc::new(Inner { base, http }),
+            inner: Arc::new(Inner {
+                base,
+                http,
+                tls: trust.rustls(),
+            }),
         })
+    }
+
+    /// The rustls configuration the WebSocket uses over wss://.
+    pub(crate) fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.inner.tls.clone()
     }
 
     /// The base URL, with a trailing slash.

@@ -18,6 +18,12 @@ pub enum ComfyError {
         #[source]
         source: reqwest::Error,
     },
+    /// The server's TLS certificate was refused (a self-signed one, or signed by a
+    /// private CA that `tls.ca_file` does not name): the backend counts as gone.
+    #[error(
+        "ComfyUI at {url}: its TLS certificate is not trusted ({reason}); set tls.ca_file to the CA that signed it"
+    )]
+    Untrusted { url: String, reason: String },
     /// Any other transport failure (timeout, reset, body read).
     #[error("request to {url} failed: {source}")]
     Http {
@@ -65,14 +71,17 @@ pub enum ComfyError {
 }
 
 impl ComfyError {
-    /// True when the backend is not there at all (the dispatcher retries elsewhere).
+    /// True when the backend is not there at all, or not to be trusted (the
+    /// dispatcher retries elsewhere).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable { .. })
+        matches!(self, Self::Unreachable { .. } | Self::Untrusted { .. })
     }
 
     pub(crate) fn from_reqwest(url: &str, source: reqwest::Error) -> Self {
         let url = url.to_owned();
-        if source.is_connect() {
+        if let Some(reason) = crate::tls::client::certificate_problem(&source) {
+            Self::Untrusted { url, reason }
+        } else if source.is_connect() {
             Self::Unreachable { url, source }
         } else {
             Self::Http { url, source }

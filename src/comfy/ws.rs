@@ -36,9 +36,12 @@ impl ComfyClient {
     /// the same id picks them up again.
     pub async fn connect_events(&self, client_id: &str) -> Result<EventStream, ComfyError> {
         let url = self.ws_url(client_id)?;
-        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| ws_error(&url, e))?;
+        // Over wss:// the same CAs as the HTTP client (ignored for ws://).
+        let connector = tokio_tungstenite::Connector::Rustls(self.tls());
+        let (socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, Some(connector))
+                .await
+                .map_err(|e| ws_error(&url, e))?;
         let log_url = url.clone();
         let stream = socket
             .scan(false, move |broken, msg| {
@@ -86,6 +89,12 @@ impl ComfyClient {
 const GREETING_WAIT: Duration = Duration::from_secs(2);
 
 fn ws_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> ComfyError {
+    if let Some(reason) = crate::tls::client::certificate_problem(&e) {
+        return ComfyError::Untrusted {
+            url: url.to_owned(),
+            reason,
+        };
+    }
     ComfyError::WebSocket {
         url: url.to_owned(),
         source: Box::new(e),

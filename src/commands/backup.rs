@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::dash::ui::fmt::bytes;
 use crate::dispatch::ExternalS3;
 use crate::service::BackupRequest;
+use crate::tls::Trust;
 
 /// The S3 settings of a destination: `[backup.s3]`, then the flags.
 fn s3_settings(config: &Config, flags: &S3DestArgs) -> ExternalS3 {
@@ -26,16 +27,27 @@ fn s3_settings(config: &Config, flags: &S3DestArgs) -> ExternalS3 {
     s3
 }
 
+/// The CAs an `s3://` destination over https is trusted by: `--ca-file`, else
+/// `tls.ca_file`.
+fn trust(config: &Config, ca_file: Option<&std::path::Path>) -> anyhow::Result<Trust> {
+    let (key, file) = match ca_file {
+        Some(f) => ("--ca-file", Some(f)),
+        None => ("tls.ca_file", config.tls.ca()),
+    };
+    Trust::load(file).with_context(|| key.to_owned())
+}
+
 /// `darkroom backup`.
 pub async fn backup(args: &BackupArgs, config: &Config) -> anyhow::Result<()> {
     let s3 = s3_settings(config, &args.s3);
     let spec = args.dest.clone().unwrap_or_else(|| config.backup.dest.clone());
+    let trust = trust(config, args.remote.ca_file.as_deref())?;
     if args.list {
-        return list(&Dest::parse(&spec, &s3)?, args.json).await;
+        return list(&Dest::parse(&spec, &s3, &trust)?, args.json).await;
     }
     let report = match &args.data {
         Some(dir) => {
-            let dest = Dest::parse(&spec, &s3)?;
+            let dest = Dest::parse(&spec, &s3, &trust)?;
             let source = Source::open(dir)?;
             let keep = args.keep.unwrap_or(config.backup.keep);
             let now = crate::clock::SystemClock.now_ms();
@@ -104,7 +116,8 @@ async fn list(dest: &Dest, json: bool) -> anyhow::Result<()> {
 
 /// `darkroom restore`.
 pub async fn restore(args: &RestoreArgs, config: &Config) -> anyhow::Result<()> {
-    let src = Dest::parse(&args.src, &s3_settings(config, &args.s3))?;
+    let trust = trust(config, args.ca_file.as_deref())?;
+    let src = Dest::parse(&args.src, &s3_settings(config, &args.s3), &trust)?;
     let clock = crate::clock::system();
     let report = crate::backup::restore(
         &src,

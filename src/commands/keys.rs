@@ -11,6 +11,12 @@ use crate::crypto::master;
 use crate::object_store::ObjectStore;
 
 pub async fn rotate_master(config: &Config) -> anyhow::Result<()> {
+    if !config.s3.master_key.is_empty() {
+        anyhow::bail!(
+            "the master key comes from s3.master_key (DARKROOM_S3__MASTER_KEY), which darkroom \
+             cannot rewrite: put it in a file named by s3.master_key_file to rotate it there"
+        );
+    }
     let path = config.s3.master_key_path(&config.data_dir);
     if !path.exists() && !master::next_path(&path).exists() {
         anyhow::bail!(

@@ -16,6 +16,7 @@ use crate::comfy::{Template, TemplateSource, Templates};
 use crate::config::{Config, Overrides};
 use crate::service::{ImportOutcome, TemplateDetail, TemplateInfo, TemplateUpload, ValidationReport};
 use crate::templates::{folder, object_info};
+use crate::tls::Trust;
 
 /// Runs one `darkroom templates` subcommand.
 pub async fn run(command: &TemplatesCommand) -> anyhow::Result<()> {
@@ -157,15 +158,17 @@ async fn import(args: &ImportArgs) -> anyhow::Result<()> {
         report(&outcome, &format!("the daemon at {url}"));
         return Ok(());
     }
-    let (dir, backends) = folder_of(args)?;
-    let outcome = import_to_folder(args, (&dir, &backends), &file_name, &workflow, manifest).await?;
+    let (dir, backends, trust) = folder_of(args)?;
+    let outcome = import_to_folder(args, (&dir, &backends, &trust), &file_name, &workflow, manifest).await?;
     report(&outcome, &dir.display().to_string());
     Ok(())
 }
 
-/// The templates folder and the backends of file mode.
-fn folder_of(args: &ImportArgs) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+/// The templates folder, the backends and the CAs they are trusted by (`tls.ca_file`)
+/// of file mode.
+fn folder_of(args: &ImportArgs) -> anyhow::Result<(std::path::PathBuf, Vec<String>, Trust)> {
     let config = Config::load(args.config.as_deref(), &Overrides::default())?.config;
+    let trust = Trust::load(config.tls.ca()).context("tls.ca_file")?;
     let dir = args
         .dir
         .clone()
@@ -175,13 +178,13 @@ fn folder_of(args: &ImportArgs) -> anyhow::Result<(std::path::PathBuf, Vec<Strin
     } else {
         args.comfyui.clone()
     };
-    Ok((dir, backends))
+    Ok((dir, backends, trust))
 }
 
 /// Proposes (or takes) the manifest and writes both files into the folder.
 async fn import_to_folder(
     args: &ImportArgs,
-    (dir, backends): (&Path, &[String]),
+    (dir, backends, trust): (&Path, &[String], &Trust),
     file_name: &str,
     workflow: &serde_json::Value,
     manifest: Option<String>,
@@ -196,11 +199,11 @@ async fn import_to_folder(
     let (manifest_text, backend, notes) = match manifest {
         Some(text) => (text, None, Vec::new()),
         None => {
-            let (backend, info, mut notes) = match object_info::fetch(backends, Duration::from_secs(15)).await
-            {
-                Ok((url, info)) => (Some(url), Some(info), Vec::new()),
-                Err(why) => (None, None, vec![why]),
-            };
+            let (backend, info, mut notes) =
+                match object_info::fetch(backends, Duration::from_secs(15), trust).await {
+                    Ok((url, info)) => (Some(url), Some(info), Vec::new()),
+                    Err(why) => (None, None, vec![why]),
+                };
             let description = args
                 .description
                 .clone()

@@ -1,6 +1,8 @@
 //! The master key that wraps every object's data key: `{data_dir}/master.key`
 //! (or `s3.master_key_file`, so it can live outside the data directory and out of
-//! its backups), mode 0600, generated at the first start. A rotation
+//! its backups), mode 0600, generated at the first start — or the key itself in
+//! `s3.master_key` (`DARKROOM_S3__MASTER_KEY`, from a secrets store), never
+//! written anywhere. A rotation
 //! (`darkroom keys rotate-master`) writes the next key beside it as
 //! `master.key.next` before re-wrapping, so a crash at any point leaves every data
 //! key unwrappable by one of the two files; the [`Keyring`] loads both.
@@ -22,6 +24,11 @@ pub enum MasterKeyError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a darkroom master key ({message})")]
     Format { path: PathBuf, message: String },
+    #[error(
+        "s3.master_key: not a master key ({message}); give 32 random bytes in base64 \
+         (`openssl rand -base64 32`) or the text of a master.key file"
+    )]
+    Inline { message: String },
     #[error(
         "this data key is wrapped by master key {wanted}, which is not loaded (loaded: {loaded}); \
          point s3.master_key_file at the right file"
@@ -73,6 +80,21 @@ impl Keyring {
             keys.push(key);
         }
         Ok(Self { keys: Arc::new(keys) })
+    }
+
+    /// The key given as text (`s3.master_key`): 32 bytes of base64, or a
+    /// master.key file's whole text (so a key moves from the file to a secrets
+    /// store as it is, objects and all).
+    pub fn from_text(text: &str) -> Result<Self, MasterKeyError> {
+        let raw = parse_key(text, true).map_err(|message| MasterKeyError::Inline {
+            message: message.into(),
+        })?;
+        Ok(Self {
+            keys: Arc::new(vec![Key {
+                id: key_id(&raw),
+                raw,
+            }]),
+        })
     }
 
     /// A keyring of one fresh key that is not stored anywhere (tests).
@@ -170,23 +192,31 @@ fn read_key(path: &Path) -> Result<Key, MasterKeyError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let format = |message: &str| MasterKeyError::Format {
+    let raw = parse_key(&text, false).map_err(|message| MasterKeyError::Format {
         path: path.to_path_buf(),
         message: message.into(),
-    };
-    let mut words = text.split_whitespace();
-    if words.next() != Some(HEADER) {
-        return Err(format("the first word is not darkroom-master-key-v1"));
-    }
-    let raw = words
-        .next()
-        .and_then(|b| B64.decode(b).ok())
-        .and_then(|v| <[u8; 32]>::try_from(v).ok())
-        .ok_or_else(|| format("the key is not 32 bytes of base64"))?;
+    })?;
     Ok(Key {
         id: key_id(&raw),
         raw,
     })
+}
+
+/// A key's 32 bytes from a key file's text (`darkroom-master-key-v1 BASE64`), or,
+/// with `bare`, from the base64 alone too.
+fn parse_key(text: &str, bare: bool) -> Result<[u8; 32], &'static str> {
+    let mut words = text.split_whitespace();
+    let first = words.next();
+    let b64 = if first == Some(HEADER) {
+        words.next()
+    } else if bare {
+        first
+    } else {
+        return Err("the first word is not darkroom-master-key-v1");
+    };
+    b64.and_then(|b| B64.decode(b).ok())
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .ok_or("the key is not 32 bytes of base64")
 }
 
 fn write_key(path: &Path, key: &Key) -> Result<(), MasterKeyError> {
@@ -222,6 +252,28 @@ pub fn finish_rotation(path: &Path) -> Result<(), MasterKeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_as_text_is_the_same_key_as_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let ring = Keyring::load_or_create(&path).unwrap();
+        let (id, wrapped) = ring.wrap(&[7; 32]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let bare = text.split_whitespace().nth(1).unwrap().to_owned();
+        for given in [text.as_str(), bare.as_str()] {
+            let from_text = Keyring::from_text(given).unwrap();
+            assert_eq!(from_text.ids(), vec![id.clone()]);
+            assert_eq!(from_text.unwrap(&id, &wrapped).unwrap(), [7; 32]);
+        }
+        for bad in ["", "c2hvcnQ=", "darkroom-master-key-v1"] {
+            let err = Keyring::from_text(bad).unwrap_err().to_string();
+            assert!(err.starts_with("s3.master_key: not a master key"), "{err}");
+        }
+        // The message never echoes what was given.
+        let err = Keyring::from_text("secretsecretsecret").unwrap_err().to_string();
+        assert!(!err.contains("secretsecretsecret"), "{err}");
+    }
 
     #[test]
     fn wrap_then_unwrap_and_the_key_file_is_private() {

@@ -75,20 +75,20 @@ impl Daemon {
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
         let recent = RecentGenerations::default();
-        let http = http_client(config)?;
-        let alerts = Alerts::new(config.alerts.clone(), clock.clone(), http.clone());
+        let (trust, alerts) = trust_and_alerts(config, &clock)?;
         let observer = background::observer(&metrics, &recent, &alerts);
         let dispatcher = open::start_dispatcher(
             config,
             &stores,
             presigner.as_ref(),
             observer,
+            &trust,
             &shutdown,
             &mut tasks,
         )
         .await?;
         let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
-        let backups = start_backups(config, &stores, &clock, &shutdown, &mut tasks);
+        let backups = start_backups(config, &stores, &trust, &clock, &shutdown, &mut tasks);
         let Stores {
             storage,
             queue,
@@ -253,11 +253,15 @@ impl Daemon {
     }
 }
 
-/// The client webhooks and alert notifiers share (trusting `tls.ca_file` too).
-fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    http_builder(config)?
+/// What darkroom's clients trust (`tls.ca_file` besides the public roots), and
+/// the alerts, whose notifiers' HTTP client trusts it too.
+fn trust_and_alerts(config: &Config, clock: &SharedClock) -> anyhow::Result<(crate::tls::Trust, Alerts)> {
+    let trust = crate::tls::Trust::load(config.tls.ca()).context("tls.ca_file")?;
+    let http = trust
+        .reqwest(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)))?
         .build()
-        .context("cannot build the HTTP client")
+        .context("cannot build the HTTP client")?;
+    Ok((trust, Alerts::new(config.alerts.clone(), clock.clone(), http)))
 }
 
 /// darkroom's outbound HTTP: a connect timeout, and the trusted CAs (`tls.ca_file`).
@@ -431,6 +435,7 @@ fn start_gpu(config: &Config, dispatcher: &Dispatcher, clock: &SharedClock) -> (
 fn start_backups(
     config: &Config,
     stores: &Stores,
+    trust: &crate::tls::Trust,
     clock: &SharedClock,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
@@ -438,6 +443,7 @@ fn start_backups(
     let backups = crate::backup::Backups::new(
         crate::backup::Source::live(&stores.storage, &stores.queue, &stores.prompts),
         config.backup.clone(),
+        trust.clone(),
         clock.clone(),
     );
     tasks.spawn(backups.clone().run_schedule(shutdown.clone()));

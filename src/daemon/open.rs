@@ -118,12 +118,15 @@ pub(super) async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow
     let storage = tokio::task::spawn_blocking(move || ObjectStore::open(&root, opts, store_clock))
         .await?
         .context("cannot open the object store")?;
-    let key_path = config.s3.master_key_path(&config.data_dir);
-    let keyring = crate::crypto::Keyring::load_or_create(&key_path).with_context(|| {
-        format!(
-            "s3.master_key_file: cannot load the master key {}",
-            key_path.display()
-        )
+    let keyring = config.s3.keyring(&config.data_dir).with_context(|| {
+        if config.s3.master_key.is_empty() {
+            format!(
+                "s3.master_key_file: cannot load the master key {}",
+                config.s3.master_key_path(&config.data_dir).display()
+            )
+        } else {
+            "s3.master_key: cannot use the master key".to_owned()
+        }
     })?;
     storage.enable_encryption(crate::object_store::Encryption {
         keyring,
@@ -154,6 +157,7 @@ pub(super) async fn start_dispatcher(
     stores: &Stores,
     presigner: Option<&Presigner>,
     observer: GenerationObserver,
+    trust: &crate::tls::Trust,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Dispatcher> {
@@ -162,7 +166,7 @@ pub(super) async fn start_dispatcher(
             storage: stores.storage.clone(),
             presigner: presigner.cloned(),
         }),
-        StorageBackend::S3 => Arc::new(S3Sink::new(&config.storage.s3)),
+        StorageBackend::S3 => Arc::new(S3Sink::with_trust(&config.storage.s3, trust).context("tls.ca_file")?),
     };
     // With backends configured, make the bucket now so a bad name or a full disk
     // stops the start; without, nothing will be stored and no bucket appears. An
@@ -188,6 +192,7 @@ pub(super) async fn start_dispatcher(
     settings.catalog = crate::models::Catalog::new(config.models.clone())?;
     settings.routing = config.routing.clone();
     settings.timings = crate::models::Timings::new(Some(stores.kv.clone()));
+    settings.trust = trust.clone();
     if !settings.catalog.is_empty() {
         // What earlier runs (and other nodes) learned, then again every minute.
         let (timings, catalog) = (settings.timings.clone(), settings.catalog.clone());

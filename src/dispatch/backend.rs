@@ -24,6 +24,7 @@ use super::config::BackendConfig;
 use crate::comfy::{ComfyClient, ComfyError};
 use crate::models::{BackendView, Timings};
 use crate::sync::lock;
+use crate::tls::Trust;
 
 /// One ComfyUI server.
 #[derive(Debug)]
@@ -74,13 +75,14 @@ pub struct BackendStatus {
 }
 
 impl Backend {
-    fn new(config: &BackendConfig, request_timeout: Duration) -> Result<Self, ComfyError> {
+    fn new(config: &BackendConfig, request_timeout: Duration, trust: &Trust) -> Result<Self, ComfyError> {
         Ok(Self {
             url: config.url.clone(),
-            client: ComfyClient::with_timeout(&config.url, request_timeout)?,
-            health_client: ComfyClient::with_timeout(
+            client: ComfyClient::with_trust(&config.url, request_timeout, trust)?,
+            health_client: ComfyClient::with_trust(
                 &config.url,
                 request_timeout.min(Duration::from_secs(5)),
+                trust,
             )?,
             max_in_flight: config.max_in_flight.max(1),
             healthy: AtomicBool::new(false),
@@ -187,20 +189,28 @@ pub type VramSource = Arc<dyn Fn(&BackendStatus) -> Option<(u64, u64)> + Send + 
 
 impl Pool {
     pub fn new(configs: &[BackendConfig], request_timeout: Duration) -> Result<Arc<Self>, ComfyError> {
-        Self::with_models(configs, request_timeout, Vec::new(), Timings::default())
+        Self::with_models(
+            configs,
+            request_timeout,
+            &Trust::default(),
+            Vec::new(),
+            Timings::default(),
+        )
     }
 
-    /// A pool that also reads the model files of `folders` at each health check and
-    /// shares the loaded-model view through `timings`' store.
+    /// A pool whose clients trust `trust`'s CAs over https and wss, that also
+    /// reads the model files of `folders` at each health check and shares the
+    /// loaded-model view through `timings`' store.
     pub fn with_models(
         configs: &[BackendConfig],
         request_timeout: Duration,
+        trust: &Trust,
         folders: Vec<String>,
         timings: Timings,
     ) -> Result<Arc<Self>, ComfyError> {
         let backends = configs
             .iter()
-            .map(|c| Backend::new(c, request_timeout).map(Arc::new))
+            .map(|c| Backend::new(c, request_timeout, trust).map(Arc::new))
             .collect::<Result<_, _>>()?;
         Ok(Arc::new(Self {
             backends,
@@ -306,10 +316,15 @@ impl Pool {
 
     /// Takes `backend` out of rotation after it failed to answer.
     pub fn mark_down(&self, backend: &Backend, error: &ComfyError) {
-        backend.set_error(Some(error.to_string()));
+        let message = error.to_string();
+        let before = lock(&backend.last_error).replace(message.clone());
         if backend.healthy.swap(false, Ordering::SeqCst) {
             tracing::warn!(backend = %backend.url, %error, "ComfyUI backend down; no work goes there until it answers again");
             self.changed.notify_one();
+        } else if matches!(error, ComfyError::Untrusted { .. }) && before.as_deref() != Some(&message) {
+            // A backend that was never up for this reason would otherwise be
+            // silent: a wrong tls.ca_file is worth saying once.
+            tracing::warn!(backend = %backend.url, %error, "ComfyUI backend refused: no work goes there");
         }
     }
 

@@ -130,6 +130,8 @@ pub struct DispatchSettings {
     pub routing: crate::models::RoutingConfig,
     /// Learned run and load times, and the shared loaded-model view.
     pub timings: crate::models::Timings,
+    /// The CAs the backends' clients trust over https and wss (`tls.ca_file`).
+    pub trust: crate::tls::Trust,
 }
 
 impl DispatchSettings {
@@ -147,6 +149,7 @@ impl DispatchSettings {
             catalog: crate::models::Catalog::default(),
             routing: crate::models::RoutingConfig::default(),
             timings: crate::models::Timings::default(),
+            trust: crate::tls::Trust::default(),
         }
     }
 }

@@ -229,6 +229,7 @@ impl Dispatcher {
         let pool = Pool::with_models(
             &settings.backends,
             settings.request_timeout,
+            &settings.trust,
             settings.catalog.folders(),
             settings.timings.clone(),
         )?;
@@ -267,6 +268,11 @@ impl Dispatcher {
     /// The bytes of a stored output (`bucket/key` of a job's result).
     pub async fn read_output(&self, bucket: &str, key: &str) -> Result<bytes::Bytes, SinkError> {
         self.shared.sink.get(bucket, key).await
+    }
+
+    /// The CAs the backends' clients trust over https and wss (`tls.ca_file`).
+    pub fn trust(&self) -> &crate::tls::Trust {
+        &self.shared.settings.trust
     }
 
     pub fn output_bucket(&self) -> &str {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -19,6 +19,8 @@ use bytes::Bytes;
 use super::outputs::{OutputSink, SinkError};
 use super::storage_config::ExternalS3;
 use crate::stores::{StoreHealth, StoreKind};
+use crate::tls::client::refusal_or;
+use crate::tls::{TlsError, Trust};
 
 /// The sink.
 pub struct S3Sink {
@@ -29,7 +31,17 @@ pub struct S3Sink {
 }
 
 impl S3Sink {
+    /// A sink on `c`'s endpoint trusting the public roots.
     pub fn new(c: &ExternalS3) -> Self {
+        Self::build(c, None)
+    }
+
+    /// A sink on `c`'s endpoint trusting `trust`'s CAs too (`tls.ca_file`).
+    pub fn with_trust(c: &ExternalS3, trust: &Trust) -> Result<Self, TlsError> {
+        Ok(Self::build(c, trust.aws_http_client()?))
+    }
+
+    fn build(c: &ExternalS3, http: Option<SharedHttpClient>) -> Self {
         let mut conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .credentials_provider(Credentials::new(
@@ -44,6 +56,9 @@ impl S3Sink {
         if !c.endpoint.is_empty() {
             conf = conf.endpoint_url(&c.endpoint);
         }
+        if let Some(http) = http {
+            conf = conf.http_client(http);
+        }
         Self {
             client: Client::from_conf(conf.build()),
             endpoint: if c.endpoint.is_empty() {
@@ -56,10 +71,10 @@ impl S3Sink {
         }
     }
 
-    fn remote(&self, what: &str, e: &impl std::error::Error) -> SinkError {
+    fn remote(&self, what: &str, e: &(impl std::error::Error + 'static)) -> SinkError {
         SinkError::Remote {
             endpoint: self.endpoint.clone(),
-            message: format!("{what}: {}", DisplayErrorContext(e)),
+            message: format!("{what}: {}", refusal_or(e, DisplayErrorContext(e))),
         }
     }
 
@@ -247,7 +262,7 @@ impl OutputSink for S3Sink {
                 let status = e.raw_response().map_or(0, |r| r.status().as_u16());
                 (true, Some(format!("bucket {bucket:?}: HTTP {status}")))
             }
-            Err(e) => (false, Some(DisplayErrorContext(&e).to_string())),
+            Err(e) => (false, Some(refusal_or(&e, DisplayErrorContext(&e)))),
         };
         StoreHealth {
             backend: StoreKind::S3,

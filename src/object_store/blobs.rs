@@ -70,6 +70,10 @@ pub struct StagedBlob {
     pub inline: Option<Bytes>,
     /// Set when the bytes are sealed: `size` and `md5` are then the plaintext's.
     pub sealed: Option<crate::crypto::Sealed>,
+    /// The ETag when it is not `md5`: an SSE-C object's, which (as AWS's) must not
+    /// be its plaintext's MD5 — that would let anyone holding the metadata check a
+    /// guess of the content without the client's key.
+    pub etag: Option<[u8; 16]>,
     path: PathBuf,
     keep: bool,
 }
@@ -84,6 +88,7 @@ impl StagedBlob {
             md5: [0; 16],
             inline: None,
             sealed: None,
+            etag: None,
             path,
             keep: false,
         }
@@ -98,6 +103,11 @@ impl StagedBlob {
     /// Hex MD5 of the content.
     pub fn md5_hex(&self) -> String {
         hex::encode(self.md5)
+    }
+
+    /// The ETag the object or part gets: its MD5, unless [`StagedBlob::etag`] says otherwise.
+    pub fn etag_hex(&self) -> String {
+        hex::encode(self.etag.unwrap_or(self.md5))
     }
 }
 
@@ -153,23 +163,26 @@ impl Blobs {
         File::open(self.path(id))
     }
 
-    /// Streams `body` into a new blob, computing its MD5 and calling `inspect` on every
-    /// chunk (for the additional checksums), refusing more than `max` bytes. A body of
-    /// at most `inline_max` bytes stays in memory (see [`StagedBlob::inline`]).
+    /// Streams `body` into a new blob, computing its MD5 (unless `hash` is false:
+    /// a sealed body, whose ETag is its plaintext's MD5, taken before sealing) and
+    /// calling `inspect` on every chunk (for the additional checksums), refusing
+    /// more than `max` bytes. A body of at most `inline_max` bytes stays in memory
+    /// (see [`StagedBlob::inline`]).
     pub async fn write_stream<S, E>(
         &self,
         mut body: S,
         max: u64,
         inline_max: usize,
+        hash: bool,
         mut inspect: impl FnMut(&[u8]),
     ) -> Result<StagedBlob, StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut md5 = Md5::new();
+        let mut md5 = hash.then(Md5::new);
         let mut size = 0u64;
-        let mut next = async |md5: &mut Md5, size: &mut u64| -> Result<Option<Bytes>, StorageError> {
+        let mut next = async |md5: &mut Option<Md5>, size: &mut u64| -> Result<Option<Bytes>, StorageError> {
             let Some(chunk) = body.next().await else {
                 return Ok(None);
             };
@@ -178,7 +191,9 @@ impl Blobs {
             if *size > max {
                 return Err(StorageError::EntityTooLarge { max });
             }
-            md5.update(&chunk);
+            if let Some(md5) = md5 {
+                md5.update(&chunk);
+            }
             inspect(&chunk);
             Ok(Some(chunk))
         };
@@ -202,9 +217,10 @@ impl Blobs {
             return Ok(StagedBlob {
                 id,
                 size,
-                md5: md5.finalize().into(),
+                md5: md5.map(|m| m.finalize().into()).unwrap_or_default(),
                 inline: Some(buf.freeze()),
                 sealed: None,
+                etag: None,
                 path,
                 keep: false,
             });
@@ -239,7 +255,7 @@ impl Blobs {
         received?;
         written?;
         staged.size = size;
-        staged.md5 = md5.finalize().into();
+        staged.md5 = md5.map(|m| m.finalize().into()).unwrap_or_default();
         Ok(staged)
     }
 
@@ -251,6 +267,7 @@ impl Blobs {
             md5: Md5::digest(&bytes).into(),
             inline: Some(bytes),
             sealed: None,
+            etag: None,
             path: PathBuf::new(),
             keep: false,
         }

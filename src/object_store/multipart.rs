@@ -79,7 +79,7 @@ impl ObjectStore {
         }
         let part = PartMeta {
             size: staged.size,
-            etag: staged.md5_hex(),
+            etag: staged.etag_hex(),
             last_modified_ms: self.now(),
             blob: staged.id.clone(),
             stored_size: staged

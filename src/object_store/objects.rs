@@ -50,7 +50,7 @@ impl ObjectStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.stage_with(bucket, body, self.inner.opts.inline_max, inspect)
+        self.stage_with(bucket, body, self.inner.opts.inline_max, true, inspect)
             .await
     }
 
@@ -65,7 +65,23 @@ impl ObjectStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.stage_with(bucket, body, 0, inspect).await
+        self.stage_with(bucket, body, 0, true, inspect).await
+    }
+
+    /// Like [`ObjectStore::stage`] (or with `part`, [`ObjectStore::stage_part`])
+    /// for sealed bytes: no MD5 of them, the caller has the plaintext's.
+    pub(super) async fn stage_unhashed<S, E>(
+        &self,
+        bucket: &str,
+        body: S,
+        part: bool,
+    ) -> Result<StagedBlob, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let inline_max = if part { 0 } else { self.inner.opts.inline_max };
+        self.stage_with(bucket, body, inline_max, false, |_| {}).await
     }
 
     async fn stage_with<S, E>(
@@ -73,6 +89,7 @@ impl ObjectStore {
         bucket: &str,
         body: S,
         inline_max: usize,
+        hash: bool,
         inspect: impl FnMut(&[u8]),
     ) -> Result<StagedBlob, StorageError>
     where
@@ -83,7 +100,7 @@ impl ObjectStore {
         self.head_bucket(bucket).await?;
         self.inner
             .blobs
-            .write_stream(body, self.inner.opts.max_object_size, inline_max, inspect)
+            .write_stream(body, self.inner.opts.max_object_size, inline_max, hash, inspect)
             .await
     }
 
@@ -99,7 +116,7 @@ impl ObjectStore {
     ) -> Result<ObjectMeta, StorageError> {
         let record = ObjectMeta {
             size: staged.size,
-            etag: staged.md5_hex(),
+            etag: staged.etag_hex(),
             last_modified_ms: self.now(),
             blob: staged.id.clone(),
             attrs,

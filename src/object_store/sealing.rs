@@ -160,14 +160,13 @@ impl ObjectStore {
             inspect,
             totals.clone(),
         );
-        let mut staged = if part {
-            self.stage_part(bucket, sealed_body, |_| {}).await?
-        } else {
-            self.stage(bucket, sealed_body, |_| {}).await?
-        };
+        let mut staged = self.stage_unhashed(bucket, sealed_body, part).await?;
         let totals = lock(&totals).clone();
         staged.size = totals.size;
         staged.md5 = totals.md5;
+        if seal.sealed.mode == SseMode::Customer {
+            staged.etag = Some(customer_etag(&seal.key, &totals.md5));
+        }
         let mut sealed = seal.sealed.clone();
         if part {
             sealed.segments = vec![(segment, totals.size)];
@@ -191,31 +190,16 @@ impl ObjectStore {
         let sealed = &seal.sealed;
         let reads = chunked::plan(meta.size, &sealed.segments, sealed.chunk_size, span);
         let opener = chunked::Opener::new(&seal.key);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-        tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            for read in reads {
-                let mut buf = vec![0u8; read.len];
-                let got = match &body {
-                    ObjectBody::File(f) => f.read_exact_at(&mut buf, read.offset),
-                    ObjectBody::Inline(bytes) => usize::try_from(read.offset)
-                        .ok()
-                        .and_then(|at| bytes.get(at..at + read.len))
-                        .map(|b| buf.copy_from_slice(b))
-                        .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()),
-                };
-                let item = got.and_then(|()| {
-                    opener
-                        .open_chunk(&read, &mut buf)
-                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-                });
-                let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))))
+        Ok(read_ahead(
+            body,
+            reads,
+            |read| (read.offset, read.len),
+            move |read, mut buf| {
+                opener
+                    .open_chunk(read, &mut buf)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            },
+        ))
     }
 
     /// Copies bytes `range` (default: all) of `src` into a new staged blob for
@@ -304,20 +288,34 @@ impl ObjectStore {
     }
 }
 
+/// An SSE-C object's (or part's) ETag: its plaintext's MD5 hashed with its data
+/// key, so it names the version as an MD5 would (32 hex digits, the same for the
+/// same write) but says nothing of the content without the client's key — AWS's
+/// SSE-C ETags are not the data's MD5 either.
+fn customer_etag(data_key: &[u8; 32], md5: &[u8; 16]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"darkroom-sse-c-etag")
+        .chain_update(data_key)
+        .chain_update(md5)
+        .finalize();
+    let mut etag = [0u8; 16];
+    etag.copy_from_slice(&digest[..16]);
+    etag
+}
+
+/// How much of a clear object one read takes (a sealed one is read a chunk at a time).
+const CLEAR_READ: u64 = 256 * 1024;
+
 /// Bytes `span` of an object stored in the clear.
 fn plain_span(body: ObjectBody, span: Range<u64>) -> PlainStream {
-    use std::io::{Seek, SeekFrom};
-    use tokio::io::AsyncReadExt;
-    let len = span.end - span.start;
     match body {
-        ObjectBody::File(mut file) => {
-            if span.start > 0
-                && let Err(e) = file.seek(SeekFrom::Start(span.start))
-            {
-                return Box::pin(futures::stream::once(async move { Err(e) }));
-            }
-            let reader = tokio::fs::File::from_std(file).take(len);
-            Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024))
+        ObjectBody::File(_) => {
+            let pieces: Vec<(u64, usize)> = (span.start..span.end)
+                .step_by(usize::try_from(CLEAR_READ).unwrap_or(usize::MAX))
+                .map(|at| (at, usize::try_from(CLEAR_READ.min(span.end - at)).unwrap_or(0)))
+                .collect();
+            read_ahead(body, pieces, |&p| p, |_, buf| Ok(Bytes::from(buf)))
         }
         ObjectBody::Inline(bytes) => {
             let part =
@@ -325,4 +323,37 @@ fn plain_span(body: ObjectBody, span: Range<u64>) -> PlainStream {
             Box::pin(futures::stream::once(async move { Ok(part) }))
         }
     }
+}
+
+/// Reads `pieces` of `body` (each at the offset and length `at` gives) on a
+/// blocking thread, a few pieces ahead of the consumer, each passed through
+/// `finish` (opening a sealed chunk, or nothing). A failed piece ends the stream.
+fn read_ahead<T: Send + 'static>(
+    body: ObjectBody,
+    pieces: Vec<T>,
+    at: impl Fn(&T) -> (u64, usize) + Send + 'static,
+    mut finish: impl FnMut(&T, Vec<u8>) -> Result<Bytes, std::io::Error> + Send + 'static,
+) -> PlainStream {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        for piece in pieces {
+            let (offset, len) = at(&piece);
+            let mut buf = vec![0u8; len];
+            let got = match &body {
+                ObjectBody::File(f) => f.read_exact_at(&mut buf, offset),
+                ObjectBody::Inline(bytes) => usize::try_from(offset)
+                    .ok()
+                    .and_then(|start| bytes.get(start..start + len))
+                    .map(|b| buf.copy_from_slice(b))
+                    .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()),
+            };
+            let item = got.and_then(|()| finish(&piece, buf));
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }

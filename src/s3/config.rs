@@ -29,6 +29,11 @@ pub struct S3Config {
     /// The master key wrapping every data key; empty = `{data_dir}/master.key`.
     /// Keep it outside the data directory to keep it out of its backups.
     pub master_key_file: std::path::PathBuf,
+    /// The master key itself (base64 of 32 bytes, or a master.key file's text),
+    /// for a secrets store through `DARKROOM_S3__MASTER_KEY`; instead of
+    /// `master_key_file`. Never printed (`config check` leaves it out).
+    #[serde(skip_serializing)]
+    pub master_key: String,
 }
 
 impl Default for S3Config {
@@ -59,6 +64,7 @@ impl Default for S3Config {
             ],
             encrypt_all: false,
             master_key_file: std::path::PathBuf::new(),
+            master_key: String::new(),
         }
     }
 }
@@ -87,6 +93,19 @@ impl S3Config {
         }
     }
 
+    /// The master keys: `s3.master_key` itself, else the file (and a rotation's
+    /// next file) at [`S3Config::master_key_path`], created when missing.
+    pub fn keyring(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<crate::crypto::Keyring, crate::crypto::MasterKeyError> {
+        if self.master_key.is_empty() {
+            crate::crypto::Keyring::load_or_create(&self.master_key_path(data_dir))
+        } else {
+            crate::crypto::Keyring::from_text(&self.master_key)
+        }
+    }
+
     /// Where the master key is (`s3.master_key_file`, else in the data directory).
     pub fn master_key_path(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
         if self.master_key_file.as_os_str().is_empty() {
@@ -112,6 +131,20 @@ impl S3Config {
         }
         if !self.secret_key.is_empty() && self.secret_key.len() < 8 {
             return invalid("s3.secret_key", "must be at least 8 characters");
+        }
+        if !self.master_key.is_empty() {
+            if !self.master_key_file.as_os_str().is_empty() {
+                return invalid(
+                    "s3.master_key",
+                    "set s3.master_key or s3.master_key_file, not both",
+                );
+            }
+            if let Err(e) = crate::crypto::Keyring::from_text(&self.master_key) {
+                return Err(ConfigError::Invalid {
+                    key: "s3.master_key",
+                    message: e.to_string().trim_start_matches("s3.master_key: ").to_owned(),
+                });
+            }
         }
         if self.lifecycle_day_seconds == 0 {
             return invalid("s3.lifecycle_day_seconds", "must be at least 1");

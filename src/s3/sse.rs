@@ -74,12 +74,7 @@ pub fn requested(
     let mode = match header.map(ServerSideEncryption::as_str) {
         None => None,
         Some(ServerSideEncryption::AES256) => Some(SseRequest::S3),
-        Some(other) => {
-            return Err(s3_error!(
-                NotImplemented,
-                "x-amz-server-side-encryption {other:?}: darkroom implements AES256 (SSE-S3) and SSE-C"
-            ));
-        }
+        Some(other) => return Err(unsupported_method("x-amz-server-side-encryption", other)),
     };
     match (mode, customer) {
         (Some(_), Some(_)) => Err(s3_error!(
@@ -89,6 +84,22 @@ pub fn requested(
         (m, None) => Ok(m),
         (None, Some(c)) => Ok(Some(SseRequest::Customer(c.key))),
     }
+}
+
+/// The answer to an encryption method darkroom does not have (`aws:kms`,
+/// `aws:kms:dsse`, anything but AES256): 400 InvalidArgument naming where it was
+/// asked for, as AWS answers a method it does not know — not NotImplemented, which
+/// clients read as "try again elsewhere", and never a silent plaintext write.
+fn unsupported_method(argument: &str, method: &str) -> s3s::S3Error {
+    let why = if method.starts_with("aws:kms") {
+        "darkroom has no KMS (SSE-KMS is not configured)"
+    } else {
+        "the encryption method specified is not supported"
+    };
+    s3_error!(
+        InvalidArgument,
+        "{argument} {method:?}: {why}; use AES256 (SSE-S3) or SSE-C"
+    )
 }
 
 /// The `x-amz-server-side-encryption` answered for a stored object (SSE-S3 only;
@@ -126,11 +137,7 @@ pub async fn put_bucket_encryption(
         ));
     };
     if default.sse_algorithm.as_str() != ServerSideEncryption::AES256 {
-        return Err(s3_error!(
-            NotImplemented,
-            "SSEAlgorithm {:?}: darkroom's bucket default encryption is AES256 (SSE-S3)",
-            default.sse_algorithm.as_str()
-        ));
+        return Err(unsupported_method("SSEAlgorithm", default.sse_algorithm.as_str()));
     }
     s.set_bucket_encryption(&input.bucket, Some(SseMode::S3)).await?;
     Ok(S3Response::new(PutBucketEncryptionOutput::default()))
@@ -174,6 +181,26 @@ mod tests {
     fn headers(key: &[u8; 32]) -> (String, String) {
         let b64 = base64::engine::general_purpose::STANDARD;
         (b64.encode(key), b64.encode(Md5::digest(key)))
+    }
+
+    #[test]
+    fn kms_and_unknown_methods_are_invalid_arguments_naming_the_header() {
+        for (method, why) in [
+            ("aws:kms", "no KMS"),
+            ("aws:kms:dsse", "no KMS"),
+            ("ROT13", "not supported"),
+        ] {
+            let header = ServerSideEncryption::from(method.to_owned());
+            let err = requested(Some(&header), None).err().unwrap();
+            assert_eq!(err.code().as_str(), "InvalidArgument");
+            let message = err.message().unwrap_or_default();
+            assert!(
+                message.contains("x-amz-server-side-encryption") && message.contains(why),
+                "{message}"
+            );
+        }
+        let aes = ServerSideEncryption::from(ServerSideEncryption::AES256.to_owned());
+        assert!(matches!(requested(Some(&aes), None), Ok(Some(SseRequest::S3))));
     }
 
     #[test]

@@ -414,3 +414,64 @@ pub(super) async fn record(library: &Library, job: &Job) -> Result<(), ServiceEr
     settle(&mut run, Some(job));
     Ok(library.save_run(&saved.name, &run).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(status: &str, started: Option<i64>, finished: Option<i64>) -> Job {
+        serde_json::from_value(json!({
+            "id": Ulid::nil().to_string(), "queue": "comfyui", "priority": 0, "status": status,
+            "payload": {"workflow": {}, "prompt": {"name": "p", "version": 2}}, "attempts": 1,
+            "max_attempts": 1, "timeout_ms": 1000, "created_ms": 0,
+            "started_ms": started, "finished_ms": finished,
+        }))
+        .unwrap()
+    }
+
+    fn run() -> Run {
+        Run {
+            job_id: Ulid::nil(),
+            version: 2,
+            campaign: None,
+            status: Some(JobStatus::Queued),
+            seconds: None,
+            rating: None,
+            comment: None,
+            created_ms: 0,
+        }
+    }
+
+    /// A run takes its outcome from the job record; a job gone from the queue
+    /// before it was seen to end counts for nothing.
+    #[test]
+    fn runs_settle_from_the_job_record() {
+        let mut r = run();
+        settle(&mut r, Some(&job("running", Some(1000), None)));
+        assert_eq!(
+            (r.status, r.seconds, r.settled()),
+            (Some(JobStatus::Running), None, false)
+        );
+        settle(&mut r, Some(&job("succeeded", Some(1000), Some(3500))));
+        assert_eq!(
+            (r.status, r.seconds, r.settled()),
+            (Some(JobStatus::Succeeded), Some(2.5), true)
+        );
+        let mut f = run();
+        settle(&mut f, Some(&job("failed", Some(1000), Some(2000))));
+        assert_eq!((f.status, f.seconds), (Some(JobStatus::Failed), None));
+        let mut gone = run();
+        settle(&mut gone, None);
+        assert_eq!((gone.status, gone.settled()), (None, true));
+        // A settled run is not unsettled by the job's record expiring later.
+        settle(&mut r, None);
+        assert_eq!(r.status, Some(JobStatus::Succeeded));
+        assert_eq!(
+            spec_of(&job("queued", None, None))
+                .and_then(|s| s.prompt)
+                .map(|p| p.version),
+            Some(2)
+        );
+    }
+}

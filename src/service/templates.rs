@@ -290,7 +290,7 @@ impl Services {
         let mut backends = self.dispatcher.backends();
         backends.sort_by_key(|b| !b.healthy);
         let urls: Vec<String> = backends.into_iter().map(|b| b.url).collect();
-        crate::templates::object_info::fetch(&urls, OBJECT_INFO_TIMEOUT).await
+        crate::templates::object_info::fetch(&urls, OBJECT_INFO_TIMEOUT, self.dispatcher.trust()).await
     }
 }
 

@@ -120,15 +120,19 @@ fn parse_spec(spec: &Value, required: bool) -> Option<InputSpec> {
     })
 }
 
-/// The `/object_info` of the first of `backends` that answers within `timeout`:
-/// its URL and the answer, or why none did.
-pub async fn fetch(backends: &[String], timeout: Duration) -> Result<(String, ObjectInfo), String> {
+/// The `/object_info` of the first of `backends` that answers within `timeout`
+/// (over https trusting `trust`'s CAs): its URL and the answer, or why none did.
+pub async fn fetch(
+    backends: &[String],
+    timeout: Duration,
+    trust: &crate::tls::Trust,
+) -> Result<(String, ObjectInfo), String> {
     if backends.is_empty() {
         return Err("no ComfyUI backend is configured".into());
     }
     let mut why = Vec::new();
     for url in backends {
-        let client = match crate::comfy::ComfyClient::with_timeout(url, timeout) {
+        let client = match crate::comfy::ComfyClient::with_trust(url, timeout, trust) {
             Ok(c) => c,
             Err(e) => {
                 why.push(format!("{url}: {e}"));

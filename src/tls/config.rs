@@ -19,7 +19,8 @@ pub struct TlsConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching `cert_file`.
     pub key_file: PathBuf,
     /// A private CA (PEM) that darkroom's own clients trust besides the public
-    /// roots: webhooks, alert notifiers, `storage.s3`, ComfyUI backends over https.
+    /// roots: webhooks, alert notifiers, `storage.s3`, `s3://` backups, ComfyUI
+    /// backends over https and wss.
     pub ca_file: PathBuf,
     /// Refuse to start a listener off loopback without TLS (default: warn).
     pub required_off_loopback: bool,

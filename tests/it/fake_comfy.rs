@@ -29,6 +29,8 @@ use run::run_queue;
 mod models;
 #[path = "fake_comfy/run.rs"]
 mod run;
+#[path = "fake_comfy/tls.rs"]
+pub mod tls;
 
 pub const PNG: &[u8] = include_bytes!("../fixtures/comfyui/view_output.png");
 const SYSTEM_STATS: &str = include_str!("../fixtures/comfyui/system_stats.json");
@@ -128,10 +130,7 @@ impl FakeComfy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let ctl = Arc::new(Ctl::default());
-        let app = Router::new()
-            .merge(routes())
-            .nest("/api", routes())
-            .with_state(ctl.clone());
+        let app = app(&ctl);
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -271,6 +270,14 @@ impl Ctl {
             json!({"status": {"exec_info": {"queue_remaining": remaining}}}),
         );
     }
+}
+
+/// The fake's whole HTTP + WebSocket surface, at `/` and under `/api`.
+fn app(ctl: &Arc<Ctl>) -> Router {
+    Router::new()
+        .merge(routes())
+        .nest("/api", routes())
+        .with_state(ctl.clone())
 }
 
 fn routes() -> Router<Arc<Ctl>> {

@@ -21,7 +21,7 @@ use crate::support::{ACCESS_KEY, SECRET_KEY, body_bytes, code, data, server, ser
 const CHUNK: usize = 64 * 1024;
 
 /// Every file under `dir`, read whole.
-fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+pub fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -319,19 +319,52 @@ async fn bucket_default_encryption_copies_across_modes_and_the_dispatchers_write
         .unwrap();
     let head = c.head_object().bucket("enc").key("d").send().await.unwrap();
     assert_eq!(head.server_side_encryption(), None);
-    // aws:kms is not offered.
+    // aws:kms is not offered: an invalid argument naming the header (as AWS
+    // answers a method it does not know), for a write and a bucket default, and
+    // nothing is written.
+    let kms = c
+        .put_object()
+        .bucket("enc")
+        .key("e")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    let err = kms.unwrap_err().into_service_error();
     assert_eq!(
-        code(
-            c.put_object()
-                .bucket("enc")
-                .key("e")
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .body(ByteStream::from_static(b"x"))
-                .send()
-                .await
-        ),
-        "NotImplemented"
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&err),
+        Some("InvalidArgument")
     );
+    let message = aws_sdk_s3::error::ProvideErrorMetadata::message(&err).unwrap_or_default();
+    assert!(
+        message.contains("x-amz-server-side-encryption") && message.contains("no KMS"),
+        "{message}"
+    );
+    assert_eq!(
+        code(c.head_object().bucket("enc").key("e").send().await),
+        "NotFound"
+    );
+    let kms_default = c
+        .put_bucket_encryption()
+        .bucket("enc")
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::AwsKms)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(kms_default), "InvalidArgument");
     s.daemon.shutdown().await;
 }
 
@@ -546,6 +579,12 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
         .await
         .unwrap();
     assert_eq!(put.sse_customer_key_md5(), Some(md5.as_str()));
+    // As AWS's, an SSE-C ETag is not the plaintext's MD5 (which would let anyone
+    // with the metadata check a guess of the content), yet names the version.
+    let plain_md5 = hex::encode(Md5::digest(&bytes));
+    let etag = put.e_tag().unwrap().to_owned();
+    assert_ne!(etag, format!("\"{plain_md5}\""));
+    assert_eq!(etag.len(), 34, "{etag}");
     let get = |k: Option<(&str, &str)>, range: Option<&str>| {
         let mut r = c.get_object().bucket("cust").key("k");
         if let Some((k, m)) = k {
@@ -561,6 +600,7 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
     };
     let got = get(Some((&key, &md5)), None).await.unwrap();
     assert_eq!(got.sse_customer_algorithm(), Some("AES256"));
+    assert_eq!(got.e_tag(), Some(etag.as_str()));
     assert!(body_bytes(got).await == bytes);
     let part = body_bytes(get(Some((&key, &md5)), Some("bytes=65530-131080")).await.unwrap()).await;
     assert!(part == bytes[65530..=131_080]);
@@ -580,7 +620,27 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
         .await
         .unwrap();
     assert_eq!(head.sse_customer_key_md5(), Some(md5.as_str()));
+    assert_eq!(head.e_tag(), Some(etag.as_str()));
     assert!(c.head_object().bucket("cust").key("k").send().await.is_err());
+    // Content-MD5 is still checked against the plaintext.
+    let content_md5 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(Md5::digest(b))
+    };
+    for (declared, ok) in [(content_md5(&bytes), true), (content_md5(b"other"), false)] {
+        let r = c
+            .put_object()
+            .bucket("cust")
+            .key("md5")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&key)
+            .sse_customer_key_md5(&md5)
+            .content_md5(declared)
+            .body(ByteStream::from(bytes.clone()))
+            .send()
+            .await;
+        assert_eq!(r.is_ok(), ok, "{r:?}");
+    }
 
     // Copy: the source's key opens it, the destination gets SSE-S3 or another key.
     assert!(
@@ -642,6 +702,7 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
     assert_eq!(crate::support::status(no_key), 400);
     let mut done = Vec::new();
     for (n, p) in [(1, p1.clone()), (2, bytes.clone())] {
+        let part_md5 = hex::encode(Md5::digest(&p));
         let r = c
             .upload_part()
             .bucket("cust")
@@ -655,6 +716,11 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
             .send()
             .await
             .unwrap();
+        assert_ne!(
+            r.e_tag().unwrap(),
+            format!("\"{part_md5}\""),
+            "an SSE-C part's ETag is its plaintext's MD5"
+        );
         done.push(
             CompletedPart::builder()
                 .part_number(n)
@@ -687,6 +753,7 @@ async fn sse_c_needs_the_right_key_everywhere_and_never_stores_it() {
     assert_nowhere(&dir, &raw, "the SSE-C key");
     assert_nowhere(&dir, key.as_bytes(), "the SSE-C key (base64)");
     assert_nowhere(&dir, &bytes[70_000..70_064], "plaintext");
+    assert_nowhere(&dir, plain_md5.as_bytes(), "the plaintext's MD5");
     s.daemon.shutdown().await;
 }
 
