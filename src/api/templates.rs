@@ -4,6 +4,8 @@
 //! against a backend's `/object_info`. Handlers only translate: the rules are the
 //! templates service's ([`crate::service::templates`]).
 
+use crate::service::users::require_admin;
+use crate::users::Principal;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -56,6 +58,7 @@ pub async fn get(
 )]
 pub async fn create(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<Principal>,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<(StatusCode, Json<ImportOutcome>), ApiError> {
@@ -69,6 +72,9 @@ pub async fn create(
             ));
         }
     };
+    if !dry_run {
+        require_admin(&who, "saving templates")?;
+    }
     let upload = upload(&s, body).await?;
     let outcome = s.svc.import_template(upload, dry_run).await?;
     let status = if outcome.saved {
@@ -94,9 +100,11 @@ pub async fn create(
 )]
 pub async fn put(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<ImportOutcome>, ApiError> {
+    require_admin(&who, "saving templates")?;
     let upload = upload(&s, body).await?;
     Ok(Json(s.svc.replace_template(&name, upload).await?))
 }
@@ -114,8 +122,10 @@ pub async fn put(
 )]
 pub async fn delete(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<TemplateDeleted>, ApiError> {
+    require_admin(&who, "deleting templates")?;
     Ok(Json(s.svc.delete_template(&name).await?))
 }
 

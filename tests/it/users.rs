@@ -97,6 +97,25 @@ async fn keys_act_as_their_users_role_until_revoked_disabled_or_removed() {
     );
     assert_eq!(as_ana.post("/api/v1/keys", Some(&key("ana"))).await.status, 403);
     assert_eq!(as_ana.post("/api/v1/backups", Some(&json!({}))).await.status, 403);
+    // Templates are the team's: a user may try an import (dry run), an admin saves it.
+    let workflow: Value = serde_json::from_str(include_str!("../../assets/workflows/noop.json")).unwrap();
+    let upload = json!({"name": "mine", "workflow": workflow});
+    assert_eq!(
+        as_ana
+            .post("/api/v1/templates?dry_run=true", Some(&upload))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(as_ana.post("/api/v1/templates", Some(&upload)).await.status, 403);
+    assert_eq!(
+        as_ana
+            .call(Method::DELETE, "/api/v1/templates/mine", None, &[])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(root.post("/api/v1/templates", Some(&upload)).await.status, 201);
     // A viewer only reads.
     let as_vic = Api::new(server.daemon.api_addr(), Some(&vic_key)).await;
     assert_eq!(as_vic.get("/api/v1/jobs").await.status, 200);
