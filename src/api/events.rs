@@ -16,7 +16,13 @@ use futures::stream::StreamExt;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::events::{ResyncNotice, StreamItem};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ulid::Ulid;
+
+use crate::events::{EventKind, ResyncNotice, StreamItem};
+use crate::users::{Principal, Role};
 
 /// The stream of job, alert and GPU events.
 #[utoipa::path(
@@ -29,6 +35,7 @@ use crate::events::{ResyncNotice, StreamItem};
 )]
 pub async fn events(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<Principal>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let last = match headers.get("last-event-id") {
@@ -40,8 +47,52 @@ pub async fn events(
         ),
         None => None,
     };
-    let stream = s.svc.hub.stream(last).map(|item| Ok(to_sse(&item)));
+    let mine = Mine {
+        who,
+        queue: s.svc.queue.clone(),
+        seen: Arc::default(),
+    };
+    let stream = s.svc.hub.stream(last).filter_map(move |item| {
+        let mine = mine.clone();
+        async move { mine.shows(&item).await.then(|| Ok(to_sse(&item))) }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Which job events a caller gets: an admin every one, anyone else those of the
+/// jobs they own (each job's owner read once, then remembered).
+#[derive(Clone)]
+struct Mine {
+    who: Principal,
+    queue: crate::queue::Queue,
+    seen: Arc<Mutex<HashMap<Ulid, bool>>>,
+}
+
+impl Mine {
+    async fn shows(&self, item: &StreamItem) -> bool {
+        let StreamItem::Event(e) = item else {
+            return true;
+        };
+        let EventKind::Job(job) = &e.kind else {
+            return true;
+        };
+        if self.who.role == Role::Admin {
+            return true;
+        }
+        if let Some(known) = crate::sync::lock(&self.seen).get(&job.id) {
+            return *known;
+        }
+        let owned = match self.queue.get(job.id).await {
+            Ok(Some(j)) => crate::service::jobs::visible(&self.who, &j),
+            _ => false,
+        };
+        let mut seen = crate::sync::lock(&self.seen);
+        if seen.len() >= 100_000 {
+            seen.clear();
+        }
+        seen.insert(job.id, owned);
+        owned
+    }
 }
 
 fn to_sse(item: &StreamItem) -> SseEvent {

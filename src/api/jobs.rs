@@ -3,11 +3,11 @@
 //! cursor, cancel, retry. Handlers only translate: the rules are the jobs
 //! service's ([`crate::service::jobs`]).
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
 use super::error::{ApiError, ErrorBody, json_error};
 use super::query::Params;
@@ -16,6 +16,7 @@ use crate::dispatch::JobRequest;
 use crate::queue::{Job, JobStatus};
 use crate::service::jobs::parse_id;
 pub use crate::service::{JobListing, JobPage};
+use crate::users::Principal;
 
 /// Submit a job: a template with parameters, or a whole API-format workflow.
 #[utoipa::path(
@@ -36,6 +37,7 @@ pub use crate::service::{JobListing, JobPage};
 )]
 pub async fn submit(
     State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -50,7 +52,7 @@ pub async fn submit(
             .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?;
         request.idempotency_key = Some(key.to_owned());
     }
-    let submitted = s.svc.jobs.submit(request, wait).await?;
+    let submitted = s.svc.jobs.submit_as(&who, request, wait).await?;
     let status = if submitted.job.status.is_terminal() {
         StatusCode::OK
     } else {
@@ -72,8 +74,12 @@ pub async fn submit(
     params(("id" = String, Path, description = "The job's ULID")),
     responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
-pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.svc.jobs.get(parse_id(&id)?).await?))
+pub async fn get(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.svc.jobs.get_as(&who, parse_id(&id)?).await?))
 }
 
 /// Jobs by status (all statuses when none is given), a page at a time.
@@ -86,7 +92,11 @@ pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Js
     ),
     responses((status = 200, body = JobPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
-pub async fn list(State(s): State<ApiState>, RawQuery(query): RawQuery) -> Result<Json<JobPage>, ApiError> {
+pub async fn list(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<JobPage>, ApiError> {
     let params = Params::parse(query.as_deref());
     let status = match params.get("status") {
         Some(v) => Some(
@@ -100,7 +110,7 @@ pub async fn list(State(s): State<ApiState>, RawQuery(query): RawQuery) -> Resul
         limit: usize::try_from(params.u64("limit")?.unwrap_or(50)).unwrap_or(usize::MAX),
         cursor: params.get("cursor").map(str::to_owned),
     };
-    Ok(Json(s.svc.jobs.list(listing).await?))
+    Ok(Json(s.svc.jobs.list_as(&who, listing).await?))
 }
 
 /// Cancel a job: at once when waiting, on ComfyUI (queue delete or interrupt) when running.
@@ -109,8 +119,12 @@ pub async fn list(State(s): State<ApiState>, RawQuery(query): RawQuery) -> Resul
     params(("id" = String, Path, description = "The job's ULID")),
     responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
-pub async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.svc.jobs.cancel(parse_id(&id)?).await?))
+pub async fn cancel(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.svc.jobs.cancel_as(&who, parse_id(&id)?).await?))
 }
 
 /// Run a failed or cancelled job again, with fresh attempts.
@@ -119,6 +133,10 @@ pub async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Result
     params(("id" = String, Path, description = "The job's ULID")),
     responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or cancelled", body = ErrorBody), (status = 503, description = "The queue store (Redis) does not answer", body = ErrorBody))
 )]
-pub async fn retry(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.svc.jobs.retry(parse_id(&id)?).await?))
+pub async fn retry(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.svc.jobs.retry_as(&who, parse_id(&id)?).await?))
 }

@@ -49,11 +49,13 @@ pub const PREVIEW_SEQ: &str = "x-preview-seq";
 )]
 pub async fn thumbnail(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<crate::users::Principal>,
     Path((id, n)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    s.svc.jobs.get_as(&who, id).await?;
     let n: usize = n
         .parse()
         .map_err(|_| ApiError::invalid("n", format!("{n:?} is not an output index (0, 1, ...)")))?;
@@ -113,10 +115,13 @@ pub async fn thumbnail(
 )]
 pub async fn preview(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<crate::users::Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let frame = s.svc.live_preview(parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    s.svc.jobs.get_as(&who, id).await?;
+    let frame = s.svc.live_preview(id).await?;
     let etag = format!("\"p{}\"", frame.seq);
     let mut resp = if if_none_match(&headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()

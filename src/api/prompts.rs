@@ -107,10 +107,12 @@ pub async fn delete(State(s): State<ApiState>, Path(name): Path<String>) -> Resu
 )]
 pub async fn rate(
     State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<crate::users::Principal>,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<JobRating>, ApiError> {
     let id = parse_id(&id)?;
+    s.svc.jobs.get_as(&who, id).await?;
     let rating = json(&s, body).await?;
     Ok(Json(s.svc.library.rate(id, rating).await?))
 }

@@ -71,6 +71,9 @@ pub struct JobRequest {
     /// recorded in the job. Not a client field.
     #[serde(skip)]
     pub saved_prompt: Option<crate::prompts::PromptRef>,
+    /// The user submitting it, as the service authenticated them. Not a client field.
+    #[serde(skip)]
+    pub owner: Option<String>,
 }
 
 /// The model a request was routed to: its catalog entry and the decision.
@@ -233,6 +236,9 @@ impl JobRequest {
         let payload = serde_json::to_value(&spec)
             .map_err(|e| RequestError::new("workflow", format!("cannot be stored: {e}")))?;
         let mut job = NewJob::new(QUEUE, payload).priority(self.priority.unwrap_or(0));
+        if let Some(owner) = self.owner {
+            job = job.owner(owner);
+        }
         if let Some(key) = affinity {
             job = job.affinity(key);
         }

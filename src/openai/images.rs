@@ -154,7 +154,11 @@ fn parse_size(size: Option<&str>) -> Result<Option<(u32, u32)>, OpenAiError> {
 }
 
 /// Create images from a prompt.
-pub async fn generations(State(s): State<ApiState>, body: Body) -> Result<Json<ImagesResponse>, OpenAiError> {
+pub async fn generations(
+    State(s): State<ApiState>,
+    axum::Extension(who): axum::Extension<crate::users::Principal>,
+    body: Body,
+) -> Result<Json<ImagesResponse>, OpenAiError> {
     let bytes = crate::api::read_body(body, s.config.max_body_bytes)
         .await
         .map_err(|_| OpenAiError::too_large(s.config.max_body_bytes))?;
@@ -177,7 +181,7 @@ pub async fn generations(State(s): State<ApiState>, body: Body) -> Result<Json<I
     }
     let mut ids = Vec::new();
     for _ in 0..plan.n {
-        ids.push(jobs.submit(plan.request.clone(), None).await?.job.id);
+        ids.push(jobs.submit_as(&who, plan.request.clone(), None).await?.job.id);
     }
     let wait = Duration::from_secs(s.openai.wait_seconds);
     let ended = futures::future::join_all(ids.iter().map(|id| jobs.wait_for(*id, wait))).await;

@@ -36,10 +36,13 @@ async fn not_found() -> OpenAiError {
 }
 
 /// Refuses requests without the API's bearer token, in OpenAI's shape.
-async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+async fn require_token(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
     let (ip, given) = crate::api::credentials(&req);
     match crate::api::who_is(&s, ip, &given).await {
-        Ok(_) => next.run(req).await,
+        Ok(who) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
         Err(crate::api::ApiError::Throttled { retry_after_secs }) => {
             let mut resp = OpenAiError::rate_limited(format!(
                 "too many failed authentications from this address; try again in {retry_after_secs} s"

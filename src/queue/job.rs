@@ -146,6 +146,9 @@ pub struct Job {
     /// [`crate::queue::Queue::claim_picked`]'s picker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<String>,
+    /// Who submitted it (darkroom: the user of the API key); opaque to the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Set by a cancel while running; the worker sees it in its heartbeat answer.
     #[serde(default)]
     pub cancel_requested: bool,
@@ -258,6 +261,9 @@ pub struct NewJob {
     /// See [`Job::affinity`].
     #[serde(default)]
     pub affinity: Option<String>,
+    /// See [`Job::owner`].
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl NewJob {
@@ -274,7 +280,14 @@ impl NewJob {
             idempotency_key: None,
             result_ttl_ms: None,
             affinity: None,
+            owner: None,
         }
+    }
+
+    #[must_use]
+    pub fn owner(mut self, user: impl Into<String>) -> Self {
+        self.owner = Some(user.into());
+        self
     }
 
     #[must_use]

@@ -315,6 +315,7 @@ impl Queue {
             backend: None,
             routing: None,
             affinity: new.affinity,
+            owner: new.owner,
             eta: None,
             cancel_requested: false,
             progress: None,

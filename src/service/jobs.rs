@@ -20,6 +20,7 @@ use crate::comfy::Templates;
 use crate::dispatch::{Dispatcher, JobRequest, QUEUE};
 use crate::queue::{Job, JobStatus, ListQuery, Queue, QueueError};
 use crate::templates::TemplateLibrary;
+use crate::users::{Principal, Role};
 
 /// Order of the statuses when a listing spans all of them: live work first.
 pub const LIST_ORDER: [JobStatus; 6] = [
@@ -341,6 +342,50 @@ impl Jobs {
     pub async fn retry(&self, id: Ulid) -> Result<Job, ServiceError> {
         Ok(self.queue.retry(id).await?)
     }
+
+    /// [`Jobs::submit`] for `who`, who owns the job.
+    pub async fn submit_as(
+        &self,
+        who: &Principal,
+        mut request: JobRequest,
+        wait_seconds: Option<u64>,
+    ) -> Result<Submitted, ServiceError> {
+        request.owner = Some(who.user.clone());
+        self.submit(request, wait_seconds).await
+    }
+
+    /// Job `id` if `who` may see it; to anyone else it does not exist.
+    pub async fn get_as(&self, who: &Principal, id: Ulid) -> Result<Job, ServiceError> {
+        let job = self.get(id).await?;
+        if visible(who, &job) {
+            Ok(job)
+        } else {
+            Err(ServiceError::NotFound(format!("no job {id}")))
+        }
+    }
+
+    /// [`Jobs::list`] of the jobs `who` may see (a page may hold fewer than
+    /// `limit` then; follow `next_cursor`).
+    pub async fn list_as(&self, who: &Principal, listing: JobListing) -> Result<JobPage, ServiceError> {
+        let mut page = self.list(listing).await?;
+        page.jobs.retain(|j| visible(who, j));
+        Ok(page)
+    }
+
+    pub async fn cancel_as(&self, who: &Principal, id: Ulid) -> Result<Job, ServiceError> {
+        self.get_as(who, id).await?;
+        self.cancel(id).await
+    }
+
+    pub async fn retry_as(&self, who: &Principal, id: Ulid) -> Result<Job, ServiceError> {
+        self.get_as(who, id).await?;
+        self.retry(id).await
+    }
+}
+
+/// Whether `who` may see `job`: admins see every job, others the jobs they own.
+pub fn visible(who: &Principal, job: &Job) -> bool {
+    who.role == Role::Admin || job.owner.as_deref() == Some(who.user.as_str())
 }
 
 /// A job id as a client wrote it.

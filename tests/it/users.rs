@@ -35,7 +35,7 @@ async fn keys_act_as_their_users_role_until_revoked_disabled_or_removed() {
     let root = Api::new(server.daemon.api_addr(), Some("root-token")).await;
     let base = root.base.clone();
 
-    for (name, role) in [("ana", "user"), ("vic", "viewer")] {
+    for (name, role) in [("ana", "user"), ("vic", "viewer"), ("bob", "user")] {
         let r = root
             .post("/api/v1/users", Some(&json!({"name": name, "role": role})))
             .await;
@@ -83,12 +83,87 @@ async fn keys_act_as_their_users_role_until_revoked_disabled_or_removed() {
     // A user submits and reads, and manages no one.
     let as_ana = Api::new(server.daemon.api_addr(), Some(&ana_key)).await;
     assert_eq!(as_ana.get("/api/v1/status").await.status, 200);
+    let submitted = as_ana
+        .post("/api/v1/jobs", Some(&json!({"template": "noop"})))
+        .await;
+    assert_eq!(submitted.status, 202);
+    let anas_job = submitted.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(submitted.json()["owner"], "ana");
+    crate::dispatch::finished(server.daemon.queue(), anas_job.parse().unwrap()).await;
+
+    // Each user sees their own jobs; an admin sees every one.
+    let bob_key = root.post("/api/v1/keys", Some(&key("bob"))).await.json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let as_bob = Api::new(server.daemon.api_addr(), Some(&bob_key)).await;
+    let ids = |page: Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(ids(as_ana.get("/api/v1/jobs").await.json()).contains(&anas_job));
+    assert!(ids(root.get("/api/v1/jobs").await.json()).contains(&anas_job));
+    assert!(!ids(as_bob.get("/api/v1/jobs").await.json()).contains(&anas_job));
+    assert_eq!(as_ana.get(&format!("/api/v1/jobs/{anas_job}")).await.status, 200);
+    assert_eq!(as_bob.get(&format!("/api/v1/jobs/{anas_job}")).await.status, 404);
     assert_eq!(
-        as_ana
-            .post("/api/v1/jobs", Some(&json!({"template": "noop"})))
+        as_bob
+            .post(&format!("/api/v1/jobs/{anas_job}/retry"), None)
             .await
             .status,
-        202
+        404
+    );
+    let r = as_bob
+        .post(
+            &format!("/api/v1/jobs/{anas_job}/rating"),
+            Some(&json!({"rating": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        as_bob
+            .get(&format!("/api/v1/jobs/{anas_job}/outputs/0/thumbnail"))
+            .await
+            .status,
+        404
+    );
+    // Bob's event stream skips Ana's job: from the start of the backlog, the first
+    // job event he gets is his own job's.
+    let bobs_job = as_bob
+        .post(
+            "/api/v1/jobs",
+            Some(&json!({"template": "noop", "params": {"color": 5}})),
+        )
+        .await;
+    let bobs_job = bobs_job.json()["id"].as_str().unwrap().to_owned();
+    let mut stream = reqwest::Client::new()
+        .get(format!("{base}/api/v1/events"))
+        .bearer_auth(&bob_key)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let first_job = crate::support::bounded("bob's first job event", async {
+        loop {
+            let chunk = stream.chunk().await.unwrap().expect("the stream ended");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            let found = text
+                .lines()
+                .find(|l| l.starts_with("data:") && l.contains("\"queue\":\"comfyui\""));
+            if let Some(line) = found {
+                return line.to_owned();
+            }
+        }
+    })
+    .await;
+    assert!(
+        first_job.contains(&bobs_job) && !text.contains(&anas_job),
+        "{text}"
     );
     let r = as_ana.get("/api/v1/users").await;
     assert_eq!(
@@ -157,7 +232,9 @@ async fn keys_act_as_their_users_role_until_revoked_disabled_or_removed() {
         status_with(&base, &vic_key, Method::GET, "/api/v1/jobs", None).await,
         401
     );
-    assert_eq!(root.get("/api/v1/keys").await.json(), json!([]));
+    let left = root.get("/api/v1/keys").await.json();
+    assert_eq!(left.as_array().unwrap().len(), 1, "only bob's key: {left}");
+    assert_eq!(left[0]["user"], "bob");
 }
 
 #[tokio::test(flavor = "multi_thread")]
