@@ -109,6 +109,8 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// What each user used per day, and where they stand against their quotas.
+    Usage(crate::commands::usage::UsageArgs),
     /// Users and their roles (admin, user, viewer), on a running daemon or, with
     /// `--data DIR`, a stopped one's store.
     Users {

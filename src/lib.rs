@@ -78,6 +78,7 @@ pub mod openai;
 pub mod outbound;
 pub mod prompts;
 pub mod queue;
+pub mod quotas;
 pub mod redb_store;
 pub mod redis_store;
 pub mod s3;

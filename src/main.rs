@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Some(Command::Submit(args)) => client(darkroom::commands::submit(&args)),
         Some(Command::Jobs { remote, command }) => client(darkroom::commands::jobs(&remote, &command)),
         Some(Command::Mcp { remote }) => mcp(&remote),
+        Some(Command::Usage(args)) => client(darkroom::commands::usage::usage(&args)),
         Some(Command::Status { remote, json }) => client(darkroom::commands::status(&remote, json)),
         Some(Command::Templates(command)) => client(darkroom::commands::templates::run(&command)),
         Some(Command::Prompts { remote, command }) => {

@@ -21,12 +21,15 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `not_found`, `conflict`,
-    /// `payload_too_large`, `queue_full`, `unauthorized`, `no_backend`, `internal`.
+    /// `payload_too_large`, `queue_full`, `quota_exceeded`, `unauthorized`, `no_backend`, `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault (`params.steps`, `status`, `id`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `quota_exceeded`: which limit, the usage, and when it resets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::quotas::Exceeded>,
 }
 
 /// An API failure: a service's refusal, or one only HTTP has.
@@ -63,7 +66,7 @@ impl ApiError {
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::Conflict(_) | ServiceError::ModelUnavailable(_) => StatusCode::CONFLICT,
-            ServiceError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::QueueFull(_) | ServiceError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::NoBackend(_) | ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Failed(_) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -86,11 +89,17 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let quota = match &self {
+            Self::Service(ServiceError::QuotaExceeded(x)) => Some((**x).clone()),
+            _ => None,
+        };
+        let retry_after = quota.as_ref().and_then(|q| q.retry_after_secs);
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message,
                 field,
+                quota,
             },
         };
         let mut resp = (status, Json(body)).into_response();
@@ -101,6 +110,10 @@ impl IntoResponse for ApiError {
         if let Self::Throttled { retry_after_secs } = self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

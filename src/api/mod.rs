@@ -47,6 +47,7 @@ pub mod prompts;
 mod query;
 pub mod status;
 pub mod templates;
+pub mod usage;
 pub mod users;
 
 pub use crate::service::TemplateInfo;
@@ -116,6 +117,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/users", get(users::list).post(users::add))
         .route("/users/{name}", axum::routing::delete(users::remove))
         .route("/users/{name}/{action}", post(users::action))
+        .route("/users/{name}/quota", axum::routing::patch(usage::set_quota))
+        .route("/usage", get(usage::usage))
         .route("/keys", get(users::keys).post(users::create_key))
         .route("/keys/{id}", axum::routing::delete(users::revoke))
         .route("/buckets/{bucket}/objects", get(browse::objects))

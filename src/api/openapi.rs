@@ -27,6 +27,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::prompts::delete_collection, super::prompts::export, super::prompts::import,
         super::users::list, super::users::add, super::users::action, super::users::remove,
         super::users::keys, super::users::create_key, super::users::revoke,
+        super::usage::usage, super::usage::set_quota,
     ),
     components(schemas(crate::events::Event, crate::events::ResyncNotice)),
     modifiers(&BearerAuth),

@@ -10,6 +10,7 @@ pub mod models;
 pub mod prompts;
 pub mod templates;
 pub mod tls;
+pub mod usage;
 pub mod users;
 
 use anyhow::Context;

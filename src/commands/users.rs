@@ -48,6 +48,13 @@ pub enum UsersCommand {
     Remove {
         name: String,
     },
+    /// Set a user's own limits over their role's: `--quota generations_per_day=20`
+    /// (repeat it; `KEY=` goes back to the role's, `KEY=unlimited` lifts it).
+    Set {
+        name: String,
+        #[arg(long = "quota", value_name = "KEY=VALUE", required = true)]
+        quota: Vec<String>,
+    },
 }
 
 /// `darkroom keys` subcommands besides `rotate-master`.
@@ -155,6 +162,18 @@ pub async fn users(target: &Target, config: Option<&Config>, command: &UsersComm
                 Admin::Remote(api) => api.remove_user(name).await?,
             }
             println!("removed {name} and their keys");
+        }
+        UsersCommand::Set { name, quota } => {
+            let user = match &admin {
+                Admin::Local(s) => {
+                    crate::service::quotas::set_personal(s.users(), &root, name, quota).await?
+                }
+                Admin::Remote(api) => {
+                    let change = crate::service::quotas::QuotaChange::of_assignments(quota)?;
+                    api.set_quota(name, &change).await?
+                }
+            };
+            println!("{}: {}", user.name, serde_json::to_string(&user.quota)?);
         }
     }
     Ok(())

@@ -65,6 +65,9 @@ pub struct Config {
     pub models: Vec<crate::models::ModelSpec>,
     pub routing: crate::models::RoutingConfig,
     pub tls: TlsConfig,
+    /// `[quotas.viewer|user|admin]`: each role's limits.
+    pub quotas: crate::quotas::QuotasConfig,
+    pub metrics: crate::metrics::config::MetricsConfig,
 }
 
 impl Default for Config {
@@ -88,6 +91,8 @@ impl Default for Config {
             models: Vec::new(),
             routing: crate::models::RoutingConfig::default(),
             tls: TlsConfig::default(),
+            quotas: crate::quotas::QuotasConfig::default(),
+            metrics: crate::metrics::config::MetricsConfig::default(),
         }
     }
 }

@@ -182,3 +182,48 @@ pub(super) async fn settle_prompt_runs(
         }
     }
 }
+
+/// Keeps quotas current on this node: records each job in its owner's usage when
+/// it is submitted and when it ends (usage settles missed ones on read), and
+/// re-reads every user's limits for fair share every few seconds (another node,
+/// or an admin, may have changed them).
+pub(super) async fn keep_quotas(
+    queue: Queue,
+    quotas: crate::service::quotas::Quotas,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut jobs = queue.subscribe();
+    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(5));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = refresh.tick() => {
+                if let Err(e) = quotas.refresh_shares().await {
+                    tracing::debug!(error = %e, "cannot re-read the users' quotas");
+                }
+                continue;
+            }
+            e = jobs.recv() => match e {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "usage: fell behind the queue; usage settles them on read");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if event.from.is_some() && !event.to.is_terminal() {
+            continue;
+        }
+        let recorded = match queue.get(event.id).await {
+            Ok(Some(job)) => quotas.record(&job).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = recorded {
+            tracing::debug!(job = %event.id, error = %e, "usage not recorded; usage settles it on read");
+        }
+    }
+}

@@ -115,8 +115,16 @@ impl Daemon {
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
-        let (jobs, library, users) =
-            start_jobs(config, &dispatcher, &queue, &clock, &shutdown, &mut tasks).await?;
+        let (jobs, library, users) = start_jobs(
+            config,
+            &dispatcher,
+            &queue,
+            &clock,
+            &metrics,
+            &shutdown,
+            &mut tasks,
+        )
+        .await?;
         let services = Services {
             jobs,
             library,
@@ -356,6 +364,7 @@ async fn start_jobs(
     dispatcher: &Dispatcher,
     queue: &crate::queue::Queue,
     clock: &SharedClock,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<(
@@ -372,8 +381,27 @@ async fn start_jobs(
         .await
         .context("cannot open the prompt library")?;
     let users = crate::users::Users::new(docs.clone(), clock.clone());
+    let quotas = crate::service::quotas::Quotas::new(
+        config.quotas.clone(),
+        users.clone(),
+        docs.clone(),
+        queue.clone(),
+    );
+    let running = dispatcher.clone();
+    let quotas = quotas
+        .with_running(Arc::new(move |owner: &str| running.running_of(owner)))
+        .with_metrics(metrics.clone(), config.metrics.per_user);
+    if let Err(e) = quotas.refresh_shares().await {
+        tracing::warn!(error = %e, "cannot read the users' quotas yet; fair share starts with role defaults");
+    }
+    dispatcher.set_owner_policy(quotas.shares());
+    tasks.spawn(background::keep_quotas(
+        queue.clone(),
+        quotas.clone(),
+        shutdown.clone(),
+    ));
     let library = crate::prompts::Library::new(docs, clock.clone());
-    let jobs = jobs.with_library(library.clone());
+    let jobs = jobs.with_library(library.clone()).with_quotas(quotas);
     let prompts = crate::service::prompts::Prompts::new(library, jobs.clone());
     tasks.spawn(background::settle_prompt_runs(
         queue.clone(),

@@ -31,6 +31,7 @@ use ulid::Ulid;
 
 mod backend;
 mod config;
+pub mod fair;
 mod models;
 mod outputs;
 mod preview;
@@ -128,6 +129,8 @@ pub(crate) struct Shared {
     passed: Mutex<HashMap<Ulid, crate::clock::Millis>>,
     /// Routing decisions made at submit on this node, by (model, reason).
     decisions: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// Who goes next among users with work waiting.
+    fair: fair::FairShare,
 }
 
 impl Shared {
@@ -248,10 +251,22 @@ impl Dispatcher {
             previews: Previews::default(),
             passed: Mutex::new(HashMap::new()),
             decisions: Mutex::default(),
+            fair: fair::FairShare::new(Arc::new(fair::Equal)),
         });
         let listener = tokio::spawn(listen(shared.clone(), checks.clone()));
         let main = tokio::spawn(claim_loop(shared.clone(), shutdown, checks, listener));
         Ok((Self { shared }, main))
+    }
+
+    /// Where fair share learns each owner's share and `max_running` (default:
+    /// everyone equal, unlimited).
+    pub fn set_owner_policy(&self, policy: Arc<dyn fair::OwnerPolicy>) {
+        self.shared.fair.set_policy(policy);
+    }
+
+    /// Jobs of `owner` running on this node.
+    pub fn running_of(&self, owner: &str) -> u64 {
+        self.shared.fair.running(owner)
     }
 
     /// Every backend's state.
@@ -377,8 +392,8 @@ async fn claim_loop(
     let _ = listener.await;
 }
 
-/// Without a model catalog: the best jobs in priority/FIFO order, each to the
-/// least loaded healthy backend.
+/// Without a model catalog: the best jobs in priority order, owners taking turns
+/// ([`fair`]), each to the least loaded healthy backend.
 async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, tasks: &TaskTracker) {
     let worker = shared.settings.worker.clone();
     while !shutdown.is_cancelled() {
@@ -389,11 +404,16 @@ async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, task
                 () = shared.pool.changed() => continue,
             }
         }
-        let claimed = match shared
-            .queue
-            .claim_wait_or_stop(QUEUE, &worker, free, Duration::from_secs(5), shutdown)
-            .await
-        {
+        let ready = shared.queue.ready_notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        let fair = shared.clone();
+        let picker: crate::queue::Picker<()> = Arc::new(move |candidates: &[crate::queue::Candidate]| {
+            let now = fair.queue.now_ms();
+            let order = fair.fair.order(candidates, now);
+            order.into_iter().take(free).map(|i| (i, ())).collect()
+        });
+        let claimed = match shared.queue.claim_picked(QUEUE, &worker, free, picker).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim jobs");
@@ -403,7 +423,18 @@ async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, task
                 }
             }
         };
-        for job in claimed {
+        if claimed.is_empty() {
+            // Nothing to start: wait for a new job or a freed slot; and look again
+            // every few seconds (delayed jobs come due).
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = &mut ready => {}
+                () = shared.pool.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        for (job, ()) in claimed {
             let avoid = shared.failed_on(job.job.id);
             let Some(slot) = shared.pool.reserve(avoid.as_deref()) else {
                 // A backend went down between counting slots and claiming.
@@ -412,10 +443,29 @@ async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, task
                 }
                 continue;
             };
-            let signal = shared.watch(job.job.id);
-            tasks.spawn(run::run(shared.clone(), job, slot, None, signal));
+            start(shared, tasks, job, slot, None);
         }
     }
+}
+
+/// Runs `job` on `slot` as a task, charging its owner's fair share.
+fn start(
+    shared: &Arc<Shared>,
+    tasks: &TaskTracker,
+    job: crate::queue::Claimed,
+    slot: Slot,
+    placement: Option<Placement>,
+) {
+    let signal = shared.watch(job.job.id);
+    let owner = job.job.owner.clone();
+    let began = shared.queue.now_ms();
+    let charged = shared.fair.started(owner.as_deref(), began);
+    let shared = shared.clone();
+    tasks.spawn(async move {
+        run::run(shared.clone(), job, slot, placement, signal).await;
+        let now = shared.queue.now_ms();
+        shared.fair.ended(owner.as_deref(), charged, now - began, now);
+    });
 }
 
 /// Ready jobs the scheduler looks at in one claim (at least).
@@ -471,8 +521,7 @@ async fn claim_by_model(shared: &Arc<Shared>, shutdown: &CancellationToken, task
                 }
                 continue;
             };
-            let signal = shared.watch(job.job.id);
-            tasks.spawn(run::run(shared.clone(), job, slot, Some(placement), signal));
+            start(shared, tasks, job, slot, Some(placement));
         }
     }
 }
@@ -481,8 +530,12 @@ async fn claim_by_model(shared: &Arc<Shared>, shutdown: &CancellationToken, task
 /// jobs the plan passed over (the last plan wins when a claim reruns).
 fn picker(shared: &Arc<Shared>, views: Vec<crate::models::BackendView>) -> crate::queue::Picker<Placement> {
     let shared = shared.clone();
-    Arc::new(move |candidates: &[crate::queue::Candidate]| {
+    Arc::new(move |all: &[crate::queue::Candidate]| {
         let now = shared.queue.now_ms();
+        // The plan sees the jobs in fair-share order; its picks are mapped back.
+        let order = shared.fair.order(all, now);
+        let candidates: Vec<crate::queue::Candidate> = order.iter().map(|&i| all[i].clone()).collect();
+        let candidates = candidates.as_slice();
         let passed = lock(&shared.passed).clone();
         let failed_on = lock(&shared.failed_on).clone();
         let settings = &shared.settings;
@@ -507,7 +560,7 @@ fn picker(shared: &Arc<Shared>, views: Vec<crate::models::BackendView>) -> crate
                 p.entry(id).or_insert(now);
             }
         }
-        plan.picks
+        plan.picks.into_iter().map(|(i, tag)| (order[i], tag)).collect()
     })
 }
 

@@ -43,6 +43,7 @@ fn jobs(models: &[&str]) -> Vec<Candidate> {
             priority: 0,
             affinity: Some((*m).to_owned()),
             created_ms: i64::try_from(i).unwrap(),
+            owner: None,
         })
         .collect()
 }

@@ -29,11 +29,14 @@ use crate::queue::{Counts, JobStatus};
 use crate::sync::lock;
 
 mod backup;
+pub mod config;
 mod gpu;
 mod models;
 mod text;
+mod usage;
 
 pub use text::to_prometheus_text;
+pub use usage::UsageEnd;
 
 /// A label set of one label; the name is given by the type alias.
 macro_rules! labels {
@@ -133,6 +136,7 @@ struct Inner {
     gpu: gpu::GpuMetrics,
     backup: backup::BackupMetrics,
     models: models::ModelMetrics,
+    usage: usage::UsageMetrics,
 }
 
 impl Default for Metrics {
@@ -309,6 +313,7 @@ impl Metrics {
         let gpu = gpu::GpuMetrics::register(&mut r);
         let backup = backup::BackupMetrics::register(&mut r);
         let models = models::ModelMetrics::register(&mut r);
+        let usage = usage::UsageMetrics::register(&mut r);
         let build = Family::<Build, Gauge>::default();
         build
             .get_or_create(&Build {
@@ -352,8 +357,14 @@ impl Metrics {
                 gpu,
                 backup,
                 models,
+                usage,
             }),
         }
+    }
+
+    /// Counts one job's end in its owner's role's usage.
+    pub fn usage(&self, end: &UsageEnd<'_>) {
+        self.inner.usage.record(end);
     }
 
     /// Records one S3 request.

@@ -151,6 +151,13 @@ impl From<ServiceError> for OpenAiError {
                 m,
             ),
             ServiceError::QueueFull(m) => Self::rate_limited(m),
+            // OpenAI's own answer to an account over its quota.
+            ServiceError::QuotaExceeded(x) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("insufficient_quota"),
+                x.message,
+            ),
             ServiceError::NoBackend(m) | ServiceError::Unavailable(m) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",

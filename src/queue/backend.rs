@@ -77,6 +77,10 @@ pub(crate) trait JobTables {
     /// The first `max` entries of `queue`'s ready index, best first.
     fn first_ready(&mut self, queue: &str, max: usize) -> Result<Vec<(Position, Ulid)>, QueueError>;
 
+    /// The best ready entry of each owner with ready jobs in `queue` (up to
+    /// `max_owners` owners), from the owner index; an entry may be stale on Redis.
+    fn owner_heads(&mut self, queue: &str, max_owners: usize) -> Result<Vec<(Position, Ulid)>, QueueError>;
+
     /// Entries of the time index of `status` whose time is at most `now`, oldest first.
     fn due(
         &mut self,

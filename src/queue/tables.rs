@@ -16,6 +16,9 @@
 //!
 //! `order` is a ULID from the queue's monotonic generator taken when the job became
 //! ready (its id, at enqueue), so FIFO within a priority needs no shared counter.
+//! `queue_ready_owned` repeats the ready entries of jobs that have an owner, keyed
+//! `(queue, owner, -priority, order)`, so a claim also sees each owner's best job
+//! however many jobs of others are ahead of it (fair share).
 //! `queue_idempotency` maps idempotency keys to job ids. An enqueue touches three
 //! B-trees (record, payload, ready index): fewer dirty pages per group commit is what
 //! makes a durable enqueue cheap. [`Tables::put`] diffs a job's position before and
@@ -41,6 +44,8 @@ pub(crate) const SUCCEEDED: TimeIndex = TableDefinition::new("queue_succeeded");
 pub(crate) const FAILED: TimeIndex = TableDefinition::new("queue_failed");
 pub(crate) const CANCELLED: TimeIndex = TableDefinition::new("queue_cancelled");
 pub(crate) const IDEMPOTENCY: TableDefinition<&str, u128> = TableDefinition::new("queue_idempotency");
+pub(crate) const READY_OWNED: TableDefinition<(&str, &str, i64, u128), u128> =
+    TableDefinition::new("queue_ready_owned");
 
 /// The time-keyed index holding jobs in `status` (all but `queued`).
 pub(crate) fn time_index(status: JobStatus) -> Option<TimeIndex> {
@@ -64,6 +69,7 @@ pub(crate) struct Tables<'t> {
     /// Time indexes in [`JobStatus::ALL`] order, `queued` excluded.
     timed: [Option<Table<'t, (i64, u128), ()>>; 5],
     idempotency: Option<Table<'t, &'static str, u128>>,
+    owned: Option<Table<'t, (&'static str, &'static str, i64, u128), u128>>,
 }
 
 /// The table in `slot`, opening it first if need be.
@@ -87,6 +93,7 @@ impl<'t> Tables<'t> {
             ready: None,
             timed: [None, None, None, None, None],
             idempotency: None,
+            owned: None,
         })
     }
 
@@ -96,6 +103,7 @@ impl<'t> Tables<'t> {
         t.payloads()?;
         t.ready()?;
         t.idempotency()?;
+        t.owned()?;
         for status in JobStatus::ALL {
             t.timed(status)?;
         }
@@ -108,6 +116,34 @@ impl<'t> Tables<'t> {
 
     pub(crate) fn ready(&mut self) -> Result<&mut Table<'t, (&'static str, i64, u128), u128>, QueueError> {
         opened(self.txn, &mut self.ready, READY)
+    }
+
+    pub(crate) fn owned(
+        &mut self,
+    ) -> Result<&mut Table<'t, (&'static str, &'static str, i64, u128), u128>, QueueError> {
+        opened(self.txn, &mut self.owned, READY_OWNED)
+    }
+
+    /// Adds or removes the owner index entry of `job` at `position` (only ready
+    /// jobs with an owner have one).
+    fn own(&mut self, job: &Job, position: &Position, present: bool) -> Result<(), QueueError> {
+        if let (
+            Some(owner),
+            Position::Ready {
+                queue,
+                neg_priority,
+                order,
+            },
+        ) = (job.owner.as_deref(), position)
+        {
+            let key = (queue.as_str(), owner, *neg_priority, *order);
+            if present {
+                self.owned()?.insert(key, job.id.0)?;
+            } else {
+                self.owned()?.remove(key)?;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn idempotency(&mut self) -> Result<&mut Table<'t, &'static str, u128>, QueueError> {
@@ -170,8 +206,10 @@ impl JobTables for Tables<'_> {
         if before != Some(&after) {
             if let Some(old) = before {
                 self.drop_position(job.id, old)?;
+                self.own(job, old, false)?;
             }
             self.insert_position(job.id, &after)?;
+            self.own(job, &after, true)?;
         }
         let payload = std::mem::take(&mut job.payload);
         let encoded = serde_json::to_vec(&*job);
@@ -182,6 +220,7 @@ impl JobTables for Tables<'_> {
 
     fn delete(&mut self, job: &Job) -> Result<(), QueueError> {
         self.drop_position(job.id, &Position::of(job))?;
+        self.own(job, &Position::of(job), false)?;
         self.jobs.remove(job.id.0)?;
         self.payloads()?.remove(job.id.0)?;
         if let Some(key) = job.idempotency_key.as_deref() {
@@ -220,6 +259,29 @@ impl JobTables for Tables<'_> {
             entries.push((position, Ulid(id.value())));
         }
         Ok(entries)
+    }
+
+    fn owner_heads(&mut self, queue: &str, max_owners: usize) -> Result<Vec<(Position, Ulid)>, QueueError> {
+        let mut heads = Vec::new();
+        let mut from = String::new();
+        let table = self.owned()?;
+        while heads.len() < max_owners {
+            let first = table
+                .range((queue, from.as_str(), i64::MIN, 0u128)..=(queue, "\u{10FFFF}", i64::MAX, u128::MAX))?
+                .next();
+            let Some(entry) = first else { break };
+            let (key, id) = entry?;
+            let (_, owner, neg_priority, order) = key.value();
+            let position = Position::Ready {
+                queue: queue.to_owned(),
+                neg_priority,
+                order,
+            };
+            heads.push((position, Ulid(id.value())));
+            // The least string above every `owner...` key: the next owner's first.
+            from = format!("{owner}\u{0}");
+        }
+        Ok(heads)
     }
 
     fn due(

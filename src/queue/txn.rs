@@ -134,7 +134,12 @@ pub struct Candidate {
     pub priority: i32,
     pub affinity: Option<String>,
     pub created_ms: Millis,
+    /// Who submitted it (see [`Job::owner`]).
+    pub owner: Option<String>,
 }
+
+/// Owners whose best ready job a claim adds to its window (fair share).
+const MAX_OWNER_HEADS: usize = 256;
 
 /// Chooses which of the first ready jobs (best first) to lease, each with a tag
 /// the caller gets back (where it will run). Called inside the claim's transaction,
@@ -157,6 +162,26 @@ pub(crate) fn claim_picked<T: Clone>(
             jobs.push(job);
         }
     }
+    // Each owner's best job too, however far behind the window it waits; in
+    // claim order, so the candidates stay best first.
+    let mut heads = Vec::new();
+    for (position, id) in t.owner_heads(queue, MAX_OWNER_HEADS)? {
+        if jobs.iter().any(|j| j.id == id) {
+            continue;
+        }
+        // A stale owner entry (Redis) is passed over, not raced on.
+        if let Some(job) = t.load(id)?
+            && Position::of(&job) == position
+        {
+            heads.push((position, job));
+        }
+    }
+    if !heads.is_empty() {
+        let mut all: Vec<(Position, Job)> = jobs.into_iter().map(|j| (Position::of(&j), j)).collect();
+        all.extend(heads);
+        all.sort_by(|(a, _), (b, _)| ready_order(a).cmp(&ready_order(b)));
+        jobs = all.into_iter().map(|(_, j)| j).collect();
+    }
     let candidates: Vec<Candidate> = jobs
         .iter()
         .map(|j| Candidate {
@@ -164,6 +189,7 @@ pub(crate) fn claim_picked<T: Clone>(
             priority: j.priority,
             affinity: j.affinity.clone(),
             created_ms: j.created_ms,
+            owner: j.owner.clone(),
         })
         .collect();
     let mut claimed = Vec::new();
@@ -176,6 +202,16 @@ pub(crate) fn claim_picked<T: Clone>(
         claimed.push((leased, tag));
     }
     Ok((claimed, events))
+}
+
+/// Where a ready position sorts in its queue: by priority, then order.
+fn ready_order(p: &Position) -> (i64, u128) {
+    match p {
+        Position::Ready {
+            neg_priority, order, ..
+        } => (*neg_priority, *order),
+        Position::Timed(..) => (i64::MAX, u128::MAX),
+    }
 }
 
 /// Moves a ready `job` to running under a new lease of `worker`.

@@ -24,6 +24,9 @@ pub enum ServiceError {
     /// Admission: too many jobs are waiting.
     #[error("{0}")]
     QueueFull(String),
+    /// The caller is over one of their quotas (which, how far, when it resets).
+    #[error("{}", .0.message)]
+    QuotaExceeded(Box<crate::quotas::Exceeded>),
     /// No backend has or can hold the model the request needs.
     #[error("{0}")]
     ModelUnavailable(String),
@@ -61,6 +64,7 @@ impl ServiceError {
             Self::Forbidden(_) => "forbidden",
             Self::Conflict(_) => "conflict",
             Self::QueueFull(_) => "queue_full",
+            Self::QuotaExceeded(_) => "quota_exceeded",
             Self::ModelUnavailable(_) => "model_unavailable",
             Self::NoBackend(_) => "no_backend",
             Self::Unavailable(_) => "store_unavailable",
@@ -73,6 +77,7 @@ impl ServiceError {
     pub fn field(&self) -> Option<&str> {
         match self {
             Self::Invalid { field, .. } => field.as_deref(),
+            Self::QuotaExceeded(x) => x.field.as_deref(),
             _ => None,
         }
     }

@@ -5,7 +5,9 @@
 //! Admission, in order: the webhook URL is checked, the request is validated and
 //! rendered ([`JobRequest::into_new_job`]), a ComfyUI backend must be configured
 //! (else no job could ever run), and fewer than `api.max_queued` jobs may be
-//! waiting. A submit may then wait up to `api.max_wait_seconds` for the job to end.
+//! waiting; last, a caller's quotas ([`super::quotas`]) reserve the generation,
+//! settled once the enqueue made (or did not make) the job. A submit may then wait
+//! up to `api.max_wait_seconds` for the job to end.
 //! Listings page through every status in [`LIST_ORDER`] with an opaque cursor.
 
 use std::sync::Arc;
@@ -93,6 +95,8 @@ pub struct Jobs {
     library: Option<crate::prompts::Library>,
     /// Where a job's webhook may point.
     targets: Arc<crate::outbound::TargetPolicy>,
+    /// Each submitter's limits (absent: nobody is limited).
+    quotas: Option<super::quotas::Quotas>,
 }
 
 impl Jobs {
@@ -104,7 +108,20 @@ impl Jobs {
             limits,
             library: None,
             targets: Arc::default(),
+            quotas: None,
         }
+    }
+
+    /// Holds each submitter to their quotas (`[quotas]`, `users set --quota`).
+    #[must_use]
+    pub fn with_quotas(mut self, quotas: super::quotas::Quotas) -> Self {
+        self.quotas = Some(quotas);
+        self
+    }
+
+    /// The quotas submits are held to, if any.
+    pub fn quotas(&self) -> Option<&super::quotas::Quotas> {
+        self.quotas.as_ref()
     }
 
     /// Lets webhooks reach what `targets` allows (default: no internal address).
@@ -143,6 +160,16 @@ impl Jobs {
         request: JobRequest,
         wait_seconds: Option<u64>,
     ) -> Result<Submitted, ServiceError> {
+        self.submit_by(None, request, wait_seconds).await
+    }
+
+    /// [`Jobs::submit`], held to `who`'s quotas when there is a caller.
+    async fn submit_by(
+        &self,
+        who: Option<&Principal>,
+        request: JobRequest,
+        wait_seconds: Option<u64>,
+    ) -> Result<Submitted, ServiceError> {
         if let Some(w) = wait_seconds
             && w > self.limits.max_wait_seconds
         {
@@ -154,7 +181,7 @@ impl Jobs {
                 ),
             ));
         }
-        let enqueued = self.admit(request).await?;
+        let enqueued = self.admit(who, request).await?;
         if enqueued.created
             && let Some(library) = &self.library
             && let Err(e) = super::prompts::record(library, &enqueued.job).await
@@ -199,7 +226,11 @@ impl Jobs {
     }
 
     /// Every admission rule, then the enqueue.
-    async fn admit(&self, request: JobRequest) -> Result<crate::queue::Enqueued, ServiceError> {
+    async fn admit(
+        &self,
+        who: Option<&Principal>,
+        request: JobRequest,
+    ) -> Result<crate::queue::Enqueued, ServiceError> {
         if let Some(url) = &request.webhook {
             check_url("webhook", url)?;
             self.targets
@@ -234,7 +265,15 @@ impl Jobs {
                 self.limits.max_queued
             )));
         }
-        Ok(self.queue.enqueue(new).await?)
+        // Last: the reservation is counted, and must be settled whatever happens.
+        let (quotas, who) = match (&self.quotas, who) {
+            (Some(q), Some(w)) => (q, w),
+            _ => return Ok(self.queue.enqueue(new).await?),
+        };
+        let reservation = quotas.admit(who, &new).await?;
+        let enqueued = self.queue.enqueue(new).await;
+        quotas.settle(reservation, enqueued.as_ref().ok()).await;
+        Ok(enqueued?)
     }
 
     /// One job, with its payload, progress, result and every attempt's error.
@@ -351,7 +390,7 @@ impl Jobs {
         wait_seconds: Option<u64>,
     ) -> Result<Submitted, ServiceError> {
         request.owner = Some(who.user.clone());
-        self.submit(request, wait_seconds).await
+        self.submit_by(Some(who), request, wait_seconds).await
     }
 
     /// Job `id` if `who` may see it; to anyone else it does not exist.

@@ -34,6 +34,7 @@ pub mod models;
 pub mod ops;
 pub mod pictures;
 pub mod prompts;
+pub mod quotas;
 pub mod status;
 pub mod templates;
 pub mod users;

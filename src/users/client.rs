@@ -37,6 +37,34 @@ impl ApiClient {
         self.users_call(Method::DELETE, &path, None).await
     }
 
+    pub async fn set_quota(
+        &self,
+        name: &str,
+        change: &crate::service::quotas::QuotaChange,
+    ) -> Result<User, ClientError> {
+        let body = serde_json::to_vec(change).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let path = format!("/api/v1/users/{}/quota", encode_segment(name));
+        self.users_call(Method::PATCH, &path, Some(body)).await
+    }
+
+    pub async fn usage(
+        &self,
+        query: &crate::service::quotas::UsageQuery,
+    ) -> Result<crate::service::quotas::UsageReport, ClientError> {
+        let mut params = Vec::new();
+        for (k, v) in [("user", &query.user), ("from", &query.from), ("to", &query.to)] {
+            if let Some(v) = v {
+                params.push(format!("{k}={}", encode_segment(v)));
+            }
+        }
+        let path = if params.is_empty() {
+            "/api/v1/usage".to_owned()
+        } else {
+            format!("/api/v1/usage?{}", params.join("&"))
+        };
+        self.users_call(Method::GET, &path, None).await
+    }
+
     pub async fn keys(&self, user: Option<&str>) -> Result<Vec<KeyRecord>, ClientError> {
         let path = match user {
             Some(u) => format!("/api/v1/keys?user={}", encode_segment(u)),

@@ -48,13 +48,20 @@ named_enum!(Role, "role", {
 });
 
 /// A user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub name: String,
     pub role: Role,
     #[serde(default)]
     pub disabled: bool,
     pub created_ms: Millis,
+    /// Their own limits, over their role's (`users set NAME --quota KEY=VALUE`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub quota: crate::quotas::Limits,
+}
+
+fn is_default(l: &crate::quotas::Limits) -> bool {
+    *l == crate::quotas::Limits::default()
 }
 
 /// An API key as stored: never the secret, only its hash.
@@ -191,6 +198,7 @@ impl Users {
             role,
             disabled: false,
             created_ms: self.clock.now_ms(),
+            quota: crate::quotas::Limits::default(),
         };
         let raw = serde_json::to_vec(&user)?;
         let taken = name.to_owned();
@@ -211,6 +219,19 @@ impl Users {
                 let old = old.ok_or_else(|| DocsError::NotFound(format!("no user {missing:?}")))?;
                 let mut user: User = serde_json::from_slice(old)?;
                 user.disabled = disabled;
+                Ok((Write::Put(serde_json::to_vec(&user)?), user))
+            })
+            .await
+    }
+
+    /// Replaces a user's own limits.
+    pub async fn set_quota(&self, name: &str, quota: crate::quotas::Limits) -> Result<User, DocsError> {
+        let missing = name.to_owned();
+        self.docs
+            .update(USERS, name, move |old| {
+                let old = old.ok_or_else(|| DocsError::NotFound(format!("no user {missing:?}")))?;
+                let mut user: User = serde_json::from_slice(old)?;
+                user.quota = quota.clone();
                 Ok((Write::Put(serde_json::to_vec(&user)?), user))
             })
             .await

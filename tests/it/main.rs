@@ -47,6 +47,7 @@ mod queue_crash;
 mod queue_lease;
 mod queue_redis;
 mod queue_support;
+mod quotas;
 mod redis_server;
 mod s3_backend;
 mod s3_buckets;

@@ -6,6 +6,8 @@
 //! | `P:payload:{id}`        | string | the payload (JSON), written once                 |
 //! | `P:ready:{queue}`       | zset   | `{-priority}{order}{id}`: claim order            |
 //! | `P:queues`              | set    | every queue name that ever had a ready job       |
+//! | `P:owned:{queue}:{owner}` | zset | the owner's entries of `P:ready:{queue}` (fair share) |
+//! | `P:owners:{queue}`      | set    | every owner that ever had a ready job there      |
 //! | `P:idx:{status}`        | zset   | `{time}{id}` for scheduled, running and finished |
 //! | `P:idem:{key}`          | string | the job an idempotency key names                 |
 //! | `P:events`              | stream | every committed [`JobEvent`](crate::queue::JobEvent) |
@@ -66,6 +68,16 @@ impl Keys {
 
     pub(crate) fn ready(&self, queue: &str) -> String {
         format!("{}ready:{queue}", self.base)
+    }
+
+    /// `owner`'s ready jobs of `queue`, members as in [`Keys::ready`].
+    pub(crate) fn owned(&self, queue: &str, owner: &str) -> String {
+        format!("{}owned:{queue}:{owner}", self.base)
+    }
+
+    /// The owners that ever had a ready job in `queue`.
+    pub(crate) fn owners(&self, queue: &str) -> String {
+        format!("{}owners:{queue}", self.base)
     }
 
     /// Where the commit named `nonce` leaves its answer.

@@ -143,8 +143,8 @@ pub(crate) struct RedisTxn<'a> {
     writes: BTreeMap<String, Option<String>>,
     /// Index members changed: `(sorted set, member)` → present afterwards.
     members: BTreeMap<(String, String), bool>,
-    /// Queue names to record.
-    queues: BTreeSet<String>,
+    /// Set members to add: `(set, member)` (queue names, owners).
+    sets: BTreeSet<(String, String)>,
 }
 
 impl<'a> RedisTxn<'a> {
@@ -155,7 +155,7 @@ impl<'a> RedisTxn<'a> {
             guards: BTreeMap::new(),
             writes: BTreeMap::new(),
             members: BTreeMap::new(),
-            queues: BTreeSet::new(),
+            sets: BTreeSet::new(),
         }
     }
 
@@ -176,6 +176,18 @@ impl<'a> RedisTxn<'a> {
 
     fn set_member(&mut self, (key, member): (String, String), present: bool) {
         self.members.insert((key, member), present);
+    }
+
+    /// Adds or removes the owner index entry of `job` at `position` (only ready
+    /// jobs with an owner have one).
+    fn own(&mut self, job: &Job, position: &Position, present: bool) {
+        if let (Some(owner), Position::Ready { queue, .. }) = (job.owner.as_deref(), position) {
+            let (_, member) = self.keys.entry(job.id, position);
+            if present {
+                self.sets.insert((self.keys.owners(queue), owner.to_owned()));
+            }
+            self.set_member((self.keys.owned(queue, owner), member), present);
+        }
     }
 
     /// The first `limit` members of a sorted set below `upper` (exclusive; `None`:
@@ -244,8 +256,8 @@ impl<'a> RedisTxn<'a> {
             let op = if *present { "A" } else { "R" };
             args.extend([op.to_owned(), at(key, &mut keys), member.clone()]);
         }
-        for queue in &self.queues {
-            args.extend(["M".to_owned(), at(&self.keys.queues, &mut keys), queue.clone()]);
+        for (set, member) in &self.sets {
+            args.extend(["M".to_owned(), at(set, &mut keys), member.clone()]);
         }
         for event in events {
             args.extend([
@@ -296,12 +308,14 @@ impl JobTables for RedisTxn<'_> {
         if before != Some(&after) {
             if let Some(old) = before {
                 self.drop_position(job.id, old)?;
+                self.own(job, old, false);
             }
             if let Position::Ready { queue, .. } = &after {
-                self.queues.insert(queue.clone());
+                self.sets.insert((self.keys.queues.clone(), queue.clone()));
             }
             let entry = self.keys.entry(job.id, &after);
             self.set_member(entry, true);
+            self.own(job, &after, true);
         }
         let payload = std::mem::take(&mut job.payload);
         let encoded = serde_json::to_string(&*job);
@@ -312,6 +326,7 @@ impl JobTables for RedisTxn<'_> {
 
     fn delete(&mut self, job: &Job) -> Result<(), QueueError> {
         self.drop_position(job.id, &Position::of(job))?;
+        self.own(job, &Position::of(job), false);
         self.writes.insert(self.keys.job(job.id), None);
         self.writes.insert(self.keys.payload(job.id), None);
         if let Some(key) = job.idempotency_key.as_deref()
@@ -347,6 +362,37 @@ impl JobTables for RedisTxn<'_> {
                 (position, id)
             })
             .collect())
+    }
+
+    fn owner_heads(&mut self, queue: &str, max_owners: usize) -> Result<Vec<(Position, Ulid)>, QueueError> {
+        let set = self.keys.owners(queue);
+        let mut owners: BTreeSet<String> = redis::cmd("SMEMBERS").arg(&set).query(self.conn)?;
+        owners.extend(
+            self.sets
+                .iter()
+                .filter(|(s, _)| *s == set)
+                .map(|(_, o)| o.clone()),
+        );
+        let mut heads = Vec::new();
+        for owner in owners {
+            if heads.len() >= max_owners {
+                break;
+            }
+            let key = self.keys.owned(queue, &owner);
+            if let Some((neg_priority, order, id)) = self
+                .range(&key, None, 1)?
+                .first()
+                .and_then(|m| keys::parse_ready_member(m))
+            {
+                let position = Position::Ready {
+                    queue: queue.to_owned(),
+                    neg_priority,
+                    order,
+                };
+                heads.push((position, id));
+            }
+        }
+        Ok(heads)
     }
 
     fn due(
