@@ -113,18 +113,10 @@ impl Daemon {
             config.data_dir.clone(),
             shutdown.clone(),
         ));
-        let (api_listener, api_addr) = bind_api(config).await?;
-        let api_url = url_of(&api_listener, api_addr);
-        let (jobs, library, users) = start_jobs(
-            config,
-            &dispatcher,
-            &queue,
-            &clock,
-            &metrics,
-            &shutdown,
-            &mut tasks,
-        )
-        .await?;
+        let (api_listener, api_addr, api_url) = bind_api(config).await?;
+        let ctx = (&clock, &metrics);
+        let (jobs, library, users) =
+            start_jobs(config, &dispatcher, &queue, ctx, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
             library,
@@ -313,13 +305,15 @@ fn serve_api(
 }
 
 /// Binds the HTTP API's listener (served once the services exist).
-async fn bind_api(config: &Config) -> anyhow::Result<(crate::tls::Listener, SocketAddr)> {
+/// The API's listener, its address and its URL.
+async fn bind_api(config: &Config) -> anyhow::Result<(crate::tls::Listener, SocketAddr, String)> {
     let listener = TcpListener::bind(config.api.addr)
         .await
         .with_context(|| format!("api.addr: cannot listen on {}", config.api.addr))?;
     let listener = tls_listener(listener, config, crate::tls::ListenerKind::Api)?;
     let addr = listener.local_addr()?;
-    Ok((listener, addr))
+    let url = url_of(&listener, addr);
+    Ok((listener, addr, url))
 }
 
 /// Wraps a bound listener in TLS when `[tls]` gives it a certificate.
@@ -363,8 +357,7 @@ async fn start_jobs(
     config: &Config,
     dispatcher: &Dispatcher,
     queue: &crate::queue::Queue,
-    clock: &SharedClock,
-    metrics: &Metrics,
+    (clock, metrics): (&SharedClock, &Metrics),
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<(

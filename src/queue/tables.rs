@@ -44,8 +44,9 @@ pub(crate) const SUCCEEDED: TimeIndex = TableDefinition::new("queue_succeeded");
 pub(crate) const FAILED: TimeIndex = TableDefinition::new("queue_failed");
 pub(crate) const CANCELLED: TimeIndex = TableDefinition::new("queue_cancelled");
 pub(crate) const IDEMPOTENCY: TableDefinition<&str, u128> = TableDefinition::new("queue_idempotency");
-pub(crate) const READY_OWNED: TableDefinition<(&str, &str, i64, u128), u128> =
-    TableDefinition::new("queue_ready_owned");
+/// `(queue, owner, -priority, order)`, as [`READY`] is keyed with the owner second.
+type OwnedKey = (&'static str, &'static str, i64, u128);
+pub(crate) const READY_OWNED: TableDefinition<OwnedKey, u128> = TableDefinition::new("queue_ready_owned");
 
 /// The time-keyed index holding jobs in `status` (all but `queued`).
 pub(crate) fn time_index(status: JobStatus) -> Option<TimeIndex> {
@@ -69,7 +70,7 @@ pub(crate) struct Tables<'t> {
     /// Time indexes in [`JobStatus::ALL`] order, `queued` excluded.
     timed: [Option<Table<'t, (i64, u128), ()>>; 5],
     idempotency: Option<Table<'t, &'static str, u128>>,
-    owned: Option<Table<'t, (&'static str, &'static str, i64, u128), u128>>,
+    owned: Option<Table<'t, OwnedKey, u128>>,
 }
 
 /// The table in `slot`, opening it first if need be.
@@ -118,9 +119,7 @@ impl<'t> Tables<'t> {
         opened(self.txn, &mut self.ready, READY)
     }
 
-    pub(crate) fn owned(
-        &mut self,
-    ) -> Result<&mut Table<'t, (&'static str, &'static str, i64, u128), u128>, QueueError> {
+    pub(crate) fn owned(&mut self) -> Result<&mut Table<'t, OwnedKey, u128>, QueueError> {
         opened(self.txn, &mut self.owned, READY_OWNED)
     }
 

@@ -179,7 +179,7 @@ pub(crate) fn claim_picked<T: Clone>(
     if !heads.is_empty() {
         let mut all: Vec<(Position, Job)> = jobs.into_iter().map(|j| (Position::of(&j), j)).collect();
         all.extend(heads);
-        all.sort_by(|(a, _), (b, _)| ready_order(a).cmp(&ready_order(b)));
+        all.sort_by_key(|(p, _)| ready_order(p));
         jobs = all.into_iter().map(|(_, j)| j).collect();
     }
     let candidates: Vec<Candidate> = jobs

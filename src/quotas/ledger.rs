@@ -158,9 +158,7 @@ impl Ledger {
             .update(GROUP, user, move |old| {
                 let account: Account = old.map(serde_json::from_slice).transpose()?.unwrap_or_default();
                 let mut a = account.rolled(now);
-                a.waiting.retain(|s| {
-                    !gone.contains(&s.id) && !(s.id.starts_with("r:") && now - s.at_ms > RESERVATION_MS)
-                });
+                a.waiting.retain(|s| !gone.contains(&s.id) && !abandoned(s, now));
                 match admit(&a, &limits, now) {
                     Err(e) => Ok((Write::Keep, Err(e))),
                     Ok(()) => {
@@ -241,6 +239,11 @@ impl Ledger {
             .await?;
         Ok(())
     }
+}
+
+/// A reservation a crash left unconfirmed.
+fn abandoned(s: &Slot, now: Millis) -> bool {
+    s.id.starts_with("r:") && now - s.at_ms > RESERVATION_MS
 }
 
 /// Whether one more job fits in `a` under `limits`.

@@ -379,23 +379,6 @@ impl QuotaError {
 /// the sizes and steps found in its workflow (every node's `width` x `height` and
 /// `steps` inputs). `payload` is the job's stored spec.
 pub fn check_job(limits: &Limits, priority: i32, payload: &Value) -> Result<(), QuotaError> {
-    let refuse = |field: &str, message: String| {
-        Err(QuotaError::Refused {
-            field: field.to_owned(),
-            message,
-        })
-    };
-    let over = |limit: &str, field: String, used: u64, allowed: u64, message: String| {
-        Err(QuotaError::Exceeded(Box::new(Exceeded {
-            limit: limit.to_owned(),
-            field: Some(field),
-            used,
-            allowed,
-            resets_ms: None,
-            retry_after_secs: None,
-            message: format!("quota {limit} exceeded: {message}"),
-        })))
-    };
     if let Some(max) = limits.max_priority
         && priority > max
     {
@@ -404,12 +387,80 @@ pub fn check_job(limits: &Limits, priority: i32, payload: &Value) -> Result<(), 
             "priority".into(),
             u64::try_from(priority).unwrap_or(0),
             u64::try_from(max).unwrap_or(0),
-            format!("priority {priority} is above your max_priority {max}"),
+            &format!("priority {priority} is above your max_priority {max}"),
         );
     }
+    check_lists(limits, payload)?;
     let template = payload.get("template").and_then(Value::as_str);
+    let max_pixels = unlimited(limits.max_pixels);
+    let max_steps = unlimited(limits.max_steps);
+    let Some(nodes) = payload.get("workflow").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let field = |name: &str| {
+        if template.is_some() {
+            format!("params.{name}")
+        } else {
+            "workflow".to_owned()
+        }
+    };
+    for node in nodes.values() {
+        let Some(inputs) = node.get("inputs") else {
+            continue;
+        };
+        let num = |k: &str| inputs.get(k).and_then(Value::as_u64);
+        if let (Some(w), Some(h)) = (num("width"), num("height"))
+            && !max_pixels.allows(w.saturating_mul(h))
+        {
+            let pixels = w.saturating_mul(h);
+            return over(
+                "max_pixels",
+                field("width"),
+                pixels,
+                max_pixels.0,
+                &format!(
+                    "{w}x{h} is {pixels} pixels, above your max_pixels {max_pixels} (1024x1024 = 1048576)"
+                ),
+            );
+        }
+        if let Some(steps) = num("steps")
+            && !max_steps.allows(steps)
+        {
+            return over(
+                "max_steps",
+                field("steps"),
+                steps,
+                max_steps.0,
+                &format!("{steps} steps is above your max_steps {max_steps}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A per-job limit exceeded by what the request asks in `field`.
+fn over(limit: &str, field: String, used: u64, allowed: u64, message: &str) -> Result<(), QuotaError> {
+    Err(QuotaError::Exceeded(Box::new(Exceeded {
+        limit: limit.to_owned(),
+        field: Some(field),
+        used,
+        allowed,
+        resets_ms: None,
+        retry_after_secs: None,
+        message: format!("quota {limit} exceeded: {message}"),
+    })))
+}
+
+/// The templates and models the user may run.
+fn check_lists(limits: &Limits, payload: &Value) -> Result<(), QuotaError> {
+    let refuse = |field: &str, message: String| {
+        Err(QuotaError::Refused {
+            field: field.to_owned(),
+            message,
+        })
+    };
     if let Some(allowed) = &limits.templates {
-        match template {
+        match payload.get("template").and_then(Value::as_str) {
             Some(t) if allowed.iter().any(|a| a == t) => {}
             Some(t) => {
                 return refuse(
@@ -442,49 +493,6 @@ pub fn check_job(limits: &Limits, priority: i32, payload: &Value) -> Result<(), 
                 allowed.join(", ")
             ),
         );
-    }
-    let max_pixels = unlimited(limits.max_pixels);
-    let max_steps = unlimited(limits.max_steps);
-    let Some(nodes) = payload.get("workflow").and_then(Value::as_object) else {
-        return Ok(());
-    };
-    let field = |name: &str| {
-        if template.is_some() {
-            format!("params.{name}")
-        } else {
-            "workflow".to_owned()
-        }
-    };
-    for node in nodes.values() {
-        let Some(inputs) = node.get("inputs") else {
-            continue;
-        };
-        let num = |k: &str| inputs.get(k).and_then(Value::as_u64);
-        if let (Some(w), Some(h)) = (num("width"), num("height"))
-            && !max_pixels.allows(w.saturating_mul(h))
-        {
-            let pixels = w.saturating_mul(h);
-            return over(
-                "max_pixels",
-                field("width"),
-                pixels,
-                max_pixels.0,
-                format!(
-                    "{w}x{h} is {pixels} pixels, above your max_pixels {max_pixels} (1024x1024 = 1048576)"
-                ),
-            );
-        }
-        if let Some(steps) = num("steps")
-            && !max_steps.allows(steps)
-        {
-            return over(
-                "max_steps",
-                field("steps"),
-                steps,
-                max_steps.0,
-                format!("{steps} steps is above your max_steps {max_steps}"),
-            );
-        }
     }
     Ok(())
 }

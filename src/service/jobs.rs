@@ -266,9 +266,8 @@ impl Jobs {
             )));
         }
         // Last: the reservation is counted, and must be settled whatever happens.
-        let (quotas, who) = match (&self.quotas, who) {
-            (Some(q), Some(w)) => (q, w),
-            _ => return Ok(self.queue.enqueue(new).await?),
+        let (Some(quotas), Some(who)) = (&self.quotas, who) else {
+            return Ok(self.queue.enqueue(new).await?);
         };
         let reservation = quotas.admit(who, &new).await?;
         let enqueued = self.queue.enqueue(new).await;

@@ -89,7 +89,7 @@ async fn limits_refuse_with_429_and_usage_is_reported_per_user_per_day() {
     }
     let over = reqwest::Client::new()
         .post(format!("{base}/api/v1/jobs"))
-        .bearer_auth(&ana.token.clone().unwrap())
+        .bearer_auth(ana.token.clone().unwrap())
         .json(&noop(9))
         .send()
         .await
