@@ -250,7 +250,13 @@ fn redis_update<T, F>(c: &mut Connection, key: &str, name: &str, f: &F) -> Resul
 where
     F: Fn(Option<&[u8]>) -> Result<(Write, T), DocsError>,
 {
-    for _ in 0..REDIS_RETRIES {
+    for attempt in 0..REDIS_RETRIES {
+        if attempt >= 4 {
+            // Many writers on one group: step aside a little, a random while, so
+            // they stop colliding in lockstep.
+            let ms = rand::random_range(0..=(attempt as u64).min(20));
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         redis::cmd("WATCH").arg(key).query::<()>(c)?;
         let old: Option<Vec<u8>> = redis::cmd("HGET").arg(key).arg(name).query(c)?;
         let (write, out) = match f(old.as_deref()) {

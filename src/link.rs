@@ -206,9 +206,23 @@ impl Link for RemoteLink {
     }
 }
 
-/// The daemon in this process: the service layer called directly.
+/// The daemon in this process: the service layer called directly, acting for
+/// one principal (the dashboard's: the bootstrap admin; `/mcp`'s: the caller).
 pub struct LocalLink {
     pub services: Services,
+    pub who: crate::users::Principal,
+}
+
+impl LocalLink {
+    /// The link of the box's operator (the bootstrap admin).
+    pub fn new(services: Services) -> Self {
+        Self::acting_for(services, crate::users::Principal::root())
+    }
+
+    /// A link that sees, submits and manages jobs as `who` may.
+    pub fn acting_for(services: Services, who: crate::users::Principal) -> Self {
+        Self { services, who }
+    }
 }
 
 #[async_trait]
@@ -220,10 +234,10 @@ impl Link for LocalLink {
         Ok(self.services.status().await?)
     }
     async fn jobs(&self, listing: JobListing) -> Result<JobPage, LinkError> {
-        Ok(self.services.jobs.list(listing).await?)
+        Ok(self.services.jobs.list_as(&self.who, listing).await?)
     }
     async fn job(&self, id: &str) -> Result<Job, LinkError> {
-        Ok(self.services.jobs.get(parse_id(id)?).await?)
+        Ok(self.services.jobs.get_as(&self.who, parse_id(id)?).await?)
     }
     async fn templates(&self) -> Result<Vec<TemplateInfo>, LinkError> {
         Ok(self.services.templates())
@@ -238,13 +252,13 @@ impl Link for LocalLink {
         Ok(Box::pin(self.services.hub.stream(last_id).map(Ok)))
     }
     async fn submit(&self, request: JobRequest) -> Result<Job, LinkError> {
-        Ok(self.services.jobs.submit(request, None).await?.job)
+        Ok(self.services.jobs.submit_as(&self.who, request, None).await?.job)
     }
     async fn cancel(&self, id: &str) -> Result<Job, LinkError> {
-        Ok(self.services.jobs.cancel(parse_id(id)?).await?)
+        Ok(self.services.jobs.cancel_as(&self.who, parse_id(id)?).await?)
     }
     async fn retry(&self, id: &str) -> Result<Job, LinkError> {
-        Ok(self.services.jobs.retry(parse_id(id)?).await?)
+        Ok(self.services.jobs.retry_as(&self.who, parse_id(id)?).await?)
     }
     async fn objects(&self, bucket: &str, prefix: &str) -> Result<ObjectPage, LinkError> {
         Ok(self.services.objects(bucket, Folder::at(prefix)).await?)
@@ -256,13 +270,15 @@ impl Link for LocalLink {
         Ok(self.services.read_output(bucket, key, limit).await?)
     }
     async fn thumbnail(&self, id: &str, n: usize, size: u32) -> Result<OutputPicture, LinkError> {
+        let id = self.services.jobs.get_as(&self.who, parse_id(id)?).await?.id;
         let thumb = (self.services)
-            .thumbnail(parse_id(id)?, n, size, ThumbnailFormat::Png)
+            .thumbnail(id, n, size, ThumbnailFormat::Png)
             .await?;
         Ok(thumb.into())
     }
     async fn preview(&self, id: &str, newer_than: Option<u64>) -> Result<Option<LivePreview>, LinkError> {
-        let frame = self.services.live_preview(parse_id(id)?).await?;
+        let id = self.services.jobs.get_as(&self.who, parse_id(id)?).await?.id;
+        let frame = self.services.live_preview(id).await?;
         Ok((Some(frame.seq) != newer_than).then_some(frame))
     }
     async fn prompts(&self) -> Result<Vec<PromptSummary>, LinkError> {

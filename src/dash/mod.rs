@@ -67,9 +67,7 @@ const TICK: Duration = Duration::from_millis(250);
 /// daemon as SIGTERM does. Logs go to `<data_dir>/darkroom.log` and the log panel.
 pub async fn run_local(config: crate::config::Config, options: Options) -> anyhow::Result<()> {
     let mut daemon = crate::daemon::Daemon::start(&config, crate::clock::system()).await?;
-    let link = Arc::new(LocalLink {
-        services: daemon.services(),
-    });
+    let link = Arc::new(LocalLink::new(daemon.services()));
     let result = run(link, true, options).await;
     // Shown once the terminal is the shell's again: drawn before, the dashboard
     // would cover it (the overview says where the secret is meanwhile).

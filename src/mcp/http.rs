@@ -1,7 +1,8 @@
 //! MCP's Streamable HTTP transport at `/mcp` on the API port: rmcp's
 //! `StreamableHttpService` (a tower service) over the in-process services, one
 //! [`McpServer`] per session. The API's router mounts it behind the same bearer
-//! token as `/api/v1` (`api.token`; 401 without it). Sessions end with the
+//! token as `/api/v1` (`api.token` or a user's key; 401 without it), and every
+//! call acts for the key's user: their jobs, their quotas. Sessions end with the
 //! daemon's shutdown token.
 
 use std::sync::Arc;
@@ -35,10 +36,11 @@ pub fn service(
     let max_wait = config.max_wait_seconds;
     StreamableHttpService::new(
         move || {
-            let link = LocalLink {
-                services: services.clone(),
-            };
-            Ok(McpServer::new(Arc::new(link), max_wait))
+            let link = LocalLink::new(services.clone());
+            let for_caller = services.clone();
+            let scoped: super::Scoped =
+                Arc::new(move |who| Arc::new(LocalLink::acting_for(for_caller.clone(), who)));
+            Ok(McpServer::new(Arc::new(link), max_wait).acting_for_callers(scoped))
         },
         Arc::new(LocalSessionManager::default()),
         http,

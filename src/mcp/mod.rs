@@ -35,10 +35,16 @@ on: follow it with get_job. list_jobs, cancel_job and retry_job manage jobs; lis
 stored outputs; get_status shows the queue, backends, GPUs and alerts. Jobs (darkroom://jobs/{id}) \
 and outputs (darkroom://outputs/{bucket}/{key}) are also resources.";
 
+/// Makes the link acting for one principal.
+pub type Scoped = Arc<dyn Fn(crate::users::Principal) -> Arc<dyn Link> + Send + Sync>;
+
 /// The MCP server handler: darkroom's tools and resources over one [`Link`].
 #[derive(Clone)]
 pub struct McpServer {
     link: Arc<dyn Link>,
+    /// Over `/mcp`: the link acting for the caller of each request (their key's
+    /// user), made from the principal the API's authentication found.
+    scoped: Option<Scoped>,
     /// The longest `generate_image` waits, in seconds (`api.max_wait_seconds`).
     max_wait_seconds: u64,
     #[allow(dead_code)] // read by the code #[tool_handler] generates
@@ -50,8 +56,37 @@ impl McpServer {
     pub fn new(link: Arc<dyn Link>, max_wait_seconds: u64) -> Self {
         Self {
             link,
+            scoped: None,
             max_wait_seconds,
             tool_router: Self::tool_router(),
+        }
+    }
+
+    /// A server whose every call acts for the request's principal (`/mcp`).
+    #[must_use]
+    pub fn acting_for_callers(mut self, scoped: Scoped) -> Self {
+        self.scoped = Some(scoped);
+        self
+    }
+
+    /// This server as the caller of the request in `ctx` sees it: over HTTP, with
+    /// their key's rights; a request carrying no principal gets none of the jobs.
+    fn acting(&self, ctx: &rmcp::service::RequestContext<rmcp::RoleServer>) -> Self {
+        let Some(scoped) = &self.scoped else {
+            return self.clone();
+        };
+        let who = ctx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::users::Principal>())
+            .cloned()
+            .unwrap_or_else(|| crate::users::Principal {
+                user: String::new(),
+                role: crate::users::Role::Viewer,
+            });
+        Self {
+            link: scoped(who),
+            ..self.clone()
         }
     }
 
@@ -94,9 +129,9 @@ impl rmcp::ServerHandler for McpServer {
     async fn list_resources(
         &self,
         _request: Option<rmcp::model::PaginatedRequestParams>,
-        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Result<rmcp::model::ListResourcesResult, rmcp::ErrorData> {
-        self.recent_outputs().await
+        self.acting(&context).recent_outputs().await
     }
 
     async fn list_resource_templates(
@@ -110,8 +145,8 @@ impl rmcp::ServerHandler for McpServer {
     async fn read_resource(
         &self,
         request: rmcp::model::ReadResourceRequestParams,
-        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Result<rmcp::model::ReadResourceResponse, rmcp::ErrorData> {
-        Ok(self.read(&request.uri).await?.into())
+        Ok(self.acting(&context).read(&request.uri).await?.into())
     }
 }

@@ -11,6 +11,7 @@ use futures::StreamExt as _;
 use rmcp::model::{
     CallToolResult, ContentBlock, ProgressNotificationParam, ProgressToken, RequestMetaObject,
 };
+use rmcp::service::RequestContext;
 use rmcp::{Peer, RoleServer, handler::server::wrapper::Parameters, schemars, tool, tool_router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -146,11 +147,13 @@ impl McpServer {
         Parameters(args): Parameters<GenerateImage>,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
+        let this = self.acting(&ctx);
         let wait = args
             .wait_seconds
             .unwrap_or(DEFAULT_WAIT_SECONDS)
-            .min(self.max_wait_seconds);
+            .min(this.max_wait_seconds);
         let request = JobRequest {
             template: args.template,
             params: args.params,
@@ -170,9 +173,9 @@ impl McpServer {
         // without events (an old daemon, a proxy), the wait re-reads the job.
         let events = match wait {
             0 => None,
-            _ => self.link.events(None).await.ok(),
+            _ => this.link.events(None).await.ok(),
         };
-        let job = match self.link.submit(request).await {
+        let job = match this.link.submit(request).await {
             Ok(job) => job,
             Err(e) => return refused(&e),
         };
@@ -181,29 +184,37 @@ impl McpServer {
             token,
             sent: None,
         });
-        let job = match self
+        let job = match this
             .follow(job, Duration::from_secs(wait), events, progress)
             .await
         {
             Ok(job) => job,
             Err(e) => return refused(&e),
         };
-        self.generated(job, wait).await
+        this.generated(job, wait).await
     }
 
     #[tool(
         description = "One job in full by id: status, progress, attempts, errors and, once succeeded, result.outputs with presigned URLs.",
         annotations(title = "Get a job", read_only_hint = true, open_world_hint = false)
     )]
-    async fn get_job(&self, Parameters(JobId { id }): Parameters<JobId>) -> CallToolResult {
-        answer(self.link.job(&id).await)
+    async fn get_job(
+        &self,
+        Parameters(JobId { id }): Parameters<JobId>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        answer(self.acting(&ctx).link.job(&id).await)
     }
 
     #[tool(
         description = "A page of jobs, live work first (running, queued, scheduled, then succeeded, failed, cancelled), or only one status. Pass next_cursor back as cursor for the next page.",
         annotations(title = "List jobs", read_only_hint = true, open_world_hint = false)
     )]
-    async fn list_jobs(&self, Parameters(args): Parameters<ListJobs>) -> CallToolResult {
+    async fn list_jobs(
+        &self,
+        Parameters(args): Parameters<ListJobs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let status = match args.status.as_deref().map(str::parse::<JobStatus>).transpose() {
             Ok(s) => s,
             Err(e) => return invalid("status", &e.to_string()),
@@ -213,63 +224,75 @@ impl McpServer {
             limit: args.limit.unwrap_or(20),
             cursor: args.cursor,
         };
-        answer(self.link.jobs(listing).await)
+        answer(self.acting(&ctx).link.jobs(listing).await)
     }
 
     #[tool(
         description = "Cancel a job: at once when it is waiting, on ComfyUI when it is running (it then ends as cancelled). Returns the job.",
         annotations(title = "Cancel a job", destructive_hint = true, open_world_hint = false)
     )]
-    async fn cancel_job(&self, Parameters(JobId { id }): Parameters<JobId>) -> CallToolResult {
-        answer(self.link.cancel(&id).await)
+    async fn cancel_job(
+        &self,
+        Parameters(JobId { id }): Parameters<JobId>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        answer(self.acting(&ctx).link.cancel(&id).await)
     }
 
     #[tool(
         description = "Run a failed or cancelled job again, with fresh attempts. Returns the job.",
         annotations(title = "Retry a job", destructive_hint = false, open_world_hint = false)
     )]
-    async fn retry_job(&self, Parameters(JobId { id }): Parameters<JobId>) -> CallToolResult {
-        answer(self.link.retry(&id).await)
+    async fn retry_job(
+        &self,
+        Parameters(JobId { id }): Parameters<JobId>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        answer(self.acting(&ctx).link.retry(&id).await)
     }
 
     #[tool(
         description = "The workflow templates generate_image can run, each with its description and parameters (type, default, min/max or choices).",
         annotations(title = "List templates", read_only_hint = true, open_world_hint = false)
     )]
-    async fn list_templates(&self) -> CallToolResult {
-        answer(self.link.templates().await)
+    async fn list_templates(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        answer(self.acting(&ctx).link.templates().await)
     }
 
     #[tool(
         description = "The team's saved prompts generate_image can run by name (prompt): each one's template, latest version, tags and how it has done — uses, success rate, mean and p95 seconds, mean rating.",
         annotations(title = "List saved prompts", read_only_hint = true, open_world_hint = false)
     )]
-    async fn list_prompts(&self) -> CallToolResult {
-        answer(self.link.prompts().await)
+    async fn list_prompts(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        answer(self.acting(&ctx).link.prompts().await)
     }
 
     #[tool(
         description = "The model catalog generate_image can name (model) or choose from (model \"auto\"): each model's quality, VRAM, recommended steps, max resolution and use cases, which backends have it and have it loaded, and its learned run time. Empty when the daemon has no catalog (then a template names its checkpoint file).",
         annotations(title = "List models", read_only_hint = true, open_world_hint = false)
     )]
-    async fn list_models(&self) -> CallToolResult {
-        answer(self.link.models().await)
+    async fn list_models(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        answer(self.acting(&ctx).link.models().await)
     }
 
     #[tool(
         description = "One folder of a bucket of stored outputs: its sub-folders (prefixes) and objects (key, size, content type). Outputs of job X are under jobs/X/ in the output bucket; read one as the resource darkroom://outputs/{bucket}/{key}.",
         annotations(title = "List outputs", read_only_hint = true, open_world_hint = false)
     )]
-    async fn list_outputs(&self, Parameters(args): Parameters<ListOutputs>) -> CallToolResult {
-        answer(self.link.objects(&args.bucket, &args.prefix).await)
+    async fn list_outputs(
+        &self,
+        Parameters(args): Parameters<ListOutputs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        answer(self.acting(&ctx).link.objects(&args.bucket, &args.prefix).await)
     }
 
     #[tool(
         description = "darkroom's status: queue counts, ComfyUI backends and their health, GPUs, storage, cache and the pending or firing alerts.",
         annotations(title = "Get status", read_only_hint = true, open_world_hint = false)
     )]
-    async fn get_status(&self) -> CallToolResult {
-        answer(self.link.status().await)
+    async fn get_status(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        answer(self.acting(&ctx).link.status().await)
     }
 }
 

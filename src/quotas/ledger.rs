@@ -1,5 +1,5 @@
 //! What each user has used against their limits, counted atomically: one record
-//! per user in the queue's store ([`crate::docs`]), changed only by read-modify-write
+//! per user (group `quota:{user}`) in the queue's store ([`crate::docs`]), changed only by read-modify-write
 //! (a redb write transaction, or WATCH/MULTI on Redis), so two submits on two nodes
 //! cannot both take the last generation of the day.
 //!
@@ -17,7 +17,14 @@ use super::{Exceeded, Limit, Limits, QuotaError};
 use crate::clock::Millis;
 use crate::docs::{Docs, Write};
 
-const GROUP: &str = "quota";
+/// Each user's account is a group of its own (`quota:{user}`, one record
+/// `account`): on Redis a group is one hash, watched whole by an update, so users
+/// never contend with each other.
+const ACCOUNT: &str = "account";
+
+fn group(user: &str) -> String {
+    format!("quota:{user}")
+}
 /// A reservation not confirmed within this is dropped (a crash mid-submit).
 const RESERVATION_MS: Millis = 60_000;
 /// How soon to try again when a limit frees up as jobs end, not at a reset.
@@ -133,7 +140,7 @@ impl Ledger {
 
     /// `user`'s counts (zero when they never submitted).
     pub async fn account(&self, user: &str) -> Result<Account, QuotaError> {
-        let raw = self.docs.get(GROUP, user).await?;
+        let raw = self.docs.get(&group(user), ACCOUNT).await?;
         Ok(raw
             .map(|r| serde_json::from_slice(&r))
             .transpose()
@@ -155,7 +162,7 @@ impl Ledger {
         let slot = token.clone();
         let (day, month) = self
             .docs
-            .update(GROUP, user, move |old| {
+            .update(&group(user), ACCOUNT, move |old| {
                 let account: Account = old.map(serde_json::from_slice).transpose()?.unwrap_or_default();
                 let mut a = account.rolled(now);
                 a.waiting.retain(|s| !gone.contains(&s.id) && !abandoned(s, now));
@@ -186,7 +193,7 @@ impl Ledger {
     pub async fn confirm(&self, r: &Reservation, id: &str) -> Result<(), QuotaError> {
         let (token, id) = (r.token.clone(), id.to_owned());
         self.docs
-            .update(GROUP, &r.user, move |old| {
+            .update(&group(&r.user), ACCOUNT, move |old| {
                 let Some(raw) = old else {
                     return Ok((Write::Keep, ()));
                 };
@@ -207,7 +214,7 @@ impl Ledger {
         let r = r.clone();
         let user = r.user.clone();
         self.docs
-            .update(GROUP, &user, move |old| {
+            .update(&group(&user), ACCOUNT, move |old| {
                 let Some(raw) = old else {
                     return Ok((Write::Keep, ()));
                 };
@@ -231,7 +238,7 @@ impl Ledger {
             return Ok(());
         }
         self.docs
-            .update(GROUP, user, move |old| {
+            .update(&group(user), ACCOUNT, move |old| {
                 let mut a: Account = old.map(serde_json::from_slice).transpose()?.unwrap_or_default();
                 a.stored_bytes = a.stored_bytes.saturating_add_signed(delta);
                 Ok((Write::Put(serde_json::to_vec(&a)?), ()))

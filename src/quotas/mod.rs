@@ -282,6 +282,19 @@ impl Limits {
         Ok(())
     }
 
+    /// Whether any limit is counted over time (generations, waiting jobs, stored
+    /// bytes); without one, a submit needs no reservation.
+    pub fn counts(&self) -> bool {
+        [
+            self.generations_per_day,
+            self.generations_per_month,
+            self.max_queued,
+            self.storage_bytes,
+        ]
+        .iter()
+        .any(|l| l.is_some_and(|l| !l.is_unlimited()))
+    }
+
     /// The fair-share weight (1 when unset).
     pub fn weight(&self) -> f64 {
         self.share.filter(|s| *s > 0.0).unwrap_or(1.0)

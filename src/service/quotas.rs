@@ -215,6 +215,9 @@ impl Quotas {
         }
         let limits = self.limits_of(who).await?;
         check_job(&limits, new.priority, &new.payload)?;
+        if !limits.counts() {
+            return Ok(None);
+        }
         let account = self.ledger.account(&who.user).await?;
         let mut gone = Vec::new();
         for id in ledger::to_prune(&account, &limits, PRUNE_PAST) {

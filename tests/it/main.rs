@@ -49,6 +49,7 @@ mod queue_redis;
 mod queue_support;
 mod quotas;
 mod redis_server;
+mod roles;
 mod s3_backend;
 mod s3_buckets;
 mod s3_clients;

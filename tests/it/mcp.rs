@@ -480,4 +480,51 @@ async fn http_transport_serves_rmcp_client_behind_the_token() {
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let (status, _, _) = rpc(&url, None, Some(&session), &list).await;
     assert_eq!(status, 401);
+
+    // A user's key acts as that user: their jobs only, their quotas.
+    let admins_job = job["id"].as_str().unwrap().to_owned();
+    let root = crate::api_support::Api::new(s.daemon.api_addr(), Some(TOKEN)).await;
+    let r = root
+        .post("/api/v1/users", Some(&json!({"name": "ana", "role": "user"})))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let key = root
+        .post("/api/v1/keys", Some(&json!({"user": "ana"})))
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let quota = json!({"generations_per_day": 1}).to_string().into_bytes();
+    let r = root
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/users/ana/quota",
+            Some(quota),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (client, _progress) = http(&url, Some(&key)).await.unwrap();
+    let r = call(
+        &client,
+        "generate_image",
+        json!({"template": "noop", "params": {"color": 7}}),
+    )
+    .await;
+    assert_eq!(job_of(&r)["owner"], "ana", "{r:?}");
+    let r = call(&client, "get_job", json!({"id": admins_job})).await;
+    assert!(texts(&r)[0].starts_with("not_found: "), "{r:?}");
+    let listed = job_of(&call(&client, "list_jobs", json!({})).await);
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1, "only hers: {listed}");
+    let r = call(
+        &client,
+        "generate_image",
+        json!({"template": "noop", "params": {"color": 8}}),
+    )
+    .await;
+    assert!(texts(&r)[0].starts_with("quota_exceeded: "), "{r:?}");
+    bounded("the HTTP client to close", client.cancel())
+        .await
+        .unwrap();
 }

@@ -199,9 +199,7 @@ async fn thumbnails_of_outputs_come_in_sizes_and_formats_with_long_caching() {
     let remote = RemoteLink {
         client: darkroom::client::ApiClient::new(&api.base, None).unwrap(),
     };
-    let local = LocalLink {
-        services: server.daemon.services(),
-    };
+    let local = LocalLink::new(server.daemon.services());
     let links: [Arc<dyn Link>; 2] = [Arc::new(remote), Arc::new(local)];
     for link in &links {
         let p = link.thumbnail(&id, 0, 100).await.unwrap();
@@ -277,9 +275,7 @@ async fn a_running_jobs_live_preview_is_its_newest_frame_and_goes_with_it() {
     let remote = RemoteLink {
         client: darkroom::client::ApiClient::new(&api.base, None).unwrap(),
     };
-    let local = LocalLink {
-        services: server.daemon.services(),
-    };
+    let local = LocalLink::new(server.daemon.services());
     let links: [Arc<dyn Link>; 2] = [Arc::new(remote), Arc::new(local)];
     for link in &links {
         let frame = link.preview(&id.to_string(), None).await.unwrap().unwrap();

@@ -79,8 +79,11 @@ pub fn table<'a>(state: &State, jobs: &[&Job], theme: Theme, width: u16) -> Tabl
             Span::raw(short_id(&j.id)),
             Span::raw(job_label(j)),
             Span::styled(status_text(j), theme.status(j.status)),
-            Span::raw(backend_of(j).map_or("", fmt::host).to_owned()),
         ];
+        if wide {
+            cells.push(Span::raw(j.owner.clone().unwrap_or_default()));
+        }
+        cells.push(Span::raw(backend_of(j).map_or("", fmt::host).to_owned()));
         let progress = match j.status {
             JobStatus::Running => {
                 let mut line = vec![
@@ -105,20 +108,25 @@ pub fn table<'a>(state: &State, jobs: &[&Job], theme: Theme, width: u16) -> Tabl
         row.extend([progress.into(), age.into(), duration.into(), attempts.into()]);
         Row::new(row)
     });
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(8),
         Constraint::Length(if wide { 14 } else { 8 }),
         Constraint::Length(10),
         Constraint::Fill(1),
-        Constraint::Length(if wide { 44 } else { 13 }),
+        Constraint::Length(if wide { 40 } else { 13 }),
         Constraint::Length(4),
         Constraint::Length(6),
         Constraint::Length(4),
     ];
-    let header = Row::new([
+    let mut header = vec![
         "ID", "TEMPLATE", "STATUS", "BACKEND", "PROGRESS", "AGE", "TIME", "TRY",
-    ])
-    .style(theme.title());
+    ];
+    if wide {
+        // Whose job it is: an admin sees every user's.
+        widths.insert(3, Constraint::Length(10));
+        header.insert(3, "OWNER");
+    }
+    let header = Row::new(header).style(theme.title());
     Table::new(rows, widths)
         .header(header)
         .row_highlight_style(theme.selected())

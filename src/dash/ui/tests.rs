@@ -80,6 +80,9 @@ fn snapshot(gpus: bool) -> StatusSnapshot {
     .unwrap()
 }
 
+/// Whose the fixture's jobs are, in turn.
+const OWNERS: [&str; 3] = ["ana", "n8n-flow", "admin"];
+
 pub(super) fn job(n: u64, status: &str) -> Job {
     let id = ulid::Ulid::from_parts(
         u64::try_from(NOW).unwrap() - 600_000 + n * 10_000,
@@ -91,6 +94,7 @@ pub(super) fn job(n: u64, status: &str) -> Job {
         "id": id.to_string(), "queue": "comfyui", "priority": 0, "status": status,
         "payload": {"template": template, "params": {"prompt": "a lighthouse at dusk", "seed": 1234 + n, "steps": 30}},
         "attempts": u32::from(status != "queued"), "max_attempts": 3, "timeout_ms": 600_000, "created_ms": created,
+        "owner": OWNERS[usize::try_from(n % 3).unwrap()],
     });
     match status {
         "running" => {
