@@ -107,6 +107,10 @@ async fn an_s3_key_signs_as_its_user_until_revoked_or_disabled() {
     assert!(failed(as_ana(&["s3", "mb", "s3://anas-own"])).contains("AccessDenied"));
     let listing = ok(as_ana(&["s3api", "list-buckets"]));
     assert!(listing.contains("media"), "{listing}");
+    // Even with s3:*, who may use the bucket stays the owner's to say.
+    let sdk = client(&s.endpoint, &ak, &sk);
+    let r = sdk.delete_bucket_policy().bucket("media").send().await;
+    assert_eq!(code(r), "AccessDenied");
 
     // Disabled: refused at once, as an unknown key; enabled again: back.
     assert_eq!(root.post("/api/v1/users/ana/disable", None).await.status, 200);
@@ -119,7 +123,6 @@ async fn an_s3_key_signs_as_its_user_until_revoked_or_disabled() {
         .await;
     assert_eq!(r.status, 204);
     assert!(failed(as_ana(&["s3", "ls", "s3://media/"])).contains("InvalidAccessKeyId"));
-    let sdk = client(&s.endpoint, &ak, &sk);
     assert_eq!(code(sdk.list_buckets().send().await), "InvalidAccessKeyId");
     // The root pair still owns everything.
     ok(tokio::task::block_in_place(|| {

@@ -12,7 +12,10 @@
 //! [`Authz::check`] runs before each operation (s3s calls it once the signature
 //! is checked), records the [`Caller`] in the request's extensions for the
 //! handlers (object ownership, ListBuckets), and refuses with `AccessDenied`.
-//! DeleteObjects is checked key by key once its body is read.
+//! DeleteObjects is checked key by key once its body is read. Making buckets and
+//! changing their policy, PublicAccessBlock or OwnershipControls is the owner
+//! account's alone (root and admins), whatever a policy says — as on AWS, where
+//! another account cannot be granted them.
 //! [`ownership`] decides the owner and ACL of what a request writes.
 
 use std::collections::HashMap;
@@ -249,8 +252,16 @@ impl S3Access for Authz {
             S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
         };
         match op {
-            // Buckets are made by the root pair and admins.
-            "CreateBucket" => return Err(denied()),
+            // Buckets, and the settings that say who may use them, are the
+            // owner account's (the root pair and admins): no policy grants them.
+            "CreateBucket"
+            | "PutBucketPolicy"
+            | "GetBucketPolicy"
+            | "DeleteBucketPolicy"
+            | "PutPublicAccessBlock"
+            | "DeletePublicAccessBlock"
+            | "PutBucketOwnershipControls"
+            | "DeleteBucketOwnershipControls" => return Err(denied()),
             // Key by key, once the body is read (`delete_objects` below).
             "DeleteObjects" => return Ok(()),
             _ => {}
