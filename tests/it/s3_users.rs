@@ -124,6 +124,24 @@ async fn an_s3_key_signs_as_its_user_until_revoked_or_disabled() {
     assert_eq!(r.status, 204);
     assert!(failed(as_ana(&["s3", "ls", "s3://media/"])).contains("InvalidAccessKeyId"));
     assert_eq!(code(sdk.list_buckets().send().await), "InvalidAccessKeyId");
+    // The CLI makes S3 keys through the API too (`--url`, `--token`).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"))
+        .args(["keys", "create", "--user", "ana", "--s3", "--json", "--url"])
+        .arg(&root.base)
+        .args(["--token", "root-token"])
+        .env_remove("DARKROOM_URL")
+        .env_remove("DARKROOM_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = client(
+        &s.endpoint,
+        made["access_key"].as_str().unwrap(),
+        made["secret_key"].as_str().unwrap(),
+    );
+    again.list_objects_v2().bucket("media").send().await.unwrap();
     // The root pair still owns everything.
     ok(tokio::task::block_in_place(|| {
         aws_as(
@@ -187,4 +205,30 @@ async fn an_admins_s3_key_made_offline_works_once_the_daemon_runs() {
         .collect();
     assert_eq!(names, ["made-by-ops", "ops-bucket"]);
     daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_on_redis_share_s3_keys_and_their_revocation() {
+    let redis = crate::redis_server::RedisServer::shared();
+    let prefix = format!("s3keys-{}", ulid::Ulid::new());
+    // One master key for both nodes (it wraps the secrets they share).
+    let master = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        rand::random::<[u8; 32]>(),
+    );
+    let on_redis = |c: &mut darkroom::config::Config| {
+        c.redis = redis.settings();
+        c.redis.key_prefix.clone_from(&prefix);
+        c.queue.backend = darkroom::redis_store::Backend::Redis;
+        c.cache.backend = darkroom::redis_store::Backend::Redis;
+        c.s3.master_key.clone_from(&master);
+    };
+    let one = server_with(on_redis).await;
+    let two = server_with(on_redis).await;
+    let (ak, sk) = s3_user(&one, "ops", Role::Admin).await;
+    let on_two = client(&two.endpoint, &ak, &sk);
+    on_two.create_bucket().bucket("from-two").send().await.unwrap();
+    let users = one.daemon.services().users;
+    users.revoke(&Principal::root(), &ak).await.unwrap();
+    assert_eq!(code(on_two.list_buckets().send().await), "InvalidAccessKeyId");
 }

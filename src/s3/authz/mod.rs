@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::dto::DeleteObjectsInput;
+use s3s::dto::{DeleteObjectsInput, PostObjectInput};
 use s3s::path::S3Path;
 use s3s::route::S3Route;
 use s3s::{Body, S3Error, S3Request, S3Response, S3Result, s3_error};
@@ -262,8 +262,9 @@ impl S3Access for Authz {
             | "DeletePublicAccessBlock"
             | "PutBucketOwnershipControls"
             | "DeleteBucketOwnershipControls" => return Err(denied()),
-            // Key by key, once the body is read (`delete_objects` below).
-            "DeleteObjects" => return Ok(()),
+            // Once the body is read: key by key (`delete_objects` below), and the
+            // form's key (`post_object`).
+            "DeleteObjects" | "PostObject" => return Ok(()),
             _ => {}
         }
         self.require(&caller, &keys, &action_of(op), &bucket, key.as_deref())
@@ -275,6 +276,23 @@ impl S3Access for Authz {
                 .await?;
         }
         Ok(())
+    }
+
+    async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
+        let caller = Caller::of(&req.extensions);
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let conn = req.extensions.get::<Connection>().copied();
+        let keys = context_keys(&caller, conn, &req.uri, &req.headers);
+        self.require(
+            &caller,
+            &keys,
+            "s3:PutObject",
+            &req.input.bucket,
+            Some(&req.input.key),
+        )
+        .await
     }
 
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
