@@ -304,4 +304,61 @@ async fn grants_round_trip_and_writers_own_what_they_write() {
         ),
         "AccessDenied"
     );
+    // A copy gets the ACL its request names, never its source's.
+    bob.copy_object()
+        .bucket("shared-acl")
+        .key("bobs-copy.png")
+        .copy_source("shared-acl/bobs.png")
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_get(&s.endpoint, "shared-acl/bobs-copy.png").await, 200);
+    s.client
+        .copy_object()
+        .bucket("shared-acl")
+        .key("o-copy.png")
+        .copy_source("shared-acl/o.png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_get(&s.endpoint, "shared-acl/o.png").await, 200);
+    assert_eq!(anonymous_get(&s.endpoint, "shared-acl/o-copy.png").await, 403);
+    // A multipart upload's ACL is the one it was created with.
+    let up = bob
+        .create_multipart_upload()
+        .bucket("shared-acl")
+        .key("big.bin")
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let part = bob
+        .upload_part()
+        .bucket("shared-acl")
+        .key("big.bin")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"one small part"))
+        .send()
+        .await
+        .unwrap();
+    let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .parts(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(1)
+                .e_tag(part.e_tag().unwrap())
+                .build(),
+        )
+        .build();
+    bob.complete_multipart_upload()
+        .bucket("shared-acl")
+        .key("big.bin")
+        .upload_id(id)
+        .multipart_upload(parts)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_get(&s.endpoint, "shared-acl/big.bin").await, 200);
 }

@@ -142,6 +142,27 @@ async fn a_user_confined_to_their_inbox_writes_there_and_nowhere_else() {
         ),
         "AccessDenied"
     );
+    // A condition on the request's x-amz-acl header.
+    let acl_policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "ana"}, "Action": "s3:PutObject", "Resource": "arn:aws:s3:::drop/*",
+        "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}}}]});
+    s.client.create_bucket().bucket("drop").send().await.unwrap();
+    s.client
+        .put_bucket_policy()
+        .bucket("drop")
+        .policy(acl_policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put(&ana, "drop", "a.png").await, Err("AccessDenied".into()));
+    ana.put_object()
+        .bucket("drop")
+        .key("a.png")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::BucketOwnerFullControl)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
     // Another user: their own inbox only, and not the jobs.
     let (bk, bs) = s3_user(&s, "bob", Role::User).await;
     let bob = client(&s.endpoint, &bk, &bs);
@@ -166,6 +187,14 @@ async fn a_user_confined_to_their_inbox_writes_there_and_nowhere_else() {
         ),
         "AccessDenied"
     );
+    // Copying within her inbox is a PutObject there and a GetObject of the source.
+    ana.copy_object()
+        .bucket("shared")
+        .key("inbox/ana/copy.png")
+        .copy_source("shared/inbox/ana/sketch.png")
+        .send()
+        .await
+        .unwrap();
     // Copying out of someone else's inbox needs read rights on the source.
     let copied = bob
         .copy_object()
@@ -269,12 +298,32 @@ async fn anonymous_reads_need_a_public_read_policy() {
         .await
         .unwrap();
     assert_eq!(anonymous_get(&s.endpoint, "gallery/a.png").await, 403);
+    // BlockPublicPolicy refuses a public policy (the one in place stays).
+    let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .block_public_policy(true)
+        .build();
+    s.client
+        .put_public_access_block()
+        .bucket("gallery")
+        .public_access_block_configuration(block)
+        .send()
+        .await
+        .unwrap();
+    let refused = s
+        .client
+        .put_bucket_policy()
+        .bucket("gallery")
+        .policy(darkroom::s3::public_read_policy("gallery"))
+        .send()
+        .await;
+    assert_eq!(code(refused), "AccessDenied");
     s.client
         .delete_public_access_block()
         .bucket("gallery")
         .send()
         .await
         .unwrap();
+    assert_eq!(anonymous_get(&s.endpoint, "gallery/a.png").await, 200);
     s.client
         .delete_bucket_policy()
         .bucket("gallery")

@@ -1,5 +1,6 @@
-//! Which policy action each S3 operation is (AWS's names: multipart uploads are
-//! `s3:PutObject`, HeadObject is `s3:GetObject`, HeadBucket is `s3:ListBucket`),
+//! Which policy action each S3 operation is (AWS's names: multipart uploads and
+//! a copy's destination are `s3:PutObject`, HeadObject is `s3:GetObject`,
+//! HeadBucket is `s3:ListBucket`),
 //! and which ACL permission grants it, if any (AWS's mapping of ACL permissions to
 //! policy actions).
 
@@ -11,6 +12,7 @@ pub fn action_of(op: &str) -> String {
         "HeadObject" | "GetObject" | "GetObjectAttributes" => "GetObject",
         "PutObject"
         | "PostObject"
+        | "CopyObject"
         | "CreateMultipartUpload"
         | "UploadPart"
         | "UploadPartCopy"

@@ -259,3 +259,23 @@ fn acls_grant_owners_groups_and_named_users() {
     assert_eq!(from.len(), 2);
     assert!(acl::is_public(&from));
 }
+
+#[test]
+fn operations_are_the_actions_aws_names() {
+    use super::action_of;
+    let puts = [
+        "PutObject",
+        "CopyObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+    ];
+    for op in puts {
+        assert_eq!(action_of(op), "s3:PutObject", "{op}");
+    }
+    assert_eq!(action_of("HeadObject"), "s3:GetObject");
+    assert_eq!(action_of("ListObjectsV2"), "s3:ListBucket");
+    assert_eq!(action_of("AbortMultipartUpload"), "s3:AbortMultipartUpload");
+    assert_eq!(action_of("GetBucketAcl"), "s3:GetBucketAcl");
+}
