@@ -6,7 +6,7 @@
 //!
 //! Supported: `Version` (`2012-10-17`, with policy variables such as
 //! `${aws:username}`, or `2008-10-17`), `Statement` (one or a list) with `Sid`,
-//! `Effect`, `Principal` (`*`, `{"AWS": ...}` naming users as
+//! `Effect`, `Principal` (`*`, `{"AWS": ...}` or `{"CanonicalUser": ...}` naming users as
 //! `arn:aws:iam::darkroom:user/NAME` — any account id is accepted — or the bare
 //! name, S3 keys by access key id, the root as `arn:aws:iam::darkroom:root`),
 //! `Action` / `NotAction` (`s3:GetObject`, `s3:Get*`, `s3:*`, `*`), `Resource` /
@@ -326,10 +326,14 @@ fn parse_principal(at: &str, v: &Value) -> Result<Principals, PolicyError> {
         Value::Object(map) => {
             let mut all = Vec::new();
             for (k, v) in map {
-                if k != "AWS" {
-                    return err(&format!("{at}.{k}"), "only \"AWS\" principals exist here");
+                // Canonical ids are user names (and the root's), so both read alike.
+                if k != "AWS" && k != "CanonicalUser" {
+                    return err(
+                        &format!("{at}.{k}"),
+                        "only \"AWS\" and \"CanonicalUser\" principals exist here",
+                    );
                 }
-                all.extend(strings(&format!("{at}.AWS"), v)?);
+                all.extend(strings(&format!("{at}.{k}"), v)?);
             }
             all
         }

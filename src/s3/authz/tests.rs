@@ -279,3 +279,25 @@ fn operations_are_the_actions_aws_names() {
     assert_eq!(action_of("AbortMultipartUpload"), "s3:AbortMultipartUpload");
     assert_eq!(action_of("GetBucketAcl"), "s3:GetBucketAcl");
 }
+
+#[test]
+fn canonical_user_principals_name_users_and_unknown_kinds_are_refused() {
+    let p = parse(
+        r#"{"Statement":{"Effect":"Allow","Principal":{"CanonicalUser":"ana"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::media/*"}}"#,
+    );
+    let obj = "arn:aws:s3:::media/k";
+    assert_eq!(
+        decide(&p, &user("ana"), "s3:GetObject", obj, &[]),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(&p, &user("bob"), "s3:GetObject", obj, &[]),
+        Decision::NotApplicable
+    );
+    let e = Policy::parse(
+        r#"{"Statement":{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"s3:GetObject","Resource":"*"}}"#,
+        "media",
+    )
+    .unwrap_err();
+    assert!(e.0.contains("Statement[0].Principal.Service"), "{e}");
+}
