@@ -240,6 +240,20 @@ async fn grants_round_trip_and_writers_own_what_they_write() {
         .await
         .unwrap();
     assert_eq!(acl.owner().unwrap().id(), Some("bob"));
+    let listed = s
+        .client
+        .list_objects_v2()
+        .bucket("shared-acl")
+        .fetch_owner(true)
+        .send()
+        .await
+        .unwrap();
+    let owners: Vec<(&str, &str)> = listed
+        .contents()
+        .iter()
+        .map(|o| (o.key().unwrap(), o.owner().unwrap().id().unwrap()))
+        .collect();
+    assert_eq!(owners, [("bobs.png", "bob"), ("o.png", "darkroom")]);
     bob.get_object()
         .bucket("shared-acl")
         .key("bobs.png")
