@@ -188,6 +188,10 @@ async fn an_admins_s3_key_made_offline_works_once_the_daemon_runs() {
         "the secret is stored wrapped, never in clear"
     );
 
+    // A master key rotation re-wraps the secret; the key still signs afterwards.
+    let rotated = run(&["keys", "rotate-master"]);
+    assert!(rotated.contains("1 S3 secrets too"), "{rotated}");
+
     let (daemon, root) = crate::support::daemon_on(&config).await;
     let endpoint = format!("http://{}", daemon.s3_addr().unwrap());
     root.create_bucket().bucket("ops-bucket").send().await.unwrap();
