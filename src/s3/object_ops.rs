@@ -261,6 +261,11 @@ pub async fn delete_object(s: &ObjectStore, req: S3Request<DeleteObjectInput>) -
 }
 
 pub async fn delete_objects(s: &ObjectStore, req: S3Request<DeleteObjectsInput>) -> Out<DeleteObjectsOutput> {
+    let denied = req
+        .extensions
+        .get::<super::authz::DeniedKeys>()
+        .cloned()
+        .unwrap_or_default();
     let input = req.input;
     if input.delete.objects.len() > 1000 {
         return Err(s3_error!(
@@ -273,14 +278,20 @@ pub async fn delete_objects(s: &ObjectStore, req: S3Request<DeleteObjectsInput>)
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for obj in input.delete.objects {
-        match s.delete_object(&input.bucket, &obj.key).await {
+        let outcome = if denied.0.contains(&obj.key) {
+            Err(s3s::s3_error!(AccessDenied, "Access Denied"))
+        } else {
+            s.delete_object(&input.bucket, &obj.key)
+                .await
+                .map_err(s3s::S3Error::from)
+        };
+        match outcome {
             Ok(_) if quiet => {}
             Ok(_) => deleted.push(DeletedObject {
                 key: Some(obj.key),
                 ..Default::default()
             }),
             Err(e) => {
-                let e = s3s::S3Error::from(e);
                 errors.push(Error {
                     code: Some(e.code().as_str().to_string()),
                     key: Some(obj.key),

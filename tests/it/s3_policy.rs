@@ -204,24 +204,34 @@ async fn a_user_confined_to_their_inbox_writes_there_and_nowhere_else() {
         .send()
         .await;
     assert_eq!(code(copied), "AccessDenied");
-    // Batch deletes are checked key by key.
+    // Batch deletes are checked key by key: his own goes, hers is refused.
+    let id = |k: &str| {
+        aws_sdk_s3::types::ObjectIdentifier::builder()
+            .key(k)
+            .build()
+            .unwrap()
+    };
     let batch = bob
         .delete_objects()
         .bucket("shared")
         .delete(
             aws_sdk_s3::types::Delete::builder()
-                .objects(
-                    aws_sdk_s3::types::ObjectIdentifier::builder()
-                        .key("inbox/ana/sketch.png")
-                        .build()
-                        .unwrap(),
-                )
+                .objects(id("inbox/ana/sketch.png"))
+                .objects(id("inbox/bob/a.png"))
                 .build()
                 .unwrap(),
         )
         .send()
-        .await;
-    assert_eq!(code(batch), "AccessDenied");
+        .await
+        .unwrap();
+    let refused: Vec<(&str, &str)> = batch
+        .errors()
+        .iter()
+        .map(|e| (e.key().unwrap(), e.code().unwrap()))
+        .collect();
+    assert_eq!(refused, [("inbox/ana/sketch.png", "AccessDenied")]);
+    let deleted: Vec<&str> = batch.deleted().iter().filter_map(|d| d.key()).collect();
+    assert_eq!(deleted, ["inbox/bob/a.png"]);
     s.client
         .head_object()
         .bucket("shared")

@@ -12,7 +12,8 @@
 //! [`Authz::check`] runs before each operation (s3s calls it once the signature
 //! is checked), records the [`Caller`] in the request's extensions for the
 //! handlers (object ownership, ListBuckets), and refuses with `AccessDenied`.
-//! DeleteObjects is checked key by key once its body is read. Making buckets and
+//! DeleteObjects is checked key by key once its body is read (the keys refused
+//! are answered `AccessDenied` one by one, the others deleted). Making buckets and
 //! changing their policy, PublicAccessBlock or OwnershipControls is the owner
 //! account's alone (root and admins), whatever a policy says — as on AWS, where
 //! another account cannot be granted them.
@@ -302,19 +303,34 @@ impl S3Access for Authz {
         }
         let conn = req.extensions.get::<Connection>().copied();
         let keys = context_keys(&caller, conn, &req.uri, &req.headers);
+        let mut denied = DeniedKeys::default();
         for object in &req.input.delete.objects {
-            self.require(
-                &caller,
-                &keys,
-                "s3:DeleteObject",
-                &req.input.bucket,
-                Some(&object.key),
-            )
-            .await?;
+            let r = self
+                .require(
+                    &caller,
+                    &keys,
+                    "s3:DeleteObject",
+                    &req.input.bucket,
+                    Some(&object.key),
+                )
+                .await;
+            match r {
+                Ok(()) => {}
+                Err(e) if *e.code() == s3s::S3ErrorCode::AccessDenied => {
+                    denied.0.insert(object.key.clone());
+                }
+                Err(e) => return Err(e),
+            }
         }
+        req.extensions.insert(denied);
         Ok(())
     }
 }
+
+/// The keys of a DeleteObjects request its caller may not delete: the operation
+/// answers `AccessDenied` for each, as AWS does, and deletes the others.
+#[derive(Debug, Clone, Default)]
+pub struct DeniedKeys(pub std::collections::HashSet<String>);
 
 /// `GET /minio/health/live` and `/minio/health/ready`, unauthenticated (load
 /// balancers probe them unsigned).
