@@ -8,8 +8,8 @@ use axum::{Extension, Json};
 use super::error::{ApiError, ErrorBody};
 use super::query::Params;
 use super::{ApiState, json_body};
-use crate::service::users::{KeyDraft, UserDraft};
-use crate::users::{KeyRecord, NewKey, Principal, User};
+use crate::service::users::{CreatedKey, KeyDraft, UserDraft};
+use crate::users::{KeyRecord, Principal, User};
 use axum::body::Body;
 
 /// Every user.
@@ -87,16 +87,17 @@ pub async fn keys(
     Ok(Json(s.svc.users.keys(&who, p.get("user")).await?))
 }
 
-/// Make a key for a user; the answer's `key` is shown this once.
+/// Make a key for a user; the answer's `key` (or, with `"s3": true`, its
+/// `access_key` and `secret_key`) is shown this once.
 #[utoipa::path(
     post, path = "/api/v1/keys", tag = "users", request_body = KeyDraft,
-    responses((status = 201, body = NewKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
 )]
 pub async fn create_key(
     State(s): State<ApiState>,
     Extension(who): Extension<Principal>,
     body: Body,
-) -> Result<(StatusCode, Json<NewKey>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let draft: KeyDraft = json_body(&s, body).await?;
     Ok((
         StatusCode::CREATED,

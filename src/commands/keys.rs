@@ -1,8 +1,8 @@
 //! `darkroom keys rotate-master`: a new master key, every data key re-wrapped with
 //! it in one transaction, blobs untouched. The new key is written beside the old
 //! one first (`master.key.next`) and takes its place last, so a crash anywhere
-//! leaves a key that opens everything (see [`crate::crypto::master`]). Issue 17's
-//! `keys create ...` will sit beside it.
+//! leaves a key that opens everything (see [`crate::crypto::master`]). S3 users'
+//! secrets, wrapped by the same key, are re-wrapped too.
 
 use anyhow::Context;
 
@@ -34,9 +34,16 @@ pub async fn rotate_master(config: &Config) -> anyhow::Result<()> {
         .await
         .context("re-wrapping the data keys")?;
     drop(store);
+    // S3 users' secrets are wrapped by the master key too.
+    let users = super::users::open_users(config).await?;
+    let secrets = users
+        .rewrap_s3_secrets(&keyring)
+        .await
+        .context("re-wrapping the S3 secrets")?;
+    drop(users);
     master::finish_rotation(&path).with_context(|| format!("master key {}", path.display()))?;
     println!(
-        "master key rotated: {} is now key {}; {rewrapped} data keys re-wrapped, no object rewritten",
+        "master key rotated: {} is now key {}; {rewrapped} data keys re-wrapped ({secrets} S3 secrets too), no object rewritten",
         path.display(),
         keyring.current_id()
     );

@@ -1,7 +1,9 @@
 //! `darkroom users ...` and `darkroom keys create|list|revoke`: user and key
 //! management, against a running daemon (`--url`, `--token` of an admin) or, with
 //! `--data DIR`, directly on a stopped daemon's store (its `queue.redb`, or the
-//! Redis server its configuration names) — how the first key is made.
+//! Redis server its configuration names) — how the first key is made. `keys
+//! create --s3` makes an S3 access key / secret pair instead (its secret wrapped
+//! by the master key, which `--data` loads as the daemon would).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -12,8 +14,8 @@ use clap::{Args, Subcommand};
 use crate::cli::Remote;
 use crate::client::ApiClient;
 use crate::config::Config;
-use crate::service::users::{KeyDraft, UserDraft, UsersService};
-use crate::users::{KeyRecord, NewKey, Principal, Role, User, Users};
+use crate::service::users::{CreatedKey, KeyDraft, UserDraft, UsersService};
+use crate::users::{KeyRecord, Principal, Role, User, Users};
 
 /// Where users and keys are managed.
 #[derive(Debug, Clone, Args)]
@@ -60,17 +62,22 @@ pub enum UsersCommand {
 /// `darkroom keys` subcommands besides `rotate-master`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeyCommand {
-    /// Make an API key for a user and print it (once: only its hash is kept).
+    /// Make an API key for a user and print it (once: only its hash is kept);
+    /// with `--s3`, an S3 access key / secret pair.
     Create {
         #[arg(long)]
         user: String,
+        /// An S3 access key / secret pair (for awscli, boto3) instead of an API key.
+        #[arg(long)]
+        s3: bool,
         /// What it is for (`n8n`, `laptop`).
         #[arg(long)]
         name: Option<String>,
         /// Valid for `30d`, `12h`, `90m`; default: until revoked.
         #[arg(long)]
         expires: Option<String>,
-        /// Print `{"key": ...}` and the record as JSON.
+        /// Print `{"key": ...}` (with `--s3`: `{"access_key": ..., "secret_key": ...}`)
+        /// and the record as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -96,27 +103,35 @@ impl Admin {
         let Some(config) = config.filter(|_| target.data.is_some()) else {
             return Ok(Self::Remote(super::client(&target.remote)?));
         };
-        let docs = if config.queue.backend == crate::redis_store::Backend::Redis {
-            let settings = config.redis.clone();
-            let store =
-                tokio::task::spawn_blocking(move || crate::redis_store::RedisStore::connect(&settings))
-                    .await??;
-            crate::docs::Docs::Redis(store)
-        } else {
-            let path = config.data_dir.join("queue.redb");
-            let store = crate::redb_store::Store::open(&path).with_context(|| {
-                format!(
-                    "cannot open {} (is the daemon running? stop it, or manage users through it with --url)",
-                    path.display()
-                )
-            })?;
-            crate::docs::Docs::embedded(store).await?
-        };
-        Ok(Self::Local(UsersService::new(Users::new(
-            docs,
-            crate::clock::system(),
-        ))))
+        let keyring = config
+            .s3
+            .keyring(&config.data_dir)
+            .context("the master key (s3.master_key_file), which wraps S3 secrets")?;
+        Ok(Self::Local(UsersService::new(
+            open_users(config).await?.with_keyring(keyring),
+        )))
     }
+}
+
+/// The users of a stopped daemon's store (its `queue.redb`, or the Redis server
+/// its configuration names), without the master key.
+pub(crate) async fn open_users(config: &Config) -> anyhow::Result<Users> {
+    let docs = if config.queue.backend == crate::redis_store::Backend::Redis {
+        let settings = config.redis.clone();
+        let store =
+            tokio::task::spawn_blocking(move || crate::redis_store::RedisStore::connect(&settings)).await??;
+        crate::docs::Docs::Redis(store)
+    } else {
+        let path = config.data_dir.join("queue.redb");
+        let store = crate::redb_store::Store::open(&path).with_context(|| {
+            format!(
+                "cannot open {} (is the daemon running? stop it, or manage users through it with --url)",
+                path.display()
+            )
+        })?;
+        crate::docs::Docs::embedded(store).await?
+    };
+    Ok(Users::new(docs, crate::clock::system()))
 }
 
 /// Runs `darkroom users ...`; `config` is loaded with `--data` when it is given.
@@ -186,6 +201,7 @@ pub async fn keys(target: &Target, config: Option<&Config>, command: &KeyCommand
     match command {
         KeyCommand::Create {
             user,
+            s3,
             name,
             expires,
             json,
@@ -194,19 +210,32 @@ pub async fn keys(target: &Target, config: Option<&Config>, command: &KeyCommand
                 user: user.clone(),
                 name: name.clone().unwrap_or_default(),
                 expires: expires.clone(),
+                s3: *s3,
             };
-            let key: NewKey = match &admin {
+            let key = match &admin {
                 Admin::Local(s) => s.create_key(&root, draft).await?,
                 Admin::Remote(api) => api.create_key(&draft).await?,
             };
             if *json {
                 println!("{}", serde_json::to_string_pretty(&key)?);
-            } else {
-                println!("{}", key.key);
-                eprintln!(
-                    "key {} for {}: shown once, only its hash is kept; use it as `Authorization: Bearer <key>`",
-                    key.record.id, key.record.user
-                );
+                return Ok(());
+            }
+            match key {
+                CreatedKey::Api(key) => {
+                    println!("{}", key.key);
+                    eprintln!(
+                        "key {} for {}: shown once, only its hash is kept; use it as `Authorization: Bearer <key>`",
+                        key.record.id, key.record.user
+                    );
+                }
+                CreatedKey::S3(key) => {
+                    println!("access key: {}\nsecret key: {}", key.access_key, key.secret_key);
+                    eprintln!(
+                        "S3 key for {}: the secret is shown once (kept wrapped by the master key); \
+                         use the pair as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+                        key.record.user
+                    );
+                }
             }
         }
         KeyCommand::List { user, json } => {
@@ -241,12 +270,20 @@ fn users_text(users: &[User]) -> String {
 }
 
 fn keys_text(keys: &[KeyRecord]) -> String {
-    let mut out = format!("{:<12} {:<20} {:<16} EXPIRES\n", "ID", "USER", "NAME");
+    let mut out = format!(
+        "{:<20} {:<4} {:<20} {:<16} EXPIRES\n",
+        "ID", "KIND", "USER", "NAME"
+    );
     for k in keys {
         let expires = k
             .expires_ms
             .map_or_else(|| "never".into(), |e| format!("{}", e / 1000));
-        let _ = writeln!(out, "{:<12} {:<20} {:<16} {expires}", k.id, k.user, k.label);
+        let kind = if k.s3 { "s3" } else { "api" };
+        let _ = writeln!(
+            out,
+            "{:<20} {kind:<4} {:<20} {:<16} {expires}",
+            k.id, k.user, k.label
+        );
     }
     out
 }

@@ -56,21 +56,12 @@ impl Daemon {
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         warn_plain_exposure(config)?;
         let stores = open::open_stores(config, &clock).await?;
-        let metrics = Metrics::new();
-        metrics.catalog_models(config.models.iter().map(|m| m.name.as_str()));
+        let metrics = new_metrics(config);
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         spawn_housekeeping(config, &stores, &clock, &shutdown, &mut tasks);
         let throttle = config.api.throttle();
-        let s3 = open::start_s3(
-            config,
-            &stores.storage,
-            &metrics,
-            &throttle,
-            &shutdown,
-            &mut tasks,
-        )
-        .await?;
+        let s3 = open::start_s3(config, &stores, &metrics, &throttle, &shutdown, &mut tasks).await?;
         let s3_addr = s3.as_ref().map(|s| s.addr);
         let presigner = s3.as_ref().map(|s| s.presigner.clone());
         let hub = EventHub::new(config.api.events_backlog, background::first_event_id(&clock));
@@ -94,6 +85,7 @@ impl Daemon {
             queue,
             prompts,
             kv,
+            users,
         } = stores;
         tasks.spawn(background::forward_events(
             queue.clone(),
@@ -116,7 +108,7 @@ impl Daemon {
         let (api_listener, api_addr, api_url) = bind_api(config).await?;
         let ctx = (&clock, &metrics);
         let (jobs, library, users) =
-            start_jobs(config, &dispatcher, &queue, ctx, &shutdown, &mut tasks).await?;
+            start_jobs(config, &dispatcher, &queue, users, ctx, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
             library,
@@ -253,6 +245,13 @@ impl Daemon {
     }
 }
 
+/// The metrics registry, told the catalog's models.
+fn new_metrics(config: &Config) -> Metrics {
+    let metrics = Metrics::new();
+    metrics.catalog_models(config.models.iter().map(|m| m.name.as_str()));
+    metrics
+}
+
 /// What darkroom's clients trust (`tls.ca_file` besides the public roots), and
 /// the alerts, whose notifiers' HTTP client trusts it too.
 fn trust_and_alerts(config: &Config, clock: &SharedClock) -> anyhow::Result<(crate::tls::Trust, Alerts)> {
@@ -357,6 +356,7 @@ async fn start_jobs(
     config: &Config,
     dispatcher: &Dispatcher,
     queue: &crate::queue::Queue,
+    users: crate::users::Users,
     (clock, metrics): (&SharedClock, &Metrics),
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
@@ -373,7 +373,6 @@ async fn start_jobs(
     let docs = crate::docs::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
-    let users = crate::users::Users::new(docs.clone(), clock.clone());
     let quotas = crate::service::quotas::Quotas::new(
         config.quotas.clone(),
         users.clone(),

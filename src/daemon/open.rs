@@ -31,6 +31,8 @@ pub(super) struct Stores {
     pub queue: Queue,
     pub prompts: PromptCache,
     pub kv: KvCache,
+    /// Users and their keys (API and S3), on the queue's store.
+    pub users: crate::users::Users,
 }
 
 /// Opens the object store, the queue and the caches.
@@ -39,11 +41,13 @@ pub(super) async fn open_stores(config: &Config, clock: &SharedClock) -> anyhow:
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let storage = open_storage(config, clock).await?;
     let (queue, prompts, kv) = open_queue_and_caches(config, clock).await?;
+    let users = open_users(&queue, &storage, clock).await?;
     Ok(Stores {
         storage,
         queue,
         prompts,
         kv,
+        users,
     })
 }
 
@@ -59,7 +63,7 @@ pub(super) struct S3Server {
 /// Binds the S3 listener and starts serving.
 pub(super) async fn start_s3(
     config: &Config,
-    storage: &ObjectStore,
+    stores: &Stores,
     metrics: &Metrics,
     throttle: &crate::throttle::AuthThrottle,
     shutdown: &CancellationToken,
@@ -82,7 +86,13 @@ pub(super) async fn start_s3(
         config.s3.public_url.clone()
     };
     let presigner = Presigner::new(credentials.clone(), &config.s3.region, &public_url)?;
-    let service = crate::s3::build(storage.clone(), credentials, &config.s3.region, metrics.clone());
+    let service = crate::s3::build(
+        stores.storage.clone(),
+        credentials,
+        Some(stores.users.clone()),
+        &config.s3.region,
+        metrics.clone(),
+    );
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     tasks.spawn(crate::s3::serve(
         listener,
@@ -108,6 +118,23 @@ pub(super) fn endpoints(s3: Option<&S3Server>, api_url: String) -> Endpoints {
         s3_access_key: s3.map(|s| s.login.credentials.access_key.clone()),
         s3_secret_in: s3.map(|s| s.login.secret_in.clone()),
     }
+}
+
+/// Users and their keys, on the queue's store, with the master key that wraps
+/// S3 secrets.
+async fn open_users(
+    queue: &Queue,
+    storage: &ObjectStore,
+    clock: &SharedClock,
+) -> anyhow::Result<crate::users::Users> {
+    let docs = crate::docs::Docs::of_queue(queue)
+        .await
+        .context("cannot open the users' records")?;
+    let users = crate::users::Users::new(docs, clock.clone());
+    Ok(match storage.master_keys() {
+        Some(keyring) => users.with_keyring(keyring.clone()),
+        None => users,
+    })
 }
 
 /// Opens the object store and creates the buckets the config declares.
@@ -147,6 +174,10 @@ pub(super) async fn open_storage(config: &Config, clock: &SharedClock) -> anyhow
             .ensure_bucket(&b.name, b.public_read, rules)
             .await
             .with_context(|| format!("config s3.buckets: cannot create bucket {:?}", b.name))?;
+        // public_read is a bucket policy (GetObject for anyone) since issue 17.
+        crate::s3::apply_public_read(&storage, &b.name, b.public_read)
+            .await
+            .with_context(|| format!("config s3.buckets.public_read: bucket {:?}", b.name))?;
     }
     Ok(storage)
 }

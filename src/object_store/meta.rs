@@ -29,9 +29,10 @@ pub const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("comple
 /// the file only when none is left (see `objects::release`).
 pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketMeta {
     pub created_ms: Millis,
+    /// What `s3.buckets.public_read` last said (its public-read policy is in `policy`).
     #[serde(default)]
     pub public_read: bool,
     #[serde(default)]
@@ -39,6 +40,33 @@ pub struct BucketMeta {
     /// Bucket default encryption (PutBucketEncryption): new objects are sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<crate::crypto::SseMode>,
+    /// The bucket policy, as the client sent it (PutBucketPolicy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The bucket ACL; none: private to the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<super::access::Acl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_access_block: Option<super::access::PublicAccessBlock>,
+    /// OwnershipControls; `null` once deleted (ACLs on, writers own objects).
+    /// Missing (buckets made before it existed): BucketOwnerEnforced.
+    #[serde(default = "super::access::default_ownership")]
+    pub object_ownership: Option<super::access::ObjectOwnership>,
+}
+
+impl Default for BucketMeta {
+    fn default() -> Self {
+        Self {
+            created_ms: 0,
+            public_read: false,
+            lifecycle: Vec::new(),
+            encryption: None,
+            policy: None,
+            acl: None,
+            public_access_block: None,
+            object_ownership: super::access::default_ownership(),
+        }
+    }
 }
 
 /// The attributes a client sets on an object (PutObject, CreateMultipartUpload,
@@ -59,6 +87,9 @@ pub struct ObjectAttrs {
     pub user_metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The object's owner and ACL; none: the bucket owner's, private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<super::access::Acl>,
 }
 
 /// Additional checksums (base64, as S3 sends them) the client asked for.

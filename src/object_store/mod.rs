@@ -21,6 +21,7 @@ use crate::clock::{Millis, SharedClock};
 use crate::redb_store::Store;
 use crate::sync::lock;
 
+pub mod access;
 pub mod blobs;
 mod buckets;
 pub mod error;
@@ -33,6 +34,7 @@ mod objects;
 pub mod sealing;
 pub mod verify;
 
+pub use access::{Acl, Grant, Grantee, ObjectOwnership, Permission, PublicAccessBlock};
 pub use blobs::{BlobHold, StagedBlob};
 pub use buckets::{BucketUsage, Expiration};
 

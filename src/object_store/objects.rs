@@ -374,6 +374,17 @@ impl ObjectStore {
         key: &str,
         tags: Vec<(String, String)>,
     ) -> Result<(), StorageError> {
+        self.update_object(bucket, key, move |record| record.attrs.tags = tags)
+            .await
+    }
+
+    /// Changes one existing object's record in one write transaction.
+    pub(crate) async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        change: impl FnOnce(&mut ObjectMeta) + Send + 'static,
+    ) -> Result<(), StorageError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         self.inner
             .db
@@ -386,7 +397,7 @@ impl ObjectStore {
                         return Err(StorageError::NoSuchKey { bucket, key });
                     }
                 };
-                record.attrs.tags = tags;
+                change(&mut record);
                 objects.insert((bucket.as_str(), key.as_str()), meta::encode(&record)?.as_slice())?;
                 Ok(())
             })

@@ -38,6 +38,11 @@ impl ObjectStore {
         let _ = self.inner.encryption.set(encryption);
     }
 
+    /// The master keys, once encryption is enabled (S3 secrets are wrapped by them too).
+    pub fn master_keys(&self) -> Option<&Keyring> {
+        self.inner.encryption.get().map(|e| &e.keyring)
+    }
+
     fn keyring(&self) -> Result<&Keyring, StorageError> {
         self.inner
             .encryption

@@ -1,17 +1,40 @@
-//! Bucket operations of the S3 API: create, head, list, delete, location, lifecycle.
+//! Bucket operations of the S3 API: create (with its ACL and ObjectOwnership),
+//! head, list (for users who are not admins, only the buckets they may list),
+//! delete, location, lifecycle.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::authz::ownership::{self, AclRequest, grant_headers};
+use super::authz::{self, Caller};
 use super::convert;
-use crate::object_store::ObjectStore;
+use crate::object_store::{ObjectStore, Permission};
 
 type Out<T> = S3Result<S3Response<T>>;
 
 pub async fn create_bucket(s: &ObjectStore, req: S3Request<CreateBucketInput>) -> Out<CreateBucketOutput> {
-    s.create_bucket(&req.input.bucket).await?;
+    let input = req.input;
+    let ownership = match &input.object_ownership {
+        Some(o) => Some(super::access_ops::parse_ownership(o)?),
+        None => Some(crate::object_store::ObjectOwnership::BucketOwnerEnforced),
+    };
+    let mut headers = grant_headers!(input);
+    headers.push((Permission::Write, input.grant_write.as_deref()));
+    let request = AclRequest {
+        canned: input.acl.as_ref().map(BucketCannedACL::as_str),
+        headers,
+        body: None,
+    };
+    let acl = ownership::for_new_bucket(ownership, &request)?;
+    s.create_bucket(&input.bucket).await?;
+    if ownership != crate::object_store::BucketMeta::default().object_ownership {
+        s.set_object_ownership(&input.bucket, ownership).await?;
+    }
+    if acl.is_some() {
+        s.set_bucket_acl(&input.bucket, acl).await?;
+    }
     Ok(S3Response::new(CreateBucketOutput {
-        location: Some(format!("/{}", req.input.bucket)),
+        location: Some(format!("/{}", input.bucket)),
     }))
 }
 
@@ -25,11 +48,15 @@ pub async fn delete_bucket(s: &ObjectStore, req: S3Request<DeleteBucketInput>) -
     Ok(S3Response::new(DeleteBucketOutput::default()))
 }
 
-pub async fn list_buckets(s: &ObjectStore, _req: S3Request<ListBucketsInput>) -> Out<ListBucketsOutput> {
+pub async fn list_buckets(s: &ObjectStore, req: S3Request<ListBucketsInput>) -> Out<ListBucketsOutput> {
+    let caller = Caller::of(&req.extensions);
+    let conn = req.extensions.get::<super::Connection>().copied();
+    let keys = authz::context_keys(&caller, conn, &req.uri, &req.headers);
     let buckets = s
         .list_buckets()
         .await?
         .into_iter()
+        .filter(|(name, meta)| authz::may_list(meta, &caller, &keys, name))
         .map(|(name, meta)| Bucket {
             name: Some(name),
             creation_date: Some(convert::timestamp(meta.created_ms)),

@@ -50,6 +50,7 @@ pub fn attrs(
             Some(t) => parse_tagging_header(t)?,
             None => Vec::new(),
         },
+        acl: None,
     })
 }
 

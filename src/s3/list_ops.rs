@@ -55,7 +55,13 @@ fn contents(page: &mut ListPage, e: &Encoder) -> (Vec<Object>, Vec<CommonPrefix>
             e_tag: Some(convert::etag(&m)),
             last_modified: Some(convert::timestamp(m.last_modified_ms)),
             storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
-            owner: Some(super::owner()),
+            owner: Some(match &m.attrs.acl {
+                Some(acl) => Owner {
+                    display_name: Some(acl.owner.clone()),
+                    id: Some(acl.owner.clone()),
+                },
+                None => super::owner(),
+            }),
             ..Default::default()
         })
         .collect();

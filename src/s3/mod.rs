@@ -1,21 +1,24 @@
 //! The S3-compatible server: the `s3s` crate speaks the protocol (routing, XML,
 //! SigV4 including presigned URLs and aws-chunked bodies); this module adapts it to
 //! darkroom's [`ObjectStore`](crate::object_store::ObjectStore). Handlers stay thin: they
-//! translate types and call the store. Also here: who may do what (signed requests,
-//! plus unsigned reads of public-read buckets) and MinIO's health endpoints.
+//! translate types and call the store. Also here: whose signature a request
+//! carries (`auth`: the root pair, users' S3 keys), who may do what (`authz`:
+//! bucket policies, ACLs, PublicAccessBlock, OwnershipControls) and MinIO's
+//! health endpoints.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::object_store::ObjectStore;
 
-mod access;
+mod access_ops;
+mod auth;
+pub(crate) mod authz;
 mod bucket_ops;
 mod checksum;
 pub mod config;
@@ -28,14 +31,15 @@ pub mod presign;
 mod service;
 mod sse;
 
+pub use access_ops::{apply_public_read, public_read_policy};
 pub use config::{BucketConfig, S3Config};
 pub use convert::{millis, timestamp};
 
-/// The owner darkroom reports in listings (it has one account).
+/// The owner darkroom reports for buckets and listings: the root account.
 fn owner() -> s3s::dto::Owner {
     s3s::dto::Owner {
-        display_name: Some("darkroom".into()),
-        id: Some("darkroom".into()),
+        display_name: Some(crate::users::ROOT_ID.into()),
+        id: Some(crate::users::ROOT_ID.into()),
     }
 }
 
@@ -55,16 +59,31 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Builds the S3 service over `store`.
-pub fn build(store: ObjectStore, credentials: &Credentials, region: &str, metrics: Metrics) -> S3Service {
+/// Builds the S3 service over `store`: the root pair `credentials` and, with
+/// `users`, their S3 keys sign requests.
+pub fn build(
+    store: ObjectStore,
+    credentials: &Credentials,
+    users: Option<crate::users::Users>,
+    region: &str,
+    metrics: Metrics,
+) -> S3Service {
     let mut builder = S3ServiceBuilder::new(service::DarkroomS3::new(store.clone(), region, metrics));
-    builder.set_auth(SimpleAuth::from_single(
-        credentials.access_key.clone(),
-        credentials.secret_key.clone(),
-    ));
-    builder.set_access(access::Access::new(store));
-    builder.set_route(access::Health);
+    let auth = Arc::new(auth::S3Auth::new(credentials.clone(), users));
+    builder.set_auth(SharedAuth(auth.clone()));
+    builder.set_access(authz::Authz::new(store, auth));
+    builder.set_route(authz::Health);
     builder.build()
+}
+
+/// The one [`auth::S3Auth`] shared by s3s (secrets) and `authz` (callers).
+struct SharedAuth(Arc<auth::S3Auth>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for SharedAuth {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        s3s::auth::S3Auth::get_secret_key(&*self.0, access_key).await
+    }
 }
 
 /// How a request reached the S3 listener: over TLS or not, and from where (the

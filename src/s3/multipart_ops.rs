@@ -24,8 +24,10 @@ pub async fn create(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> Out<CreateMultipartUploadOutput> {
     let conn = req.extensions.get::<super::Connection>().copied();
+    let caller = super::authz::Caller::of(&req.extensions);
     let input = req.input;
-    let attrs = convert::attrs_of!(input)?;
+    let mut attrs = convert::attrs_of!(input)?;
+    attrs.acl = super::object_ops::new_object_acl!(s, caller, input);
     let customer = customer_of!(input, conn)?;
     let requested = sse::requested(input.server_side_encryption.as_ref(), customer.as_ref())?;
     let seal = s.seal_for(&input.bucket, requested).await?;

@@ -4,6 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::authz::Caller;
 use super::checksum::{self, Incoming, Target, declared};
 use super::convert;
 use super::sse;
@@ -42,12 +43,29 @@ macro_rules! copy_source_customer_of {
 }
 pub(crate) use copy_source_customer_of;
 
+/// The owner and ACL of an object a write request makes (`x-amz-acl`,
+/// `x-amz-grant-*`), under its bucket's ownership rules.
+macro_rules! new_object_acl {
+    ($s:expr, $caller:expr, $input:expr) => {{
+        let bucket = $s.head_bucket(&$input.bucket).await?;
+        let request = $crate::s3::authz::ownership::AclRequest {
+            canned: $input.acl.as_ref().map(s3s::dto::ObjectCannedACL::as_str),
+            headers: $crate::s3::authz::ownership::grant_headers!($input),
+            body: None,
+        };
+        $crate::s3::authz::ownership::for_new_object(&$caller, &bucket, &request)?
+    }};
+}
+pub(crate) use new_object_acl;
+
 pub async fn put_object(s: &ObjectStore, req: S3Request<PutObjectInput>) -> Out<PutObjectOutput> {
     let conn = connection(&req);
+    let caller = Caller::of(&req.extensions);
     let trailers = req.trailing_headers;
     let input = req.input;
     let customer = customer_of!(input, conn)?;
-    let attrs = convert::attrs_of!(input)?;
+    let mut attrs = convert::attrs_of!(input)?;
+    attrs.acl = new_object_acl!(s, caller, input);
     let conditions = PutConditions {
         if_none_match_any: input.if_none_match.as_ref().is_some_and(ETagCondition::is_any),
         if_match: input.if_match.map(|c| match c {
@@ -243,6 +261,11 @@ pub async fn delete_object(s: &ObjectStore, req: S3Request<DeleteObjectInput>) -
 }
 
 pub async fn delete_objects(s: &ObjectStore, req: S3Request<DeleteObjectsInput>) -> Out<DeleteObjectsOutput> {
+    let denied = req
+        .extensions
+        .get::<super::authz::DeniedKeys>()
+        .cloned()
+        .unwrap_or_default();
     let input = req.input;
     if input.delete.objects.len() > 1000 {
         return Err(s3_error!(
@@ -255,14 +278,20 @@ pub async fn delete_objects(s: &ObjectStore, req: S3Request<DeleteObjectsInput>)
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for obj in input.delete.objects {
-        match s.delete_object(&input.bucket, &obj.key).await {
+        let outcome = if denied.0.contains(&obj.key) {
+            Err(s3s::s3_error!(AccessDenied, "Access Denied"))
+        } else {
+            s.delete_object(&input.bucket, &obj.key)
+                .await
+                .map_err(s3s::S3Error::from)
+        };
+        match outcome {
             Ok(_) if quiet => {}
             Ok(_) => deleted.push(DeletedObject {
                 key: Some(obj.key),
                 ..Default::default()
             }),
             Err(e) => {
-                let e = s3s::S3Error::from(e);
                 errors.push(Error {
                     code: Some(e.code().as_str().to_string()),
                     key: Some(obj.key),
@@ -304,7 +333,9 @@ pub fn copy_source(src: &CopySource) -> S3Result<(&str, &str)> {
 
 pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Out<CopyObjectOutput> {
     let conn = connection(&req);
+    let caller = Caller::of(&req.extensions);
     let input = req.input;
+    let acl = new_object_acl!(s, caller, input);
     let customer = customer_of!(input, conn)?;
     let src_customer = copy_source_customer_of!(input, conn)?;
     let (src_bucket, src_key) = copy_source(&input.copy_source)?;
@@ -336,14 +367,19 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
             "copying an object to itself without changing its metadata is not allowed; use MetadataDirective REPLACE"
         ));
     }
-    let mut new_attrs = None;
-    if replace {
+    // The copy's owner and ACL are the request's, never the source's.
+    let new_attrs = if replace {
         let mut a = convert::attrs_of!(input)?;
         if input.tagging.is_none() {
             a.tags.clone_from(&src.attrs.tags);
         }
-        new_attrs = Some(a);
-    }
+        ObjectAttrs { acl, ..a }
+    } else {
+        ObjectAttrs {
+            acl,
+            ..src.attrs.clone()
+        }
+    };
     // The destination is sealed as a new object would be (the request's header, the
     // bucket's default, encrypt_all); when that matches the source, the copy shares
     // its bytes (and data key), otherwise the bytes are opened and sealed again.
@@ -355,8 +391,12 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
     let share = same_mode && src_mode != Some(crate::crypto::SseMode::Customer) && src_customer.is_none();
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let meta = if share {
-        s.copy_object((src_bucket, src_key), (&input.bucket, &input.key), new_attrs)
-            .await?
+        s.copy_object(
+            (src_bucket, src_key),
+            (&input.bucket, &input.key),
+            Some(new_attrs),
+        )
+        .await?
     } else {
         let staged = s
             .restage(
@@ -368,7 +408,7 @@ pub async fn copy_object(s: &ObjectStore, req: S3Request<CopyObjectInput>) -> Ou
                 src_customer.as_ref().map(|c| &c.key),
             )
             .await?;
-        let attrs = new_attrs.unwrap_or_else(|| src.attrs.clone());
+        let attrs = new_attrs;
         s.commit_object(
             &input.bucket,
             &input.key,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
-use super::{bucket_ops, list_ops, multipart_ops, object_ops, sse};
+use super::{access_ops, bucket_ops, list_ops, multipart_ops, object_ops, sse};
 use crate::metrics::Metrics;
 use crate::object_store::ObjectStore;
 
@@ -74,6 +74,112 @@ impl S3 for DarkroomS3 {
         )
         .await
     }
+    // Access control: policies, ACLs, PublicAccessBlock, OwnershipControls.
+    async fn put_bucket_policy(&self, req: S3Request<PutBucketPolicyInput>) -> Out<PutBucketPolicyOutput> {
+        self.track("PutBucketPolicy", access_ops::put_bucket_policy(&self.store, req))
+            .await
+    }
+    async fn get_bucket_policy(&self, req: S3Request<GetBucketPolicyInput>) -> Out<GetBucketPolicyOutput> {
+        self.track("GetBucketPolicy", access_ops::get_bucket_policy(&self.store, req))
+            .await
+    }
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> Out<DeleteBucketPolicyOutput> {
+        self.track(
+            "DeleteBucketPolicy",
+            access_ops::delete_bucket_policy(&self.store, req),
+        )
+        .await
+    }
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> Out<GetBucketPolicyStatusOutput> {
+        self.track(
+            "GetBucketPolicyStatus",
+            access_ops::get_bucket_policy_status(&self.store, req),
+        )
+        .await
+    }
+    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> Out<PutBucketAclOutput> {
+        self.track("PutBucketAcl", access_ops::put_bucket_acl(&self.store, req))
+            .await
+    }
+    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> Out<GetBucketAclOutput> {
+        self.track("GetBucketAcl", access_ops::get_bucket_acl(&self.store, req))
+            .await
+    }
+    async fn put_object_acl(&self, req: S3Request<PutObjectAclInput>) -> Out<PutObjectAclOutput> {
+        self.track("PutObjectAcl", access_ops::put_object_acl(&self.store, req))
+            .await
+    }
+    async fn get_object_acl(&self, req: S3Request<GetObjectAclInput>) -> Out<GetObjectAclOutput> {
+        self.track("GetObjectAcl", access_ops::get_object_acl(&self.store, req))
+            .await
+    }
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> Out<PutPublicAccessBlockOutput> {
+        self.track(
+            "PutPublicAccessBlock",
+            access_ops::put_public_access_block(&self.store, req),
+        )
+        .await
+    }
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> Out<GetPublicAccessBlockOutput> {
+        self.track(
+            "GetPublicAccessBlock",
+            access_ops::get_public_access_block(&self.store, req),
+        )
+        .await
+    }
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> Out<DeletePublicAccessBlockOutput> {
+        self.track(
+            "DeletePublicAccessBlock",
+            access_ops::delete_public_access_block(&self.store, req),
+        )
+        .await
+    }
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> Out<PutBucketOwnershipControlsOutput> {
+        self.track(
+            "PutBucketOwnershipControls",
+            access_ops::put_ownership_controls(&self.store, req),
+        )
+        .await
+    }
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> Out<GetBucketOwnershipControlsOutput> {
+        self.track(
+            "GetBucketOwnershipControls",
+            access_ops::get_ownership_controls(&self.store, req),
+        )
+        .await
+    }
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> Out<DeleteBucketOwnershipControlsOutput> {
+        self.track(
+            "DeleteBucketOwnershipControls",
+            access_ops::delete_ownership_controls(&self.store, req),
+        )
+        .await
+    }
+
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> Out<CreateBucketOutput> {
         self.track("CreateBucket", bucket_ops::create_bucket(&self.store, req))
             .await
@@ -164,7 +270,7 @@ impl S3 for DarkroomS3 {
             .await
     }
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> Out<CopyObjectOutput> {
-        self.track("CopyObject", object_ops::copy_object(&self.store, req))
+        self.track("CopyObject", Box::pin(object_ops::copy_object(&self.store, req)))
             .await
     }
     async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> Out<PutObjectTaggingOutput> {

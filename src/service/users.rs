@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::ServiceError;
 use crate::docs::DocsError;
-use crate::users::{KeyRecord, NewKey, Principal, Role, User, Users, parse_duration};
+use crate::users::{KeyRecord, NewKey, NewS3Key, Principal, Role, User, Users, parse_duration};
 
 impl From<DocsError> for ServiceError {
     fn from(e: DocsError) -> Self {
@@ -39,6 +39,18 @@ pub struct KeyDraft {
     /// `30d`, `12h`, `90m`; none: until revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// An S3 access key / secret pair instead of an API key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub s3: bool,
+}
+
+/// A key just made (`POST /api/v1/keys`): an API key, or with `"s3": true` an
+/// S3 pair; its secret is shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum CreatedKey {
+    S3(NewS3Key),
+    Api(NewKey),
 }
 
 /// Refuses anyone but an admin.
@@ -99,14 +111,19 @@ impl UsersService {
         Ok(self.users.keys(user).await?)
     }
 
-    pub async fn create_key(&self, who: &Principal, draft: KeyDraft) -> Result<NewKey, ServiceError> {
+    /// Makes an API key, or an S3 pair when the draft says `s3`.
+    pub async fn create_key(&self, who: &Principal, draft: KeyDraft) -> Result<CreatedKey, ServiceError> {
         require_admin(who, "making keys")?;
         let ttl = draft
             .expires
             .as_deref()
             .map(|e| parse_duration("expires", e))
             .transpose()?;
-        Ok(self.users.create_key(&draft.user, &draft.name, ttl).await?)
+        Ok(if draft.s3 {
+            CreatedKey::S3(self.users.create_s3_key(&draft.user, &draft.name, ttl).await?)
+        } else {
+            CreatedKey::Api(self.users.create_key(&draft.user, &draft.name, ttl).await?)
+        })
     }
 
     pub async fn revoke(&self, who: &Principal, id: &str) -> Result<(), ServiceError> {

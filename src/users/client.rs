@@ -3,9 +3,9 @@
 
 use reqwest::Method;
 
-use super::{KeyRecord, NewKey, User};
+use super::{KeyRecord, User};
 use crate::client::{ApiClient, ClientError, SHORT, encode_segment};
-use crate::service::users::{KeyDraft, UserDraft};
+use crate::service::users::{CreatedKey, KeyDraft, UserDraft};
 
 impl ApiClient {
     async fn users_call<T: serde::de::DeserializeOwned>(
@@ -73,7 +73,7 @@ impl ApiClient {
         self.users_call(Method::GET, &path, None).await
     }
 
-    pub async fn create_key(&self, draft: &KeyDraft) -> Result<NewKey, ClientError> {
+    pub async fn create_key(&self, draft: &KeyDraft) -> Result<CreatedKey, ClientError> {
         let body = serde_json::to_vec(draft).map_err(|e| ClientError::Invalid(e.to_string()))?;
         self.users_call(Method::POST, "/api/v1/keys", Some(body)).await
     }

@@ -13,6 +13,8 @@
 //! |---------|-----------|---------------|
 //! | `users` | user name | [`User`]      |
 //! | `keys`  | key id    | [`KeyRecord`] |
+//!
+//! S3 keys (access key / secret pairs, `keys create --s3`) are [`s3keys`]'.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,6 +23,9 @@ use crate::clock::{Millis, SharedClock};
 use crate::docs::{Docs, DocsError, Write};
 
 pub mod client;
+mod s3keys;
+
+pub use s3keys::{NewS3Key, ROOT_ID};
 
 const USERS: &str = "users";
 const KEYS: &str = "keys";
@@ -76,6 +81,9 @@ pub struct KeyRecord {
     pub expires_ms: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_ms: Option<Millis>,
+    /// An S3 access key (its `id` is the access key id), not an API key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub s3: bool,
 }
 
 /// The record with the hex SHA-256 of the key's secret, as stored.
@@ -117,6 +125,8 @@ impl Principal {
 pub struct Users {
     docs: Docs,
     clock: SharedClock,
+    /// Wraps S3 secrets ([`Users::with_keyring`]).
+    keyring: Option<crate::crypto::Keyring>,
 }
 
 fn hash(secret: &str) -> String {
@@ -171,7 +181,11 @@ pub fn parse_duration(field: &str, text: &str) -> Result<Millis, DocsError> {
 
 impl Users {
     pub fn new(docs: Docs, clock: SharedClock) -> Self {
-        Self { docs, clock }
+        Self {
+            docs,
+            clock,
+            keyring: None,
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<User>, DocsError> {
@@ -279,6 +293,7 @@ impl Users {
             created_ms: now,
             expires_ms: ttl_ms.map(|t| now.saturating_add(t)),
             last_used_ms: None,
+            s3: false,
         };
         let stored = serde_json::to_vec(&Stored {
             record: record.clone(),
@@ -296,7 +311,7 @@ impl Users {
         })
     }
 
-    /// Every key (of `user`), without secrets.
+    /// Every key (of `user`), API and S3, without secrets.
     pub async fn keys(&self, user: Option<&str>) -> Result<Vec<KeyRecord>, DocsError> {
         let all = self.docs.list(KEYS).await?;
         let mut out = Vec::new();
@@ -306,10 +321,15 @@ impl Users {
                 out.push(s.record);
             }
         }
+        out.extend(self.s3_keys(user).await?);
         Ok(out)
     }
 
+    /// Revokes an API key (by id) or an S3 key (by access key id).
     pub async fn revoke(&self, id: &str) -> Result<(), DocsError> {
+        if self.revoke_s3(id).await? {
+            return Ok(());
+        }
         let missing = id.to_owned();
         self.docs
             .update(KEYS, id, move |old| match old {

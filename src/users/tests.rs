@@ -72,3 +72,53 @@ fn durations_read_days_hours_minutes_and_seconds() {
     assert!(parse_duration("expires", "0d").is_err());
     assert!(parse_duration("expires", "3w").is_err());
 }
+
+#[tokio::test]
+async fn s3_keys_open_with_the_master_key_and_stop_at_once() {
+    let (users, clock, dir) = users().await;
+    let key_file = dir.path().join("master.key");
+    let ring = crate::crypto::Keyring::load_or_create(&key_file).unwrap();
+    let users = users.with_keyring(ring);
+    users.add("ana", Role::User).await.unwrap();
+    assert!(matches!(
+        users.create_s3_key(ROOT_ID, "", None).await,
+        Err(DocsError::Invalid { .. })
+    ));
+    let made = users
+        .create_s3_key("ana", "rclone", Some(parse_duration("ttl", "1h").unwrap()))
+        .await
+        .unwrap();
+    assert!(made.access_key.starts_with("DRK") && made.access_key.len() == 20);
+    assert_eq!(
+        users.s3_secret(&made.access_key).await.unwrap().as_deref(),
+        Some(made.secret_key.as_str())
+    );
+    let who = users.s3_principal(&made.access_key).await.unwrap().unwrap();
+    assert_eq!(who.user, "ana");
+    let listed = users.keys(Some("ana")).await.unwrap();
+    assert!(listed.iter().any(|k| k.s3 && k.id == made.access_key));
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(!json.contains(&made.secret_key), "{json}");
+
+    // A rotation re-wraps the secret; it still opens with the new key alone.
+    let both = crate::crypto::master::begin_rotation(&key_file).unwrap();
+    assert_eq!(users.rewrap_s3_secrets(&both).await.unwrap(), 1);
+    crate::crypto::master::finish_rotation(&key_file).unwrap();
+    let next = crate::crypto::Keyring::load_or_create(&key_file).unwrap();
+    assert_eq!(next.ids().len(), 1);
+    let rotated = users.clone().with_keyring(next);
+    assert_eq!(
+        rotated.s3_secret(&made.access_key).await.unwrap().as_deref(),
+        Some(made.secret_key.as_str())
+    );
+
+    users.set_disabled("ana", true).await.unwrap();
+    assert_eq!(users.s3_secret(&made.access_key).await.unwrap(), None);
+    users.set_disabled("ana", false).await.unwrap();
+    clock.advance_ms(3_600_000);
+    assert_eq!(users.s3_secret(&made.access_key).await.unwrap(), None, "expired");
+    let other = users.create_s3_key("ana", "", None).await.unwrap();
+    users.revoke(&other.access_key).await.unwrap();
+    assert_eq!(users.s3_principal(&other.access_key).await.unwrap(), None);
+    assert_eq!(users.s3_secret("DRKNOSUCHKEY00000000").await.unwrap(), None);
+}

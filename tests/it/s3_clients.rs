@@ -13,15 +13,7 @@ fn serve(dir: &Path) -> ServeProcess {
 }
 
 fn aws(s: &ServeProcess, args: &[&str]) -> Output {
-    Command::new("aws")
-        .args(["--endpoint-url", &s.endpoint, "--region", "us-east-1"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("awscli is not installed: run the test command from the README, which installs it")
+    crate::support::aws_as(&s.endpoint, (ACCESS_KEY, SECRET_KEY), args)
 }
 
 fn ok(out: Output) -> String {

@@ -212,3 +212,17 @@ pub fn spawn_serve(
         .to_string();
     ServeProcess { child, endpoint }
 }
+
+/// Runs awscli against `endpoint` signed with `(access_key, secret_key)`, no
+/// user configuration read.
+pub fn aws_as(endpoint: &str, (access_key, secret_key): (&str, &str), args: &[&str]) -> std::process::Output {
+    std::process::Command::new("aws")
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("awscli is not installed: run the test command from the README, which installs it")
+}
