@@ -86,10 +86,15 @@ pub(super) async fn start_s3(
         config.s3.public_url.clone()
     };
     let presigner = Presigner::new(credentials.clone(), &config.s3.region, &public_url)?;
+    let outputs = crate::s3::authz::JobOutputs {
+        bucket: config.comfyui.output_bucket.clone(),
+        owners: Arc::new(QueueOwners(stores.queue.clone())),
+    };
     let service = crate::s3::build(
         stores.storage.clone(),
         credentials,
         Some(stores.users.clone()),
+        Some(outputs),
         &config.s3.region,
         metrics.clone(),
     );
@@ -296,4 +301,15 @@ pub(super) async fn open_queue_and_caches(
         Ok((queue, prompts, kv))
     })
     .await?
+}
+
+/// Whose a job is, from the queue (for S3's "own outputs" rule).
+struct QueueOwners(crate::queue::Queue);
+
+#[async_trait::async_trait]
+impl crate::s3::authz::JobOwners for QueueOwners {
+    async fn owner_of(&self, id: &str) -> Option<String> {
+        let id = id.parse().ok()?;
+        self.0.get(id).await.ok().flatten()?.owner
+    }
 }

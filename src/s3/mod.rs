@@ -18,7 +18,7 @@ use crate::object_store::ObjectStore;
 
 mod access_ops;
 mod auth;
-pub(crate) mod authz;
+pub mod authz;
 mod bucket_ops;
 mod checksum;
 pub mod config;
@@ -65,13 +65,14 @@ pub fn build(
     store: ObjectStore,
     credentials: &Credentials,
     users: Option<crate::users::Users>,
+    outputs: Option<authz::JobOutputs>,
     region: &str,
     metrics: Metrics,
 ) -> S3Service {
     let mut builder = S3ServiceBuilder::new(service::DarkroomS3::new(store.clone(), region, metrics));
     let auth = Arc::new(auth::S3Auth::new(credentials.clone(), users));
     builder.set_auth(SharedAuth(auth.clone()));
-    builder.set_access(authz::Authz::new(store, auth));
+    builder.set_access(authz::Authz::new(store, auth, outputs));
     builder.set_route(authz::Health);
     builder.build()
 }

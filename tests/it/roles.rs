@@ -1,8 +1,9 @@
 //! The role matrix: every operation in the OpenAPI document, called with a
-//! viewer's, a user's and an admin's key. A viewer changes nothing (403 on every
-//! write), a user is refused exactly the admin-only operations, an admin is never
-//! refused, and a valid key is never taken for no key (401). A new endpoint is
-//! covered the day it is documented.
+//! viewer's, a user's and an admin's key, a revoked key and none. A viewer changes
+//! nothing (403 on every write), a user is refused exactly the admin-only
+//! operations, an admin is never refused, a valid key is never taken for no key
+//! (401), and a revoked key or none opens nothing but the open endpoints (health,
+//! metrics, the document). A new endpoint is covered the day it is documented.
 
 use std::collections::BTreeSet;
 
@@ -55,6 +56,8 @@ async fn every_operation_answers_each_role_as_it_allows() {
     let server = server_with(|c| {
         configure(c, &[url]);
         c.api.token = "root-token".into();
+        // The revoked key and the missing one fail on purpose, many times.
+        c.api.max_auth_failures = 1_000_000;
     })
     .await;
     let addr = server.daemon.api_addr();
@@ -68,9 +71,20 @@ async fn every_operation_answers_each_role_as_it_allows() {
         let r = root.post("/api/v1/keys", Some(&json!({"user": name}))).await;
         keys.push((role, r.json()["key"].as_str().unwrap().to_owned()));
     }
+    // A revoked key, and no key at all: 401 everywhere but the open endpoints.
+    let r = root.post("/api/v1/keys", Some(&json!({"user": "ana"}))).await;
+    let revoked = r.json()["key"].as_str().unwrap().to_owned();
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = root
+        .call(Method::DELETE, &format!("/api/v1/keys/{id}"), None, &[])
+        .await;
+    assert_eq!(r.status, 204);
+    keys.push(("revoked", revoked));
+    keys.push(("nobody", String::new()));
     let spec: Value = root.get("/api/v1/openapi.json").await.json();
     let http = reqwest::Client::new();
     let mut refused_users = BTreeSet::new();
+    let mut open = BTreeSet::new();
     let mut operations = 0;
     for (template, item) in spec["paths"].as_object().unwrap() {
         for method in ["get", "post", "put", "patch", "delete"] {
@@ -82,17 +96,32 @@ async fn every_operation_answers_each_role_as_it_allows() {
             let path = concrete(template);
             for (role, key) in &keys {
                 let m: Method = method.to_uppercase().parse().unwrap();
-                let resp = http
-                    .request(m, format!("{}{path}", root.base))
-                    .bearer_auth(key)
+                let mut req = http.request(m, format!("{}{path}", root.base));
+                if !key.is_empty() {
+                    req = req.bearer_auth(key);
+                }
+                // A valid body where the operation's refusal could hide behind a 400.
+                let body = match op.as_str() {
+                    "POST /api/v1/users" => json!({"name": format!("new-{role}"), "role": "viewer"}),
+                    "POST /api/v1/keys" => json!({"user": "ana"}),
+                    _ => json!({}),
+                };
+                let resp = req
                     .header("content-type", "application/json")
-                    .body("{}")
+                    .body(body.to_string())
                     .send()
                     .await
                     .unwrap();
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
-                assert!(status != 401 && status < 500, "{role} {op}: {status} {body}");
+                assert!(status < 500, "{role} {op}: {status} {body}");
+                if matches!(*role, "revoked" | "nobody") {
+                    if status != 401 {
+                        open.insert(format!("{role} {op}"));
+                    }
+                    continue;
+                }
+                assert_ne!(status, 401, "{role} {op}: {body}");
                 let write = method != "get";
                 match *role {
                     "viewer" if write => assert_eq!(status, 403, "viewer {op}: {body}"),
@@ -108,4 +137,19 @@ async fn every_operation_answers_each_role_as_it_allows() {
     assert!(operations > 40, "only {operations} operations documented?");
     let expected: BTreeSet<String> = ADMIN_ONLY.iter().map(|s| (*s).to_owned()).collect();
     assert_eq!(refused_users, expected, "what a user is refused");
+    let open_ops = [
+        "GET /api/v1/openapi.json",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+    ];
+    let expected_open: BTreeSet<String> = ["revoked", "nobody"]
+        .iter()
+        .flat_map(|who| open_ops.iter().map(move |op| format!("{who} {op}")))
+        .collect();
+    let unexpected: Vec<_> = open.difference(&expected_open).collect();
+    assert!(
+        unexpected.is_empty(),
+        "answered without a valid key: {unexpected:?}"
+    );
 }

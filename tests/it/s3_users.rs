@@ -236,3 +236,47 @@ async fn two_nodes_on_redis_share_s3_keys_and_their_revocation() {
     users.revoke(&Principal::root(), &ak).await.unwrap();
     assert_eq!(code(on_two.list_buckets().send().await), "InvalidAccessKeyId");
 }
+
+/// A user reads the outputs of their own jobs over S3 (as through the API), and
+/// no one else's; listing the jobs folder is not theirs to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_reads_the_outputs_of_their_own_jobs_only() {
+    let comfy = crate::fake_comfy::FakeComfy::start().await;
+    let url = comfy.url.clone();
+    let s = server_with(|c| crate::dispatch::configure(c, &[url])).await;
+    let ana = s3_user(&s, "ana", Role::User).await;
+    let bob = s3_user(&s, "bob", Role::User).await;
+    let as_ana = Principal {
+        user: "ana".into(),
+        role: Role::User,
+    };
+    let request = darkroom::dispatch::JobRequest::template("noop", serde_json::Map::new());
+    let job = s
+        .daemon
+        .services()
+        .jobs
+        .submit_as(&as_ana, request, None)
+        .await
+        .unwrap()
+        .job;
+    let job = crate::dispatch::finished(s.daemon.queue(), job.id).await;
+    let output = &darkroom::dispatch::outputs_of(&job)[0];
+    let uri = format!("s3://{}/{}", output.bucket, output.key);
+    let aws = |who: &(String, String), args: &[&str]| {
+        tokio::task::block_in_place(|| aws_as(&s.endpoint, (&who.0, &who.1), args))
+    };
+    let bytes = aws(&ana, &["s3", "cp", &uri, "-"]);
+    assert!(
+        bytes.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bytes.stderr)
+    );
+    assert_eq!(bytes.stdout.len() as u64, output.size);
+    let refused = failed(aws(&bob, &["s3", "cp", &uri, "-"]));
+    assert!(
+        refused.contains("403") || refused.contains("Forbidden"),
+        "{refused}"
+    );
+    let listing = format!("s3://{}/jobs/", output.bucket);
+    assert!(failed(aws(&ana, &["s3", "ls", &listing])).contains("AccessDenied"));
+}

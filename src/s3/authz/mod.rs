@@ -18,6 +18,11 @@
 //! account's alone (root and admins), whatever a policy says — as on AWS, where
 //! another account cannot be granted them.
 //! [`ownership`] decides the owner and ACL of what a request writes.
+//!
+//! One rule is darkroom's own: a user may read (GetObject, HeadObject) the
+//! outputs of their own jobs, `jobs/{job id}/...` in the output bucket, as they
+//! may through the API — unless the bucket's policy denies it. [`JobOwners`] says
+//! whose a job is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,15 +49,44 @@ pub use actions::action_of;
 use actions::{AclNeed, acl_need};
 pub use policy::{Decision, Policy};
 
+/// Whose a job is, for the "own outputs" rule (the queue, in the daemon).
+#[async_trait::async_trait]
+pub trait JobOwners: Send + Sync {
+    /// The owner of job `id`, if it exists and has one.
+    async fn owner_of(&self, id: &str) -> Option<String>;
+}
+
+/// Where jobs' outputs are, and whose each job is.
+#[derive(Clone)]
+pub struct JobOutputs {
+    pub bucket: String,
+    pub owners: Arc<dyn JobOwners>,
+}
+
 /// The S3 access check: see the module's documentation.
 pub struct Authz {
     store: ObjectStore,
     auth: Arc<S3Auth>,
+    outputs: Option<JobOutputs>,
 }
 
 impl Authz {
-    pub fn new(store: ObjectStore, auth: Arc<S3Auth>) -> Self {
-        Self { store, auth }
+    pub fn new(store: ObjectStore, auth: Arc<S3Auth>, outputs: Option<JobOutputs>) -> Self {
+        Self { store, auth, outputs }
+    }
+
+    /// Whether `caller` reads an output of their own job.
+    async fn own_output(&self, caller: &Caller, action: &str, bucket: &str, key: Option<&str>) -> bool {
+        let (Some(outputs), Caller::User { who, .. }, Some(key)) = (&self.outputs, caller, key) else {
+            return false;
+        };
+        if action != "s3:GetObject" || bucket != outputs.bucket {
+            return false;
+        }
+        let Some((id, rest)) = key.strip_prefix("jobs/").and_then(|k| k.split_once('/')) else {
+            return false;
+        };
+        !rest.is_empty() && outputs.owners.owner_of(id).await.as_deref() == Some(who.user.as_str())
     }
 
     /// Refuses `caller` `action` on `bucket` (or its object `key`) unless the
@@ -76,6 +110,9 @@ impl Authz {
             Decision::Deny => return Err(denied()),
             Decision::Allow => return Ok(()),
             Decision::NotApplicable => {}
+        }
+        if self.own_output(caller, action, bucket, key).await {
+            return Ok(());
         }
         let granted = match (acls_on(&meta), acl_need(action), key) {
             (true, Some(AclNeed::Bucket(p)), _) => by_bucket_acl(&meta, caller, p),
