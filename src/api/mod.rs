@@ -40,6 +40,7 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod models;
+mod multipart;
 pub mod openapi;
 pub mod ops;
 pub mod pictures;

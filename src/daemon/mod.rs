@@ -89,6 +89,8 @@ impl Daemon {
         .await?;
         let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
         let backups = start_backups(config, &stores, &trust, &clock, &shutdown, &mut tasks);
+        let (jobs, library, users) =
+            start_jobs(config, &dispatcher, &stores, &clock, &shutdown, &mut tasks).await?;
         let Stores {
             storage,
             queue,
@@ -115,8 +117,6 @@ impl Daemon {
         ));
         let (api_listener, api_addr) = bind_api(config).await?;
         let api_url = url_of(&api_listener, api_addr);
-        let (jobs, library, users) =
-            start_jobs(config, &dispatcher, &queue, &clock, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
             library,
@@ -354,7 +354,7 @@ async fn open_templates(
 async fn start_jobs(
     config: &Config,
     dispatcher: &Dispatcher,
-    queue: &crate::queue::Queue,
+    stores: &Stores,
     clock: &SharedClock,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
@@ -363,11 +363,13 @@ async fn start_jobs(
     crate::service::prompts::Prompts,
     crate::service::users::UsersService,
 )> {
+    let (queue, storage) = (&stores.queue, &stores.storage);
     // On the queue's Redis too when it is there: every node serves the same set.
     let templates = open_templates(config, queue.redis().cloned(), shutdown, tasks).await?;
     let limits = config.api.job_limits();
-    let jobs =
-        Jobs::new(queue.clone(), dispatcher.clone(), templates, limits).with_targets(config.api.targets()?);
+    let jobs = Jobs::new(queue.clone(), dispatcher.clone(), templates, limits)
+        .with_targets(config.api.targets()?)
+        .with_inputs(inputs(config, dispatcher, storage, queue)?);
     let docs = crate::docs::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
@@ -381,6 +383,27 @@ async fn start_jobs(
         shutdown.clone(),
     ));
     Ok((jobs, prompts, crate::service::users::UsersService::new(users)))
+}
+
+/// Resolves jobs' input images; URLs are fetched only where api targets allow.
+fn inputs(
+    config: &Config,
+    dispatcher: &Dispatcher,
+    storage: &ObjectStore,
+    queue: &Queue,
+) -> anyhow::Result<crate::service::inputs::Inputs> {
+    let targets = config.api.targets()?;
+    let http = (targets.clone().guard(http_builder(config)?))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot build the input images' client")?;
+    Ok(crate::service::inputs::Inputs::new(
+        storage.clone(),
+        dispatcher.clone(),
+        queue.clone(),
+        (http, targets),
+        config.api.max_image_bytes,
+    ))
 }
 
 /// Starts delivering job webhooks.

@@ -93,6 +93,8 @@ pub struct Jobs {
     library: Option<crate::prompts::Library>,
     /// Where a job's webhook may point.
     targets: Arc<crate::outbound::TargetPolicy>,
+    /// Resolves image parameters (absent: they are backend file names).
+    inputs: Option<super::inputs::Inputs>,
 }
 
 impl Jobs {
@@ -104,7 +106,15 @@ impl Jobs {
             limits,
             library: None,
             targets: Arc::default(),
+            inputs: None,
         }
+    }
+
+    /// Resolves image parameters (`s3://`, URLs, base64, files) with `inputs`.
+    #[must_use]
+    pub fn with_inputs(mut self, inputs: super::inputs::Inputs) -> Self {
+        self.inputs = Some(inputs);
+        self
     }
 
     /// Lets webhooks reach what `targets` allows (default: no internal address).
@@ -219,6 +229,10 @@ impl Jobs {
         };
         // One snapshot for the whole admission: a reload meanwhile changes nothing here.
         let templates = self.templates.current();
+        let request = match &self.inputs {
+            Some(inputs) => inputs.resolve(&templates, request).await?,
+            None => request,
+        };
         let routed = super::models::route(&request, &templates, &self.queue, &self.dispatcher).await?;
         let new = request.into_new_job_with(&templates, routed)?;
         if self.dispatcher.backends().is_empty() {
@@ -351,6 +365,7 @@ impl Jobs {
         wait_seconds: Option<u64>,
     ) -> Result<Submitted, ServiceError> {
         request.owner = Some(who.user.clone());
+        request.reader = Some(who.clone());
         self.submit(request, wait_seconds).await
     }
 

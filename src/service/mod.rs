@@ -7,6 +7,8 @@
 //!
 //! - [`jobs`]: admission rules (backend configured, `max_queued`, validation),
 //!   `?wait`, get, list with a cursor, cancel, retry;
+//! - [`inputs`]: image parameters resolved at submit (`s3://`, URLs, base64,
+//!   multipart files), stored content-addressed, with the read-access rule;
 //! - [`models`]: which catalog model a request gets (or why none: 400 / 409),
 //!   each job's expected start and finish, the catalog report;
 //! - [`status`]: the status collector behind every status view;
@@ -29,6 +31,7 @@ use std::time::Duration;
 pub mod backups;
 pub mod browse;
 pub mod error;
+pub mod inputs;
 pub mod jobs;
 pub mod models;
 pub mod ops;
