@@ -69,6 +69,7 @@ pub mod dispatch;
 pub mod docs;
 pub mod events;
 pub mod gpu;
+pub mod inbox;
 pub mod link;
 pub mod mcp;
 pub mod metrics;

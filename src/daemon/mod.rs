@@ -53,6 +53,7 @@ pub struct Daemon {
 impl Daemon {
     /// Opens everything and starts serving. Listens where the config says (port 0
     /// picks a free port: see [`Daemon::s3_addr`]).
+    #[allow(clippy::too_many_lines)] // wiring: a line or two per service, in start order
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         warn_plain_exposure(config)?;
         let stores = open::open_stores(config, &clock).await?;
@@ -138,6 +139,7 @@ impl Daemon {
             endpoints: Some(open::endpoints(s3.as_ref(), api_url.clone())),
             backups: Some(backups),
             thumbnails: crate::service::pictures::ThumbnailCache::default(),
+            inbox: Arc::new(config.inbox.clone()),
         };
         serve_api(config, api_listener, &services, throttle, &shutdown, &mut tasks);
         tracing::info!(url = %api_url, "HTTP API listening");
@@ -350,7 +352,8 @@ async fn open_templates(
 }
 
 /// The jobs service on the templates and the prompt library (on the queue's
-/// store), and the task settling each prompt run when its job ends.
+/// store), the task settling each prompt run when its job ends, and the drop
+/// folders (`[[inbox]]`), which submit through it.
 async fn start_jobs(
     config: &Config,
     dispatcher: &Dispatcher,
@@ -377,6 +380,8 @@ async fn start_jobs(
     let library = crate::prompts::Library::new(docs, clock.clone());
     let jobs = jobs.with_library(library.clone());
     let prompts = crate::service::prompts::Prompts::new(library, jobs.clone());
+    let inbox = (storage.clone(), jobs.clone(), dispatcher.clone());
+    crate::inbox::start(Arc::new(config.inbox.clone()), inbox, shutdown.clone(), tasks).await?;
     tasks.spawn(background::settle_prompt_runs(
         queue.clone(),
         prompts.clone(),

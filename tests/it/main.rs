@@ -34,6 +34,7 @@ mod daemon;
 mod dash;
 mod dispatch;
 mod gpu;
+mod inbox;
 mod inputs;
 mod mcp;
 mod metrics;

@@ -13,8 +13,13 @@ fn serve(dir: &Path) -> ServeProcess {
 }
 
 fn aws(s: &ServeProcess, args: &[&str]) -> Output {
+    aws_at(&s.endpoint, args)
+}
+
+/// Runs awscli against the S3 endpoint `endpoint` with the test credentials.
+pub fn aws_at(endpoint: &str, args: &[&str]) -> Output {
     Command::new("aws")
-        .args(["--endpoint-url", &s.endpoint, "--region", "us-east-1"])
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
