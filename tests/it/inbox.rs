@@ -274,3 +274,66 @@ async fn an_upload_acknowledged_before_sigkill_gets_exactly_one_job() {
     assert_eq!(keys.len(), 8);
     daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_moves_its_original_to_failed_with_the_error() {
+    let comfy = FakeComfy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, &comfy);
+    c.queue.default_max_attempts = 1;
+    let (daemon, s3) = crate::support::daemon_on(&c).await;
+    comfy.ctl.fail_next("RuntimeError", "the GPU caught fire");
+    s3.put_object()
+        .bucket("inbox")
+        .key("upscale/doomed.png")
+        .body(ByteStream::from(PNG.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let done = wait_keys(daemon.storage(), "doomed failed", |k| {
+        k.contains("upscale/failed/doomed.png") && !k.contains("upscale/doomed.png")
+    })
+    .await;
+    assert!(!done.iter().any(|k| k.starts_with("upscaled/")), "{done:?}");
+    let error = s3
+        .get_object()
+        .bucket("inbox")
+        .key("upscale/failed/doomed.png.error.json")
+        .send()
+        .await
+        .unwrap();
+    let error: Value = serde_json::from_slice(&error.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(error["status"], json!("failed"), "{error}");
+    assert!(error.to_string().contains("the GPU caught fire"), "{error}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_dropped_in_the_local_directory_run_like_uploads() {
+    let comfy = FakeComfy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, &comfy);
+    let local = dir.path().join("drop");
+    std::fs::create_dir_all(&local).unwrap();
+    // One file there before the start, one written after.
+    std::fs::write(local.join("early.png"), PNG).unwrap();
+    c.inbox[0].dir = Some(local.clone());
+    let (daemon, _) = crate::support::daemon_on(&c).await;
+    let storage = daemon.storage();
+    std::fs::write(local.join(".partial"), b"ignored").unwrap();
+    std::fs::write(local.join("late.jpg"), jpeg([5, 5, 250], 8, 8)).unwrap();
+    let done = wait_keys(storage, "both files processed", |k| {
+        k.contains("upscale/processed/early.png") && k.contains("upscale/processed/late.jpg")
+    })
+    .await;
+    assert!(
+        done.contains("upscaled/early-1.png") && done.contains("upscaled/late-1.png"),
+        "{done:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&local)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, [".partial"], "taken files are removed, hidden ones left");
+    daemon.shutdown().await;
+}

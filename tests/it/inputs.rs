@@ -284,7 +284,23 @@ async fn bad_inputs_are_refused_naming_the_parameter() {
     assert!(m.contains("no read access"), "{m}");
     let id = submit(&ana, json!({"image": "s3://pics/inbox/ana/mine.png"})).await;
     check_ran(&server, id, PNG, "png", "s3://pics/inbox/ana/mine.png").await;
+    // Her own job's output is hers to use; the admin's job's is not.
+    let key_of = |job: &darkroom::queue::Job| {
+        let r: darkroom::dispatch::JobResult = serde_json::from_value(job.result.clone().unwrap()).unwrap();
+        format!("s3://{}/{}", r.outputs[0].bucket, r.outputs[0].key)
+    };
+    let hers = finished(server.daemon.queue(), id).await;
+    let again = submit(&ana, json!({"image": key_of(&hers)})).await;
+    assert_eq!(
+        finished(server.daemon.queue(), again).await.status,
+        darkroom::queue::JobStatus::Succeeded
+    );
+    let admins = submit(&api, json!({"image": "s3://pics/cat.png"})).await;
+    let admins = finished(server.daemon.queue(), admins).await;
+    let m = refused(ana.clone(), json!(key_of(&admins)), "someone else's output").await;
+    assert!(m.contains("no read access"), "{m}");
     assert_eq!(server.daemon.queue().counts().await.unwrap().failed, 0);
+    // The fake's output is the same PNG: one content-addressed upload for all.
     assert_eq!(comfy.ctl.uploads().len(), 1, "refused inputs reached nothing");
 }
 
