@@ -3,9 +3,11 @@
 //! picture arrived: submit its job) and the queue's job events (an inbox job
 //! ended: [`super::finish`]). One loop, one thing at a time, so two sightings of
 //! one upload (the catch-up and its event) never race: the second submit finds
-//! the first job by its idempotency key.
+//! the first job by its idempotency key. A submit refused for a passing reason
+//! (queue full) is tried again by a catch-up when the next job ends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -27,6 +29,9 @@ pub(super) struct Ingest {
     pub storage: ObjectStore,
     pub jobs: Jobs,
     pub dispatcher: Dispatcher,
+    /// A submit failed for a passing reason (queue full, a store down): the next
+    /// job to end triggers a catch-up that submits it again.
+    pub deferred: AtomicBool,
 }
 
 /// Creates the rules' buckets and starts the loop (and the local directories'
@@ -59,6 +64,7 @@ pub async fn start(
         storage,
         jobs,
         dispatcher,
+        deferred: AtomicBool::new(false),
     });
     tasks.spawn(ingest.run(writes, ends, shutdown));
     Ok(())
@@ -82,7 +88,12 @@ impl Ingest {
                     Err(RecvError::Closed) => return,
                 },
                 e = ends.recv() => match e {
-                    Ok(e) if e.to.is_terminal() => self.ended(e.id).await,
+                    Ok(e) if e.to.is_terminal() => {
+                        self.ended(e.id).await;
+                        if self.deferred.swap(false, Ordering::Relaxed) {
+                            self.catch_up().await;
+                        }
+                    }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => self.catch_up().await,
                     Err(RecvError::Closed) => return,
@@ -135,8 +146,10 @@ impl Ingest {
                 });
                 super::finish::give_up(self, rule, &name, &error).await;
             }
-            // Queue full, a store down: the picture stays; the next start catches it up.
+            // Queue full, a store down: the picture stays; the next job to end (or
+            // the next start) catches it up.
             Err(e) => {
+                self.deferred.store(true, Ordering::Relaxed);
                 tracing::warn!(inbox = %rule.name(), %key, error = %e, "cannot submit an inbox picture");
             }
         }

@@ -337,3 +337,51 @@ async fn files_dropped_in_the_local_directory_run_like_uploads() {
     assert_eq!(left, [".partial"], "taken files are removed, hidden ones left");
     daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_refused_by_a_full_queue_runs_once_a_job_ends() {
+    let comfy = FakeComfy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, &comfy);
+    c.api.max_queued = 1;
+    let (daemon, s3) = crate::support::daemon_on(&c).await;
+    comfy.ctl.hold(true);
+    let put = |key: String, rgb: [u8; 3]| {
+        s3.put_object()
+            .bucket("inbox")
+            .key(key)
+            .body(ByteStream::from(jpeg(rgb, 8, 8)))
+            .send()
+    };
+    put("upscale/one.jpg".into(), [1, 0, 0]).await.unwrap();
+    comfy.ctl.wait_held().await; // one runs
+    put("upscale/two.jpg".into(), [2, 0, 0]).await.unwrap();
+    put("upscale/three.jpg".into(), [3, 0, 0]).await.unwrap();
+    // two is queued, three is refused (api.max_queued = 1): both wait in the prefix.
+    // The inbox handles uploads in order: once a bad picture put after them is
+    // filed as failed, three has been refused.
+    s3.put_object()
+        .bucket("inbox")
+        .key("upscale/marker.png")
+        .body(ByteStream::from_static(b"not a picture"))
+        .send()
+        .await
+        .unwrap();
+    let before = wait_keys(daemon.storage(), "the marker failed", |k| {
+        k.contains("upscale/failed/marker.png")
+    })
+    .await;
+    assert!(before.contains("upscale/three.jpg"), "{before:?}");
+    assert_eq!(jobs(&daemon).await.len(), 2, "three was refused");
+    comfy.ctl.hold(false);
+    comfy.ctl.release();
+    let done = wait_keys(daemon.storage(), "all three processed", |k| {
+        ["one", "two", "three"]
+            .iter()
+            .all(|n| k.contains(&format!("upscale/processed/{n}.jpg")))
+    })
+    .await;
+    assert!(done.contains("upscaled/three-1.png"), "{done:?}");
+    assert_eq!(jobs(&daemon).await.len(), 3);
+    daemon.shutdown().await;
+}
