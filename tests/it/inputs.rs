@@ -331,3 +331,15 @@ async fn unreachable_and_non_image_urls_are_refused() {
     }
     assert!(comfy.ctl.uploads().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_reach_the_backend_in_the_clear_with_encryption_at_rest() {
+    let comfy = FakeComfy::start().await;
+    let server = daemon(&comfy, |c| c.s3.encrypt_all = true).await;
+    let api = api(&server).await;
+    put(&server, "cat.png", PNG).await;
+    let id = submit(&api, json!({"image": "s3://pics/cat.png"})).await;
+    check_ran(&server, id, PNG, "png", "s3://pics/cat.png").await;
+    let uploaded = comfy.ctl.input("darkroom", &format!("{}.png", sha(PNG))).unwrap();
+    assert!(uploaded == PNG, "the stored input is sealed; the upload is not");
+}
