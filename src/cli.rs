@@ -134,6 +134,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The drop folders (`[[inbox]]`) of a running daemon.
+    #[command(subcommand)]
+    Inbox(InboxCommand),
     /// Workflow templates: import a workflow exported from ComfyUI, list, show,
     /// validate against a backend, delete.
     #[command(subcommand)]
@@ -151,6 +154,19 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
         /// Print the raw JSON snapshot.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `darkroom inbox ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum InboxCommand {
+    /// Each rule with its template and pending, processed and failed counts.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// Print the raw JSON.
         #[arg(long)]
         json: bool,
     },

@@ -179,6 +179,11 @@ impl ApiClient {
         Ok(self.call(Method::GET, "/api/v1/status", None, SHORT).await?.1)
     }
 
+    /// The drop folders (`[[inbox]]`) with their counts.
+    pub async fn inbox(&self) -> Result<Vec<crate::inbox::RuleStatus>, ClientError> {
+        Ok(self.call(Method::GET, "/api/v1/inbox", None, SHORT).await?.1)
+    }
+
     /// Asks the daemon to take a backup now; answers when it is complete (a large
     /// first backup can take a while: no timeout short of a day).
     pub async fn backup(

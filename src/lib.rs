@@ -8,9 +8,11 @@
 //! ([`service`]) and hold no rules of their own; the dashboard and the MCP server
 //! reach it in-process or over the API through one [`link::Link`]:
 //!
-//! - [`service`]: submit (every admission rule and `?wait`), get, list, cancel and
-//!   retry jobs; the status collector; browsing outputs and logs; thumbnails of
+//! - [`service`]: submit (every admission rule and `?wait`, image inputs resolved
+//!   and stored), get, list, cancel and retry jobs; the status collector; browsing outputs and logs; thumbnails of
 //!   outputs and live previews of running jobs; typed errors.
+//! - [`inbox`]: drop folders — pictures uploaded under a watched prefix become
+//!   one job each (through the jobs service), results and originals filed after.
 //! - [`events`]: one numbered stream of job, alert and GPU changes with a backlog;
 //!   [`events::EventHub::stream`] does resume and `resync` for SSE and the dashboard.
 //! - [`status`]: the snapshot types every view shares (API, CLI, dashboard).
@@ -69,6 +71,7 @@ pub mod dispatch;
 pub mod docs;
 pub mod events;
 pub mod gpu;
+pub mod inbox;
 pub mod link;
 pub mod mcp;
 pub mod metrics;

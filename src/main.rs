@@ -43,6 +43,9 @@ fn main() -> ExitCode {
             client(darkroom::commands::prompts::run(&remote, &command))
         }
         Some(Command::Models { remote, json }) => client(darkroom::commands::models::models(&remote, json)),
+        Some(Command::Inbox(darkroom::cli::InboxCommand::List { remote, json })) => {
+            client(darkroom::commands::inbox::list(&remote, json))
+        }
         Some(Command::Verify { data, repair, json }) => return verify(data, repair, json),
         Some(Command::Backup(args)) => with_data_dir(args.data.clone())
             .and_then(|c| client(darkroom::commands::backup::backup(&args, &c))),

@@ -19,6 +19,9 @@ pub struct ApiConfig {
     pub protect_ops: bool,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest input image a job may name (`s3://`, URL, base64 or a multipart
+    /// file), in bytes; a multipart submit may be this much beyond `max_body_bytes`.
+    pub max_image_bytes: u64,
     /// Longest `?wait=` a submit may ask for, in seconds.
     pub max_wait_seconds: u64,
     /// Submits are refused with 429 while this many jobs are queued.
@@ -50,6 +53,7 @@ impl Default for ApiConfig {
             token: String::new(),
             protect_ops: false,
             max_body_bytes: 8 << 20,
+            max_image_bytes: 32 << 20,
             max_wait_seconds: 300,
             max_queued: 10_000,
             events_backlog: 4096,
@@ -81,6 +85,9 @@ impl ApiConfig {
         }
         if self.max_body_bytes < 1024 {
             return invalid("api.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.max_image_bytes < 1024 {
+            return invalid("api.max_image_bytes", "must be at least 1024".into());
         }
         if self.events_backlog == 0 || self.webhook_max_attempts == 0 || self.max_queued == 0 {
             return invalid(

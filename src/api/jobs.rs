@@ -1,7 +1,8 @@
 //! The job endpoints: submit (optionally waiting for the result — n8n's "respond
 //! to webhook with the image URL" in one call), read one, list by status with a
 //! cursor, cancel, retry. Handlers only translate: the rules are the jobs
-//! service's ([`crate::service::jobs`]).
+//! service's ([`crate::service::jobs`]). A submit is JSON, or `multipart/form-data`
+//! with image files (`multipart.rs` splits it; the service resolves the files).
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -44,8 +45,7 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     let wait = params.u64("wait")?;
-    let bytes = read_body(body, s.config.max_body_bytes).await?;
-    let mut request: JobRequest = serde_json::from_slice(&bytes).map_err(|e| json_error(&e))?;
+    let mut request = read_request(&s, &headers, body).await?;
     if let Some(key) = headers.get("idempotency-key") {
         let key = key
             .to_str()
@@ -66,6 +66,44 @@ pub async fn submit(
         );
     }
     Ok(resp)
+}
+
+/// The job request of a submit: a JSON body, or a `multipart/form-data` one with
+/// a `request` part (the JSON) and a file part per image parameter.
+async fn read_request(s: &ApiState, headers: &HeaderMap, body: Body) -> Result<JobRequest, ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(boundary) = super::multipart::boundary(content_type) else {
+        let bytes = read_body(body, s.config.max_body_bytes).await?;
+        return serde_json::from_slice(&bytes).map_err(|e| json_error(&e));
+    };
+    let limit = s.config.max_body_bytes + usize::try_from(s.config.max_image_bytes).unwrap_or(usize::MAX);
+    let bytes = read_body(body, limit).await?;
+    let mut request = None;
+    let mut files = std::collections::BTreeMap::new();
+    for part in super::multipart::parts(&bytes, &boundary)? {
+        match (part.name.as_str(), part.file_name) {
+            ("request", None) => {
+                request = Some(serde_json::from_slice::<JobRequest>(&part.body).map_err(|e| json_error(&e))?);
+            }
+            (name, Some(file)) => {
+                let param = name.strip_prefix("params.").unwrap_or(name).to_owned();
+                files.insert(param, (file, part.body));
+            }
+            (name, None) => {
+                return Err(ApiError::invalid(
+                    name,
+                    "a multipart submit has a `request` part (the JSON) and file parts",
+                ));
+            }
+        }
+    }
+    let mut request =
+        request.ok_or_else(|| ApiError::invalid("request", "the multipart submit has no `request` part"))?;
+    request.files = files;
+    Ok(request)
 }
 
 /// One job, with its payload, progress, result and every attempt's error.

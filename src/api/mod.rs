@@ -38,8 +38,10 @@ pub mod browse;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod inbox;
 pub mod jobs;
 pub mod models;
+mod multipart;
 pub mod openapi;
 pub mod ops;
 pub mod pictures;
@@ -93,6 +95,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/templates/{name}/validate", get(templates::validate))
         .route("/models", get(models::models))
+        .route("/inbox", get(inbox::list))
         .route("/prompts", get(prompts::list).post(prompts::create))
         .route(
             "/prompts/{name}",

@@ -19,7 +19,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::templates::put, super::templates::delete, super::templates::validate,
         super::browse::objects, super::browse::presign, super::browse::logs,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
-        super::backups::create, super::backups::status, super::models::models,
+        super::backups::create, super::backups::status, super::models::models, super::inbox::list,
         super::prompts::list, super::prompts::create, super::prompts::get, super::prompts::edit,
         super::prompts::delete, super::prompts::rate, super::prompts::rating, super::prompts::campaigns,
         super::prompts::create_campaign, super::prompts::report, super::prompts::campaign_action,

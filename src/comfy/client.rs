@@ -244,13 +244,21 @@ impl ComfyClient {
         Ok(body)
     }
 
-    /// POST /upload/image (multipart) into ComfyUI's input folder.
-    pub async fn upload_image(&self, name: &str, bytes: Bytes) -> Result<UploadedImage, ComfyError> {
+    /// POST /upload/image (multipart) into `subfolder` of ComfyUI's input folder
+    /// (`""`: the folder itself). Identical bytes keep their name; different
+    /// bytes under a taken name are renamed (`name (1).png`): use the answer.
+    pub async fn upload_image(
+        &self,
+        name: &str,
+        subfolder: &str,
+        bytes: Bytes,
+    ) -> Result<UploadedImage, ComfyError> {
         let url = self.url("upload/image")?;
         let part = reqwest::multipart::Part::stream(bytes).file_name(name.to_owned());
         let form = reqwest::multipart::Form::new()
             .part("image", part)
-            .text("type", "input");
+            .text("type", "input")
+            .text("subfolder", subfolder.to_owned());
         let req = self.inner.http.post(url.clone()).multipart(form);
         let (status, body) = self.finish(url.clone(), req).await?;
         Self::ok_or_status(&url, status, &body)?;

@@ -28,6 +28,16 @@ const EMBEDDED: &[(&str, &str, &str)] = &[
         include_str!("../../assets/workflows/txt2img.json"),
         include_str!("../../assets/workflows/txt2img.toml"),
     ),
+    (
+        "upscale",
+        include_str!("../../assets/workflows/upscale.json"),
+        include_str!("../../assets/workflows/upscale.toml"),
+    ),
+    (
+        "img2img",
+        include_str!("../../assets/workflows/img2img.json"),
+        include_str!("../../assets/workflows/img2img.toml"),
+    ),
 ];
 
 /// Largest seed filled in at random: 2^53 - 1, exact in every JSON reader.
@@ -133,8 +143,10 @@ pub enum ParamType {
     /// catalog model (`"model": "sdxl-turbo"` or `"auto"`) and its file is bound
     /// here; without one it is a plain string.
     Model,
-    /// An input picture (a `LoadImage` node's): for now the name of a file in
-    /// the backend's input folder, a string.
+    /// An input picture (a `LoadImage` node's): `s3://bucket/key`, an http(s)
+    /// URL, `{"base64": ...}`, a `data:` URL or a multipart file, resolved at
+    /// submit by `crate::service::inputs` into the name darkroom uploads it under;
+    /// any other string is a file already in the backend's input folder.
     Image,
 }
 

@@ -14,7 +14,10 @@ fn params(v: Value) -> Map<String, Value> {
 #[test]
 fn embedded_templates_load_and_are_consistent() {
     let t = Templates::embedded().unwrap();
-    assert_eq!(t.names().collect::<Vec<_>>(), ["noop", "txt2img"]);
+    assert_eq!(
+        t.names().collect::<Vec<_>>(),
+        ["img2img", "noop", "txt2img", "upscale"]
+    );
     let txt = t.get("txt2img").unwrap();
     let classes: Vec<&str> = txt
         .workflow

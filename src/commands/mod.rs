@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 pub mod backup;
+pub mod inbox;
 pub mod keys;
 pub mod models;
 pub mod prompts;

@@ -13,7 +13,7 @@
 //! [`crate::cache`], `[comfyui]` and `[storage]` to [`crate::dispatch`], `[redis]` to
 //! [`crate::redis_store`], `[alerts]` to [`crate::alerts`], `[gpu]` to
 //! [`crate::gpu`], `[openai]` to [`crate::openai`], `[backup]` to [`crate::backup`], `[log]` to
-//! [`crate::telemetry`], `[dash]` to [`crate::dash`], `[tls]` to [`crate::tls`] — which defines its type, its defaults and its
+//! [`crate::telemetry`], `[dash]` to [`crate::dash`], `[tls]` to [`crate::tls`], `[[inbox]]` to [`crate::inbox`] — which defines its type, its defaults and its
 //! `validate()`. This module only layers and assembles them.
 
 use std::net::SocketAddr;
@@ -68,6 +68,9 @@ pub struct Config {
     /// `[quotas.viewer|user|admin]`: each role's limits.
     pub quotas: crate::quotas::QuotasConfig,
     pub metrics: crate::metrics::config::MetricsConfig,
+    /// Drop folders (`[[inbox]]`): uploads that become jobs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inbox: Vec<crate::inbox::InboxRule>,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             quotas: crate::quotas::QuotasConfig::default(),
             metrics: crate::metrics::config::MetricsConfig::default(),
+            inbox: Vec::new(),
         }
     }
 }
@@ -211,6 +215,7 @@ impl Config {
         let catalog = crate::models::Catalog::new(self.models.clone())?;
         self.routing.validate(&catalog)?;
         self.tls.validate()?;
+        crate::inbox::config::validate(&self.inbox)?;
         self.tls.check_exposure(&self.listeners())?;
         Ok(())
     }

@@ -53,6 +53,7 @@ pub struct Daemon {
 impl Daemon {
     /// Opens everything and starts serving. Listens where the config says (port 0
     /// picks a free port: see [`Daemon::s3_addr`]).
+    #[allow(clippy::too_many_lines)] // wiring: a line or two per service, in start order
     pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         warn_plain_exposure(config)?;
         let stores = open::open_stores(config, &clock).await?;
@@ -80,12 +81,15 @@ impl Daemon {
         .await?;
         let (gpu, gpu_sampler) = start_gpu(config, &dispatcher, &clock);
         let backups = start_backups(config, &stores, &trust, &clock, &shutdown, &mut tasks);
+        let ctx = (&clock, &metrics);
+        let (jobs, library, users) =
+            start_jobs(config, &dispatcher, &stores, ctx, &shutdown, &mut tasks).await?;
         let Stores {
             storage,
             queue,
             prompts,
             kv,
-            users,
+            users: _,
         } = stores;
         tasks.spawn(background::forward_events(
             queue.clone(),
@@ -106,9 +110,6 @@ impl Daemon {
             shutdown.clone(),
         ));
         let (api_listener, api_addr, api_url) = bind_api(config).await?;
-        let ctx = (&clock, &metrics);
-        let (jobs, library, users) =
-            start_jobs(config, &dispatcher, &queue, users, ctx, &shutdown, &mut tasks).await?;
         let services = Services {
             jobs,
             library,
@@ -130,6 +131,7 @@ impl Daemon {
             endpoints: Some(open::endpoints(s3.as_ref(), api_url.clone())),
             backups: Some(backups),
             thumbnails: crate::service::pictures::ThumbnailCache::default(),
+            inbox: Arc::new(config.inbox.clone()),
         };
         serve_api(config, api_listener, &services, throttle, &shutdown, &mut tasks);
         tracing::info!(url = %api_url, "HTTP API listening");
@@ -351,12 +353,12 @@ async fn open_templates(
 }
 
 /// The jobs service on the templates and the prompt library (on the queue's
-/// store), and the task settling each prompt run when its job ends.
+/// store), the task settling each prompt run when its job ends, and the drop
+/// folders (`[[inbox]]`), which submit through it.
 async fn start_jobs(
     config: &Config,
     dispatcher: &Dispatcher,
-    queue: &crate::queue::Queue,
-    users: crate::users::Users,
+    stores: &Stores,
     (clock, metrics): (&SharedClock, &Metrics),
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
@@ -365,11 +367,13 @@ async fn start_jobs(
     crate::service::prompts::Prompts,
     crate::service::users::UsersService,
 )> {
+    let (queue, storage, users) = (&stores.queue, &stores.storage, stores.users.clone());
     // On the queue's Redis too when it is there: every node serves the same set.
     let templates = open_templates(config, queue.redis().cloned(), shutdown, tasks).await?;
     let limits = config.api.job_limits();
-    let jobs =
-        Jobs::new(queue.clone(), dispatcher.clone(), templates, limits).with_targets(config.api.targets()?);
+    let jobs = Jobs::new(queue.clone(), dispatcher.clone(), templates, limits)
+        .with_targets(config.api.targets()?)
+        .with_inputs(inputs(config, dispatcher, storage, queue)?);
     let docs = crate::docs::Docs::of_queue(queue)
         .await
         .context("cannot open the prompt library")?;
@@ -395,12 +399,35 @@ async fn start_jobs(
     let library = crate::prompts::Library::new(docs, clock.clone());
     let jobs = jobs.with_library(library.clone()).with_quotas(quotas);
     let prompts = crate::service::prompts::Prompts::new(library, jobs.clone());
+    let inbox = (storage.clone(), jobs.clone(), dispatcher.clone());
+    crate::inbox::start(Arc::new(config.inbox.clone()), inbox, shutdown.clone(), tasks).await?;
     tasks.spawn(background::settle_prompt_runs(
         queue.clone(),
         prompts.clone(),
         shutdown.clone(),
     ));
     Ok((jobs, prompts, crate::service::users::UsersService::new(users)))
+}
+
+/// Resolves jobs' input images; URLs are fetched only where api targets allow.
+fn inputs(
+    config: &Config,
+    dispatcher: &Dispatcher,
+    storage: &ObjectStore,
+    queue: &Queue,
+) -> anyhow::Result<crate::service::inputs::Inputs> {
+    let targets = config.api.targets()?;
+    let http = (targets.clone().guard(http_builder(config)?))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot build the input images' client")?;
+    Ok(crate::service::inputs::Inputs::new(
+        storage.clone(),
+        dispatcher.clone(),
+        queue.clone(),
+        (http, targets),
+        config.api.max_image_bytes,
+    ))
 }
 
 /// Starts delivering job webhooks.

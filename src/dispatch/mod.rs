@@ -17,7 +17,8 @@
 //!
 //! Layout: `request` (what clients submit, checked and rendered), `backend` (the
 //! servers, health, slot choice), `run` (one attempt), `outputs` (where images go),
-//! `preview` (the last preview frame of each running job, in memory).
+//! `preview` (the last preview frame of each running job, in memory), `inputs`
+//! (a job's input images uploaded to its backend and bound into the workflow).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ use ulid::Ulid;
 mod backend;
 mod config;
 pub mod fair;
+mod inputs;
 mod models;
 mod outputs;
 mod preview;
@@ -44,6 +46,7 @@ mod storage_config;
 
 pub use backend::{Backend, BackendStatus, Pool, Slot};
 pub use config::{BackendConfig, ComfyConfig, DispatchSettings};
+pub use inputs::InputImage;
 pub use outputs::{
     JobResult, OutputObject, OutputSink, SharedSink, SinkError, StoreSink, content_type_of, copied_key,
     job_of_key, metadata_key, output_key, outputs_of,
@@ -131,6 +134,8 @@ pub(crate) struct Shared {
     decisions: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// Who goes next among users with work waiting.
     fair: fair::FairShare,
+    /// The input images each backend already has.
+    uploaded: inputs::Uploaded,
 }
 
 impl Shared {
@@ -252,6 +257,7 @@ impl Dispatcher {
             passed: Mutex::new(HashMap::new()),
             decisions: Mutex::default(),
             fair: fair::FairShare::new(Arc::new(fair::Equal)),
+            uploaded: inputs::Uploaded::default(),
         });
         let listener = tokio::spawn(listen(shared.clone(), checks.clone()));
         let main = tokio::spawn(claim_loop(shared.clone(), shutdown, checks, listener));
@@ -279,7 +285,22 @@ impl Dispatcher {
         self.shared.sink.health(&self.shared.settings.output_bucket).await
     }
 
-    /// The output bucket.
+    /// Stores `bytes` as `bucket/key` where outputs go (input images at submit).
+    pub async fn store_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: bytes::Bytes,
+        content_type: &str,
+    ) -> Result<u64, SinkError> {
+        self.shared.sink.put(bucket, key, bytes, content_type).await
+    }
+
+    /// Whether `bucket/key` exists where outputs go.
+    pub async fn has_object(&self, bucket: &str, key: &str) -> Result<bool, SinkError> {
+        self.shared.sink.exists(bucket, key).await
+    }
+
     /// The bytes of a stored output (`bucket/key` of a job's result).
     pub async fn read_output(&self, bucket: &str, key: &str) -> Result<bytes::Bytes, SinkError> {
         self.shared.sink.get(bucket, key).await

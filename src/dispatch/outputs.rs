@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::{CachedObject, CachedResult};
-use crate::object_store::{ObjectAttrs, ObjectBody, ObjectStore, StorageError};
+use crate::object_store::{ObjectAttrs, ObjectStore, StorageError};
 use crate::s3::presign::Presigner;
 use crate::stores::StoreHealth;
 
@@ -109,20 +109,16 @@ impl OutputSink for StoreSink {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, SinkError> {
-        match self.storage.open_object(bucket, key).await?.body {
-            ObjectBody::Inline(bytes) => Ok(bytes),
-            ObjectBody::File(mut file) => {
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut bytes = Vec::new();
-                    std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| Bytes::from(bytes))
-                });
-                let path = format!("{bucket}/{key}");
-                read.await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r)
-                    .map_err(|e| StorageError::io(&path, e).into())
-            }
+        // Through `read_span`, so an object sealed at rest comes back in the clear.
+        let open = self.storage.open_object(bucket, key).await?;
+        let size = open.meta.size;
+        let mut stream = self.storage.read_span(&open.meta, open.body, 0..size, None)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| StorageError::io(format!("{bucket}/{key}"), e))?;
+            bytes.extend_from_slice(&chunk);
         }
+        Ok(bytes.into())
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, SinkError> {

@@ -74,6 +74,21 @@ pub struct JobRequest {
     /// The user submitting it, as the service authenticated them. Not a client field.
     #[serde(skip)]
     pub owner: Option<String>,
+    /// Who submits it, for the read access of `s3://` inputs (none: darkroom
+    /// itself). Not a client field.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub reader: Option<crate::users::Principal>,
+    /// Files sent with a multipart submit, by parameter name; the service turns
+    /// them into `inputs`. Not a JSON field.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub files: std::collections::BTreeMap<String, (String, bytes::Bytes)>,
+    /// The input images the service resolved (their parameters already name
+    /// them). Not a client field.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub inputs: Vec<super::InputImage>,
 }
 
 /// The model a request was routed to: its catalog entry and the decision.
@@ -107,6 +122,9 @@ pub struct JobSpec {
     /// The saved prompt version it runs (and the campaign that chose it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<crate::prompts::PromptRef>,
+    /// Its input images, uploaded to the backend before the prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<super::InputImage>,
 }
 
 fn yes() -> bool {
@@ -197,6 +215,7 @@ impl JobRequest {
                     webhook: None,
                     model: None,
                     prompt: None,
+                    inputs: Vec::new(),
                 }
             }
             (None, Some(workflow)) => {
@@ -216,6 +235,7 @@ impl JobRequest {
                     webhook: None,
                     model: None,
                     prompt: None,
+                    inputs: Vec::new(),
                 }
             }
         };
@@ -231,6 +251,7 @@ impl JobRequest {
             webhook: self.webhook,
             model: routed.map(|r| r.choice),
             prompt: self.saved_prompt,
+            inputs: self.inputs,
             ..spec
         };
         let payload = serde_json::to_value(&spec)

@@ -112,7 +112,12 @@ async fn attempt(
     let submitted_ms = shared.queue.now_ms();
     let submitted = tokio::time::Instant::now();
     let first_step = Arc::new(std::sync::OnceLock::new());
-    let prompt_id = match backend.client.submit(&spec.workflow, &client_id).await {
+    let workflow = match super::inputs::bind(shared, backend, &spec).await {
+        Ok(w) => w,
+        Err(super::inputs::BindError::Comfy(e)) => return backend_failure(slot, &e),
+        Err(super::inputs::BindError::Store(m)) => return Outcome::Retry(m),
+    };
+    let prompt_id = match backend.client.submit(&workflow, &client_id).await {
         Ok(s) => s.prompt_id,
         Err(e @ ComfyError::Validation { .. }) => return Outcome::Fatal(e.to_string()),
         Err(e) => return backend_failure(slot, &e),
@@ -329,6 +334,7 @@ async fn from_cache(
         "template": spec.template,
         "template_version": spec.template_version,
         "params": spec.params,
+        "inputs": spec.inputs,
         "workflow": spec.workflow,
         "attempt": job.attempts,
         "timings": {
@@ -461,6 +467,7 @@ async fn store_outputs(
         "template": run.spec.template,
         "template_version": run.spec.template_version,
         "params": run.spec.params,
+        "inputs": run.spec.inputs,
         "workflow": run.spec.workflow,
         "backend": run.backend.url,
         "prompt_id": run.prompt_id,

@@ -79,6 +79,15 @@ pub enum StorageEvent {
     Expired { bucket: String, key: String },
     /// A lifecycle rule aborted an incomplete multipart upload.
     UploadAborted { bucket: String, upload_id: String },
+    /// A new version of an object was committed (a put, a completed multipart
+    /// upload, a copy); sent after the commit is durable.
+    Written {
+        bucket: String,
+        key: String,
+        etag: String,
+    },
+    /// An object was deleted (not by lifecycle: that is `Expired`).
+    Removed { bucket: String, key: String },
 }
 
 /// Running totals the metrics endpoint exports.
@@ -176,9 +185,18 @@ impl ObjectStore {
         &self.inner.counters
     }
 
-    /// Subscribes to store events (lifecycle expirations).
+    /// Subscribes to store events (writes, lifecycle expirations).
     pub fn subscribe(&self) -> broadcast::Receiver<StorageEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Tells subscribers `bucket/key` has a new version.
+    fn written(&self, bucket: &str, key: &str, etag: &str) {
+        let _ = self.inner.events.send(StorageEvent::Written {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            etag: etag.to_owned(),
+        });
     }
 
     fn now(&self) -> Millis {

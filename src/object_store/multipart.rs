@@ -293,6 +293,7 @@ impl ObjectStore {
             })
             .await?;
         staged.keep();
+        self.written(bucket, key, &record.etag);
         self.remove_blobs(doomed).await;
         Ok(record)
     }

@@ -139,6 +139,7 @@ impl ObjectStore {
         record: ObjectMeta,
         conditions: PutConditions,
     ) -> Result<ObjectMeta, StorageError> {
+        let written = (bucket.to_owned(), key.to_owned());
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let stored = record.clone();
         let inline = staged.inline.clone();
@@ -165,6 +166,7 @@ impl ObjectStore {
             })
             .await?;
         staged.keep();
+        self.written(&written.0, &written.1, &record.etag);
         self.remove_blobs(old.into_iter().collect()).await;
         Ok(record)
     }
@@ -256,6 +258,7 @@ impl ObjectStore {
 
     /// Deletes `bucket/key`. Deleting a missing key succeeds (S3 semantics).
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, StorageError> {
+        let removed = (bucket.to_owned(), key.to_owned());
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let old = self
             .inner
@@ -274,6 +277,12 @@ impl ObjectStore {
             })
             .await?;
         let existed = old.is_some();
+        if existed {
+            let _ = self.inner.events.send(super::StorageEvent::Removed {
+                bucket: removed.0,
+                key: removed.1,
+            });
+        }
         self.remove_blobs(old.flatten().into_iter().collect()).await;
         Ok(existed)
     }
@@ -294,6 +303,7 @@ impl ObjectStore {
         replace: Option<ObjectAttrs>,
     ) -> Result<ObjectMeta, StorageError> {
         let (src_bucket, src_key) = (src_bucket.to_string(), src_key.to_string());
+        let (dst_bucket_name, dst_key_name) = (dst_bucket.to_owned(), dst_key.to_owned());
         let (dst_bucket, dst_key) = (dst_bucket.to_string(), dst_key.to_string());
         let now = self.now();
         let (record, old) = self
@@ -363,6 +373,7 @@ impl ObjectStore {
                 Ok((record, freed))
             })
             .await?;
+        self.written(&dst_bucket_name, &dst_key_name, &record.etag);
         self.remove_blobs(old.into_iter().collect()).await;
         Ok(record)
     }

@@ -97,6 +97,8 @@ pub struct Jobs {
     targets: Arc<crate::outbound::TargetPolicy>,
     /// Each submitter's limits (absent: nobody is limited).
     quotas: Option<super::quotas::Quotas>,
+    /// Resolves image parameters (absent: they are backend file names).
+    inputs: Option<super::inputs::Inputs>,
 }
 
 impl Jobs {
@@ -109,6 +111,7 @@ impl Jobs {
             library: None,
             targets: Arc::default(),
             quotas: None,
+            inputs: None,
         }
     }
 
@@ -122,6 +125,13 @@ impl Jobs {
     /// The quotas submits are held to, if any.
     pub fn quotas(&self) -> Option<&super::quotas::Quotas> {
         self.quotas.as_ref()
+    }
+
+    /// Resolves image parameters (`s3://`, URLs, base64, files) with `inputs`.
+    #[must_use]
+    pub fn with_inputs(mut self, inputs: super::inputs::Inputs) -> Self {
+        self.inputs = Some(inputs);
+        self
     }
 
     /// Lets webhooks reach what `targets` allows (default: no internal address).
@@ -250,6 +260,10 @@ impl Jobs {
         };
         // One snapshot for the whole admission: a reload meanwhile changes nothing here.
         let templates = self.templates.current();
+        let request = match &self.inputs {
+            Some(inputs) => inputs.resolve(&templates, request).await?,
+            None => request,
+        };
         let routed = super::models::route(&request, &templates, &self.queue, &self.dispatcher).await?;
         let new = request.into_new_job_with(&templates, routed)?;
         if self.dispatcher.backends().is_empty() {
@@ -389,6 +403,7 @@ impl Jobs {
         wait_seconds: Option<u64>,
     ) -> Result<Submitted, ServiceError> {
         request.owner = Some(who.user.clone());
+        request.reader = Some(who.clone());
         self.submit_by(Some(who), request, wait_seconds).await
     }
 

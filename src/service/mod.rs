@@ -7,6 +7,10 @@
 //!
 //! - [`jobs`]: admission rules (backend configured, `max_queued`, validation),
 //!   `?wait`, get, list with a cursor, cancel, retry;
+//! - [`inbox`]: the drop folders' rules with their pending, processed and
+//!   failed counts;
+//! - [`inputs`]: image parameters resolved at submit (`s3://`, URLs, base64,
+//!   multipart files), stored content-addressed, with the read-access rule;
 //! - [`models`]: which catalog model a request gets (or why none: 400 / 409),
 //!   each job's expected start and finish, the catalog report;
 //! - [`status`]: the status collector behind every status view;
@@ -29,6 +33,8 @@ use std::time::Duration;
 pub mod backups;
 pub mod browse;
 pub mod error;
+pub mod inbox;
+pub mod inputs;
 pub mod jobs;
 pub mod models;
 pub mod ops;
@@ -88,4 +94,6 @@ pub struct Services {
     pub library: prompts::Prompts,
     /// Users and their API keys.
     pub users: users::UsersService,
+    /// The drop-folder rules (`[[inbox]]`), for their status.
+    pub inbox: crate::inbox::Rules,
 }

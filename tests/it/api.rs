@@ -428,9 +428,9 @@ async fn status_and_templates_describe_the_box() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["noop", "txt2img"]);
-    assert_eq!(t[0]["params"]["width"]["type"], "int");
-    assert_eq!(t[0]["params"]["width"]["max"], json!(4096.0));
+    assert_eq!(names, ["img2img", "noop", "txt2img", "upscale"]);
+    assert_eq!(t[1]["params"]["width"]["type"], "int");
+    assert_eq!(t[1]["params"]["width"]["max"], json!(4096.0));
 }
 
 #[tokio::test]

@@ -309,7 +309,7 @@ async fn server_info_upload_and_unreachable() {
     let info = client.object_info().await.unwrap();
     assert!(info["SaveImage"]["input"]["required"].is_object(), "{info}");
     let up = client
-        .upload_image("in.png", Bytes::from_static(PNG))
+        .upload_image("in.png", "", Bytes::from_static(PNG))
         .await
         .unwrap();
     assert_eq!((up.name.as_str(), up.kind), ("in.png", ImageType::Input));

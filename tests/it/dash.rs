@@ -60,6 +60,8 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
         // n opens the form; Enter submits the noop template with its defaults.
         t.keys(&["n"]);
         t.wait_text("submit a job");
+        // The first template is img2img (it needs a picture): Right picks noop.
+        t.keys(&["Right"]);
         t.keys(&["Enter"]);
         t.wait_text("submitted");
         t.keys(&["2"]);
@@ -71,6 +73,7 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
         ctl.hold(true);
         t.keys(&["n"]);
         t.wait_text("submit a job");
+        t.keys(&["Right"]);
         t.keys(&["Down"]);
         t.type_text("255");
         t.wait_text("255▏");
@@ -216,6 +219,8 @@ async fn remote_dashboard_follows_a_daemon_through_a_restart() {
         t.wait_text("No GPU: NVML");
         t.keys(&["n"]);
         t.wait_text("submit a job");
+        // The first template is img2img (it needs a picture): Right picks noop.
+        t.keys(&["Right"]);
         t.keys(&["Enter"]);
         t.wait_text("submitted");
         t.keys(&["2"]);
@@ -236,6 +241,7 @@ async fn remote_dashboard_follows_a_daemon_through_a_restart() {
         keep("remote-reconnected", &s);
         t.keys(&["n"]);
         t.wait_text("submit a job");
+        t.keys(&["Right"]);
         t.keys(&["Down"]);
         t.type_text("7");
         t.keys(&["Enter"]);
@@ -271,6 +277,8 @@ async fn remote_dashboard_rides_out_a_redis_outage() {
         t.wait_text("● connected");
         t.keys(&["n"]);
         t.wait_text("submit a job");
+        // The first template is img2img (it needs a picture): Right picks noop.
+        t.keys(&["Right"]);
         t.keys(&["Enter"]);
         t.wait_text("submitted");
         t.wait_text("succeeded 1");
@@ -359,6 +367,8 @@ async fn a_finished_jobs_picture_shows_in_colour_cells() {
         t.wait_text("● connected");
         t.keys(&["n"]);
         t.wait_text("submit a job");
+        // The first template is img2img (it needs a picture): Right picks noop.
+        t.keys(&["Right"]);
         t.keys(&["Enter"]);
         t.keys(&["2"]);
         t.wait_text("noop     succeeded");

@@ -5,7 +5,8 @@
 //! released, fail the next prompt with `execution_error`,
 //! drop the WebSocket mid-job, restart (forgetting queue and history), send step
 //! previews as binary frames (event 1, JPEG, as a sampler's are), serve another
-//! image from `/view`, and count what reached it. Nothing here sleeps to wait for something: the runner waits on
+//! image from `/view`, take uploads (`/upload/image`, `upload.rs`), and count what
+//! reached it. Nothing here sleeps to wait for something: the runner waits on
 //! `Notify`s. The one sleep is `set_work`, simulated GPU time for the scale-out
 //! bench; no test sets it.
 
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State as AxState};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,6 +32,8 @@ mod models;
 mod run;
 #[path = "fake_comfy/tls.rs"]
 pub mod tls;
+#[path = "fake_comfy/upload.rs"]
+mod upload;
 
 pub const PNG: &[u8] = include_bytes!("../fixtures/comfyui/view_output.png");
 const SYSTEM_STATS: &str = include_str!("../fixtures/comfyui/system_stats.json");
@@ -45,6 +48,8 @@ const KNOWN_CLASSES: &[&str] = &[
     "PreviewImage",
     "SaveImageWebsocket",
     "LoadImage",
+    "ImageScaleBy",
+    "VAEEncode",
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "EmptyLatentImage",
@@ -108,6 +113,10 @@ struct State {
     image: Option<Bytes>,
     deletes: Vec<String>,
     uploads: Vec<String>,
+    /// Uploaded input files by (subfolder, name) (`upload.rs`).
+    inputs: std::collections::HashMap<(String, String), Bytes>,
+    /// The files LoadImage nodes of accepted prompts named.
+    loaded: Vec<String>,
     /// Model files, GPU memory and the loaded model (`models.rs`).
     models: models::ModelState,
 }
@@ -243,8 +252,17 @@ impl Ctl {
     pub fn deletes(&self) -> Vec<String> {
         self.lock().deletes.clone()
     }
+    /// Uploads received, as `subfolder/name` (or `name`) answered.
     pub fn uploads(&self) -> Vec<String> {
         self.lock().uploads.clone()
+    }
+    /// What LoadImage nodes of accepted prompts read.
+    pub fn load_images(&self) -> Vec<String> {
+        self.lock().loaded.clone()
+    }
+    /// The bytes of an uploaded input.
+    pub fn input(&self, subfolder: &str, name: &str) -> Option<Bytes> {
+        self.lock().inputs.get(&(subfolder.into(), name.into())).cloned()
     }
 
     fn send_to(&self, client_id: Option<&str>, kind: &str, data: Value) {
@@ -287,7 +305,7 @@ fn routes() -> Router<Arc<Ctl>> {
         .route("/queue", get(get_queue).post(post_queue))
         .route("/interrupt", post(post_interrupt))
         .route("/view", get(get_view))
-        .route("/upload/image", post(upload_image))
+        .route("/upload/image", post(upload::upload_image))
         .route("/system_stats", get(system_stats))
         .route("/models", get(models::folders))
         .route("/models/{folder}", get(models::files))
@@ -403,7 +421,10 @@ async fn post_prompt(AxState(ctl): AxState<Arc<Ctl>>, body: Bytes) -> Response {
     let Some(workflow) = body.get("prompt").filter(|p| p.is_object()) else {
         return bad_request("no_prompt", "No prompt provided", "No prompt provided", json!({}));
     };
-    if let Some(resp) = validate(workflow).or_else(|| models::validate(&ctl, workflow)) {
+    if let Some(resp) = validate(workflow)
+        .or_else(|| models::validate(&ctl, workflow))
+        .or_else(|| upload::validate(&ctl, workflow))
+    {
         return resp;
     }
     let id = body["prompt_id"]
@@ -527,30 +548,6 @@ async fn get_view(
         image,
     )
         .into_response()
-}
-
-/// Just enough multipart to find the `image` part's file name.
-async fn upload_image(AxState(ctl): AxState<Arc<Ctl>>, headers: HeaderMap, body: Bytes) -> Response {
-    let text = String::from_utf8_lossy(&body);
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let name = ct.contains("multipart/form-data").then(|| {
-        let at = text.find("name=\"image\"")?;
-        let rest = &text[at..];
-        let start = rest.find("filename=\"")? + "filename=\"".len();
-        Some(rest[start..].split('"').next()?.to_owned())
-    });
-    let Some(Some(name)) = name else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    {
-        let mut s = ctl.lock();
-        s.uploads.push(name.clone());
-        s.files.insert((String::new(), name.clone(), "input".into()));
-    }
-    Json(json!({"name": name, "subfolder": "", "type": "input"})).into_response()
 }
 
 async fn ws_upgrade(

@@ -34,6 +34,8 @@ mod daemon;
 mod dash;
 mod dispatch;
 mod gpu;
+mod inbox;
+mod inputs;
 mod mcp;
 mod metrics;
 mod models;

@@ -13,7 +13,12 @@ fn serve(dir: &Path) -> ServeProcess {
 }
 
 fn aws(s: &ServeProcess, args: &[&str]) -> Output {
-    crate::support::aws_as(&s.endpoint, (ACCESS_KEY, SECRET_KEY), args)
+    aws_at(&s.endpoint, args)
+}
+
+/// Runs awscli against the S3 endpoint `endpoint` with the test credentials.
+pub fn aws_at(endpoint: &str, args: &[&str]) -> Output {
+    crate::support::aws_as(endpoint, (ACCESS_KEY, SECRET_KEY), args)
 }
 
 fn ok(out: Output) -> String {

@@ -184,10 +184,18 @@ async fn background_sweeper_expires_config_buckets() {
         .unwrap();
     clock.advance_ms(2_000);
     // The daemon's own sweeper (not the test) expires it and says so.
-    let event = tokio::time::timeout(std::time::Duration::from_secs(120), events.recv())
+    // (The put's own `Written` event comes first.)
+    let expired = async {
+        loop {
+            match events.recv().await.unwrap() {
+                StorageEvent::Written { .. } => {}
+                other => return other,
+            }
+        }
+    };
+    let event = tokio::time::timeout(std::time::Duration::from_secs(120), expired)
         .await
-        .expect("the sweeper never ran")
-        .unwrap();
+        .expect("the sweeper never ran");
     assert_eq!(
         event,
         StorageEvent::Expired {

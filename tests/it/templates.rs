@@ -326,7 +326,7 @@ async fn the_api_imports_replaces_validates_and_deletes() {
     let r = api
         .post(
             "/api/v1/templates?dry_run=true",
-            Some(&json!({"name": "upscale", "workflow": upscale})),
+            Some(&json!({"name": "upscaler", "workflow": upscale})),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -343,22 +343,22 @@ async fn the_api_imports_replaces_validates_and_deletes() {
         ),
         (Some(0.01), Some(8.0))
     );
-    assert_eq!(api.get("/api/v1/templates/upscale").await.status, 404);
+    assert_eq!(api.get("/api/v1/templates/upscaler").await.status, 404);
 
     // Saved into the folder; a second POST of the name is a conflict.
     let r = api
         .post(
             "/api/v1/templates",
-            Some(&json!({"name": "upscale", "workflow": upscale})),
+            Some(&json!({"name": "upscaler", "workflow": upscale})),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let first = r.json()["template"]["version"].as_str().unwrap().to_owned();
-    assert!(templates_dir(&server).join("upscale.toml").is_file());
+    assert!(templates_dir(&server).join("upscaler.toml").is_file());
     let r = api
         .post(
             "/api/v1/templates",
-            Some(&json!({"name": "upscale", "workflow": upscale})),
+            Some(&json!({"name": "upscaler", "workflow": upscale})),
         )
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
@@ -367,7 +367,7 @@ async fn the_api_imports_replaces_validates_and_deletes() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["name"] == "upscale")
+        .find(|t| t["name"] == "upscaler")
         .unwrap();
     assert_eq!(
         (listed["version"].as_str(), listed["source"].as_str()),
@@ -418,7 +418,7 @@ async fn the_api_imports_replaces_validates_and_deletes() {
     let r = api
         .call(
             reqwest::Method::PUT,
-            "/api/v1/templates/upscale",
+            "/api/v1/templates/upscaler",
             Some(
                 json!({"workflow": upscale, "manifest": manifest})
                     .to_string()
@@ -430,7 +430,7 @@ async fn the_api_imports_replaces_validates_and_deletes() {
     assert_eq!(r.status, 200, "{}", r.text);
     let second = r.json()["template"]["version"].as_str().unwrap().to_owned();
     assert_ne!(second, first);
-    let shown = api.get("/api/v1/templates/upscale").await.json();
+    let shown = api.get("/api/v1/templates/upscaler").await.json();
     assert_eq!(
         (shown["version"].as_str(), &shown["params"]["scale_by"]["default"]),
         (Some(second.as_str()), &json!(0.25))
@@ -447,7 +447,7 @@ async fn the_api_imports_replaces_validates_and_deletes() {
         (Some(true), Some(comfy.url.as_str())),
         "{report}"
     );
-    let report = api.get("/api/v1/templates/upscale/validate").await.json();
+    let report = api.get("/api/v1/templates/upscaler/validate").await.json();
     assert_eq!(report["ok"], false);
     let findings = report["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 1, "{report}");
@@ -522,17 +522,17 @@ async fn the_api_imports_replaces_validates_and_deletes() {
 
     // DELETE: gone from the API and the folder; built-ins and unknown names refused.
     let r = api
-        .call(reqwest::Method::DELETE, "/api/v1/templates/upscale", None, &[])
+        .call(reqwest::Method::DELETE, "/api/v1/templates/upscaler", None, &[])
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(api.get("/api/v1/templates/upscale").await.status, 404);
-    assert!(!templates_dir(&server).join("upscale.json").exists());
+    assert_eq!(api.get("/api/v1/templates/upscaler").await.status, 404);
+    assert!(!templates_dir(&server).join("upscaler.json").exists());
     let r = api
         .call(reqwest::Method::DELETE, "/api/v1/templates/txt2img", None, &[])
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
     let r = api
-        .call(reqwest::Method::DELETE, "/api/v1/templates/upscale", None, &[])
+        .call(reqwest::Method::DELETE, "/api/v1/templates/upscaler", None, &[])
         .await;
     assert_eq!(r.status, 404, "{}", r.text);
     server.daemon.shutdown().await;
