@@ -86,7 +86,7 @@ pub(super) async fn start_s3(
         config.s3.public_url.clone()
     };
     let presigner = Presigner::new(credentials.clone(), &config.s3.region, &public_url)?;
-    let outputs = crate::s3::authz::JobOutputs {
+    let outputs = crate::s3::JobOutputs {
         bucket: config.comfyui.output_bucket.clone(),
         owners: Arc::new(QueueOwners(stores.queue.clone())),
     };
@@ -307,7 +307,7 @@ pub(super) async fn open_queue_and_caches(
 struct QueueOwners(crate::queue::Queue);
 
 #[async_trait::async_trait]
-impl crate::s3::authz::JobOwners for QueueOwners {
+impl crate::s3::JobOwners for QueueOwners {
     async fn owner_of(&self, id: &str) -> Option<String> {
         let id = id.parse().ok()?;
         self.0.get(id).await.ok().flatten()?.owner

@@ -18,7 +18,8 @@ use crate::object_store::ObjectStore;
 
 mod access_ops;
 mod auth;
-pub mod authz;
+pub(crate) mod authz;
+pub use authz::{JobOutputs, JobOwners};
 mod bucket_ops;
 mod checksum;
 pub mod config;
@@ -65,7 +66,7 @@ pub fn build(
     store: ObjectStore,
     credentials: &Credentials,
     users: Option<crate::users::Users>,
-    outputs: Option<authz::JobOutputs>,
+    outputs: Option<JobOutputs>,
     region: &str,
     metrics: Metrics,
 ) -> S3Service {
