@@ -20,6 +20,7 @@ use crate::service::browse::Folder;
 use crate::service::jobs::parse_id;
 use crate::service::pictures::{OutputPicture, ThumbnailFormat};
 use crate::service::prompts::{PromptDetails, PromptFilter, PromptSummary};
+use crate::service::quotas::{UsageQuery, UsageReport};
 use crate::service::{
     JobListing, JobPage, LogPage, ObjectPage, PresignedUrl, ServiceError, Services, TemplateInfo,
 };
@@ -118,6 +119,9 @@ pub trait Link: Send + Sync + 'static {
     async fn prompts(&self) -> Result<Vec<PromptSummary>, LinkError>;
     /// One saved prompt's versions with their stats, and its latest runs.
     async fn prompt(&self, name: &str) -> Result<PromptDetails, LinkError>;
+    /// Usage per user per day and each user's standing against their limits:
+    /// everyone's for an admin, only their own for anyone else.
+    async fn usage(&self, query: UsageQuery) -> Result<UsageReport, LinkError>;
 }
 
 /// How many log lines one read returns.
@@ -204,6 +208,9 @@ impl Link for RemoteLink {
     async fn prompt(&self, name: &str) -> Result<PromptDetails, LinkError> {
         Ok(self.client.prompt(name).await?)
     }
+    async fn usage(&self, query: UsageQuery) -> Result<UsageReport, LinkError> {
+        Ok(self.client.usage(&query).await?)
+    }
 }
 
 /// The daemon in this process: the service layer called directly, acting for
@@ -286,5 +293,11 @@ impl Link for LocalLink {
     }
     async fn prompt(&self, name: &str) -> Result<PromptDetails, LinkError> {
         Ok(self.services.library.get(name).await?)
+    }
+    /// As the API answers: a 404 when this daemon keeps no quotas.
+    async fn usage(&self, query: UsageQuery) -> Result<UsageReport, LinkError> {
+        let quotas = (self.services.jobs.quotas())
+            .ok_or_else(|| ServiceError::NotFound("this server keeps no quotas".into()))?;
+        Ok(quotas.usage(&self.who, query).await?)
     }
 }

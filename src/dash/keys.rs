@@ -11,8 +11,8 @@ use crate::queue::JobStatus;
 /// The help screen's lines: key, what it does.
 pub const HELP: &[(&str, &str)] = &[
     (
-        "Tab / 1-8",
-        "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log, Gallery, Prompts)",
+        "Tab / 1-9",
+        "switch panel (Overview, Jobs, GPUs, Storage, Alerts, Log, Gallery, Prompts, Users)",
     ),
     (
         "↑↓ / j k",
@@ -27,7 +27,7 @@ pub const HELP: &[(&str, &str)] = &[
         "prompts: a prompt's versions and pictures; submit it (the version)",
     ),
     ("c", "cancel the selected job (asks first)"),
-    ("r", "retry the selected failed or cancelled job; prompts: reload"),
+    ("r", "retry a failed or cancelled job; prompts, users: reload"),
     ("n", "submit a job from a template"),
     ("y / o", "copy the selected object's or output's presigned URL"),
     ("f", "freeze / unfreeze the display"),
@@ -35,14 +35,19 @@ pub const HELP: &[(&str, &str)] = &[
     ("q", "quit (local mode: stops the daemon, after asking)"),
 ];
 
-/// Handles one key press; opening the prompts panel loads its listing.
+/// Handles one key press; opening the prompts panel loads its listing, opening
+/// the users panel the usage report.
 pub fn handle(state: &mut State, key: KeyEvent) -> Option<Command> {
     let before = state.panel;
     let command = handle_key(state, key);
-    if command.is_none() && state.panel == Panel::Prompts && before != Panel::Prompts {
-        return Some(Command::LoadPrompts);
+    if command.is_some() || state.panel == before {
+        return command;
     }
-    command
+    match state.panel {
+        Panel::Prompts => Some(Command::LoadPrompts),
+        Panel::Users => Some(state.ask_usage()),
+        _ => None,
+    }
 }
 
 fn handle_key(state: &mut State, key: KeyEvent) -> Option<Command> {
@@ -78,7 +83,7 @@ fn handle_key(state: &mut State, key: KeyEvent) -> Option<Command> {
         KeyCode::BackTab => {
             state.panel = Panel::ALL[(state.panel.index() + Panel::ALL.len() - 1) % Panel::ALL.len()];
         }
-        KeyCode::Char(c @ '1'..='8') => state.panel = Panel::ALL[(c as usize) - ('1' as usize)],
+        KeyCode::Char(c @ '1'..='9') => state.panel = Panel::ALL[(c as usize) - ('1' as usize)],
         KeyCode::Char('f') => {
             if state.frozen {
                 state.thaw();
@@ -214,6 +219,7 @@ fn panel_key(state: &mut State, key: KeyEvent) -> Option<Command> {
         }
         Panel::Gallery => gallery_key(state, key),
         Panel::Prompts => super::prompts::key(state, key),
+        Panel::Users => super::users::key(state, key),
         Panel::Overview | Panel::Gpus => None,
     }
 }

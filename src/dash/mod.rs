@@ -29,6 +29,7 @@ pub mod picture;
 pub mod prompts;
 pub mod state;
 pub mod ui;
+pub mod users;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ pub use config::DashConfig;
 pub use picture::ImageProtocol;
 pub use state::State;
 
+use crate::service::quotas::UsageQuery;
 use state::{Command, Data, Outcome};
 
 /// Everything the loop reacts to.
@@ -145,6 +147,9 @@ pub async fn run(link: Arc<dyn Link>, local: bool, options: Options) -> anyhow::
             }
             _ = tick.tick() => {
                 state.tick(crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+                if let Some(command) = state.due() {
+                    execute(&link, command, &tx, &mut state);
+                }
                 dirty = true;
             }
             () = tokio::time::sleep_until(last_draw + MIN_FRAME), if dirty => {}
@@ -203,6 +208,12 @@ fn execute(link: &Arc<dyn Link>, command: Command, tx: &mpsc::Sender<Msg>, state
                 let result = text(link.prompt(&name).await).map(Box::new);
                 Outcome::Prompt { name, result }
             }
+            Command::LoadUsage => Outcome::Usage(
+                link.usage(UsageQuery::default())
+                    .await
+                    .map(Box::new)
+                    .map_err(|e| users::NoReport::of(&e)),
+            ),
             Command::Quit => return,
         };
         let _ = tx.send(Msg::Outcome(Box::new(outcome))).await;

@@ -40,10 +40,11 @@ pub enum Panel {
     Log,
     Gallery,
     Prompts,
+    Users,
 }
 
 impl Panel {
-    pub const ALL: [Panel; 8] = [
+    pub const ALL: [Panel; 9] = [
         Panel::Overview,
         Panel::Jobs,
         Panel::Gpus,
@@ -52,6 +53,7 @@ impl Panel {
         Panel::Log,
         Panel::Gallery,
         Panel::Prompts,
+        Panel::Users,
     ];
 
     pub fn title(self) -> &'static str {
@@ -64,6 +66,7 @@ impl Panel {
             Panel::Log => "Log",
             Panel::Gallery => "Gallery",
             Panel::Prompts => "Prompts",
+            Panel::Users => "Users",
         }
     }
 
@@ -127,6 +130,8 @@ pub enum Outcome {
         name: String,
         result: Result<Box<crate::service::prompts::PromptDetails>, String>,
     },
+    /// The usage report (see [`super::users`]).
+    Usage(Result<Box<crate::service::quotas::UsageReport>, super::users::NoReport>),
 }
 
 /// What the dashboard asks the outside world to do.
@@ -147,6 +152,8 @@ pub enum Command {
     LoadPrompts,
     /// Read one saved prompt's versions, stats and runs.
     LoadPrompt(String),
+    /// Read the usage report (each user's standing and days).
+    LoadUsage,
     /// Leave; in local mode `stop_daemon` drains and stops the daemon first.
     Quit,
 }
@@ -235,6 +242,7 @@ pub struct State {
     pub storage_view: StorageView,
     pub gallery: GalleryView,
     pub prompts: super::prompts::PromptsView,
+    pub users: super::users::UsersView,
     pub alerts_selected: usize,
     /// Lines up from the newest (0 follows the tail).
     pub log_scroll: usize,
@@ -273,6 +281,7 @@ impl State {
             storage_view: StorageView::default(),
             gallery: GalleryView::default(),
             prompts: super::prompts::PromptsView::default(),
+            users: super::users::UsersView::default(),
             alerts_selected: 0,
             log_scroll: 0,
             modal: None,
@@ -451,6 +460,7 @@ impl State {
             }
             Outcome::Prompts(r) => self.prompts_loaded(r),
             Outcome::Prompt { name, result } => self.prompt_loaded(&name, result),
+            Outcome::Usage(r) => self.usage_loaded(r),
         }
     }
 

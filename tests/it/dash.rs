@@ -116,6 +116,13 @@ async fn local_dashboard_submits_watches_cancels_and_stops_the_daemon() {
         });
         keep("local-overview", &s);
 
+        // The users panel: the operator (the bootstrap admin) and their day's jobs.
+        t.keys(&["9"]);
+        let s = t.wait_for("the usage report", |s| {
+            s.contains("Users (1)") && s.contains("admin's days") && s.contains("total")
+        });
+        keep("local-users", &s);
+
         // q asks, y stops the daemon; the terminal is restored.
         t.keys(&["q"]);
         t.wait_text("Quit and stop the daemon?");

@@ -32,6 +32,9 @@ mod prompts;
 mod storage;
 #[cfg(test)]
 mod tests;
+mod users;
+#[cfg(test)]
+mod users_tests;
 
 pub use fmt::Theme;
 
@@ -85,6 +88,7 @@ pub fn draw(state: &State, theme: Theme, frame: &mut Frame) -> Vec<Key> {
         Panel::Log => log::draw(state, theme, frame, body),
         Panel::Gallery => gallery::draw(state, theme, frame, body, &mut wanted),
         Panel::Prompts => prompts::draw(state, theme, frame, body, &mut wanted),
+        Panel::Users => users::draw(state, theme, frame, body),
     }
     frame.render_widget(Paragraph::new(footer_line(state, theme)), footer);
     if let Some(modal) = &state.modal {
@@ -120,21 +124,40 @@ fn header_line(state: &State, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-/// The panels' tabs; narrower ones (`1:Overview`) when the roomy ones do not fit.
+/// A panel's name where the tab line is short of room.
+fn short_title(p: Panel) -> &'static str {
+    match p {
+        Panel::Overview => "Over",
+        Panel::Storage => "Store",
+        p => p.title(),
+    }
+}
+
+/// The panels' tabs; narrower ones (`1:Overview`) when the roomy ones do not fit,
+/// and with shorter names (`1:Over`) when even those do not.
 fn tab_line(state: &State, theme: Theme, width: u16) -> Line<'static> {
-    let labels: Vec<(Panel, String)> = Panel::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut label = format!("{} {}", i + 1, p.title());
-            if *p == Panel::Alerts && !state.alerts.is_empty() {
-                let _ = write!(label, " ({})", state.alerts.len());
-            }
-            (*p, label)
-        })
-        .collect();
-    let roomy: usize = 1 + labels.iter().map(|(_, l)| l.chars().count() + 3).sum::<usize>();
-    let tight = roomy > usize::from(width);
+    let labels_of = |title: fn(Panel) -> &'static str| -> Vec<(Panel, String)> {
+        Panel::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut label = format!("{} {}", i + 1, title(*p));
+                if *p == Panel::Alerts && !state.alerts.is_empty() {
+                    let _ = write!(label, " ({})", state.alerts.len());
+                }
+                (*p, label)
+            })
+            .collect()
+    };
+    let room = |labels: &[(Panel, String)], pad: usize| -> usize {
+        1 + labels.iter().map(|(_, l)| l.chars().count() + pad).sum::<usize>()
+    };
+    let width = usize::from(width);
+    let mut labels = labels_of(Panel::title);
+    let tight = room(&labels, 3) > width;
+    if tight && room(&labels, 1) > width {
+        labels = labels_of(short_title);
+    }
     let mut spans = vec![Span::raw(" ")];
     for (p, label) in labels {
         let style = if p == state.panel {
@@ -180,8 +203,9 @@ fn footer_line(state: &State, theme: Theme) -> Line<'static> {
         (Panel::Gallery, _) => "?:help  arrows:move  PgUp/PgDn:page  Enter:job  o:URL  /:filter  q:quit",
         (Panel::Prompts, false) => "?:help  Enter:versions  s:submit  r:reload  Esc:back  f:freeze  q:quit",
         (Panel::Prompts, true) => "?:help  Enter:versions  r:reload  Esc:back  f:freeze  q:quit",
-        (_, false) => "?:help  Tab/1-8:panels  n:new job  /:filter jobs  f:freeze  q:quit",
-        (_, true) => "?:help  Tab/1-8:panels  /:filter jobs  f:freeze  q:quit",
+        (Panel::Users, _) => "?:help  ↑↓:user and their days  r:reload  Tab/1-9:panels  f:freeze  q:quit",
+        (_, false) => "?:help  Tab/1-9:panels  n:new job  /:filter jobs  f:freeze  q:quit",
+        (_, true) => "?:help  Tab/1-9:panels  /:filter jobs  f:freeze  q:quit",
     };
     Line::from(Span::styled(format!(" {hints}"), theme.dim()))
 }
