@@ -438,22 +438,17 @@ async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, task
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim jobs");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                if pause(shutdown).await {
+                    continue;
                 }
+                break;
             }
         };
         if claimed.is_empty() {
-            // Nothing to start: wait for a new job or a freed slot; and look again
-            // every few seconds (delayed jobs come due).
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = &mut ready => {}
-                () = shared.pool.changed() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            if idle(shared, shutdown, ready).await {
+                continue;
             }
-            continue;
+            break;
         }
         for (job, ()) in claimed {
             let avoid = shared.failed_on(job.job.id);
@@ -466,6 +461,30 @@ async fn claim_in_order(shared: &Arc<Shared>, shutdown: &CancellationToken, task
             };
             start(shared, tasks, job, slot, None);
         }
+    }
+}
+
+/// After a failed claim: a second's pause. False once shut down.
+async fn pause(shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(Duration::from_secs(1)) => true,
+    }
+}
+
+/// Nothing a free backend can take: waits for a new job, a freed slot or a
+/// health change, and at most a second (delayed jobs come due, passed-over jobs
+/// reach their limit). False once shut down.
+async fn idle(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    ready: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = ready => true,
+        () = shared.pool.changed() => true,
+        () = tokio::time::sleep(Duration::from_secs(1)) => true,
     }
 }
 
@@ -516,23 +535,17 @@ async fn claim_by_model(shared: &Arc<Shared>, shutdown: &CancellationToken, task
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim jobs");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                if pause(shutdown).await {
+                    continue;
                 }
+                break;
             }
         };
         if claimed.is_empty() {
-            // Nothing a free backend can take: wait for a new job, a freed slot or
-            // a health change; and look again each second (delayed jobs come due,
-            // passed-over jobs reach their limit).
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = &mut ready => {}
-                () = shared.pool.changed() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            if idle(shared, shutdown, ready).await {
+                continue;
             }
-            continue;
+            break;
         }
         for (job, placement) in claimed {
             lock(&shared.passed).remove(&job.job.id);
