@@ -294,12 +294,32 @@ impl Inputs {
     /// their jobs' outputs (`jobs/{id}/` of a job they own, in the output bucket)
     /// and their inbox (`inbox/{user}/` in any bucket).
     ///
-    /// The one place this is decided: the S3 access policies (per-user keys and
-    /// bucket policies, being built on another branch) plug in here.
+    /// The bucket's policy is asked first, as for the user's S3 key: its Deny
+    /// wins over everything, its Allow opens the object.
     pub async fn may_read(&self, reader: Option<&Principal>, bucket: &str, key: &str) -> bool {
         let Some(who) = reader else { return true };
         if who.role == Role::Admin {
             return true;
+        }
+        if let Ok(meta) = self.inner.storage.head_bucket(bucket).await {
+            use crate::s3::authz::{Caller, Decision, arn, by_policy};
+            let caller = Caller::User {
+                who: who.clone(),
+                access_key: String::new(),
+            };
+            let keys = std::collections::HashMap::from([("aws:username".to_owned(), vec![who.user.clone()])]);
+            match by_policy(
+                &meta,
+                &caller,
+                &keys,
+                "s3:GetObject",
+                bucket,
+                &arn(bucket, Some(key)),
+            ) {
+                Decision::Deny => return false,
+                Decision::Allow => return true,
+                Decision::NotApplicable => {}
+            }
         }
         if key.starts_with(&format!("inbox/{}/", who.user)) {
             return true;

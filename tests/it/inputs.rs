@@ -299,6 +299,40 @@ async fn bad_inputs_are_refused_naming_the_parameter() {
     let admins = finished(server.daemon.queue(), admins).await;
     let m = refused(ana.clone(), json!(key_of(&admins)), "someone else's output").await;
     assert!(m.contains("no read access"), "{m}");
+    // A bucket policy opens a folder to her, and its Deny closes her own inbox.
+    put(&server, "refs/style.png", PNG).await;
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ["ana"]}, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::pics/refs/*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::pics/inbox/*"}]});
+    let (endpoint, policy) = (server.endpoint.clone(), policy.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        crate::s3_clients::aws_at(
+            &endpoint,
+            &[
+                "s3api",
+                "put-bucket-policy",
+                "--bucket",
+                "pics",
+                "--policy",
+                &policy,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = submit(&ana, json!({"image": "s3://pics/refs/style.png"})).await;
+    assert_eq!(
+        finished(server.daemon.queue(), id).await.status,
+        darkroom::queue::JobStatus::Succeeded
+    );
+    let m = refused(
+        ana.clone(),
+        json!("s3://pics/inbox/ana/mine.png"),
+        "denied by policy",
+    )
+    .await;
+    assert!(m.contains("no read access"), "{m}");
     assert_eq!(server.daemon.queue().counts().await.unwrap().failed, 0);
     // The fake's output is the same PNG: one content-addressed upload for all.
     assert_eq!(comfy.ctl.uploads().len(), 1, "refused inputs reached nothing");
