@@ -60,6 +60,7 @@ mod s3_crash;
 mod s3_disk_full;
 mod s3_lifecycle;
 mod s3_list;
+mod s3_matrix;
 mod s3_multipart;
 mod s3_objects;
 mod s3_policy;
