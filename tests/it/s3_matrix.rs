@@ -202,7 +202,7 @@ async fn owner_second_user_and_anonymous_get_what_policies_and_acls_grant() {
         grants.contains("http://acs.amazonaws.com/groups/global/AllUsers"),
         "{grants}"
     );
-    let cases = vec![
+    let cases = [
         (
             "bob get open (AllUsers READ)",
             get(&bob, "acls", "open.txt").await,
@@ -245,5 +245,5 @@ async fn owner_second_user_and_anonymous_get_what_policies_and_acls_grant() {
         .acl(ObjectCannedAcl::Private)
         .send()
         .await;
-    assert_eq!(r.map(|_| "ok".to_owned()).unwrap_or_else(|e| outcome(&e)), denied);
+    assert_eq!(r.map_or_else(|e| outcome(&e), |_| "ok".to_owned()), denied);
 }
